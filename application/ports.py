@@ -1,0 +1,150 @@
+"""The ports: what the use case needs from the outside world, named by role."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from domain.archiving import ArchiveObject
+from domain.experiments import Assignment, Experiment
+from domain.metrics import Granularity, MetricDelta, MetricKey
+from domain.rejections import DeadLetter
+
+if TYPE_CHECKING:
+    from application.results import BatchResult
+
+
+@dataclass(frozen=True, slots=True)
+class WriteReport:
+    """What a write port could not make durable.
+
+    `unfinished_from` maps a shard to the lowest sequence number whose effects in this call are
+    not known to be durable; everything below it in that shard is. Empty means all is durable.
+    """
+
+    unfinished_from: Mapping[str, int]
+    problems: tuple[str, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        return not self.unfinished_from
+
+
+COMPLETE = WriteReport({})
+
+
+def merge_unfinished(*reports: Mapping[str, int]) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for report in reports:
+        for shard_id, sequence in report.items():
+            current = merged.get(shard_id)
+            merged[shard_id] = sequence if current is None else min(current, sequence)
+    return merged
+
+
+class Deadline(abc.ABC):
+    """How long the caller may still work; ports stop starting new requests once it has passed."""
+
+    @abc.abstractmethod
+    def expired(self) -> bool: ...
+
+
+class NoDeadline(Deadline):
+    def expired(self) -> bool:
+        return False
+
+
+class Clock(abc.ABC):
+    @abc.abstractmethod
+    def now(self) -> datetime:
+        """The current time, time-zone aware."""
+
+    @abc.abstractmethod
+    def monotonic(self) -> float:
+        """Seconds from an arbitrary origin, for measuring durations."""
+
+
+class AssignmentRepository(abc.ABC):
+    """Reads the assignment service's data: which variant each user sees in each experiment."""
+
+    @abc.abstractmethod
+    def assignments_for(self, user_ids: Collection[str]) -> dict[str, tuple[Assignment, ...]]:
+        """Every assignment of each user; users without any are absent or map to ()."""
+
+
+class ExperimentRepository(abc.ABC):
+    @abc.abstractmethod
+    def experiments(self, experiment_ids: Collection[str]) -> dict[str, Experiment]:
+        """The experiments that exist among `experiment_ids`."""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSnapshot:
+    """A counter as stored: what reports read."""
+
+    key: MetricKey
+    event_count: int
+    value_sum: Decimal
+    value_count: int
+    unique_users: int
+
+
+class MetricStore(abc.ABC):
+    """Holds the real-time counters. Applying the same records twice must not count them twice."""
+
+    @abc.abstractmethod
+    def apply(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
+        """Add each delta atomically, skipping records of a shard already applied to that counter."""
+
+    @abc.abstractmethod
+    def snapshots(
+        self,
+        experiment_id: str,
+        granularity: Granularity,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[MetricSnapshot]:
+        """The counters of an experiment whose window starts in [start, end), in key order."""
+
+
+class EventArchive(abc.ABC):
+    @abc.abstractmethod
+    def store(self, objects: Sequence[ArchiveObject], deadline: Deadline) -> WriteReport:
+        """Write each object durably; rewriting an object already stored is harmless."""
+
+
+class DeadLetterQueue(abc.ABC):
+    @abc.abstractmethod
+    def send(self, letters: Sequence[DeadLetter], deadline: Deadline) -> WriteReport:
+        """Keep each dead letter durably, with its reason and the original data."""
+
+
+@dataclass(frozen=True, slots=True)
+class SeenEvent:
+    shard_id: str
+    sequence: int
+
+
+class RecentEventIndex(abc.ABC):
+    """Remembers which record first carried each recently committed event id.
+
+    It removes producer-side duplicates (the same event id sent in two records) that arrive in
+    different batches. A redelivery of the same record is not a duplicate: the metric store's
+    per-shard watermark handles it.
+    """
+
+    @abc.abstractmethod
+    def lookup(self, event_ids: Collection[str]) -> dict[str, SeenEvent]: ...
+
+    @abc.abstractmethod
+    def remember(self, events: Mapping[str, SeenEvent]) -> None: ...
+
+
+class Telemetry(abc.ABC):
+    @abc.abstractmethod
+    def publish(self, result: BatchResult) -> None:
+        """Report the outcome of one batch (metrics, logs)."""

@@ -1,0 +1,140 @@
+"""Turns a raw Kinesis record into an accepted event or a dead letter (base64 -> UTF-8 -> JSON)."""
+
+from __future__ import annotations
+
+import binascii
+import math
+from collections.abc import Callable
+from datetime import datetime
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from domain.events import RESERVED_FIELD, AcceptedEvent, EventLimits, ExperimentEvent
+from domain.records import RawRecord
+from domain.rejections import DeadLetter, RejectionReason
+
+_Rejector = Callable[[RejectionReason, str], DeadLetter]
+
+_PYDANTIC_ERROR_REASONS: dict[str, RejectionReason] = {
+    "missing": RejectionReason.MISSING_FIELD,
+    "timezone_aware": RejectionReason.NAIVE_TIMESTAMP,
+    "finite_number": RejectionReason.NON_FINITE_NUMBER,
+    "model_type": RejectionReason.NOT_AN_OBJECT,
+    "model_attributes_type": RejectionReason.NOT_AN_OBJECT,
+}
+
+
+def decode_record(
+    record: RawRecord, limits: EventLimits, now: datetime
+) -> AcceptedEvent | DeadLetter:
+    """Decode and validate one record. Never raises for bad input: bad input is a dead letter."""
+
+    def reject(reason: RejectionReason, detail: str) -> DeadLetter:
+        return DeadLetter(reason, detail, record.coordinates, record.data)
+
+    text = record.data
+    if not text:
+        return reject(RejectionReason.EMPTY_RECORD, "record data is empty")
+    # Base64 inflates by 4/3: refuse oversize records before paying to decode them.
+    if len(text) // 4 * 3 > limits.max_record_bytes + 2:
+        return reject(
+            RejectionReason.RECORD_TOO_LARGE,
+            f"record is about {len(text) // 4 * 3} bytes, limit {limits.max_record_bytes}",
+        )
+    try:
+        payload = binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError) as error:
+        return reject(RejectionReason.INVALID_BASE64, f"data is not valid base64: {error}")
+    if not payload.strip():
+        return reject(RejectionReason.EMPTY_RECORD, "record data decodes to nothing")
+    if len(payload) > limits.max_record_bytes:
+        return reject(
+            RejectionReason.RECORD_TOO_LARGE,
+            f"record is {len(payload)} bytes, limit {limits.max_record_bytes}",
+        )
+    try:
+        event = ExperimentEvent.model_validate_json(payload)
+    except ValidationError as error:
+        return _classify_validation_error(error, payload, reject)
+
+    problem = _check_rules(event, limits, now)
+    if problem is not None:
+        return reject(*problem)
+    return AcceptedEvent(event, payload, record.coordinates)
+
+
+def _classify_validation_error(
+    error: ValidationError,
+    payload: bytes,
+    reject: _Rejector,
+) -> DeadLetter:
+    details = error.errors(include_url=False, include_input=False)
+    first = details[0]
+    if first["type"] == "json_invalid":
+        try:
+            payload.decode("utf-8")
+        except UnicodeDecodeError as utf8_error:
+            return reject(RejectionReason.INVALID_UTF8, f"data is not valid UTF-8: {utf8_error}")
+        if "recursion" in first["msg"]:
+            return reject(
+                RejectionReason.TOO_DEEPLY_NESTED, f"JSON nesting too deep: {first['msg']}"
+            )
+        return reject(RejectionReason.INVALID_JSON, f"data is not valid JSON: {first['msg']}")
+    reason = _PYDANTIC_ERROR_REASONS.get(first["type"], RejectionReason.INVALID_FIELD)
+    return reject(reason, _describe(details))
+
+
+def _describe(details: list[ErrorDetails]) -> str:
+    parts = []
+    for detail in details[:5]:
+        location = ".".join(str(part) for part in detail["loc"]) or "<record>"
+        parts.append(f"{location}: {detail['msg']} [{detail['type']}]")
+    more = len(details) - 5
+    if more > 0:
+        parts.append(f"and {more} more")
+    return "; ".join(parts)
+
+
+def _check_rules(
+    event: ExperimentEvent, limits: EventLimits, now: datetime
+) -> tuple[RejectionReason, str] | None:
+    if event.timestamp > now + limits.max_future_skew:
+        return (
+            RejectionReason.FUTURE_TIMESTAMP,
+            f"timestamp {event.timestamp.isoformat()} is more than "
+            f"{limits.max_future_skew} after {now.isoformat()}",
+        )
+    extra = event.model_extra or {}
+    if RESERVED_FIELD in extra:
+        return RejectionReason.RESERVED_FIELD, f"top-level field {RESERVED_FIELD!r} is reserved"
+    nested: list[object] = list(extra.values())
+    if event.properties is not None:
+        nested.append(event.properties)
+    for value in nested:
+        problem = _check_json_value(value, depth=1, limits=limits)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _check_json_value(
+    value: object, depth: int, limits: EventLimits
+) -> tuple[RejectionReason, str] | None:
+    """Reject NaN/Infinity (valid in no JSON consumer downstream) and runaway nesting."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return RejectionReason.NON_FINITE_NUMBER, f"non-finite number {value!r} in payload"
+        return None
+    if isinstance(value, dict | list):
+        if depth > limits.max_nesting_depth:
+            return (
+                RejectionReason.TOO_DEEPLY_NESTED,
+                f"nesting deeper than {limits.max_nesting_depth} levels",
+            )
+        children = value.values() if isinstance(value, dict) else value
+        for child in children:
+            problem = _check_json_value(child, depth + 1, limits)
+            if problem is not None:
+                return problem
+    return None

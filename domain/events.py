@@ -1,0 +1,63 @@
+"""The event contract: what a producer may send, and the limits that keep one record harmless."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, StringConstraints
+
+from domain.records import KinesisCoordinates
+
+RESERVED_FIELD = "_pipeline"
+"""Top-level field the archive adds to each line; a producer may not send it."""
+
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+MetricName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+UserId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+FiniteNumber = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class ExperimentEvent(BaseModel):
+    """One user action. Unknown top-level fields are kept (they reach the archive untouched)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow", strict=True, allow_inf_nan=False)
+
+    event_id: EventId
+    event_type: MetricName
+    user_id: UserId
+    timestamp: AwareDatetime
+    experiment_id: Identifier | None = None
+    variant_id: Identifier | None = None
+    value: FiniteNumber | None = None
+    session_id: Identifier | None = None
+    properties: dict[str, JsonValue] | None = None
+    schema_version: Identifier | int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventLimits:
+    """Bounds on one record; anything beyond them is dead-lettered, never half-processed."""
+
+    max_record_bytes: int = 64 * 1024
+    max_nesting_depth: int = 8
+    max_future_skew: timedelta = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedEvent:
+    """A valid event, the exact bytes it arrived as, and where it came from."""
+
+    event: ExperimentEvent
+    payload: bytes
+    coordinates: KinesisCoordinates
+
+    @property
+    def sequence(self) -> int:
+        return self.coordinates.sequence
+
+    @property
+    def timestamp(self) -> datetime:
+        return self.event.timestamp

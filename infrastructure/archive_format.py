@@ -1,0 +1,29 @@
+"""How an archive object is named and described, shared by every archive adapter."""
+
+from __future__ import annotations
+
+import hashlib
+
+from domain.archiving import ARCHIVE_SCHEMA_VERSION, ArchiveObject
+from infrastructure.codecs import ArchiveCodec
+
+
+def object_key(prefix: str, item: ArchiveObject, codec: ArchiveCodec) -> str:
+    """`<prefix>year=/month=/day=/hour=/<shard>-<first>-<last>-<digest><ext>`.
+
+    Shard and sequence range keep two shards or two different deliveries apart; the digest of
+    the lines keeps apart two deliveries of the same range that enriched differently. An
+    identical retry gets the identical name and simply rewrites the same bytes.
+    """
+    digest = hashlib.sha256(item.body).hexdigest()[:16]
+    return f"{prefix}{item.name_stem}-{digest}{codec.extension}"
+
+
+def object_metadata(item: ArchiveObject) -> dict[str, str]:
+    return {
+        "event-count": str(item.event_count),
+        "shard-id": item.shard_id,
+        "first-sequence-number": str(item.first_sequence),
+        "last-sequence-number": str(item.last_sequence),
+        "schema-version": ARCHIVE_SCHEMA_VERSION,
+    }

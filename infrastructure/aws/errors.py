@@ -1,0 +1,72 @@
+"""Translate botocore failures into the domain's two kinds: retry later, or fail loudly."""
+
+from __future__ import annotations
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+
+from domain.errors import InfrastructureConfigurationError, TransientInfrastructureError
+
+TRANSIENT_ERROR_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "LimitExceededException",
+        "SlowDown",
+        "InternalError",
+        "InternalFailure",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "TransactionConflictException",
+        "KMS.ThrottlingException",
+    }
+)
+
+_TRANSIENT_TRANSPORT_ERRORS = (
+    EndpointConnectionError,
+    ConnectTimeoutError,
+    ReadTimeoutError,
+    ConnectionClosedError,
+)
+
+
+def is_transient(error: Exception) -> bool:
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return code in TRANSIENT_ERROR_CODES or status >= 500
+    if isinstance(error, _TRANSIENT_TRANSPORT_ERRORS):
+        return True
+    # Other transport-level botocore failures (e.g. a dropped connection surfacing as a generic
+    # HTTP client error) carry no evidence the request was invalid: retrying is the safe side.
+    return isinstance(error, BotoCoreError)
+
+
+def translate(
+    error: Exception, operation: str
+) -> TransientInfrastructureError | InfrastructureConfigurationError:
+    """The domain error for a botocore failure; raise it `from` the original."""
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "Unknown")
+        message = error.response.get("Error", {}).get("Message", "")
+        detail = f"{code}: {message}" if message else code
+    else:
+        detail = f"{type(error).__name__}: {error}"
+    if is_transient(error):
+        return TransientInfrastructureError(operation, detail)
+    return InfrastructureConfigurationError(operation, detail)

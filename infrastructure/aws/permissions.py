@@ -1,0 +1,29 @@
+"""The IAM actions each AWS adapter calls, by the resource it calls them on.
+
+The deployment template must grant exactly these (tests check both directions: that the
+adapters call nothing undeclared, and that the template grants what is declared).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Resource(StrEnum):
+    AGGREGATION_TABLE = "aggregation_table"
+    ASSIGNMENTS_TABLE = "assignments_table"
+    EXPERIMENTS_TABLE = "experiments_table"
+    ARCHIVE_BUCKET = "archive_bucket"
+    DEAD_LETTER_QUEUE = "dead_letter_queue"
+
+
+LAMBDA_PERMISSIONS: dict[Resource, frozenset[str]] = {
+    Resource.AGGREGATION_TABLE: frozenset({"dynamodb:UpdateItem", "dynamodb:BatchWriteItem"}),
+    Resource.ASSIGNMENTS_TABLE: frozenset({"dynamodb:BatchGetItem"}),
+    Resource.EXPERIMENTS_TABLE: frozenset({"dynamodb:BatchGetItem"}),
+    Resource.ARCHIVE_BUCKET: frozenset({"s3:PutObject", "s3:PutObjectTagging"}),
+    Resource.DEAD_LETTER_QUEUE: frozenset({"sqs:SendMessage"}),
+}
+"""What the Lambda function's role needs. Reports and replays (run by operators) also read:
+`dynamodb:Query` on the aggregation table, `s3:ListBucket`/`s3:GetObject` on the bucket,
+`sqs:ReceiveMessage`/`sqs:DeleteMessage` on the queue."""
