@@ -1,0 +1,325 @@
+"""Experiment statistics over stored counters: totals, rates with confidence intervals, lift, SRM.
+
+Pure functions over `MetricSnapshot` lists and the experiment's configuration; no I/O.
+
+Statistics used (all two-sided, 95% by default):
+- the rate of a metric is its unique users divided by the variant's unique exposed users
+  (users with an `exposure` event), with a Wilson score interval: it stays inside [0, 1] and
+  behaves well for small counts and rates near 0 or 1, where the normal (Wald) interval fails;
+- the lift of a variant is its rate relative to the control's, `(p_v - p_c) / p_c`, and the
+  difference `p_v - p_c` gets Newcombe's hybrid score interval (method 10 of Newcombe 1998),
+  built from the two Wilson intervals;
+- the sample-ratio-mismatch (SRM) check is Pearson's chi-square goodness of fit of the exposed
+  users per variant against the configured variant weights, flagged when p < 0.001.
+
+Unique users are kept per window. A total over several windows adds the windows' unique users,
+so it counts user-windows (a user active in two windows counts twice); the report says whether
+its totals are exact user counts (`unique_users_exact`: every variant and metric lies in one
+window, e.g. a daily report over one day).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from application.ports import MetricSnapshot
+from domain.experiments import Experiment
+from domain.metrics import Granularity
+
+EXPOSURE_METRIC = "exposure"
+CONTROL_VARIANT = "control"
+SRM_P_VALUE_THRESHOLD = 0.001
+Z_95 = 1.959963984540054  # the 97.5% quantile of the standard normal distribution
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    low: float
+    high: float
+
+    def __contains__(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+
+def wilson_interval(successes: int, trials: int, z: float = Z_95) -> Interval:
+    """Wilson's score interval for a binomial proportion `successes / trials`."""
+    if trials <= 0 or not 0 <= successes <= trials:
+        raise ValueError(f"need 0 <= successes <= trials and trials > 0, got {successes}/{trials}")
+    p = successes / trials
+    z2 = z * z
+    denominator = 1 + z2 / trials
+    centre = (p + z2 / (2 * trials)) / denominator
+    half_width = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / denominator
+    # At 0 and n the exact bound is 0 or 1; rounding must not push it past the estimate.
+    low = 0.0 if successes == 0 else max(0.0, min(p, centre - half_width))
+    high = 1.0 if successes == trials else min(1.0, max(p, centre + half_width))
+    return Interval(low, high)
+
+
+def newcombe_difference_interval(
+    successes_a: int, trials_a: int, successes_b: int, trials_b: int, z: float = Z_95
+) -> Interval:
+    """Newcombe's hybrid score interval for the difference of proportions `p_b - p_a`."""
+    p_a = successes_a / trials_a
+    p_b = successes_b / trials_b
+    a = wilson_interval(successes_a, trials_a, z)
+    b = wilson_interval(successes_b, trials_b, z)
+    difference = p_b - p_a
+    low = difference - math.sqrt((p_b - b.low) ** 2 + (a.high - p_a) ** 2)
+    high = difference + math.sqrt((b.high - p_b) ** 2 + (p_a - a.low) ** 2)
+    return Interval(max(-1.0, low), min(1.0, high))
+
+
+def chi_square_survival(statistic: float, degrees_of_freedom: int) -> float:
+    """P(X >= statistic) for X chi-square distributed with integer degrees of freedom.
+
+    Closed form by the recurrence Q(x; k + 2) = Q(x; k) + (x/2)^(k/2) e^(-x/2) / Gamma(k/2 + 1),
+    starting from Q(x; 1) = erfc(sqrt(x/2)) and Q(x; 2) = e^(-x/2).
+    """
+    if degrees_of_freedom < 1:
+        raise ValueError(f"degrees of freedom must be at least 1, got {degrees_of_freedom}")
+    half = statistic / 2
+    if half <= 0:  # also a statistic so small that halving it underflows
+        return 1.0
+    if degrees_of_freedom % 2:
+        k = 1
+        survival = math.erfc(math.sqrt(half))
+    else:
+        k = 2
+        survival = math.exp(-half)
+    while k < degrees_of_freedom:
+        survival += math.exp((k / 2) * math.log(half) - half - math.lgamma(k / 2 + 1))
+        k += 2
+    return min(1.0, survival)
+
+
+@dataclass(frozen=True, slots=True)
+class SampleRatioCheck:
+    """Exposed users per variant against the configured weights.
+
+    `p_value` is None when there is nothing to test (no exposures, fewer than two weighted
+    variants); `mismatch` is then False and `reason` says why.
+    """
+
+    observed: Mapping[str, int]
+    expected: Mapping[str, float]
+    statistic: float | None
+    degrees_of_freedom: int
+    p_value: float | None
+    mismatch: bool
+    reason: str
+
+
+def sample_ratio_check(
+    experiment: Experiment,
+    exposed_users: Mapping[str, int],
+    threshold: float = SRM_P_VALUE_THRESHOLD,
+) -> SampleRatioCheck:
+    weights = {v.variant_id: v.weight for v in experiment.variants if v.weight > 0}
+    observed = {variant_id: exposed_users.get(variant_id, 0) for variant_id in weights}
+    stray = {v: n for v, n in exposed_users.items() if v not in weights and n > 0}
+    total = sum(observed.values()) + sum(stray.values())
+    if stray:
+        names = ", ".join(sorted(stray))
+        return SampleRatioCheck(
+            {**observed, **stray},
+            dict.fromkeys(stray, 0.0),
+            None,
+            0,
+            None,
+            True,
+            f"exposed users in variants without a positive configured weight: {names}",
+        )
+    if len(weights) < 2:
+        return SampleRatioCheck(
+            observed, {}, None, 0, None, False, "fewer than two variants with a positive weight"
+        )
+    if total == 0:
+        return SampleRatioCheck(observed, {}, None, 0, None, False, "no exposed users")
+    weight_total = sum(weights.values())
+    expected = {v: total * w / weight_total for v, w in weights.items()}
+    statistic = sum((observed[v] - expected[v]) ** 2 / expected[v] for v in weights)
+    dof = len(weights) - 1
+    p_value = chi_square_survival(statistic, dof)
+    mismatch = p_value < threshold
+    reason = (
+        f"p = {p_value:.3g} < {threshold}: the split does not match the weights"
+        if mismatch
+        else f"p = {p_value:.3g} >= {threshold}"
+    )
+    return SampleRatioCheck(observed, expected, statistic, dof, p_value, mismatch, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class VariantMetricTotal:
+    """One metric of one variant over the report's range."""
+
+    variant_id: str
+    metric: str
+    event_count: int
+    unique_users: int
+    value_sum: Decimal
+    value_count: int
+    windows: int
+
+    @property
+    def value_mean(self) -> Decimal | None:
+        """The mean `value` of the events that carried one."""
+        if self.value_count == 0:
+            return None
+        return self.value_sum / self.value_count
+
+
+@dataclass(frozen=True, slots=True)
+class MetricRate:
+    """Users of a metric per exposed user of the variant, and how it compares with control.
+
+    `interval` is None when the rate is not a proportion (no exposed users, or more users of
+    the metric than exposed users); lift and difference are None without a usable control.
+    """
+
+    variant_id: str
+    metric: str
+    users: int
+    exposed_users: int
+    rate: float | None
+    interval: Interval | None
+    lift: float | None
+    difference: float | None
+    difference_interval: Interval | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentReport:
+    experiment_id: str
+    experiment: Experiment | None
+    granularity: Granularity
+    start: datetime | None
+    end: datetime | None
+    windows: tuple[MetricSnapshot, ...]
+    totals: tuple[VariantMetricTotal, ...]
+    rates: tuple[MetricRate, ...]
+    sample_ratio: SampleRatioCheck | None
+    control_variant: str | None
+    unique_users_exact: bool
+
+
+def variant_totals(snapshots: Iterable[MetricSnapshot]) -> list[VariantMetricTotal]:
+    sums: dict[tuple[str, str], list[int | Decimal]] = {}
+    for snapshot in snapshots:
+        key = (snapshot.key.variant_id, snapshot.key.metric)
+        current = sums.setdefault(key, [0, 0, Decimal(0), 0, 0])
+        current[0] += snapshot.event_count
+        current[1] += snapshot.unique_users
+        current[2] += snapshot.value_sum
+        current[3] += snapshot.value_count
+        current[4] += 1
+    return [
+        VariantMetricTotal(
+            variant_id,
+            metric,
+            int(events),
+            int(users),
+            Decimal(value_sum),
+            int(value_count),
+            int(windows),
+        )
+        for (variant_id, metric), (events, users, value_sum, value_count, windows) in sorted(
+            sums.items()
+        )
+    ]
+
+
+def metric_rates(
+    totals: Sequence[VariantMetricTotal],
+    variant_ids: Sequence[str],
+    control_variant: str | None,
+    z: float = Z_95,
+) -> list[MetricRate]:
+    """For every metric other than exposure, its rate per exposed user in every variant."""
+    users = {(t.variant_id, t.metric): t.unique_users for t in totals}
+    exposed = {v: users.get((v, EXPOSURE_METRIC), 0) for v in variant_ids}
+    metrics = sorted({t.metric for t in totals} - {EXPOSURE_METRIC})
+    rates = []
+    for metric in metrics:
+        control_users = users.get((control_variant, metric), 0) if control_variant else 0
+        control_exposed = exposed.get(control_variant, 0) if control_variant else 0
+        control_is_proportion = control_exposed > 0 and control_users <= control_exposed
+        for variant_id in variant_ids:
+            metric_users = users.get((variant_id, metric), 0)
+            exposed_users = exposed[variant_id]
+            rate = metric_users / exposed_users if exposed_users else None
+            is_proportion = rate is not None and metric_users <= exposed_users
+            interval = wilson_interval(metric_users, exposed_users, z) if is_proportion else None
+            lift = difference = None
+            difference_interval = None
+            if control_variant and variant_id != control_variant and rate is not None:
+                control_rate = control_users / control_exposed if control_exposed else None
+                if control_rate is not None:
+                    difference = rate - control_rate
+                    lift = difference / control_rate if control_rate > 0 else None
+                    if is_proportion and control_is_proportion:
+                        difference_interval = newcombe_difference_interval(
+                            control_users, control_exposed, metric_users, exposed_users, z
+                        )
+            rates.append(
+                MetricRate(
+                    variant_id,
+                    metric,
+                    metric_users,
+                    exposed_users,
+                    rate,
+                    interval,
+                    lift,
+                    difference,
+                    difference_interval,
+                )
+            )
+    return rates
+
+
+def build_report(
+    experiment_id: str,
+    experiment: Experiment | None,
+    snapshots: Sequence[MetricSnapshot],
+    granularity: Granularity,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> ExperimentReport:
+    """The report of one experiment from the counters of its windows in [start, end)."""
+    windows = tuple(
+        sorted(
+            (
+                s
+                for s in snapshots
+                if s.key.experiment_id == experiment_id
+                and s.key.granularity is granularity
+                and (start is None or s.key.window_start >= start)
+                and (end is None or s.key.window_start < end)
+            ),
+            key=lambda s: s.key,
+        )
+    )
+    totals = variant_totals(windows)
+    configured = [v.variant_id for v in experiment.variants] if experiment else []
+    observed = sorted({t.variant_id for t in totals} - set(configured))
+    variant_ids = configured + observed
+    control = CONTROL_VARIANT if CONTROL_VARIANT in variant_ids else None
+    exposed = {t.variant_id: t.unique_users for t in totals if t.metric == EXPOSURE_METRIC}
+    return ExperimentReport(
+        experiment_id=experiment_id,
+        experiment=experiment,
+        granularity=granularity,
+        start=start,
+        end=end,
+        windows=windows,
+        totals=tuple(totals),
+        rates=tuple(metric_rates(totals, variant_ids, control)),
+        sample_ratio=sample_ratio_check(experiment, exposed) if experiment else None,
+        control_variant=control,
+        unique_users_exact=all(t.windows <= 1 for t in totals),
+    )

@@ -1,0 +1,252 @@
+"""The `report` command's work: read the counters, compute the statistics, render them.
+
+Three renderings of one `ExperimentReport`: a JSON document (the stable, documented form other
+tools read; see docs/cli.md), CSV of the window rows, and rich tables for people.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from rich.console import Console
+from rich.table import Table
+
+from application.ports import ExperimentRepository, MetricSnapshot, MetricStore
+from application.reporting import (
+    SRM_P_VALUE_THRESHOLD,
+    ExperimentReport,
+    Interval,
+    MetricRate,
+    build_report,
+)
+from domain.metrics import Granularity
+
+JSON_FORMAT_VERSION = 1
+CONFIDENCE_LEVEL = 0.95
+WINDOW_COLUMNS = (
+    "experiment_id",
+    "variant_id",
+    "metric",
+    "granularity",
+    "window_start",
+    "event_count",
+    "unique_users",
+    "value_sum",
+    "value_count",
+)
+
+
+class OutputFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+    CSV = "csv"
+
+
+def parse_moment(text: str) -> datetime:
+    """An ISO 8601 date or date-time; without a zone it is UTC."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def read_report(
+    metric_store: MetricStore,
+    experiment_repository: ExperimentRepository,
+    experiment_id: str,
+    granularity: Granularity,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> ExperimentReport:
+    experiment = experiment_repository.experiments([experiment_id]).get(experiment_id)
+    snapshots = metric_store.snapshots(experiment_id, granularity, start, end)
+    return build_report(experiment_id, experiment, snapshots, granularity, start, end)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _decimal(value: Decimal | None) -> str | None:
+    """Decimals travel as strings: a JSON number would be read back as a binary float."""
+    return None if value is None else format(value.normalize(), "f")
+
+
+def window_row(snapshot: MetricSnapshot) -> dict[str, object]:
+    key = snapshot.key
+    return {
+        "experiment_id": key.experiment_id,
+        "variant_id": key.variant_id,
+        "metric": key.metric,
+        "granularity": key.granularity.value,
+        "window_start": _iso(key.window_start),
+        "event_count": snapshot.event_count,
+        "unique_users": snapshot.unique_users,
+        "value_sum": _decimal(snapshot.value_sum),
+        "value_count": snapshot.value_count,
+    }
+
+
+def _bounds(interval: Interval | None) -> tuple[float | None, float | None]:
+    return (None, None) if interval is None else (interval.low, interval.high)
+
+
+def _rate_row(rate: MetricRate) -> dict[str, object]:
+    low, high = _bounds(rate.interval)
+    difference_low, difference_high = _bounds(rate.difference_interval)
+    return {
+        "variant_id": rate.variant_id,
+        "metric": rate.metric,
+        "users": rate.users,
+        "exposed_users": rate.exposed_users,
+        "rate": rate.rate,
+        "rate_ci_low": low,
+        "rate_ci_high": high,
+        "lift": rate.lift,
+        "difference": rate.difference,
+        "difference_ci_low": difference_low,
+        "difference_ci_high": difference_high,
+    }
+
+
+def report_document(report: ExperimentReport) -> dict[str, object]:
+    srm = report.sample_ratio
+    sample_ratio: dict[str, object] | None = None
+    if srm is not None:
+        sample_ratio = {
+            "observed": dict(srm.observed),
+            "expected": dict(srm.expected),
+            "statistic": srm.statistic,
+            "degrees_of_freedom": srm.degrees_of_freedom,
+            "p_value": srm.p_value,
+            "threshold": SRM_P_VALUE_THRESHOLD,
+            "mismatch": srm.mismatch,
+            "reason": srm.reason,
+        }
+    return {
+        "format_version": JSON_FORMAT_VERSION,
+        "experiment_id": report.experiment_id,
+        "experiment_known": report.experiment is not None,
+        "granularity": report.granularity.value,
+        "start": _iso(report.start),
+        "end": _iso(report.end),
+        "windows": [window_row(snapshot) for snapshot in report.windows],
+        "summary": {
+            "control_variant": report.control_variant,
+            "confidence_level": CONFIDENCE_LEVEL,
+            "unique_users_exact": report.unique_users_exact,
+            "totals": [
+                {
+                    "variant_id": total.variant_id,
+                    "metric": total.metric,
+                    "event_count": total.event_count,
+                    "unique_users": total.unique_users,
+                    "value_sum": _decimal(total.value_sum),
+                    "value_count": total.value_count,
+                    "value_mean": _decimal(total.value_mean),
+                    "windows": total.windows,
+                }
+                for total in report.totals
+            ],
+            "rates": [_rate_row(rate) for rate in report.rates],
+            "sample_ratio": sample_ratio,
+        },
+    }
+
+
+def report_json(report: ExperimentReport) -> str:
+    return json.dumps(report_document(report), indent=2)
+
+
+def report_csv(report: ExperimentReport) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=WINDOW_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for snapshot in report.windows:
+        writer.writerow(window_row(snapshot))
+    return buffer.getvalue()
+
+
+def _percent(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.2%}" if signed else f"{value:.2%}"
+
+
+def _interval_text(interval: Interval | None, signed: bool = False) -> str:
+    if interval is None:
+        return "-"
+    return f"[{_percent(interval.low, signed)}, {_percent(interval.high, signed)}]"
+
+
+def _difference_text(rate: MetricRate) -> str:
+    """The absolute difference from control in percentage points, with its interval."""
+    if rate.difference is None:
+        return "-"
+    text = f"{rate.difference * 100:+.2f} pp"
+    if rate.difference_interval is not None:
+        low, high = rate.difference_interval.low * 100, rate.difference_interval.high * 100
+        text += f" [{low:+.2f}, {high:+.2f}]"
+    return text
+
+
+def _money(value: Decimal | None) -> str:
+    return "-" if value is None else f"{value:,.2f}"
+
+
+def render_table(report: ExperimentReport, console: Console) -> None:
+    title = f"Experiment {report.experiment_id}"
+    if report.experiment is not None:
+        title += f" - {report.experiment.name} ({report.experiment.status.value})"
+    span = f"{_iso(report.start) or 'beginning'} to {_iso(report.end) or 'now'}"
+    console.print(f"[bold]{title}[/bold]")
+    adjective = "hourly" if report.granularity is Granularity.HOUR else "daily"
+    console.print(f"{adjective} windows, {span}, {len(report.windows)} counters")
+
+    rates = {(r.variant_id, r.metric): r for r in report.rates}
+    table = Table(title="Per variant and metric", title_justify="left")
+    for header in ("variant", "metric", "events", "unique users", "value sum", "value mean"):
+        table.add_column(header, justify="left" if header in ("variant", "metric") else "right")
+    table.add_column("rate / exposed", justify="right")
+    table.add_column("95% CI", justify="right")
+    table.add_column(f"lift vs {report.control_variant or 'control'}", justify="right")
+    table.add_column("difference [95% CI]", justify="right")
+    for total in report.totals:
+        rate = rates.get((total.variant_id, total.metric))
+        table.add_row(
+            total.variant_id,
+            total.metric,
+            f"{total.event_count:,}",
+            f"{total.unique_users:,}",
+            _money(total.value_sum) if total.value_count else "-",
+            _money(total.value_mean),
+            _percent(rate.rate) if rate else "",
+            _interval_text(rate.interval) if rate else "",
+            _percent(rate.lift, signed=True) if rate else "",
+            _difference_text(rate) if rate else "",
+        )
+    console.print(table)
+    if not report.unique_users_exact:
+        console.print(
+            "[yellow]note:[/yellow] totals span several windows, so unique users are summed per "
+            "window (a user active in two windows counts twice); use daily windows over one day "
+            "for exact user counts."
+        )
+    srm = report.sample_ratio
+    if srm is None:
+        console.print("sample ratio: experiment configuration unknown, not checked")
+    elif srm.mismatch:
+        console.print(f"[bold red]SAMPLE RATIO MISMATCH[/bold red]: {srm.reason}")
+        console.print(f"  exposed users {dict(srm.observed)}, expected {_expected(srm.expected)}")
+    else:
+        console.print(f"sample ratio: ok ({srm.reason}); exposed users {dict(srm.observed)}")
+
+
+def _expected(expected: Mapping[str, float]) -> str:
+    return "{" + ", ".join(f"{k!r}: {v:.1f}" for k, v in expected.items()) + "}"

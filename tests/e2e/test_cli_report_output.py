@@ -1,0 +1,131 @@
+"""The report's renderings (JSON, CSV, table) and the chart, over counters the pipeline wrote."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from domain.metrics import Granularity
+from entrypoints.charts import ChartMeasure, write_time_series_chart
+from entrypoints.cli_report import (
+    WINDOW_COLUMNS,
+    read_report,
+    render_table,
+    report_csv,
+    report_document,
+)
+from entrypoints.local_run import InMemoryBackEnd
+from infrastructure.synthetic.workload import WorkloadSpec, generate
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def back_end() -> InMemoryBackEnd:
+    workload = generate(WorkloadSpec(events=3_000, experiments=2, users=600, seed=11))
+    back_end = InMemoryBackEnd.empty()
+    back_end.experiments.put_all(workload.experiments)
+    back_end.assignments.put_all(workload.assignments)
+    processor = back_end.processor()
+    records = workload.records()
+    for i in range(0, len(records), 500):
+        processor.process(records[i : i + 500])
+    return back_end
+
+
+def test_the_json_windows_are_exactly_the_stored_counters(back_end: InMemoryBackEnd) -> None:
+    report = read_report(back_end.metrics, back_end.experiments, "exp-00", Granularity.HOUR)
+
+    document = json.loads(json.dumps(report_document(report)))
+
+    stored = back_end.metrics.snapshots("exp-00", Granularity.HOUR)
+    assert len(stored) > 4
+    assert [
+        (
+            w["variant_id"],
+            w["metric"],
+            w["window_start"],
+            w["event_count"],
+            w["unique_users"],
+            Decimal(w["value_sum"]),
+        )
+        for w in document["windows"]
+    ] == [
+        (
+            s.key.variant_id,
+            s.key.metric,
+            s.key.window_start.isoformat().replace("+00:00", "Z"),
+            s.event_count,
+            s.unique_users,
+            s.value_sum,
+        )
+        for s in stored
+    ]
+
+
+def test_the_json_summary_agrees_with_the_daily_counters(back_end: InMemoryBackEnd) -> None:
+    report = read_report(back_end.metrics, back_end.experiments, "exp-00", Granularity.DAY)
+
+    summary = report_document(report)["summary"]
+
+    assert isinstance(summary, dict)
+    assert summary["unique_users_exact"] is True
+    daily = {
+        (s.key.variant_id, s.key.metric): s
+        for s in back_end.metrics.snapshots("exp-00", Granularity.DAY)
+    }
+    for total in summary["totals"]:
+        snapshot = daily[(total["variant_id"], total["metric"])]
+        assert total["event_count"] == snapshot.event_count
+        assert total["unique_users"] == snapshot.unique_users
+    for rate in summary["rates"]:
+        exposed = daily[(rate["variant_id"], "exposure")].unique_users
+        users = daily[(rate["variant_id"], rate["metric"])].unique_users
+        assert rate["rate"] == pytest.approx(users / exposed)
+        assert rate["rate_ci_low"] <= rate["rate"] <= rate["rate_ci_high"]
+    assert summary["sample_ratio"]["mismatch"] is False
+
+
+def test_the_csv_has_one_row_per_window_with_the_documented_columns(
+    back_end: InMemoryBackEnd,
+) -> None:
+    report = read_report(back_end.metrics, back_end.experiments, "exp-01", Granularity.HOUR)
+
+    rows = list(csv.DictReader(io.StringIO(report_csv(report))))
+
+    assert tuple(rows[0]) == WINDOW_COLUMNS
+    assert len(rows) == len(report.windows)
+    assert sum(int(r["event_count"]) for r in rows) == sum(s.event_count for s in report.windows)
+
+
+def test_the_table_shows_every_variant_and_the_sample_ratio_verdict(
+    back_end: InMemoryBackEnd,
+) -> None:
+    report = read_report(back_end.metrics, back_end.experiments, "exp-00", Granularity.DAY)
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+
+    render_table(report, console)
+
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "sample ratio: ok" in text
+    for total in report.totals:
+        assert total.variant_id in text
+    assert f"{report.totals[0].event_count:,}" in text
+
+
+def test_the_chart_is_a_png_file(back_end: InMemoryBackEnd, tmp_path: Path) -> None:
+    path = tmp_path / "charts" / "exposures.png"
+    snapshots = back_end.metrics.snapshots("exp-00", Granularity.HOUR)
+
+    lines = write_time_series_chart(snapshots, "exposure", path, ChartMeasure.USERS)
+
+    data = path.read_bytes()
+    assert data.startswith(PNG_MAGIC)
+    assert len(data) > 10_000
+    assert lines == len({s.key.variant_id for s in snapshots})

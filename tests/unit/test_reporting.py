@@ -1,0 +1,353 @@
+"""Experiment statistics: worked examples against published values, and invariants for all inputs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from application.ports import MetricSnapshot
+from application.reporting import (
+    EXPOSURE_METRIC,
+    build_report,
+    chi_square_survival,
+    newcombe_difference_interval,
+    sample_ratio_check,
+    wilson_interval,
+)
+from domain.experiments import Experiment, ExperimentStatus, Variant
+from domain.metrics import Granularity, MetricKey
+
+DAY = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+def _experiment(weights: Mapping[str, float]) -> Experiment:
+    return Experiment(
+        experiment_id="exp-1",
+        name="Checkout",
+        status=ExperimentStatus.RUNNING,
+        variants=tuple(Variant(variant_id=v, weight=w) for v, w in weights.items()),
+    )
+
+
+def _snapshot(
+    variant_id: str,
+    metric: str,
+    users: int,
+    events: int | None = None,
+    value_sum: str = "0",
+    value_count: int = 0,
+    window_start: datetime = DAY,
+    granularity: Granularity = Granularity.DAY,
+) -> MetricSnapshot:
+    key = MetricKey("exp-1", variant_id, metric, granularity, window_start)
+    return MetricSnapshot(
+        key, events if events is not None else users, Decimal(value_sum), value_count, users
+    )
+
+
+# Newcombe (1998), "Two-sided confidence intervals for the single proportion", Stat Med 17:857,
+# table I, method 3 (Wilson score without continuity correction).
+@pytest.mark.parametrize(
+    ("successes", "trials", "low", "high"),
+    [
+        (81, 263, 0.2553, 0.3662),
+        (15, 148, 0.0624, 0.1605),
+        (0, 20, 0.0, 0.1611),
+        (1, 29, 0.0061, 0.1718),
+    ],
+)
+def test_wilson_interval_matches_the_published_examples(
+    successes: int, trials: int, low: float, high: float
+) -> None:
+    interval = wilson_interval(successes, trials)
+
+    assert interval.low == pytest.approx(low, abs=5e-5)
+    assert interval.high == pytest.approx(high, abs=5e-5)
+
+
+def test_newcombe_difference_interval_matches_the_published_example() -> None:
+    # Newcombe (1998), "Interval estimation for the difference between independent
+    # proportions", Stat Med 17:873, example (a) 56/70 - 48/80, method 10: 0.0524 to 0.3339.
+    interval = newcombe_difference_interval(48, 80, 56, 70)
+
+    assert interval.low == pytest.approx(0.0524, abs=5e-5)
+    assert interval.high == pytest.approx(0.3339, abs=5e-5)
+
+
+@pytest.mark.parametrize(
+    ("statistic", "dof", "p_value"),
+    [
+        (3.841458820694124, 1, 0.05),
+        (5.991464547107979, 2, 0.05),
+        (16.26623619623813, 3, 0.001),
+        (18.46682695290317, 4, 0.001),
+        (20.515005652432873, 5, 0.001),
+        (0.0, 3, 1.0),
+        (2.0, 2, math.exp(-1)),
+    ],
+)
+def test_chi_square_survival_matches_the_critical_values_table(
+    statistic: float, dof: int, p_value: float
+) -> None:
+    assert chi_square_survival(statistic, dof) == pytest.approx(p_value, rel=1e-9)
+
+
+def test_a_balanced_split_passes_the_sample_ratio_check() -> None:
+    check = sample_ratio_check(
+        _experiment({"control": 1, "treatment": 1}), {"control": 5_000, "treatment": 5_050}
+    )
+
+    assert check.mismatch is False
+    assert check.p_value is not None
+    assert check.p_value > 0.5
+
+
+def test_a_broken_split_is_flagged_as_sample_ratio_mismatch() -> None:
+    # 50/50 configured, 5000 vs 5400 exposed: chi-square 15.38, p about 8.8e-5.
+    check = sample_ratio_check(
+        _experiment({"control": 1, "treatment": 1}), {"control": 5_000, "treatment": 5_400}
+    )
+
+    assert check.statistic == pytest.approx(2 * 200**2 / 5_200, rel=1e-9)
+    assert check.p_value == pytest.approx(8.79e-5, rel=1e-2)
+    assert check.mismatch is True
+
+
+def test_the_sample_ratio_check_uses_the_configured_weights() -> None:
+    weights = {"control": 2, "treatment": 1}
+
+    check = sample_ratio_check(_experiment(weights), {"control": 6_000, "treatment": 3_000})
+
+    assert check.expected == {"control": 6_000.0, "treatment": 3_000.0}
+    assert check.statistic == 0.0
+    assert check.mismatch is False
+
+
+def test_exposures_in_an_unconfigured_variant_are_a_mismatch() -> None:
+    check = sample_ratio_check(
+        _experiment({"control": 1, "treatment": 1}), {"control": 10, "rogue": 3}
+    )
+
+    assert check.mismatch is True
+    assert "rogue" in check.reason
+
+
+def test_nothing_is_tested_without_exposures() -> None:
+    check = sample_ratio_check(_experiment({"control": 1, "treatment": 1}), {})
+
+    assert check.p_value is None
+    assert check.mismatch is False
+
+
+def test_the_report_computes_rates_lift_and_means_per_variant() -> None:
+    snapshots = [
+        _snapshot("control", EXPOSURE_METRIC, 1_000),
+        _snapshot("control", "conversion", 100, events=130),
+        _snapshot("control", "purchase", 40, events=50, value_sum="1000.50", value_count=50),
+        _snapshot("treatment", EXPOSURE_METRIC, 1_000),
+        _snapshot("treatment", "conversion", 120, events=150),
+    ]
+
+    report = build_report(
+        "exp-1", _experiment({"control": 1, "treatment": 1}), snapshots, Granularity.DAY
+    )
+
+    totals = {(t.variant_id, t.metric): t for t in report.totals}
+    assert totals[("control", "purchase")].value_mean == Decimal("20.01")
+    assert totals[("control", "conversion")].event_count == 130
+    rates = {(r.variant_id, r.metric): r for r in report.rates}
+    treatment = rates[("treatment", "conversion")]
+    assert treatment.rate == pytest.approx(0.12)
+    assert treatment.lift == pytest.approx(0.2)
+    assert treatment.difference == pytest.approx(0.02)
+    assert treatment.difference_interval is not None
+    assert treatment.difference_interval.low < 0.02 < treatment.difference_interval.high
+    assert rates[("control", "conversion")].lift is None
+    assert rates[("treatment", "purchase")].rate == 0.0
+    assert report.control_variant == "control"
+    assert report.unique_users_exact is True
+    assert report.sample_ratio is not None
+    assert report.sample_ratio.mismatch is False
+
+
+def test_totals_over_several_windows_are_marked_as_not_exact_user_counts() -> None:
+    snapshots = [
+        _snapshot("control", EXPOSURE_METRIC, 10, window_start=DAY),
+        _snapshot("control", EXPOSURE_METRIC, 12, window_start=DAY + timedelta(days=1)),
+    ]
+
+    report = build_report("exp-1", None, snapshots, Granularity.DAY)
+
+    assert report.totals[0].unique_users == 22
+    assert report.totals[0].windows == 2
+    assert report.unique_users_exact is False
+    assert report.sample_ratio is None
+
+
+def test_the_report_keeps_only_windows_in_its_range_and_granularity() -> None:
+    hour = datetime(2026, 11, 20, 10, tzinfo=UTC)
+    snapshots = [
+        _snapshot("control", "click", 1, window_start=hour, granularity=Granularity.HOUR),
+        _snapshot(
+            "control",
+            "click",
+            2,
+            window_start=hour + timedelta(hours=1),
+            granularity=Granularity.HOUR,
+        ),
+        _snapshot(
+            "control",
+            "click",
+            4,
+            window_start=hour + timedelta(hours=2),
+            granularity=Granularity.HOUR,
+        ),
+        _snapshot("control", "click", 8, window_start=DAY),
+    ]
+
+    report = build_report(
+        "exp-1",
+        None,
+        snapshots,
+        Granularity.HOUR,
+        hour + timedelta(hours=1),
+        hour + timedelta(hours=2),
+    )
+
+    assert [s.unique_users for s in report.windows] == [2]
+
+
+def test_a_metric_with_more_users_than_exposures_has_a_rate_but_no_interval() -> None:
+    snapshots = [_snapshot("control", EXPOSURE_METRIC, 5), _snapshot("control", "click", 8)]
+
+    report = build_report("exp-1", None, snapshots, Granularity.DAY)
+
+    (rate,) = report.rates
+    assert rate.rate == pytest.approx(1.6)
+    assert rate.interval is None
+
+
+counts = st.integers(min_value=0, max_value=10_000_000)
+
+
+@given(data=st.data(), trials=st.integers(min_value=1, max_value=10_000_000))
+def test_the_wilson_interval_lies_in_the_unit_interval_and_contains_the_estimate(
+    data: st.DataObject, trials: int
+) -> None:
+    successes = data.draw(st.integers(min_value=0, max_value=trials))
+
+    interval = wilson_interval(successes, trials)
+
+    assert 0.0 <= interval.low <= successes / trials <= interval.high <= 1.0
+
+
+@given(data=st.data(), trials=st.integers(min_value=1, max_value=100_000))
+def test_the_wilson_interval_narrows_with_more_data(data: st.DataObject, trials: int) -> None:
+    successes = data.draw(st.integers(min_value=0, max_value=trials))
+
+    small = wilson_interval(successes, trials)
+    large = wilson_interval(successes * 4, trials * 4)
+
+    assert large.high - large.low <= small.high - small.low + 1e-12
+
+
+@given(
+    data=st.data(),
+    trials_a=st.integers(min_value=1, max_value=1_000_000),
+    trials_b=st.integers(min_value=1, max_value=1_000_000),
+)
+def test_the_difference_interval_contains_the_observed_difference_and_stays_in_range(
+    data: st.DataObject, trials_a: int, trials_b: int
+) -> None:
+    successes_a = data.draw(st.integers(min_value=0, max_value=trials_a))
+    successes_b = data.draw(st.integers(min_value=0, max_value=trials_b))
+
+    interval = newcombe_difference_interval(successes_a, trials_a, successes_b, trials_b)
+
+    difference = successes_b / trials_b - successes_a / trials_a
+    assert -1.0 <= interval.low <= difference + 1e-12
+    assert difference - 1e-12 <= interval.high <= 1.0
+
+
+@given(
+    statistic=st.floats(min_value=0, max_value=1_000, allow_nan=False),
+    dof=st.integers(min_value=1, max_value=50),
+)
+def test_the_chi_square_survival_is_a_probability_that_falls_with_the_statistic(
+    statistic: float, dof: int
+) -> None:
+    p_value = chi_square_survival(statistic, dof)
+
+    assert 0.0 <= p_value <= 1.0
+    assert chi_square_survival(statistic + 1.0, dof) <= p_value + 1e-12
+    assert chi_square_survival(statistic, dof + 1) >= p_value - 1e-12
+
+
+@given(
+    weights=st.lists(st.integers(min_value=1, max_value=10), min_size=2, max_size=5),
+    scale=st.integers(min_value=1, max_value=1_000),
+)
+def test_exposures_exactly_in_proportion_to_the_weights_never_mismatch(
+    weights: list[int], scale: int
+) -> None:
+    configured = {f"v{i}": float(w) for i, w in enumerate(weights)}
+    exposed = {f"v{i}": w * scale for i, w in enumerate(weights)}
+
+    check = sample_ratio_check(_experiment(configured), exposed)
+
+    assert check.statistic == pytest.approx(0.0, abs=1e-6)
+    assert check.p_value == pytest.approx(1.0)
+    assert check.mismatch is False
+
+
+@given(
+    windows=st.lists(
+        st.tuples(
+            st.sampled_from(["control", "treatment"]),
+            st.sampled_from([EXPOSURE_METRIC, "click", "purchase"]),
+            st.integers(min_value=0, max_value=23),
+            st.integers(min_value=0, max_value=1_000),
+            st.integers(min_value=0, max_value=100_000),
+        ),
+        unique_by=lambda w: (w[0], w[1], w[2]),
+        max_size=40,
+    )
+)
+def test_report_totals_are_the_sums_of_the_window_counters(
+    windows: list[tuple[str, str, int, int, int]],
+) -> None:
+    hour = datetime(2026, 11, 20, tzinfo=UTC)
+    snapshots = [
+        _snapshot(
+            v,
+            m,
+            users,
+            events=users + extra,
+            window_start=hour + timedelta(hours=h),
+            granularity=Granularity.HOUR,
+        )
+        for v, m, h, users, extra in windows
+    ]
+
+    report = build_report(
+        "exp-1", _experiment({"control": 1, "treatment": 1}), snapshots, Granularity.HOUR
+    )
+
+    for total in report.totals:
+        mine = [
+            s
+            for s in snapshots
+            if (s.key.variant_id, s.key.metric) == (total.variant_id, total.metric)
+        ]
+        assert total.event_count == sum(s.event_count for s in mine)
+        assert total.unique_users == sum(s.unique_users for s in mine)
+        assert total.windows == len(mine)
+    for rate in report.rates:
+        if rate.interval is not None and rate.rate is not None:
+            assert rate.interval.low <= rate.rate <= rate.interval.high
