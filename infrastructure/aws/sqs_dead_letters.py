@@ -442,7 +442,14 @@ class SqsDeadLetterReader:
         try:
             response = self._s3.get_object(Bucket=location.bucket, Key=location.key)
             stored = decode_letter(response["Body"].read())
-        except (ClientError, BotoCoreError) as error:
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "NoSuchKey":
+                # This message's payload is gone; the other messages are still readable.
+                raise MalformedDeadLetterError(
+                    f"s3://{location.bucket}/{location.key} does not exist"
+                ) from error
+            raise translate(error, "s3:GetObject") from error
+        except BotoCoreError as error:
             raise translate(error, "s3:GetObject") from error
         if stored.coordinates != envelope.coordinates or stored.data is None:
             raise MalformedDeadLetterError(

@@ -375,6 +375,21 @@ def test_a_message_that_is_not_a_dead_letter_is_handed_back_as_unreadable(aws: A
     assert "format version" in unreadable.problem
 
 
+def test_a_message_whose_s3_payload_is_gone_is_unreadable_and_the_others_are_not(
+    aws: Aws,
+) -> None:
+    letters = [dead_letter(1, data=large_data(LARGE)), dead_letter(2)]
+    aws.sqs_queue().send(letters, NoDeadline())
+    [key] = S3DeadLetterReader(aws.s3, aws.bucket).keys()
+    aws.s3.delete_object(Bucket=aws.bucket, Key=key)
+
+    batch = aws.reader().receive()
+
+    assert [received.letter for received in batch.letters] == [letters[1]]
+    [unreadable] = batch.unreadable
+    assert "does not exist" in unreadable.problem
+
+
 # Without a queue: S3 alone
 
 
