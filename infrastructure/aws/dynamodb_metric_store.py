@@ -149,8 +149,14 @@ class DynamoDbMetricStore(MetricStore):
 
     def apply(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
         markers = self._new_markers(deltas)
+        # Deltas of one counter and shard go in sequence order through one worker: applied out
+        # of order, a later delta would raise the watermark above an earlier one's records.
+        per_counter: dict[tuple[MetricKey, str], list[MetricDelta]] = defaultdict(list)
+        for delta in deltas:
+            per_counter[(delta.key, delta.shard_id)].append(delta)
         futures: list[Future[_Outcome]] = [
-            self._executor.submit(self._apply_counter, delta, deadline) for delta in deltas
+            self._executor.submit(self._apply_counter_deltas, same_counter, deadline)
+            for same_counter in per_counter.values()
         ]
         futures.extend(
             self._executor.submit(self._write_markers, list(chunk), markers, deadline)
@@ -172,6 +178,20 @@ class DynamoDbMetricStore(MetricStore):
         if not unfinished and not problems:
             return COMPLETE
         return WriteReport(unfinished, tuple(dict.fromkeys(problems)))
+
+    def _apply_counter_deltas(self, deltas: list[MetricDelta], deadline: Deadline) -> _Outcome:
+        deltas.sort(key=lambda delta: delta.first_sequence)
+        for index, delta in enumerate(deltas):
+            outcome = self._apply_counter(delta, deadline)
+            if outcome.unfinished:
+                return _Outcome(
+                    merge_unfinished(
+                        outcome.unfinished,
+                        *({d.shard_id: d.first_sequence} for d in deltas[index + 1 :]),
+                    ),
+                    outcome.problems,
+                )
+        return _DONE
 
     def _apply_counter(self, delta: MetricDelta, deadline: Deadline) -> _Outcome:
         remaining = delta

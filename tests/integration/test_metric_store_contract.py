@@ -165,7 +165,9 @@ def test_snapshots_filter_by_granularity_and_time_range(store: MetricStore) -> N
         Seen(5, "u1", at(10, 1), experiment_id="exp-2"),
     )
 
-    def windows(granularity: Granularity, start: datetime | None, end: datetime | None) -> list:  # type: ignore[type-arg]
+    def windows(
+        granularity: Granularity, start: datetime | None, end: datetime | None
+    ) -> list[datetime]:
         return [s.key.window_start for s in store.snapshots("exp-1", granularity, start, end)]
 
     assert windows(HOUR, None, None) == [at(10), at(11), at(12), at(9, day=1)]
@@ -231,6 +233,23 @@ def test_past_the_deadline_nothing_is_applied_and_all_is_reported_unfinished(
 
     assert dict(report.unfinished_from) == {SHARD_A: 7, SHARD_B: 3}
     assert store.snapshots("exp-1", HOUR) == []
+
+
+def test_successive_deltas_of_one_counter_and_shard_in_one_call_all_count(
+    store: MetricStore,
+) -> None:
+    # Sent concurrently, the later delta could raise the watermark above the earlier's records.
+    deltas = [
+        delta
+        for first in range(1, 40, 3)
+        for delta in deltas_of([Seen(n, f"u{n}", at(10, n)) for n in (first, first + 1)])
+    ]
+
+    report = store.apply(deltas, NoDeadline())
+
+    assert report.complete
+    assert by_window(store)[("control", "click", at(10))].event_count == 26
+    assert by_window(store, DAILY)[("control", "click", DAY)].event_count == 26
 
 
 def test_an_empty_batch_is_complete(store: MetricStore) -> None:
