@@ -20,7 +20,7 @@ from domain.decoding import decode_record
 from domain.events import AcceptedEvent, EventLimits, ExperimentEvent
 from infrastructure.aws.permissions import LAMBDA_PERMISSIONS, Resource
 from scripts.package import HANDLER_MODULE
-from tests.cloudformation import get_att, load_template, ref, sub
+from tests.cloudformation import TEMPLATE_PATH, get_att, load_template, ref, sub
 from tests.factories import NOW, event_payload, record_of
 
 TEMPLATE = load_template()
@@ -418,6 +418,15 @@ def test_the_athena_pipeline_column_matches_what_the_archive_writes() -> None:
     attribution = re.search(r"attributions:array<(struct<[^>]*>)>", pipeline)
     assert attribution is not None
     assert struct_fields(attribution.group(1)) == set(line["_pipeline"]["attributions"][0])
+
+
+def test_the_athena_ddl_file_declares_the_same_columns_as_the_template() -> None:
+    ddl = (TEMPLATE_PATH.parent / "athena" / "create_table.sql").read_text()
+    columns = re.findall(r"^  `?(\w+)`? (\w+)", ddl, flags=re.MULTILINE)
+    declared = glue_table()["StorageDescriptor"]["Columns"]
+
+    assert [name for name, _ in columns] == [column["Name"] for column in declared]
+    assert [kind for _, kind in columns] == [column["Type"].split("<")[0] for column in declared]
 
 
 def test_the_athena_table_reads_json_lines_with_projected_hour_partitions() -> None:
