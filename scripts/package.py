@@ -30,9 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_PACKAGES = ("domain", "application", "infrastructure", "entrypoints")
 HANDLER_MODULE = "entrypoints.lambda_handler"
-IMPORT_CHECK_MODULE = "entrypoints.local_run"
-"""The module `check` imports from the unpacked zip. Switch to HANDLER_MODULE once
-entrypoints/lambda_handler.py is on main (the handler of template.yaml)."""
+IMPORT_CHECK_MODULE = HANDLER_MODULE
+"""The module `check` imports from the unpacked zip: the handler of template.yaml."""
 
 SDK_ROOT = "boto3"
 """The Lambda Python runtime ships boto3 and its dependencies; the package leans on them."""

@@ -18,6 +18,7 @@ from domain.archiving import archive_line, hour_partition
 from domain.attribution import Attribution, EnrichedEvent
 from domain.decoding import decode_record
 from domain.events import AcceptedEvent, EventLimits, ExperimentEvent
+from entrypoints.settings import Settings
 from infrastructure.aws.permissions import LAMBDA_PERMISSIONS, Resource
 from scripts.package import HANDLER_MODULE
 from tests.cloudformation import TEMPLATE_PATH, get_att, load_template, ref, sub
@@ -213,6 +214,14 @@ def test_the_function_is_configured_with_the_stacks_resources() -> None:
     }
     assert parameter_default("AssignmentsTableName") == "experiment-assignments"
     assert parameter_default("ExperimentsTableName") == "experiments"
+
+
+def test_every_variable_the_template_sets_is_one_the_service_reads() -> None:
+    variables = properties("EventProcessorFunction")["Environment"]["Variables"]
+    understood = {name.upper() for name in Settings.model_fields}
+    ours = {name for name in variables if not name.startswith("POWERTOOLS_")}
+    assert ours <= understood, ours - understood
+    assert variables["KMS_KEY_ID"]["Fn::If"][0] == "HasArchiveKmsKey"
 
 
 # ------------------------------------------------------------------------------- event source
