@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import timedelta
+
 import boto3
 from aws_lambda_powertools import Tracer
 from botocore.config import Config
@@ -12,11 +15,13 @@ from mypy_boto3_sqs import SQSClient
 
 from application.ports import Clock, DeadLetterQueue, Telemetry
 from application.process_batch import BatchProcessor, ProcessingSettings
+from application.replay import ReplayProcessor
 from domain.archiving import ArchiveLimits
 from domain.events import EventLimits
 from entrypoints.settings import Settings
 from infrastructure.aws.client_config import client_config
 from infrastructure.aws.dynamodb_metric_store import DynamoDbMetricStore
+from infrastructure.aws.dynamodb_replay_store import DynamoDbReplayMetricStore
 from infrastructure.aws.dynamodb_repositories import (
     DynamoDbAssignmentRepository,
     DynamoDbExperimentRepository,
@@ -52,8 +57,6 @@ def _botocore_config(settings: Settings) -> Config:
 
 
 def _processing_settings(settings: Settings) -> ProcessingSettings:
-    from datetime import timedelta
-
     return ProcessingSettings(
         event_limits=EventLimits(
             max_record_bytes=settings.max_record_bytes,
@@ -65,6 +68,10 @@ def _processing_settings(settings: Settings) -> ProcessingSettings:
             max_bytes_per_object=settings.archive_max_bytes,
         ),
     )
+
+
+def _archive_replay_settings(settings: Settings) -> ProcessingSettings:
+    return replace(_processing_settings(settings), archive_events=False)
 
 
 def _archive_codec(settings: Settings) -> ArchiveCodec:
@@ -145,18 +152,22 @@ class Container(containers.DeclarativeContainer):
         ),
         tracer,
     )
-    metric_store = providers.Singleton(
-        TracedMetricStore,
-        providers.Singleton(
-            DynamoDbMetricStore,
-            dynamodb_client,
-            settings.provided.dynamodb_table,
-            max_workers=settings.provided.write_concurrency,
-            clock=clock,
-            marker_ttl_days=settings.provided.marker_ttl_days,
-            marker_cache_size=settings.provided.marker_cache_entries,
-        ),
-        tracer,
+    dynamodb_metric_store = providers.Singleton(
+        DynamoDbMetricStore,
+        dynamodb_client,
+        settings.provided.dynamodb_table,
+        max_workers=settings.provided.write_concurrency,
+        clock=clock,
+        marker_ttl_days=settings.provided.marker_ttl_days,
+        marker_cache_size=settings.provided.marker_cache_entries,
+    )
+    metric_store = providers.Singleton(TracedMetricStore, dynamodb_metric_store, tracer)
+    replay_metric_store = providers.Singleton(
+        DynamoDbReplayMetricStore,
+        dynamodb_client,
+        settings.provided.dynamodb_table,
+        dynamodb_metric_store,
+        clock,
     )
     event_archive = providers.Singleton(
         TracedEventArchive,
@@ -192,6 +203,29 @@ class Container(containers.DeclarativeContainer):
         InMemoryRecentEventIndex, capacity=settings.provided.recent_event_ids
     )
     processing_settings = providers.Singleton(_processing_settings, settings)
+
+    replay_processor = providers.Factory(
+        ReplayProcessor,
+        assignment_repository,
+        experiment_repository,
+        replay_metric_store,
+        event_archive,
+        clock,
+        processing_settings,
+    )
+    archive_replay_processor = providers.Factory(
+        BatchProcessor,
+        assignment_repository,
+        experiment_repository,
+        metric_store,
+        event_archive,
+        dead_letter_queue,
+        recent_events,
+        clock,
+        telemetry,
+        providers.Singleton(_archive_replay_settings, settings),
+    )
+    """Replays the archive through the stream's own path (per-shard watermarks), archiving nothing."""
 
     batch_processor = providers.Singleton(
         BatchProcessor,
