@@ -158,10 +158,22 @@ class DynamoDbMetricStore(MetricStore):
             self._executor.submit(self._apply_counter_deltas, same_counter, deadline)
             for same_counter in per_counter.values()
         ]
-        futures.extend(
+        futures.extend(self._submit_markers(markers, deadline))
+        return self._collect(futures)
+
+    def mark_users(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
+        """Write the unique-user markers of `deltas` alone (replays count their events apart)."""
+        return self._collect(self._submit_markers(self._new_markers(deltas), deadline))
+
+    def _submit_markers(
+        self, markers: Mapping[MarkerKey, Mapping[str, int]], deadline: Deadline
+    ) -> list[Future[_Outcome]]:
+        return [
             self._executor.submit(self._write_markers, list(chunk), markers, deadline)
             for chunk in chunked(sorted(markers), BATCH_WRITE_LIMIT)
-        )
+        ]
+
+    def _collect(self, futures: list[Future[_Outcome]]) -> WriteReport:
         unfinished: dict[str, int] = {}
         problems: list[str] = []
         configuration_errors: list[InfrastructureConfigurationError] = []
