@@ -59,6 +59,15 @@ def write_time_series_chart(
         axes.text(0.5, 0.5, f"no {metric} counters", ha="center", va="center")
     else:
         axes.legend(title="variant")
+    moments = sorted({m for points in series.values() for m, _ in points})
+    if len(moments) == 1:
+        # One window alone would get a range of years around it: show a window each side.
+        length = snapshots[0].key.granularity.length
+        # matplotlib's date unit: days since its epoch, 1970-01-01 by default.
+        axes.set_xlim(
+            (moments[0] - length).timestamp() / 86_400, (moments[0] + length).timestamp() / 86_400
+        )
+    axes.set_ylim(bottom=0)
     granularity = snapshots[0].key.granularity.value if snapshots else "window"
     axes.set_xlabel(f"{granularity} (UTC, window start)")
     axes.set_ylabel(f"{metric} {measure.label}")

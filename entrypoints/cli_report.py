@@ -209,29 +209,44 @@ def render_table(report: ExperimentReport, console: Console) -> None:
     adjective = "hourly" if report.granularity is Granularity.HOUR else "daily"
     console.print(f"{adjective} windows, {span}, {len(report.windows)} counters")
 
-    rates = {(r.variant_id, r.metric): r for r in report.rates}
-    table = Table(title="Per variant and metric", title_justify="left")
+    counts = Table(title="Counters per variant and metric", title_justify="left")
     for header in ("variant", "metric", "events", "unique users", "value sum", "value mean"):
-        table.add_column(header, justify="left" if header in ("variant", "metric") else "right")
-    table.add_column("rate / exposed", justify="right")
-    table.add_column("95% CI", justify="right")
-    table.add_column(f"lift vs {report.control_variant or 'control'}", justify="right")
-    table.add_column("difference [95% CI]", justify="right")
+        counts.add_column(header, justify="left" if header in ("variant", "metric") else "right")
     for total in report.totals:
-        rate = rates.get((total.variant_id, total.metric))
-        table.add_row(
+        counts.add_row(
             total.variant_id,
             total.metric,
             f"{total.event_count:,}",
             f"{total.unique_users:,}",
             _money(total.value_sum) if total.value_count else "-",
             _money(total.value_mean),
-            _percent(rate.rate) if rate else "",
-            _interval_text(rate.interval) if rate else "",
-            _percent(rate.lift, signed=True) if rate else "",
-            _difference_text(rate) if rate else "",
         )
-    console.print(table)
+    console.print(counts)
+
+    rates = Table(title="Users per exposed user, against control", title_justify="left")
+    rates.add_column("metric")
+    rates.add_column("variant")
+    for header in (
+        "users",
+        "exposed",
+        "rate",
+        "95% CI",
+        f"lift vs {report.control_variant or '-'}",
+    ):
+        rates.add_column(header, justify="right")
+    rates.add_column("difference [95% CI]", justify="right")
+    for rate in sorted(report.rates, key=lambda r: r.metric):
+        rates.add_row(
+            rate.metric,
+            rate.variant_id,
+            f"{rate.users:,}",
+            f"{rate.exposed_users:,}",
+            _percent(rate.rate),
+            _interval_text(rate.interval),
+            _percent(rate.lift, signed=True),
+            _difference_text(rate),
+        )
+    console.print(rates)
     if not report.unique_users_exact:
         console.print(
             "[yellow]note:[/yellow] totals span several windows, so unique users are summed per "

@@ -1,0 +1,396 @@
+"""`event-processor`: the command line of the people who run the pipeline.
+
+Every command that talks to AWS takes `--endpoint-url` (default: the standard AWS configuration)
+and reads the same environment variables as the Lambda (entrypoints.settings.Settings).
+
+Exit codes: 0 success; 1 the work ran and failures were reported (or a back end failed);
+2 bad usage: unknown options, bad values, unreadable or invalid input files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stdout
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+
+import typer
+from botocore.exceptions import BotoCoreError, ClientError
+from rich.console import Console
+
+from domain.errors import InfrastructureConfigurationError, PipelineError
+from domain.metrics import Granularity
+from entrypoints.cli_report import OutputFormat, parse_moment
+from entrypoints.cli_stream import DEFAULT_QUEUE, DEFAULT_STREAM, environment, lambda_context
+from infrastructure.aws.errors import translate
+
+if TYPE_CHECKING:
+    from mypy_boto3_kinesis import KinesisClient
+
+    from entrypoints.container import Container
+
+PIPED_WIDTH = 160
+EXIT_OK = 0
+EXIT_FAILURES = 1
+EXIT_USAGE = 2
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="event-processor",
+    help="Run, feed, replay and report on the Experimently event processor.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _stdout() -> Console:
+    # rich colours only a terminal and honours NO_COLOR; results go to stdout, messages to stderr.
+    # Piped into a file or a pager, tables get room instead of rich's default 80 columns.
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = PIPED_WIDTH
+    return console
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def fail(message: str, code: int = EXIT_FAILURES) -> NoReturn:
+    _stderr().print(f"[bold red]error:[/bold red] {message}", markup=True)
+    raise typer.Exit(code)
+
+
+EndpointUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--endpoint-url",
+        help="AWS endpoint (e.g. http://127.0.0.1:5000 for an emulator). "
+        "Default: the standard AWS configuration (AWS_ENDPOINT_URL if set).",
+        show_default=False,
+    ),
+]
+
+
+@contextmanager
+def aws_environment(endpoint_url: str | None) -> Iterator[None]:
+    """Point every boto3 client built inside at `endpoint_url` (boto3 reads AWS_ENDPOINT_URL),
+    the Lambda handler's own container included; the environment is restored afterwards."""
+    if endpoint_url is None:
+        yield
+        return
+    with environment({"AWS_ENDPOINT_URL": endpoint_url}):
+        yield
+
+
+def build_container() -> Container:
+    """The composition root, configured from the environment (built per command)."""
+    from pydantic import ValidationError
+
+    from entrypoints.container import Container
+
+    container = Container()
+    try:
+        container.settings()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in error.errors()
+        )
+        fail(f"bad configuration in the environment: {problems}", EXIT_USAGE)
+    return container
+
+
+def run_against_aws(work: Callable[[], T]) -> T:
+    """Run `work`, turning a back-end failure into a clear message and exit code 1."""
+    try:
+        try:
+            return work()
+        except (BotoCoreError, ClientError) as error:
+            raise translate(error, "AWS") from error
+    except InfrastructureConfigurationError as error:
+        fail(f"{error} (is the endpoint right, and the resources provisioned?)")
+    except PipelineError as error:
+        fail(str(error))
+
+
+def _moment_option(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_moment(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not an ISO 8601 date or date-time (e.g. 2026-11-20 or 2026-11-20T10:00Z)"
+        ) from None
+
+
+class Window(StrEnum):
+    HOUR = "hour"
+    DAY = "day"
+
+
+class Measure(StrEnum):
+    EVENTS = "events"
+    USERS = "users"
+
+
+@app.command()
+def report(
+    experiment: Annotated[str, typer.Option("--experiment", "-e", help="Experiment id.")],
+    window: Annotated[Window, typer.Option(help="Counter windows to read.")] = Window.DAY,
+    start: Annotated[
+        str | None,
+        typer.Option(help="First window start to include (ISO 8601; UTC unless a zone is given)."),
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option(help="Windows starting at or after this are left out.")
+    ] = None,
+    output: Annotated[
+        OutputFormat,
+        typer.Option("--format", "-f", help="table for people; json or csv for scripts."),
+    ] = OutputFormat.TABLE,
+    chart: Annotated[
+        Path | None,
+        typer.Option(help="Also draw the per-variant time series of --chart-metric to this PNG."),
+    ] = None,
+    chart_metric: Annotated[str, typer.Option(help="Metric (event type) to chart.")] = "exposure",
+    chart_measure: Annotated[
+        Measure, typer.Option(help="What to chart per window.")
+    ] = Measure.USERS,
+    fail_on_srm: Annotated[
+        bool,
+        typer.Option("--fail-on-srm", help="Exit 1 when the sample ratio check flags a mismatch."),
+    ] = False,
+    endpoint_url: EndpointUrl = None,
+) -> None:
+    """Per variant and metric: events, unique users, value sum and mean, the rate per exposed
+    user with a 95% confidence interval, the lift against control, and a sample-ratio check."""
+    from entrypoints.charts import ChartMeasure, write_time_series_chart
+    from entrypoints.cli_report import read_report, render_table, report_csv, report_json
+
+    first, last = _moment_option(start), _moment_option(end)
+    if first is not None and last is not None and last <= first:
+        raise typer.BadParameter("--end must be after --start", param_hint="--end")
+    granularity = Granularity(window.value)
+    with aws_environment(endpoint_url):
+        container = build_container()
+        result = run_against_aws(
+            lambda: read_report(
+                container.metric_store(),
+                container.experiment_repository(),
+                experiment,
+                granularity,
+                first,
+                last,
+            )
+        )
+    if result.experiment is None and not result.windows:
+        fail(f"no experiment {experiment!r} and no counters for it")
+    if output is OutputFormat.JSON:
+        sys.stdout.write(report_json(result) + "\n")
+    elif output is OutputFormat.CSV:
+        sys.stdout.write(report_csv(result))
+    else:
+        render_table(result, _stdout())
+    if chart is not None:
+        lines = write_time_series_chart(
+            result.windows, chart_metric, chart, ChartMeasure(chart_measure.value)
+        )
+        _stderr().print(f"chart: {chart} ({lines} variants of {chart_metric})")
+    if fail_on_srm and result.sample_ratio is not None and result.sample_ratio.mismatch:
+        raise typer.Exit(EXIT_FAILURES)
+
+
+StreamName = Annotated[
+    str,
+    typer.Option("--stream", help="Kinesis stream name.", envvar="KINESIS_STREAM"),
+]
+
+
+def _kinesis_client(container: Container) -> KinesisClient:
+    # The Lambda never creates a Kinesis client (the event-source mapping reads the stream),
+    # so the container has none; the command line's is built from the same session and config.
+    session = container.session()
+    client: KinesisClient = session.client("kinesis", config=container.botocore_config())
+    return client
+
+
+def _region(container: Container) -> str:
+    region = container.session().region_name
+    if not region:
+        fail("no AWS region configured: set AWS_DEFAULT_REGION or AWS_REGION", EXIT_USAGE)
+    return str(region)
+
+
+@app.command()
+def provision(
+    stream: StreamName = DEFAULT_STREAM,
+    shards: Annotated[int, typer.Option(min=1, max=64, help="Shards of a new stream.")] = 1,
+    queue: Annotated[
+        str, typer.Option(help="Dead-letter queue name (its URL is printed; export it as DLQ_URL).")
+    ] = DEFAULT_QUEUE,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="table or json.")
+    ] = OutputFormat.TABLE,
+    endpoint_url: EndpointUrl = None,
+) -> None:
+    """Create the stream, the tables, the bucket and the queue if missing (idempotent: run it
+    again and nothing changes), and wait until they are usable."""
+    from infrastructure.aws.provisioning import ResourceNames, provision_all
+
+    with aws_environment(endpoint_url):
+        container = build_container()
+        settings = container.settings()
+        names = ResourceNames(
+            aggregation_table=settings.dynamodb_table,
+            archive_bucket=settings.s3_bucket,
+            dead_letter_queue=queue,
+            stream=stream,
+            assignments_table=settings.assignments_table,
+            experiments_table=settings.experiments_table,
+            stream_shards=shards,
+        )
+        region = _region(container)
+        resources = run_against_aws(
+            lambda: provision_all(
+                names,
+                container.dynamodb_client(),
+                container.s3_client(),
+                container.sqs_client(),
+                _kinesis_client(container),
+                region,
+            )
+        )
+    described = {
+        "stream": names.stream,
+        "stream_arn": resources.stream_arn,
+        "aggregation_table": names.aggregation_table,
+        "assignments_table": names.assignments_table,
+        "experiments_table": names.experiments_table,
+        "archive_bucket": names.archive_bucket,
+        "dead_letter_queue_url": resources.dead_letter_queue_url,
+    }
+    if output is OutputFormat.JSON:
+        sys.stdout.write(json.dumps(described, indent=2) + "\n")
+        return
+    console = _stdout()
+    for name, value in described.items():
+        console.print(f"{name:<22} {value}")
+    console.print(f"\nexport DLQ_URL={resources.dead_letter_queue_url}")
+
+
+@app.command()
+def seed(
+    file: Annotated[
+        Path,
+        typer.Argument(help="Seed file: JSON with experiments and assignments (docs/cli.md)."),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate the file only; write nothing.")
+    ] = False,
+    endpoint_url: EndpointUrl = None,
+) -> None:
+    """Load experiments and assignments into their DynamoDB tables from a JSON seed file.
+
+    A user's assignments are written as one item, replacing what the table held for that user."""
+    from entrypoints.seed_file import SeedFileError, load_seed
+    from infrastructure.aws.reference_data import DynamoDbReferenceDataWriter
+
+    try:
+        data = load_seed(file)
+    except SeedFileError as error:
+        console = _stderr()
+        console.print(f"[bold red]error:[/bold red] invalid seed file {error.source}:")
+        for problem in error.problems:
+            console.print(f"  {problem}", markup=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    users = len({a.user_id for a in data.assignments})
+    summary = (
+        f"{len(data.experiments)} experiments, {len(data.assignments)} assignments of {users} users"
+    )
+    if dry_run:
+        _stdout().print(f"valid: {summary} (dry run, nothing written)")
+        return
+    with aws_environment(endpoint_url):
+        container = build_container()
+        settings = container.settings()
+        writer = DynamoDbReferenceDataWriter(
+            container.dynamodb_client(), settings.assignments_table, settings.experiments_table
+        )
+        run_against_aws(lambda: writer.write_experiments(data.experiments))
+        run_against_aws(lambda: writer.write_assignments(data.assignments))
+    _stdout().print(f"seeded {summary}")
+
+
+@contextmanager
+def lambda_output_to_stderr() -> Iterator[None]:
+    """The handler's logs and EMF metrics go to stderr, leaving stdout to the command's result."""
+    from entrypoints import lambda_handler
+
+    handler = lambda_handler.logger.registered_handler
+    if not isinstance(handler, logging.StreamHandler):
+        with redirect_stdout(sys.stderr):
+            yield
+        return
+    # Swapped without setStream(), which would flush a stream its owner may have closed.
+    previous = handler.stream
+    handler.stream = sys.stderr
+    try:
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        handler.stream = previous
+
+
+@app.command()
+def invoke(
+    event_file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="EVENT.json",
+            help="A Kinesis event as Lambda delivers it ({'Records': [...]}); '-' reads stdin.",
+        ),
+    ],
+    timeout: Annotated[
+        float, typer.Option(min=1, help="The function timeout the context counts down from (s).")
+    ] = 60.0,
+    endpoint_url: EndpointUrl = None,
+) -> None:
+    """Run the Lambda handler once on a Kinesis event file (as `sam local invoke` would) and
+    print its response. Exit code 1 when the response reports failed records."""
+    from entrypoints import lambda_handler
+    from entrypoints.cli_stream import load_event
+    from entrypoints.kinesis_event import MalformedEventError
+
+    try:
+        text = sys.stdin.read() if str(event_file) == "-" else event_file.read_text()
+        event = load_event(text)
+    except (OSError, ValueError) as error:
+        fail(f"cannot use {event_file} as a Kinesis event: {error}", EXIT_USAGE)
+    with aws_environment(endpoint_url), lambda_output_to_stderr():
+        lambda_handler.container.cache_clear()
+        try:
+            response = run_against_aws(
+                lambda: lambda_handler.handler(event, lambda_context(timeout_seconds=timeout))
+            )
+        except MalformedEventError as error:
+            fail(f"{event_file}: {error}", EXIT_USAGE)
+        finally:
+            lambda_handler.container.cache_clear()
+    sys.stdout.write(json.dumps(response, indent=2) + "\n")
+    if response.get("batchItemFailures"):
+        raise typer.Exit(EXIT_FAILURES)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,262 @@
+"""The command line through Typer's runner, against the moto server: provision, seed, invoke, report."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from typer.testing import CliRunner, Result
+
+from domain.metrics import Granularity
+
+# Imported here so that its Powertools logger binds to the test session's stdout, not to the
+# output of the first runner invocation that happens to import it.
+from entrypoints import lambda_handler  # noqa: F401
+from entrypoints.cli import app
+from entrypoints.seed_file import dump_seed
+from infrastructure.aws.dynamodb_metric_store import DynamoDbMetricStore
+from infrastructure.synthetic.workload import Workload, WorkloadSpec, generate
+from tests.conftest import REGION
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def environment(unique_name: str) -> dict[str, str]:
+    """The Lambda's configuration, naming resources no other test uses."""
+    return {
+        "DYNAMODB_TABLE": f"{unique_name}-aggregations",
+        "ASSIGNMENTS_TABLE": f"{unique_name}-assignments",
+        "EXPERIMENTS_TABLE": f"{unique_name}-experiments",
+        "S3_BUCKET": f"{unique_name}-archive",
+        "KINESIS_STREAM": f"{unique_name}-events",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+    }
+
+
+def run(args: list[str], env: Mapping[str, str], endpoint_url: str | None = None) -> Result:
+    extra = ["--endpoint-url", endpoint_url] if endpoint_url else []
+    return runner.invoke(app, [*args, *extra], env=dict(env))
+
+
+@pytest.fixture
+def workload() -> Workload:
+    return generate(WorkloadSpec(events=400, experiments=2, users=120, seed=3))
+
+
+@pytest.fixture
+def provisioned(environment: dict[str, str], endpoint_url: str, unique_name: str) -> dict[str, str]:
+    result = run(
+        ["provision", "--queue", f"{unique_name}-dlq", "--format", "json"],
+        environment,
+        endpoint_url,
+    )
+    assert result.exit_code == 0, result.output
+    described = json.loads(result.stdout)
+    return {**environment, "DLQ_URL": described["dead_letter_queue_url"]}
+
+
+def _kinesis_event(workload: Workload) -> dict[str, Any]:
+    records = []
+    for record in workload.records():
+        c = record.coordinates
+        records.append(
+            {
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": c.partition_key,
+                    "sequenceNumber": c.sequence_number,
+                    "data": record.data,
+                    "approximateArrivalTimestamp": c.approximate_arrival_timestamp,
+                },
+                "eventSource": "aws:kinesis",
+                "eventVersion": "1.0",
+                "eventID": f"{c.shard_id}:{c.sequence_number}",
+                "eventName": "aws:kinesis:record",
+                "invokeIdentityArn": "arn:aws:iam::123456789012:role/event-processor",
+                "awsRegion": REGION,
+                "eventSourceARN": f"arn:aws:kinesis:{REGION}:123456789012:stream/events",
+            }
+        )
+    return {"Records": records}
+
+
+def test_every_command_has_help() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    commands = [name for name in ("report", "provision", "seed", "invoke") if name in result.stdout]
+    assert commands == ["report", "provision", "seed", "invoke"]
+    for command in commands:
+        helped = runner.invoke(app, [command, "--help"])
+        assert helped.exit_code == 0
+        assert "Usage: event-processor " + command in helped.stdout
+    assert "--endpoint-url" in runner.invoke(app, ["report", "--help"]).stdout
+
+
+def test_provisioning_twice_changes_nothing_and_creates_every_resource(
+    provisioned: dict[str, str], endpoint_url: str, unique_name: str
+) -> None:
+    again = run(
+        ["provision", "--queue", f"{unique_name}-dlq", "--format", "json"],
+        provisioned,
+        endpoint_url,
+    )
+
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["dead_letter_queue_url"] == provisioned["DLQ_URL"]
+    dynamodb = boto3.client("dynamodb", endpoint_url=endpoint_url, region_name=REGION)
+    tables = set(dynamodb.list_tables()["TableNames"])
+    assert {
+        f"{unique_name}-aggregations",
+        f"{unique_name}-assignments",
+        f"{unique_name}-experiments",
+    } <= tables
+    kinesis = boto3.client("kinesis", endpoint_url=endpoint_url, region_name=REGION)
+    assert kinesis.describe_stream_summary(StreamName=f"{unique_name}-events")
+
+
+def test_a_seeded_experiment_and_an_invoked_batch_show_up_in_the_report(
+    provisioned: dict[str, str], endpoint_url: str, workload: Workload, tmp_path: Path
+) -> None:
+    seed_file = tmp_path / "seed.json"
+    seed_file.write_text(dump_seed(workload.experiments, workload.assignments))
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(_kinesis_event(workload)))
+
+    seeded = run(["seed", str(seed_file)], provisioned, endpoint_url)
+    invoked = run(["invoke", str(event_file)], provisioned, endpoint_url)
+    reported = run(
+        ["report", "-e", "exp-00", "--window", "hour", "--format", "json"],
+        provisioned,
+        endpoint_url,
+    )
+
+    assert seeded.exit_code == 0, seeded.output
+    assert f"{len(workload.experiments)} experiments" in seeded.stdout
+    assert invoked.exit_code == 0, invoked.output
+    assert json.loads(invoked.stdout) == {"batchItemFailures": []}
+    assert reported.exit_code == 0, reported.output
+    document = json.loads(reported.stdout)
+    assert document["experiment_known"] is True
+    client = boto3.client("dynamodb", endpoint_url=endpoint_url, region_name=REGION)
+    stored = DynamoDbMetricStore(client, provisioned["DYNAMODB_TABLE"]).snapshots(
+        "exp-00", Granularity.HOUR
+    )
+    assert len(stored) >= 8
+    assert [
+        (w["variant_id"], w["metric"], w["event_count"], w["unique_users"], Decimal(w["value_sum"]))
+        for w in document["windows"]
+    ] == [
+        (s.key.variant_id, s.key.metric, s.event_count, s.unique_users, s.value_sum) for s in stored
+    ]
+
+
+def test_the_report_writes_a_png_chart_and_prints_csv(
+    provisioned: dict[str, str], endpoint_url: str, workload: Workload, tmp_path: Path
+) -> None:
+    seed_file = tmp_path / "seed.json"
+    seed_file.write_text(dump_seed(workload.experiments, workload.assignments))
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(_kinesis_event(workload)))
+    assert run(["seed", str(seed_file)], provisioned, endpoint_url).exit_code == 0
+    assert run(["invoke", str(event_file)], provisioned, endpoint_url).exit_code == 0
+    chart = tmp_path / "exposure.png"
+
+    result = run(
+        ["report", "-e", "exp-01", "--window", "hour", "-f", "csv", "--chart", str(chart)],
+        provisioned,
+        endpoint_url,
+    )
+
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("experiment_id,variant_id,metric,granularity,window_start")
+    assert len(lines) > 4
+    assert chart.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_an_invalid_seed_file_is_rejected_with_the_entry_named_and_exit_code_2(
+    environment: dict[str, str], tmp_path: Path
+) -> None:
+    seed_file = tmp_path / "seed.json"
+    seed_file.write_text(
+        json.dumps({"experiments": [{"experiment_id": "", "name": "x", "status": "on"}]})
+    )
+
+    result = run(["seed", str(seed_file), "--dry-run"], environment)
+
+    assert result.exit_code == 2
+    assert "experiments[0].experiment_id" in result.stderr
+    assert "experiments[0].status" in result.stderr
+
+
+def test_a_valid_seed_file_passes_a_dry_run_without_any_endpoint(
+    environment: dict[str, str], workload: Workload, tmp_path: Path
+) -> None:
+    seed_file = tmp_path / "seed.json"
+    seed_file.write_text(dump_seed(workload.experiments, workload.assignments))
+
+    result = run(["seed", str(seed_file), "--dry-run"], environment)
+
+    assert result.exit_code == 0, result.output
+    assert "nothing written" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["report"], "Missing option '--experiment'"),
+        (["report", "-e", "x", "--window", "week"], "'week' is not one of"),
+        (["report", "-e", "x", "--start", "yesterday"], "is not an ISO 8601 date"),
+        (
+            ["report", "-e", "x", "--start", "2026-11-21", "--end", "2026-11-20"],
+            "--end must be after --start",
+        ),
+        (["seed", "/nonexistent/seed.json", "--dry-run"], "cannot read"),
+        (["invoke", "/nonexistent/event.json"], "cannot use /nonexistent/event.json"),
+        (["frobnicate"], "No such command"),
+    ],
+)
+def test_bad_arguments_give_a_clear_message_and_exit_code_2(
+    environment: dict[str, str], args: list[str], message: str
+) -> None:
+    result = run(args, environment)
+
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_a_file_that_is_not_a_kinesis_event_is_bad_usage(
+    environment: dict[str, str], tmp_path: Path
+) -> None:
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps({"detail": "an EventBridge event"}))
+
+    result = run(["invoke", str(event_file)], environment)
+
+    assert result.exit_code == 2
+    assert "not a Kinesis event" in result.stderr
+
+
+def test_a_missing_table_is_reported_as_a_failure_with_exit_code_1(
+    environment: dict[str, str], endpoint_url: str
+) -> None:
+    result = run(["report", "-e", "exp-00"], environment, endpoint_url)
+
+    assert result.exit_code == 1
+    assert "error:" in result.stderr
+    assert "ResourceNotFoundException" in result.stderr
+
+
+def test_a_report_of_an_unknown_experiment_fails(
+    provisioned: dict[str, str], endpoint_url: str
+) -> None:
+    result = run(["report", "-e", "no-such-experiment"], provisioned, endpoint_url)
+
+    assert result.exit_code == 1
+    assert "no experiment 'no-such-experiment'" in result.stderr
