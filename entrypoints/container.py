@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import boto3
 from aws_lambda_powertools import Tracer
 from botocore.config import Config
 from dependency_injector import containers, providers
-from mypy_boto3_dynamodb import DynamoDBClient
-from mypy_boto3_s3 import S3Client
-from mypy_boto3_sqs import SQSClient
 
 from application.ports import Clock, DeadLetterQueue, Telemetry
 from application.process_batch import BatchProcessor, ProcessingSettings
@@ -44,6 +42,11 @@ from infrastructure.tracing import (
     TracedExperimentRepository,
     TracedMetricStore,
 )
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
 
 
 def _botocore_config(settings: Settings) -> Config:

@@ -7,18 +7,19 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TypeVar
-
-from mypy_boto3_dynamodb import DynamoDBClient
-from mypy_boto3_dynamodb.type_defs import (
-    AttributeValueTypeDef,
-    KeysAndAttributesTypeDef,
-    WriteRequestTypeDef,
-)
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 from application.ports import Deadline
 
-Item = dict[str, AttributeValueTypeDef]
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import (
+        AttributeValueTypeDef,
+        KeysAndAttributesTypeDef,
+        WriteRequestTypeDef,
+    )
+
+Item: TypeAlias = "dict[str, AttributeValueTypeDef]"
 T = TypeVar("T")
 
 BATCH_WRITE_LIMIT = 25

@@ -11,12 +11,10 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 from cachetools import LRUCache
-from mypy_boto3_dynamodb import DynamoDBClient
-from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, QueryInputTypeDef
 
 from application.ports import (
     COMPLETE,
@@ -46,6 +44,10 @@ from infrastructure.aws.dynamodb_codec import (
 )
 from infrastructure.aws.errors import is_transient, translate
 from infrastructure.clock import SystemClock
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, QueryInputTypeDef
 
 WATERMARK_PREFIX = "wm#"
 CONDITION_FAILED = "ConditionalCheckFailedException"

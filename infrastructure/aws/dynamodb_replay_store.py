@@ -8,10 +8,9 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
-from mypy_boto3_dynamodb import DynamoDBClient
-from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 from application.ports import (
     Clock,
@@ -28,6 +27,10 @@ from infrastructure.aws.dynamodb_metric_store import (
     counter_sort_key,
 )
 from infrastructure.aws.errors import is_transient, translate
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 MAX_TRANSACTION_ITEMS = 100
 LEDGER_SORT_KEY = "REPLAY"

@@ -7,10 +7,9 @@ import threading
 from collections.abc import Collection, Iterable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
-from mypy_boto3_dynamodb import DynamoDBClient
-from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 from pydantic import ValidationError
 
 from application.ports import AssignmentRepository, ExperimentRepository
@@ -28,6 +27,10 @@ from infrastructure.aws.dynamodb_codec import (
     string,
 )
 from infrastructure.aws.errors import translate
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 ASSIGNMENTS_TABLE = "experiment-assignments"
 EXPERIMENTS_TABLE = "experiments"

@@ -7,17 +7,19 @@ changes nothing. Used by the integration tests, the CLI's `provision` command an
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from botocore.exceptions import ClientError
-from mypy_boto3_dynamodb import DynamoDBClient
-from mypy_boto3_dynamodb.type_defs import AttributeDefinitionTypeDef, KeySchemaElementTypeDef
-from mypy_boto3_kinesis import KinesisClient
-from mypy_boto3_s3 import S3Client
-from mypy_boto3_s3.literals import BucketLocationConstraintType
-from mypy_boto3_sqs import SQSClient
 
 from infrastructure.aws.dynamodb_repositories import ASSIGNMENTS_TABLE, EXPERIMENTS_TABLE
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeDefinitionTypeDef, KeySchemaElementTypeDef
+    from mypy_boto3_kinesis import KinesisClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.literals import BucketLocationConstraintType
+    from mypy_boto3_sqs import SQSClient
 
 TTL_ATTRIBUTE = "expires_at"
 DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600

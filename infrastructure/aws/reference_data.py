@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
-from mypy_boto3_dynamodb import DynamoDBClient
-from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 from application.ports import NoDeadline
 from domain.errors import TransientInfrastructureError
@@ -24,6 +23,10 @@ from infrastructure.aws.dynamodb_codec import (
 )
 from infrastructure.aws.dynamodb_repositories import ASSIGNMENTS_TABLE, EXPERIMENTS_TABLE
 from infrastructure.aws.errors import translate
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 
 def experiment_item(experiment: Experiment) -> Item:
