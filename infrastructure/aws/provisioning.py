@@ -106,7 +106,7 @@ def ensure_archive_bucket(client: S3Client, bucket: str, region: str) -> None:
             client.create_bucket(
                 Bucket=bucket,
                 CreateBucketConfiguration={
-                    "LocationConstraint": cast(BucketLocationConstraintType, region)
+                    "LocationConstraint": cast("BucketLocationConstraintType", region)
                 },
             )
     except ClientError as error:
