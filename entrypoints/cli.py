@@ -13,7 +13,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, redirect_stdout
 from datetime import datetime
 from enum import StrEnum
@@ -390,6 +391,173 @@ def invoke(
     sys.stdout.write(json.dumps(response, indent=2) + "\n")
     if response.get("batchItemFailures"):
         raise typer.Exit(EXIT_FAILURES)
+
+
+@app.command()
+def replay(
+    from_archive: Annotated[
+        bool, typer.Option("--from-archive", help="Replay the S3 archive of --start..--end.")
+    ] = False,
+    from_dlq: Annotated[
+        bool, typer.Option("--from-dlq", help="Replay the dead-letter queue (DLQ_URL).")
+    ] = False,
+    from_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-file", metavar="FILE.jsonl", help="Replay a JSON Lines file of events."
+        ),
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option(help="--from-archive: first hour (ISO 8601, UTC by default).")
+    ] = None,
+    end: Annotated[str | None, typer.Option(help="--from-archive: end (exclusive).")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate and report; write and delete nothing.")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Events per batch.")] = 500,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="table or json.")
+    ] = OutputFormat.TABLE,
+    endpoint_url: EndpointUrl = None,
+) -> None:
+    """Feed events back through the pipeline, from exactly one source; running it twice counts
+    nothing twice.
+
+    The archive goes back through the stream's path under the events' original coordinates
+    (the counters' per-shard watermarks skip what was counted; the range is widened to whole UTC
+    days; nothing is archived again). Dead letters and file events are counted once per event
+    id (a ledger item written with the counters) and archived. A dead-letter message is deleted
+    only after its event is settled; still-invalid ones stay in the queue. Exit code 1 when
+    events failed (transiently) and need another run."""
+    from entrypoints.cli_replay import (
+        ArchiveLineError,
+        ReplaySummary,
+        archive_records,
+        file_items,
+        replay_archive,
+        replay_dead_letters,
+        replay_items,
+        whole_days,
+    )
+
+    sources = [
+        name
+        for name, chosen in (
+            ("archive", from_archive),
+            ("dlq", from_dlq),
+            ("file", from_file is not None),
+        )
+        if chosen
+    ]
+    if len(sources) != 1:
+        raise typer.BadParameter(
+            "choose exactly one of --from-archive, --from-dlq, --from-file",
+            param_hint="source",
+        )
+    source = sources[0]
+    first, last = _moment_option(start), _moment_option(end)
+    if source == "archive":
+        if first is None or last is None:
+            raise typer.BadParameter("--from-archive needs --start and --end", param_hint="--start")
+        if last <= first:
+            raise typer.BadParameter("--end must be after --start", param_hint="--end")
+    elif first is not None or last is not None:
+        raise typer.BadParameter("--start/--end only apply to --from-archive", param_hint="--start")
+    summary = ReplaySummary(source, dry_run)
+    progress = _progress_printer(f"replay from {source}")
+    with aws_environment(endpoint_url):
+        container = build_container()
+        settings = container.settings()
+        if source == "file":
+            assert from_file is not None
+            try:
+                items = file_items(from_file, container.clock().now().timestamp())
+            except OSError as error:
+                fail(f"cannot read {from_file}: {error.strerror or error}", EXIT_USAGE)
+            run_against_aws(
+                lambda: replay_items(
+                    container.replay_processor(), items, summary, batch_size, progress
+                )
+            )
+        elif source == "dlq":
+            from infrastructure.aws.sqs_dead_letters import SqsDeadLetterReader
+
+            if not settings.dlq_url:
+                fail("--from-dlq needs DLQ_URL (the dead-letter queue's URL)", EXIT_USAGE)
+            queue_url = settings.dlq_url
+            reader = SqsDeadLetterReader(
+                container.sqs_client(), queue_url, container.s3_client(), wait_seconds=1
+            )
+            run_against_aws(
+                lambda: replay_dead_letters(
+                    container.replay_processor(),
+                    reader,
+                    container.sqs_client(),
+                    queue_url,
+                    summary,
+                    progress,
+                )
+            )
+        else:
+            from infrastructure.aws.s3_archive import S3ArchiveReader
+
+            assert first is not None
+            assert last is not None
+            day_start, day_end = whole_days(first, last)
+            if (day_start, day_end) != (first, last):
+                _stderr().print(
+                    f"range widened to whole UTC days: {day_start:%Y-%m-%d} to {day_end:%Y-%m-%d} (exclusive)"
+                )
+            archive = S3ArchiveReader(
+                container.s3_client(), settings.s3_bucket, settings.archive_prefix
+            )
+            try:
+                records = run_against_aws(lambda: archive_records(archive, day_start, day_end))
+            except ArchiveLineError as error:
+                fail(f"the archive holds a line this pipeline did not write: {error}")
+            run_against_aws(
+                lambda: replay_archive(
+                    container.archive_replay_processor(),
+                    records,
+                    summary,
+                    batch_size,
+                    container.processing_settings(),
+                    progress,
+                )
+            )
+    _print_summary(summary.as_dict(), output)
+    if summary.failed:
+        raise typer.Exit(EXIT_FAILURES)
+
+
+def _progress_printer(label: str) -> Callable[[int], None]:
+    """A progress line on stderr, redrawn in place on a terminal, silent otherwise."""
+    console = _stderr()
+    started = time.monotonic()
+
+    def show(done: int) -> None:
+        if console.is_terminal:
+            rate = done / max(time.monotonic() - started, 1e-9)
+            console.print(f"\r{label}: {done:,} records, {rate:,.0f}/s", end="")
+
+    return show
+
+
+def _print_summary(summary: Mapping[str, object], output: OutputFormat) -> None:
+    if _stderr().is_terminal:
+        _stderr().print()
+    if output is OutputFormat.JSON:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        return
+    console = _stdout()
+    for name, value in summary.items():
+        if isinstance(value, Mapping):
+            text = ", ".join(f"{k} {v}" for k, v in value.items()) or "none"
+        elif isinstance(value, list):
+            text = "; ".join(str(v) for v in value) or "none"
+        else:
+            text = str(value)
+        console.print(f"{name.replace('_', ' '):<17} {text}", markup=False)
 
 
 def main() -> None:

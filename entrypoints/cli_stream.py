@@ -13,15 +13,17 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from mypy_boto3_kinesis import KinesisClient
-from mypy_boto3_kinesis.type_defs import PutRecordsRequestEntryTypeDef
 
 from domain.errors import TransientInfrastructureError
 from infrastructure.aws.errors import translate
 from infrastructure.synthetic.workload import StreamEntry
+
+if TYPE_CHECKING:
+    from mypy_boto3_kinesis import KinesisClient
+    from mypy_boto3_kinesis.type_defs import PutRecordsRequestEntryTypeDef
 
 PUT_RECORDS_LIMIT = 500
 PUT_RECORDS_BYTES = 5 * 1024 * 1024

@@ -3,94 +3,33 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
-from typer.testing import CliRunner, Result
 
 from domain.metrics import Granularity
-
-# Imported here so that its Powertools logger binds to the test session's stdout, not to the
-# output of the first runner invocation that happens to import it.
-from entrypoints import lambda_handler  # noqa: F401
 from entrypoints.cli import app
 from entrypoints.seed_file import dump_seed
 from infrastructure.aws.dynamodb_metric_store import DynamoDbMetricStore
-from infrastructure.synthetic.workload import Workload, WorkloadSpec, generate
+from infrastructure.synthetic.workload import Workload
 from tests.conftest import REGION
+from tests.e2e import cli_support
+from tests.e2e.cli_support import kinesis_event, run, runner
 
-runner = CliRunner()
-
-
-@pytest.fixture
-def environment(unique_name: str) -> dict[str, str]:
-    """The Lambda's configuration, naming resources no other test uses."""
-    return {
-        "DYNAMODB_TABLE": f"{unique_name}-aggregations",
-        "ASSIGNMENTS_TABLE": f"{unique_name}-assignments",
-        "EXPERIMENTS_TABLE": f"{unique_name}-experiments",
-        "S3_BUCKET": f"{unique_name}-archive",
-        "KINESIS_STREAM": f"{unique_name}-events",
-        "POWERTOOLS_METRICS_DISABLED": "true",
-    }
-
-
-def run(args: list[str], env: Mapping[str, str], endpoint_url: str | None = None) -> Result:
-    extra = ["--endpoint-url", endpoint_url] if endpoint_url else []
-    return runner.invoke(app, [*args, *extra], env=dict(env))
-
-
-@pytest.fixture
-def workload() -> Workload:
-    return generate(WorkloadSpec(events=400, experiments=2, users=120, seed=3))
-
-
-@pytest.fixture
-def provisioned(environment: dict[str, str], endpoint_url: str, unique_name: str) -> dict[str, str]:
-    result = run(
-        ["provision", "--queue", f"{unique_name}-dlq", "--format", "json"],
-        environment,
-        endpoint_url,
-    )
-    assert result.exit_code == 0, result.output
-    described = json.loads(result.stdout)
-    return {**environment, "DLQ_URL": described["dead_letter_queue_url"]}
-
-
-def _kinesis_event(workload: Workload) -> dict[str, Any]:
-    records = []
-    for record in workload.records():
-        c = record.coordinates
-        records.append(
-            {
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0",
-                    "partitionKey": c.partition_key,
-                    "sequenceNumber": c.sequence_number,
-                    "data": record.data,
-                    "approximateArrivalTimestamp": c.approximate_arrival_timestamp,
-                },
-                "eventSource": "aws:kinesis",
-                "eventVersion": "1.0",
-                "eventID": f"{c.shard_id}:{c.sequence_number}",
-                "eventName": "aws:kinesis:record",
-                "invokeIdentityArn": "arn:aws:iam::123456789012:role/event-processor",
-                "awsRegion": REGION,
-                "eventSourceARN": f"arn:aws:kinesis:{REGION}:123456789012:stream/events",
-            }
-        )
-    return {"Records": records}
+# The shared fixtures of the command-line tests.
+environment = cli_support.environment
+provisioned = cli_support.provisioned
+workload = cli_support.workload
 
 
 def test_every_command_has_help() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    commands = [name for name in ("report", "provision", "seed", "invoke") if name in result.stdout]
-    assert commands == ["report", "provision", "seed", "invoke"]
+    expected = ["report", "provision", "seed", "invoke", "replay"]
+    commands = [name for name in expected if name in result.stdout]
+    assert commands == expected
     for command in commands:
         helped = runner.invoke(app, [command, "--help"])
         assert helped.exit_code == 0
@@ -126,7 +65,7 @@ def test_a_seeded_experiment_and_an_invoked_batch_show_up_in_the_report(
     seed_file = tmp_path / "seed.json"
     seed_file.write_text(dump_seed(workload.experiments, workload.assignments))
     event_file = tmp_path / "event.json"
-    event_file.write_text(json.dumps(_kinesis_event(workload)))
+    event_file.write_text(json.dumps(kinesis_event(workload)))
 
     seeded = run(["seed", str(seed_file)], provisioned, endpoint_url)
     invoked = run(["invoke", str(event_file)], provisioned, endpoint_url)
@@ -162,7 +101,7 @@ def test_the_report_writes_a_png_chart_and_prints_csv(
     seed_file = tmp_path / "seed.json"
     seed_file.write_text(dump_seed(workload.experiments, workload.assignments))
     event_file = tmp_path / "event.json"
-    event_file.write_text(json.dumps(_kinesis_event(workload)))
+    event_file.write_text(json.dumps(kinesis_event(workload)))
     assert run(["seed", str(seed_file)], provisioned, endpoint_url).exit_code == 0
     assert run(["invoke", str(event_file)], provisioned, endpoint_url).exit_code == 0
     chart = tmp_path / "exposure.png"

@@ -1,0 +1,266 @@
+"""The `replay` command's sources: the S3 archive, the dead-letter queue and JSON Lines files.
+
+How each source stays idempotent is in docs/replay.md: the archive goes back through the
+stream's own path with the records' original coordinates (per-shard watermarks, nothing archived
+again); dead letters and file lines go through the replay use case (event-id ledger).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from application.ports import NoDeadline
+from application.process_batch import BatchProcessor
+from application.replay import ReplayItem, ReplayOptions, ReplayProcessor, ReplayStatus
+from domain.decoding import decode_record
+from domain.events import RESERVED_FIELD
+from domain.records import KinesisCoordinates, RawRecord
+from domain.rejections import DeadLetter
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+    from application.process_batch import ProcessingSettings
+    from infrastructure.aws.s3_archive import S3ArchiveReader
+    from infrastructure.aws.sqs_dead_letters import SqsDeadLetterReader
+
+FILE_SHARD = "replay-file"
+_PIPELINE_MEMBER = b',"' + RESERVED_FIELD.encode() + b'":'
+
+
+class ArchiveLineError(ValueError):
+    """An archive line without the pipeline's origin field: not written by this pipeline."""
+
+
+def record_from_archive_line(line: bytes) -> RawRecord:
+    """The record an archive line came from: the producer's event (without the `_pipeline`
+    member the archive appended) under its original Kinesis coordinates."""
+    import json
+
+    cut = line.rfind(_PIPELINE_MEMBER)
+    if cut < 0 or not line.rstrip().endswith(b"}"):
+        raise ArchiveLineError(f"no {RESERVED_FIELD!r} member")
+    try:
+        origin = json.loads(line[cut + len(_PIPELINE_MEMBER) : line.rstrip().rfind(b"}")])
+        kinesis = origin["kinesis"]
+        coordinates = KinesisCoordinates(
+            str(kinesis["shard_id"]),
+            str(kinesis["sequence_number"]),
+            str(kinesis["partition_key"]),
+            float(kinesis["approximate_arrival_timestamp"]),
+        )
+    except (ValueError, KeyError, TypeError) as error:
+        raise ArchiveLineError(f"unreadable {RESERVED_FIELD!r} member: {error}") from None
+    payload = line[:cut] + b"}"
+    return RawRecord(coordinates, base64.b64encode(payload).decode("ascii"))
+
+
+def whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """[start, end) widened to whole UTC days: a daily counter sums every hour of its day, so an
+    archive replay must bring all of them for the watermark rule to hold (docs/replay.md)."""
+    first = start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    last = end.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if last < end.astimezone(UTC):
+        last += timedelta(days=1)
+    return first, last
+
+
+@dataclass(slots=True)
+class ReplaySummary:
+    """What a replay came to: outcome counts, why records stayed invalid, what is left to do."""
+
+    source: str
+    dry_run: bool
+    read: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    invalid_reasons: Counter[str] = field(default_factory=Counter)
+    problems: list[str] = field(default_factory=list)
+    deleted_messages: int = 0
+    kept_messages: int = 0
+
+    @property
+    def failed(self) -> int:
+        return self.outcomes.get(ReplayStatus.FAILED.value, 0)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "source": self.source,
+            "dry_run": self.dry_run,
+            "read": self.read,
+            "outcomes": dict(sorted(self.outcomes.items())),
+            "invalid_reasons": dict(sorted(self.invalid_reasons.items())),
+            "deleted_messages": self.deleted_messages,
+            "kept_messages": self.kept_messages,
+            "problems": self.problems,
+        }
+
+
+def _chunks(items: Sequence[ReplayItem], size: int) -> Iterator[Sequence[ReplayItem]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def file_items(path: Path, arrival: float) -> list[ReplayItem]:
+    """One item per non-empty line of a JSON Lines file; lines copied from the archive are
+    accepted too (their `_pipeline` member is dropped)."""
+    items = []
+    with path.open("rb") as lines:
+        for number, line in enumerate(lines, start=1):
+            text = line.strip()
+            if not text:
+                continue
+            if _PIPELINE_MEMBER in text:
+                # A line that only looks archived is replayed as it is: validation names the field.
+                with suppress(ArchiveLineError):
+                    text = base64.b64decode(record_from_archive_line(text).data)
+            coordinates = KinesisCoordinates(FILE_SHARD, str(number), path.name, arrival)
+            record = RawRecord(coordinates, base64.b64encode(text).decode("ascii"))
+            items.append(ReplayItem(f"{path}:{number}", record))
+    return items
+
+
+def replay_items(
+    processor: ReplayProcessor,
+    items: Sequence[ReplayItem],
+    summary: ReplaySummary,
+    batch_size: int,
+    on_progress: Callable[[int], None] = lambda done: None,
+) -> list[str]:
+    """Replay in batches; returns the sources whose outcome is settled."""
+    settled: list[str] = []
+    options = ReplayOptions(archive=True, dry_run=summary.dry_run)
+    for chunk in _chunks(items, batch_size):
+        result = processor.replay(chunk, options)
+        summary.read += len(chunk)
+        summary.outcomes.update(result.counts)
+        summary.invalid_reasons.update(result.invalid_reasons)
+        summary.problems.extend(result.problems)
+        settled.extend(result.settled_sources())
+        on_progress(summary.read)
+    return settled
+
+
+def replay_dead_letters(
+    processor: ReplayProcessor,
+    reader: SqsDeadLetterReader,
+    sqs: SQSClient,
+    queue_url: str,
+    summary: ReplaySummary,
+    on_progress: Callable[[int], None] = lambda done: None,
+) -> None:
+    """Receive until the queue has nothing visible; delete a message only once its event is
+    settled (applied, already applied, unattributed or a duplicate, and archived). Messages
+    kept (still invalid, failed, unreadable, or every message of a dry run) are made visible
+    again at the end, for the next run or a person to look at."""
+    kept: list[str] = []
+    options = ReplayOptions(archive=True, dry_run=summary.dry_run)
+    while True:
+        received = reader.receive()
+        if received.empty:
+            break
+        handles = {letter.message_id: letter.receipt_handle for letter in received.letters}
+        items = [
+            ReplayItem(letter.message_id, _record_of(letter.letter)) for letter in received.letters
+        ]
+        result = processor.replay(items, options) if items else None
+        summary.read += len(items) + len(received.unreadable)
+        for unreadable in received.unreadable:
+            summary.outcomes["unreadable"] += 1
+            summary.problems.append(f"message {unreadable.message_id}: {unreadable.problem}")
+            kept.append(unreadable.receipt_handle)
+        if result is not None:
+            summary.outcomes.update(result.counts)
+            summary.invalid_reasons.update(result.invalid_reasons)
+            summary.problems.extend(result.problems)
+            settled = set() if summary.dry_run else set(result.settled_sources())
+            done = [handles[m] for m in handles if m in settled]
+            not_deleted = reader.delete(done) if done else []
+            summary.deleted_messages += len(done) - len(not_deleted)
+            kept.extend(handles[m] for m in handles if m not in settled)
+            kept.extend(not_deleted)
+        on_progress(summary.read)
+    summary.kept_messages = len(kept)
+    _make_visible(sqs, queue_url, kept)
+
+
+def _record_of(letter: DeadLetter) -> RawRecord:
+    return RawRecord(letter.coordinates, letter.data)
+
+
+def _make_visible(sqs: SQSClient, queue_url: str, receipt_handles: Sequence[str]) -> None:
+    for start in range(0, len(receipt_handles), 10):
+        chunk = receipt_handles[start : start + 10]
+        sqs.change_message_visibility_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": 0}
+                for i, handle in enumerate(chunk)
+            ],
+        )
+
+
+def archive_records(reader: S3ArchiveReader, start: datetime, end: datetime) -> list[RawRecord]:
+    """Every archived record of the objects of [start, end), deduplicated by coordinates (an
+    object can be rewritten under another name by a redelivery), in (shard, sequence) order."""
+    records: dict[tuple[str, int], RawRecord] = {}
+    for summary in reader.list_objects(start, end):
+        for line in reader.read_lines(summary.key):
+            record = record_from_archive_line(line)
+            records.setdefault((record.coordinates.shard_id, record.sequence), record)
+    return [records[key] for key in sorted(records)]
+
+
+def replay_archive(
+    processor: BatchProcessor,
+    records: Sequence[RawRecord],
+    summary: ReplaySummary,
+    batch_size: int,
+    settings: ProcessingSettings,
+    on_progress: Callable[[int], None] = lambda done: None,
+) -> None:
+    """Feed archived records back through the stream path, one shard's batch at a time."""
+    by_shard: dict[str, list[RawRecord]] = {}
+    for record in records:
+        by_shard.setdefault(record.coordinates.shard_id, []).append(record)
+    now = datetime.now(UTC)
+    for shard_records in by_shard.values():
+        for start in range(0, len(shard_records), batch_size):
+            batch = shard_records[start : start + batch_size]
+            summary.read += len(batch)
+            if summary.dry_run:
+                _validate(batch, summary, settings, now)
+            else:
+                result = processor.process(batch, NoDeadline())
+                summary.outcomes.update(
+                    processed=result.processed,
+                    duplicates=result.duplicates,
+                    unattributed=result.unattributed,
+                )
+                summary.invalid_reasons.update(
+                    {r.value: n for r, n in result.dead_lettered.items()}
+                )
+                if result.dead_lettered_total:
+                    summary.outcomes["invalid"] += result.dead_lettered_total
+                if result.failures:
+                    summary.outcomes[ReplayStatus.FAILED.value] += len(result.failures)
+                    summary.problems.extend(result.problems)
+            on_progress(summary.read)
+
+
+def _validate(
+    batch: Iterable[RawRecord], summary: ReplaySummary, settings: ProcessingSettings, now: datetime
+) -> None:
+    for record in batch:
+        decoded = decode_record(record, settings.event_limits, now)
+        if isinstance(decoded, DeadLetter):
+            summary.outcomes["invalid"] += 1
+            summary.invalid_reasons[decoded.reason.value] += 1
+        else:
+            summary.outcomes[ReplayStatus.VALID.value] += 1

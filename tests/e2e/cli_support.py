@@ -1,0 +1,79 @@
+"""Fixtures and helpers of the command-line tests: isolated configuration, provisioned resources."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+# Imported here so that its Powertools logger binds to the test session's stdout, not to the
+# output of the first runner invocation that happens to import it.
+from entrypoints import lambda_handler  # noqa: F401
+from entrypoints.cli import app
+from infrastructure.synthetic.workload import Workload, WorkloadSpec, generate
+from tests.conftest import REGION
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def environment(unique_name: str) -> dict[str, str]:
+    """The Lambda's configuration, naming resources no other test uses."""
+    return {
+        "DYNAMODB_TABLE": f"{unique_name}-aggregations",
+        "ASSIGNMENTS_TABLE": f"{unique_name}-assignments",
+        "EXPERIMENTS_TABLE": f"{unique_name}-experiments",
+        "S3_BUCKET": f"{unique_name}-archive",
+        "KINESIS_STREAM": f"{unique_name}-events",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+    }
+
+
+def run(args: list[str], env: Mapping[str, str], endpoint_url: str | None = None) -> Result:
+    extra = ["--endpoint-url", endpoint_url] if endpoint_url else []
+    return runner.invoke(app, [*args, *extra], env=dict(env))
+
+
+@pytest.fixture
+def workload() -> Workload:
+    return generate(WorkloadSpec(events=400, experiments=2, users=120, seed=3))
+
+
+@pytest.fixture
+def provisioned(environment: dict[str, str], endpoint_url: str, unique_name: str) -> dict[str, str]:
+    result = run(
+        ["provision", "--queue", f"{unique_name}-dlq", "--format", "json"],
+        environment,
+        endpoint_url,
+    )
+    assert result.exit_code == 0, result.output
+    described = json.loads(result.stdout)
+    return {**environment, "DLQ_URL": described["dead_letter_queue_url"]}
+
+
+def kinesis_event(workload: Workload) -> dict[str, Any]:
+    records = []
+    for record in workload.records():
+        c = record.coordinates
+        records.append(
+            {
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": c.partition_key,
+                    "sequenceNumber": c.sequence_number,
+                    "data": record.data,
+                    "approximateArrivalTimestamp": c.approximate_arrival_timestamp,
+                },
+                "eventSource": "aws:kinesis",
+                "eventVersion": "1.0",
+                "eventID": f"{c.shard_id}:{c.sequence_number}",
+                "eventName": "aws:kinesis:record",
+                "invokeIdentityArn": "arn:aws:iam::123456789012:role/event-processor",
+                "awsRegion": REGION,
+                "eventSourceARN": f"arn:aws:kinesis:{REGION}:123456789012:stream/events",
+            }
+        )
+    return {"Records": records}

@@ -1,0 +1,209 @@
+"""`replay` from the archive, the dead-letter queue and a file: run twice, counted once."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+
+from application.ports import MetricSnapshot
+from domain.metrics import Granularity
+from entrypoints.cli_replay import record_from_archive_line
+from entrypoints.seed_file import dump_seed
+from infrastructure.aws.dynamodb_metric_store import DynamoDbMetricStore
+from infrastructure.synthetic.workload import StreamEntry, Workload
+from tests.conftest import REGION
+from tests.e2e import cli_support
+from tests.e2e.cli_support import kinesis_event, run
+
+# The shared fixtures of the command-line tests.
+environment = cli_support.environment
+provisioned = cli_support.provisioned
+workload = cli_support.workload
+
+OVERSIZE_PADDING = 70 * 1024  # beyond the default MAX_RECORD_BYTES of 64 KiB
+
+
+def _counters(env: dict[str, str], endpoint_url: str) -> list[MetricSnapshot]:
+    client = boto3.client("dynamodb", endpoint_url=endpoint_url, region_name=REGION)
+    store = DynamoDbMetricStore(client, env["DYNAMODB_TABLE"])
+    return [
+        snapshot
+        for experiment_id in ("exp-00", "exp-01")
+        for granularity in Granularity
+        for snapshot in store.snapshots(experiment_id, granularity)
+    ]
+
+
+def _seed(env: dict[str, str], endpoint_url: str, workload: Workload, tmp_path: Path) -> None:
+    seed_file = tmp_path / "seed.json"
+    seed_file.write_text(dump_seed(workload.experiments, workload.assignments))
+    assert run(["seed", str(seed_file)], env, endpoint_url).exit_code == 0
+
+
+def _summary(args: list[str], env: dict[str, str], endpoint_url: str) -> dict[str, object]:
+    result = run([*args, "--format", "json"], env, endpoint_url)
+    assert result.exit_code == 0, result.output
+    summary: dict[str, object] = json.loads(result.stdout)
+    return summary
+
+
+def test_replaying_the_archive_twice_leaves_the_counters_unchanged(
+    provisioned: dict[str, str], endpoint_url: str, workload: Workload, tmp_path: Path
+) -> None:
+    _seed(provisioned, endpoint_url, workload, tmp_path)
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(kinesis_event(workload)))
+    assert run(["invoke", str(event_file)], provisioned, endpoint_url).exit_code == 0
+    counted = _counters(provisioned, endpoint_url)
+    args = ["replay", "--from-archive", "--start", "2026-11-20T10:00", "--end", "2026-11-20T11:00"]
+
+    first = _summary(args, provisioned, endpoint_url)
+    second = _summary(args, provisioned, endpoint_url)
+
+    valid = sum(1 for entry in workload.entries if entry.valid)
+    assert first["read"] == second["read"]
+    assert 0 < int(str(first["read"])) <= valid
+    assert _counters(provisioned, endpoint_url) == counted
+    assert len(counted) > 10
+
+
+def test_a_dry_run_of_the_archive_validates_without_writing(
+    provisioned: dict[str, str], endpoint_url: str, workload: Workload, tmp_path: Path
+) -> None:
+    _seed(provisioned, endpoint_url, workload, tmp_path)
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(kinesis_event(workload)))
+    assert run(["invoke", str(event_file)], provisioned, endpoint_url).exit_code == 0
+
+    summary = _summary(
+        ["replay", "--from-archive", "--start", "2026-11-20", "--end", "2026-11-21", "--dry-run"],
+        provisioned,
+        endpoint_url,
+    )
+
+    assert summary["outcomes"] == {"valid": summary["read"]}
+
+
+def test_dead_letters_that_became_valid_are_counted_once_and_deleted(
+    provisioned: dict[str, str], endpoint_url: str, workload: Workload, tmp_path: Path
+) -> None:
+    _seed(provisioned, endpoint_url, workload, tmp_path)
+    user = next(a for a in workload.assignments if a.experiment_id == "exp-00")
+    big = {
+        "event_id": "evt-oversize-1",
+        "event_type": "purchase",
+        "user_id": user.user_id,
+        "timestamp": "2026-11-20T10:30:00Z",
+        "value": 12.5,
+        "properties": {"note": "x" * OVERSIZE_PADDING},
+    }
+    workload.entries = [StreamEntry(json.dumps(big).encode(), user.user_id)]
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(kinesis_event(workload)))
+    assert run(["invoke", str(event_file)], provisioned, endpoint_url).exit_code == 0
+    assert _counters(provisioned, endpoint_url) == []
+    raised_limit = {**provisioned, "MAX_RECORD_BYTES": str(256 * 1024)}
+
+    dry = _summary(["replay", "--from-dlq", "--dry-run"], raised_limit, endpoint_url)
+    first = _summary(["replay", "--from-dlq"], raised_limit, endpoint_url)
+    second = _summary(["replay", "--from-dlq"], raised_limit, endpoint_url)
+
+    assert dry["outcomes"] == {"valid": 1}
+    assert dry["kept_messages"] == 1
+    assert first["outcomes"] == {"applied": 1}
+    assert first["deleted_messages"] == 1
+    assert second["read"] == 0
+    purchases = [s for s in _counters(provisioned, endpoint_url) if s.key.metric == "purchase"]
+    assert {
+        (s.key.granularity, s.event_count, s.unique_users, str(s.value_sum)) for s in purchases
+    } == {
+        (Granularity.HOUR, 1, 1, "12.5"),
+        (Granularity.DAY, 1, 1, "12.5"),
+    }
+
+
+def test_a_still_invalid_dead_letter_stays_in_the_queue(
+    provisioned: dict[str, str], endpoint_url: str, workload: Workload, tmp_path: Path
+) -> None:
+    workload.entries = [
+        StreamEntry(b'{"event_id": "x", "event_type": "click"', "bad-1", valid=False)
+    ]
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(kinesis_event(workload)))
+    assert run(["invoke", str(event_file)], provisioned, endpoint_url).exit_code == 0
+
+    first = _summary(["replay", "--from-dlq"], provisioned, endpoint_url)
+    second = _summary(["replay", "--from-dlq"], provisioned, endpoint_url)
+
+    assert first["outcomes"] == {"invalid": 1}
+    assert first["invalid_reasons"] == {"invalid_json": 1}
+    assert first["kept_messages"] == 1
+    assert second["read"] == 1
+
+
+def test_replaying_a_file_twice_counts_its_events_once(
+    provisioned: dict[str, str], endpoint_url: str, workload: Workload, tmp_path: Path
+) -> None:
+    _seed(provisioned, endpoint_url, workload, tmp_path)
+    lines = [entry.data for entry in workload.entries if entry.valid][:60]
+    events_file = tmp_path / "events.jsonl"
+    events_file.write_bytes(b"\n".join(lines) + b"\n\n")
+
+    first = _summary(["replay", "--from-file", str(events_file)], provisioned, endpoint_url)
+    counted = _counters(provisioned, endpoint_url)
+    second = _summary(["replay", "--from-file", str(events_file)], provisioned, endpoint_url)
+
+    assert first["read"] == second["read"] == 60
+    outcomes = first["outcomes"]
+    assert isinstance(outcomes, dict)
+    assert outcomes.get("applied", 0) > 0
+    second_outcomes = second["outcomes"]
+    assert isinstance(second_outcomes, dict)
+    assert "applied" not in second_outcomes
+    assert second_outcomes.get("already_applied") == outcomes.get("applied")
+    assert _counters(provisioned, endpoint_url) == counted
+    assert counted
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["replay"], "choose exactly one of"),
+        (["replay", "--from-dlq", "--from-file", "x.jsonl"], "choose exactly one of"),
+        (["replay", "--from-archive", "--start", "2026-11-20"], "needs --start and --end"),
+        (
+            ["replay", "--from-file", "x.jsonl", "--start", "2026-11-20"],
+            "only apply to --from-archive",
+        ),
+    ],
+)
+def test_a_replay_without_exactly_one_proper_source_is_bad_usage(
+    environment: dict[str, str], args: list[str], message: str
+) -> None:
+    result = run(args, environment)
+
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_an_archive_line_gives_back_the_producers_event_and_its_coordinates() -> None:
+    line = (
+        b'{"event_id":"e1","event_type":"click","user_id":"u1","timestamp":"2026-11-20T10:00:00Z",'
+        b'"_pipeline":{"attributions":[],"kinesis":{"shard_id":"shardId-000000000002",'
+        b'"sequence_number":"4954","partition_key":"u1","approximate_arrival_timestamp":1.5},'
+        b'"archive_schema_version":"1"}}'
+    )
+
+    record = record_from_archive_line(line)
+
+    assert json.loads(base64.b64decode(record.data)) == {
+        "event_id": "e1",
+        "event_type": "click",
+        "user_id": "u1",
+        "timestamp": "2026-11-20T10:00:00Z",
+    }
+    assert (record.coordinates.shard_id, record.sequence) == ("shardId-000000000002", 4954)
