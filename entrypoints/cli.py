@@ -28,7 +28,12 @@ from rich.console import Console
 from domain.errors import InfrastructureConfigurationError, PipelineError
 from domain.metrics import Granularity
 from entrypoints.cli_report import OutputFormat, parse_moment
-from entrypoints.cli_stream import DEFAULT_QUEUE, DEFAULT_STREAM, environment, lambda_context
+from entrypoints.cli_stream import (
+    DEFAULT_QUEUE,
+    DEFAULT_STREAM,
+    environment,
+    lambda_context,
+)
 from infrastructure.aws.errors import translate
 
 if TYPE_CHECKING:
@@ -40,6 +45,8 @@ PIPED_WIDTH = 160
 EXIT_OK = 0
 EXIT_FAILURES = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+PROGRESS_INTERVAL_SECONDS = 0.5
 
 T = TypeVar("T")
 
@@ -64,7 +71,7 @@ def _stdout() -> Console:
 
 
 def _stderr() -> Console:
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = EXIT_FAILURES) -> NoReturn:
@@ -518,6 +525,7 @@ def replay(
             run_against_aws(
                 lambda: replay_archive(
                     container.archive_replay_processor(),
+                    container.replay_processor(),
                     records,
                     summary,
                     batch_size,

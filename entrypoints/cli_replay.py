@@ -31,7 +31,12 @@ if TYPE_CHECKING:
     from infrastructure.aws.s3_archive import S3ArchiveReader
     from infrastructure.aws.sqs_dead_letters import SqsDeadLetterReader
 
-FILE_SHARD = "replay-file"
+REPLAY_SHARD_PREFIX = "replay-"
+"""Records fed back by a dead-letter or file replay carry a shard id with this prefix, and so
+do their archive lines. Their events were counted through the event-id ledger, not under a
+stream watermark, so an archive replay must send them back through the ledger too: under the
+watermark rule they would be counted again."""
+FILE_SHARD = REPLAY_SHARD_PREFIX + "file"
 _PIPELINE_MEMBER = b',"' + RESERVED_FIELD.encode() + b'":'
 
 
@@ -191,7 +196,14 @@ def replay_dead_letters(
 
 
 def _record_of(letter: DeadLetter) -> RawRecord:
-    return RawRecord(letter.coordinates, letter.data)
+    original = letter.coordinates
+    coordinates = KinesisCoordinates(
+        REPLAY_SHARD_PREFIX + original.shard_id,
+        original.sequence_number,
+        original.partition_key,
+        original.approximate_arrival_timestamp,
+    )
+    return RawRecord(coordinates, letter.data)
 
 
 def _make_visible(sqs: SQSClient, queue_url: str, receipt_handles: Sequence[str]) -> None:
@@ -219,16 +231,31 @@ def archive_records(reader: S3ArchiveReader, start: datetime, end: datetime) -> 
 
 def replay_archive(
     processor: BatchProcessor,
+    replay_processor: ReplayProcessor,
     records: Sequence[RawRecord],
     summary: ReplaySummary,
     batch_size: int,
     settings: ProcessingSettings,
     on_progress: Callable[[int], None] = lambda done: None,
 ) -> None:
-    """Feed archived records back through the stream path, one shard's batch at a time."""
+    """Feed archived records back: the stream's own records through the stream path, one
+    shard's batch at a time; records of earlier replays through the event-id ledger."""
     by_shard: dict[str, list[RawRecord]] = {}
+    replayed: list[ReplayItem] = []
     for record in records:
-        by_shard.setdefault(record.coordinates.shard_id, []).append(record)
+        shard_id = record.coordinates.shard_id
+        if shard_id.startswith(REPLAY_SHARD_PREFIX):
+            replayed.append(ReplayItem(f"{shard_id}/{record.sequence}", record))
+        else:
+            by_shard.setdefault(shard_id, []).append(record)
+    options = ReplayOptions(archive=False, dry_run=summary.dry_run)
+    for chunk in _chunks(replayed, batch_size):
+        ledger = replay_processor.replay(chunk, options)
+        summary.read += len(chunk)
+        summary.outcomes.update(ledger.counts)
+        summary.invalid_reasons.update(ledger.invalid_reasons)
+        summary.problems.extend(ledger.problems)
+        on_progress(summary.read)
     now = datetime.now(UTC)
     for shard_records in by_shard.values():
         for start in range(0, len(shard_records), batch_size):

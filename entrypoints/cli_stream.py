@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
     from mypy_boto3_kinesis.type_defs import PutRecordsRequestEntryTypeDef
 
+
 PUT_RECORDS_LIMIT = 500
 PUT_RECORDS_BYTES = 5 * 1024 * 1024
 DEFAULT_STREAM = "experiment-events"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from typer.testing import CliRunner, Result
 # output of the first runner invocation that happens to import it.
 from entrypoints import lambda_handler  # noqa: F401
 from entrypoints.cli import app
+from entrypoints.seed_file import dump_seed
 from infrastructure.synthetic.workload import Workload, WorkloadSpec, generate
 from tests.conftest import REGION
 
@@ -77,3 +79,12 @@ def kinesis_event(workload: Workload) -> dict[str, Any]:
             }
         )
     return {"Records": records}
+
+
+def seed_workload(
+    env: Mapping[str, str], endpoint_url: str, workload: Workload, tmp_path: Path
+) -> None:
+    seed_file = tmp_path / "seed.json"
+    seed_file.write_text(dump_seed(workload.experiments, workload.assignments))
+    result = run(["seed", str(seed_file)], env, endpoint_url)
+    assert result.exit_code == 0, result.output

@@ -12,18 +12,18 @@ import pytest
 from application.ports import MetricSnapshot
 from domain.metrics import Granularity
 from entrypoints.cli_replay import record_from_archive_line
-from entrypoints.seed_file import dump_seed
 from infrastructure.aws.dynamodb_metric_store import DynamoDbMetricStore
 from infrastructure.synthetic.workload import StreamEntry, Workload
 from tests.conftest import REGION
 from tests.e2e import cli_support
-from tests.e2e.cli_support import kinesis_event, run
+from tests.e2e.cli_support import kinesis_event, run, seed_workload
 
 # The shared fixtures of the command-line tests.
 environment = cli_support.environment
 provisioned = cli_support.provisioned
 workload = cli_support.workload
 
+ARCHIVE_DAY = ["replay", "--from-archive", "--start", "2026-11-20", "--end", "2026-11-21"]
 OVERSIZE_PADDING = 70 * 1024  # beyond the default MAX_RECORD_BYTES of 64 KiB
 
 
@@ -38,12 +38,6 @@ def _counters(env: dict[str, str], endpoint_url: str) -> list[MetricSnapshot]:
     ]
 
 
-def _seed(env: dict[str, str], endpoint_url: str, workload: Workload, tmp_path: Path) -> None:
-    seed_file = tmp_path / "seed.json"
-    seed_file.write_text(dump_seed(workload.experiments, workload.assignments))
-    assert run(["seed", str(seed_file)], env, endpoint_url).exit_code == 0
-
-
 def _summary(args: list[str], env: dict[str, str], endpoint_url: str) -> dict[str, object]:
     result = run([*args, "--format", "json"], env, endpoint_url)
     assert result.exit_code == 0, result.output
@@ -54,7 +48,7 @@ def _summary(args: list[str], env: dict[str, str], endpoint_url: str) -> dict[st
 def test_replaying_the_archive_twice_leaves_the_counters_unchanged(
     provisioned: dict[str, str], endpoint_url: str, workload: Workload, tmp_path: Path
 ) -> None:
-    _seed(provisioned, endpoint_url, workload, tmp_path)
+    seed_workload(provisioned, endpoint_url, workload, tmp_path)
     event_file = tmp_path / "event.json"
     event_file.write_text(json.dumps(kinesis_event(workload)))
     assert run(["invoke", str(event_file)], provisioned, endpoint_url).exit_code == 0
@@ -74,7 +68,7 @@ def test_replaying_the_archive_twice_leaves_the_counters_unchanged(
 def test_a_dry_run_of_the_archive_validates_without_writing(
     provisioned: dict[str, str], endpoint_url: str, workload: Workload, tmp_path: Path
 ) -> None:
-    _seed(provisioned, endpoint_url, workload, tmp_path)
+    seed_workload(provisioned, endpoint_url, workload, tmp_path)
     event_file = tmp_path / "event.json"
     event_file.write_text(json.dumps(kinesis_event(workload)))
     assert run(["invoke", str(event_file)], provisioned, endpoint_url).exit_code == 0
@@ -91,7 +85,7 @@ def test_a_dry_run_of_the_archive_validates_without_writing(
 def test_dead_letters_that_became_valid_are_counted_once_and_deleted(
     provisioned: dict[str, str], endpoint_url: str, workload: Workload, tmp_path: Path
 ) -> None:
-    _seed(provisioned, endpoint_url, workload, tmp_path)
+    seed_workload(provisioned, endpoint_url, workload, tmp_path)
     user = next(a for a in workload.assignments if a.experiment_id == "exp-00")
     big = {
         "event_id": "evt-oversize-1",
@@ -117,6 +111,8 @@ def test_dead_letters_that_became_valid_are_counted_once_and_deleted(
     assert first["outcomes"] == {"applied": 1}
     assert first["deleted_messages"] == 1
     assert second["read"] == 0
+    archive = _summary(ARCHIVE_DAY, raised_limit, endpoint_url)
+    assert archive["outcomes"] == {"already_applied": 1}
     purchases = [s for s in _counters(provisioned, endpoint_url) if s.key.metric == "purchase"]
     assert {
         (s.key.granularity, s.event_count, s.unique_users, str(s.value_sum)) for s in purchases
@@ -148,7 +144,7 @@ def test_a_still_invalid_dead_letter_stays_in_the_queue(
 def test_replaying_a_file_twice_counts_its_events_once(
     provisioned: dict[str, str], endpoint_url: str, workload: Workload, tmp_path: Path
 ) -> None:
-    _seed(provisioned, endpoint_url, workload, tmp_path)
+    seed_workload(provisioned, endpoint_url, workload, tmp_path)
     lines = [entry.data for entry in workload.entries if entry.valid][:60]
     events_file = tmp_path / "events.jsonl"
     events_file.write_bytes(b"\n".join(lines) + b"\n\n")
@@ -167,6 +163,26 @@ def test_replaying_a_file_twice_counts_its_events_once(
     assert second_outcomes.get("already_applied") == outcomes.get("applied")
     assert _counters(provisioned, endpoint_url) == counted
     assert counted
+
+
+def test_an_archive_replay_after_a_file_replay_counts_nothing_again(
+    provisioned: dict[str, str], endpoint_url: str, workload: Workload, tmp_path: Path
+) -> None:
+    seed_workload(provisioned, endpoint_url, workload, tmp_path)
+    events_file = tmp_path / "events.jsonl"
+    events_file.write_bytes(b"\n".join(e.data for e in workload.entries if e.valid)[:20_000])
+    assert (
+        run(["replay", "--from-file", str(events_file)], provisioned, endpoint_url).exit_code == 0
+    )
+    counted = _counters(provisioned, endpoint_url)
+
+    archive = _summary(ARCHIVE_DAY, provisioned, endpoint_url)
+
+    outcomes = archive["outcomes"]
+    assert isinstance(outcomes, dict)
+    assert set(outcomes) <= {"already_applied", "unattributed", "duplicate", "invalid"}
+    assert outcomes["already_applied"] > 0
+    assert _counters(provisioned, endpoint_url) == counted
 
 
 @pytest.mark.parametrize(
