@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING
 
 from application.ports import NoDeadline
 from application.process_batch import BatchProcessor
-from application.replay import ReplayItem, ReplayOptions, ReplayProcessor, ReplayStatus
+from application.replay import (
+    ReplayItem,
+    ReplayOptions,
+    ReplayProcessor,
+    ReplayResult,
+    ReplayStatus,
+)
 from domain.decoding import decode_record
 from domain.events import RESERVED_FIELD
 from domain.records import KinesisCoordinates, RawRecord
@@ -94,6 +100,15 @@ class ReplaySummary:
     def failed(self) -> int:
         return self.outcomes.get(ReplayStatus.FAILED.value, 0)
 
+    def add(self, result: ReplayResult) -> None:
+        self.outcomes.update(result.counts)
+        self.invalid_reasons.update(result.invalid_reasons)
+        self.problems.extend(result.problems)
+        failures = Counter(
+            o.detail or "no detail" for o in result.outcomes if o.status is ReplayStatus.FAILED
+        )
+        self.problems.extend(f"{n} failed: {detail}" for detail, n in failures.items())
+
     def as_dict(self) -> dict[str, object]:
         return {
             "source": self.source,
@@ -144,9 +159,7 @@ def replay_items(
     for chunk in _chunks(items, batch_size):
         result = processor.replay(chunk, options)
         summary.read += len(chunk)
-        summary.outcomes.update(result.counts)
-        summary.invalid_reasons.update(result.invalid_reasons)
-        summary.problems.extend(result.problems)
+        summary.add(result)
         settled.extend(result.settled_sources())
         on_progress(summary.read)
     return settled
@@ -181,9 +194,7 @@ def replay_dead_letters(
             summary.problems.append(f"message {unreadable.message_id}: {unreadable.problem}")
             kept.append(unreadable.receipt_handle)
         if result is not None:
-            summary.outcomes.update(result.counts)
-            summary.invalid_reasons.update(result.invalid_reasons)
-            summary.problems.extend(result.problems)
+            summary.add(result)
             settled = set() if summary.dry_run else set(result.settled_sources())
             done = [handles[m] for m in handles if m in settled]
             not_deleted = reader.delete(done) if done else []
@@ -250,11 +261,8 @@ def replay_archive(
             by_shard.setdefault(shard_id, []).append(record)
     options = ReplayOptions(archive=False, dry_run=summary.dry_run)
     for chunk in _chunks(replayed, batch_size):
-        ledger = replay_processor.replay(chunk, options)
+        summary.add(replay_processor.replay(chunk, options))
         summary.read += len(chunk)
-        summary.outcomes.update(ledger.counts)
-        summary.invalid_reasons.update(ledger.invalid_reasons)
-        summary.problems.extend(ledger.problems)
         on_progress(summary.read)
     now = datetime.now(UTC)
     for shard_records in by_shard.values():
