@@ -108,14 +108,18 @@ def _check_rules(
     extra = event.model_extra or {}
     if RESERVED_FIELD in extra:
         return RejectionReason.RESERVED_FIELD, f"top-level field {RESERVED_FIELD!r} is reserved"
-    nested: list[object] = list(extra.values())
+    for value in extra.values():
+        if type(value) not in _LEAF_TYPES:
+            problem = _check_json_value(value, depth=1, limits=limits)
+            if problem is not None:
+                return problem
     if event.properties is not None:
-        nested.append(event.properties)
-    for value in nested:
-        problem = _check_json_value(value, depth=1, limits=limits)
-        if problem is not None:
-            return problem
+        return _check_json_value(event.properties, depth=1, limits=limits)
     return None
+
+
+_LEAF_TYPES: frozenset[type] = frozenset({str, int, bool, type(None)})
+"""Values that can be neither non-finite nor nested: skipped without a call (most of them)."""
 
 
 def _check_json_value(
@@ -134,6 +138,8 @@ def _check_json_value(
             )
         children = value.values() if isinstance(value, dict) else value
         for child in children:
+            if type(child) in _LEAF_TYPES:
+                continue
             problem = _check_json_value(child, depth + 1, limits)
             if problem is not None:
                 return problem
