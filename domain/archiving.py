@@ -90,7 +90,16 @@ class _LineWriter:
                     f'{{"experiment_id":{_json_string(a.experiment_id)},'
                     f'"variant_id":{_json_string(a.variant_id)},"time_since_assignment_seconds":'
                 )
-            attributions.append(head + _json_number(a.time_since_assignment_seconds) + "}")
+            elapsed = a.time_since_assignment_seconds
+            attributions.append(
+                head
+                + (
+                    float.__repr__(elapsed)
+                    if type(elapsed) is float and elapsed - elapsed == 0.0
+                    else _json_number(elapsed)
+                )
+                + "}"
+            )
         shard = self._shards.get(coordinates.shard_id)
         if shard is None:
             shard = self._shards[coordinates.shard_id] = _json_string(coordinates.shard_id)

@@ -6,6 +6,7 @@ import binascii
 import math
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -29,39 +30,40 @@ def decode_record(
     record: RawRecord, limits: EventLimits, now: datetime
 ) -> AcceptedEvent | DeadLetter:
     """Decode and validate one record. Never raises for bad input: bad input is a dead letter."""
-
-    def reject(reason: RejectionReason, detail: str) -> DeadLetter:
-        return DeadLetter(reason, detail, record.coordinates, record.data)
-
     text = record.data
     if not text:
-        return reject(RejectionReason.EMPTY_RECORD, "record data is empty")
+        return _reject(record, RejectionReason.EMPTY_RECORD, "record data is empty")
     # Base64 inflates by 4/3: refuse oversize records before paying to decode them.
     if len(text) // 4 * 3 > limits.max_record_bytes + 2:
-        return reject(
+        return _reject(
+            record,
             RejectionReason.RECORD_TOO_LARGE,
             f"record is about {len(text) // 4 * 3} bytes, limit {limits.max_record_bytes}",
         )
     try:
         payload = binascii.a2b_base64(text, strict_mode=True)
     except (binascii.Error, ValueError) as error:
-        return reject(RejectionReason.INVALID_BASE64, f"data is not valid base64: {error}")
+        return _reject(record, RejectionReason.INVALID_BASE64, f"data is not valid base64: {error}")
     if not payload.strip():
-        return reject(RejectionReason.EMPTY_RECORD, "record data decodes to nothing")
+        return _reject(record, RejectionReason.EMPTY_RECORD, "record data decodes to nothing")
     if len(payload) > limits.max_record_bytes:
-        return reject(
+        return _reject(
+            record,
             RejectionReason.RECORD_TOO_LARGE,
             f"record is {len(payload)} bytes, limit {limits.max_record_bytes}",
         )
     try:
         event = ExperimentEvent.model_validate_json(payload)
     except ValidationError as error:
-        return _classify_validation_error(error, payload, reject)
-
+        return _classify_validation_error(error, payload, partial(_reject, record))
     problem = _check_rules(event, limits, now)
     if problem is not None:
-        return reject(*problem)
+        return _reject(record, *problem)
     return AcceptedEvent(event, payload, record.coordinates)
+
+
+def _reject(record: RawRecord, reason: RejectionReason, detail: str) -> DeadLetter:
+    return DeadLetter(reason, detail, record.coordinates, record.data)
 
 
 def _classify_validation_error(
