@@ -349,7 +349,7 @@ def chart(results: dict[str, Any], path: Path) -> bool:
         label="aggregate stage",
     )
     right.set_xscale("log")
-    right.set_xlabel("distinct metric keys per 10,000-record batch")
+    right.set_xlabel(f"distinct metric keys per {by_keys[0]['records']:,}-record batch")
     right.set_ylabel("CPU µs per event")
     right.set_title("Distinct aggregate keys")
     right.legend()
