@@ -148,3 +148,32 @@ class Telemetry(abc.ABC):
     @abc.abstractmethod
     def publish(self, result: BatchResult) -> None:
         """Report the outcome of one batch (metrics, logs)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayedEvent:
+    """One event to count again outside the stream, and the counters it adds to."""
+
+    event_id: str
+    deltas: tuple[MetricDelta, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayOutcome:
+    applied: frozenset[str]
+    already_applied: frozenset[str]
+    failed: Mapping[str, str]
+    """Event id -> why it could not be applied now (transient); nothing of it was applied."""
+
+
+class ReplayMetricStore(abc.ABC):
+    """Applies replayed events to the counters at most once per event id, ever.
+
+    The stream's per-shard watermark cannot protect a replay (a dead letter's sequence number is
+    already below it), so each replayed event leaves an event-id marker written atomically with
+    its counter increments: replaying the same event again, or retrying after a lost response,
+    finds the marker and adds nothing.
+    """
+
+    @abc.abstractmethod
+    def apply_once(self, events: Sequence[ReplayedEvent]) -> ReplayOutcome: ...

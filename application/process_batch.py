@@ -94,11 +94,13 @@ class BatchProcessor:
             unique, duplicates = self._drop_duplicates(accepted)
 
         unfinished: dict[str, int] = {}
+        stage_errors: dict[str, int] = {}
         with self._timed("enrich", timings):
             try:
                 enriched = self._enrich(unique)
             except TransientInfrastructureError as error:
                 problems.append(str(error))
+                stage_errors["enrich"] = 1
                 enriched = []
                 unfinished = merge_unfinished(unfinished, _lowest_per_shard(unique))
 
@@ -127,8 +129,14 @@ class BatchProcessor:
         with self._timed("dead_letter", timings):
             dead_letter_report = self._dead_letters.send(letters, deadline)
 
-        for report in (metric_report, archive_report, dead_letter_report):
+        for stage, report in (
+            ("write_metrics", metric_report),
+            ("archive", archive_report),
+            ("dead_letter", dead_letter_report),
+        ):
             problems.extend(report.problems)
+            if not report.complete:
+                stage_errors[stage] = 1
         unfinished = merge_unfinished(
             unfinished,
             metric_report.unfinished_from,
@@ -172,6 +180,7 @@ class BatchProcessor:
             failures=failures,
             problems=tuple(problems),
             stage_seconds=timings,
+            stage_errors=stage_errors,
         )
         self._telemetry.publish(result)
         return result

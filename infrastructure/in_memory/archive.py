@@ -17,6 +17,7 @@ class StoredObject:
     key: str
     blob: bytes
     metadata: dict[str, str]
+    content_encoding: str
 
 
 class InMemoryEventArchive(EventArchive):
@@ -36,7 +37,9 @@ class InMemoryEventArchive(EventArchive):
             key = object_key(self._prefix, item, self._codec)
             blob = self._codec.compress(item.body)
             with self._lock:
-                self._objects[key] = StoredObject(key, blob, object_metadata(item))
+                self._objects[key] = StoredObject(
+                    key, blob, object_metadata(item), self._codec.content_encoding
+                )
         if unfinished:
             return WriteReport(unfinished, ("deadline reached while archiving",))
         return COMPLETE

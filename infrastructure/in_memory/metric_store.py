@@ -48,6 +48,16 @@ class InMemoryMetricStore(MetricStore):
             return WriteReport(unfinished, ("deadline reached while applying metric deltas",))
         return COMPLETE
 
+    def add_unconditionally(self, deltas: Sequence[MetricDelta]) -> None:
+        """Add deltas whatever the watermarks say (replays bring their own idempotence)."""
+        with self._lock:
+            for delta in deltas:
+                counter = self._counters.setdefault(delta.key, _Counter())
+                counter.users.update(delta.user_ids)
+                counter.event_count += delta.event_count
+                counter.value_sum += delta.value_sum
+                counter.value_count += delta.value_count
+
     def snapshots(
         self,
         experiment_id: str,

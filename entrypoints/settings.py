@@ -1,0 +1,40 @@
+"""The service's configuration, read from environment variables (the same for every entrypoint)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Each field is read from the upper-case environment variable of the same name."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    s3_bucket: str = "event-archive"
+    dynamodb_table: str = "event-aggregations"
+    dlq_url: str | None = None
+    assignments_table: str = "experiment-assignments"
+    experiments_table: str = "experiments"
+    archive_prefix: str = "events/"
+    dead_letter_prefix: str = "dead-letters/"
+    archive_codec: Literal["gzip", "zstd"] = "gzip"
+    archive_compression_level: int | None = None
+    archive_max_events: int = Field(default=1_000, ge=1)
+    archive_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    max_record_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    max_nesting_depth: int = Field(default=8, ge=1)
+    max_future_skew_seconds: int = Field(default=3_600, ge=0)
+    cache_max_entries: int = Field(default=200_000, ge=0)
+    cache_ttl_seconds: float = Field(default=300, ge=0)
+    recent_event_ids: int = Field(default=200_000, ge=0)
+    write_concurrency: int = Field(default=16, ge=1, le=128)
+    marker_ttl_days: int | None = Field(default=None, ge=1)
+    marker_cache_entries: int = Field(default=500_000, ge=0)
+    deadline_margin_ms: int = Field(default=10_000, ge=0)
+    aws_max_attempts: int = Field(default=4, ge=1, le=10)
+    aws_retry_mode: Literal["standard", "adaptive"] = "standard"
+    aws_connect_timeout: float = Field(default=2.0, gt=0)
+    aws_read_timeout: float = Field(default=5.0, gt=0)

@@ -1,0 +1,198 @@
+"""The event archive in S3: one compressed JSON Lines object per archive object, and its reader."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+from urllib.parse import urlencode
+
+from botocore.exceptions import BotoCoreError, ClientError
+from mypy_boto3_s3 import S3Client
+from mypy_boto3_s3.type_defs import PutObjectRequestTypeDef
+
+from application.ports import COMPLETE, Deadline, EventArchive, WriteReport
+from domain.archiving import ARCHIVE_SCHEMA_VERSION, ArchiveObject
+from domain.errors import InfrastructureConfigurationError, TransientInfrastructureError
+from infrastructure.archive_format import object_key, object_metadata
+from infrastructure.aws.errors import translate
+from infrastructure.codecs import ArchiveCodec, codec_for_key, codec_named
+
+DEFAULT_ARCHIVE_PREFIX = "events/"
+ARCHIVE_CONTENT_TYPE = "application/x-ndjson"
+PIPELINE_NAME = "experimently-event-processor"
+
+
+@dataclass(frozen=True, slots=True)
+class S3Encryption:
+    """Server-side encryption of every object we write: SSE-S3 unless a KMS key is chosen."""
+
+    algorithm: Literal["AES256", "aws:kms"] = "AES256"
+    kms_key_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kms_key_id is not None and self.algorithm != "aws:kms":
+            raise ValueError("a KMS key id needs the aws:kms algorithm")
+
+    def apply_to(self, request: PutObjectRequestTypeDef) -> None:
+        request["ServerSideEncryption"] = self.algorithm
+        if self.kms_key_id is not None:
+            request["SSEKMSKeyId"] = self.kms_key_id
+
+
+def object_tagging(tags: Mapping[str, str]) -> str:
+    """S3 wants tags as a URL query string."""
+    return urlencode(sorted(tags.items()))
+
+
+class S3EventArchive(EventArchive):
+    """Writes each object with one PutObject, concurrently, under a deterministic key.
+
+    Keys depend only on the lines (see `object_key`), so a retried write rewrites the same bytes
+    under the same name. A transient failure is reported per shard from the lowest sequence
+    number not known to be written; a configuration failure (missing bucket, access denied) is
+    raised, because retrying cannot fix it.
+    """
+
+    def __init__(
+        self,
+        s3: S3Client,
+        bucket: str,
+        prefix: str = DEFAULT_ARCHIVE_PREFIX,
+        codec: ArchiveCodec | None = None,
+        max_workers: int = 8,
+        encryption: S3Encryption | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        if max_workers < 1:
+            raise ValueError("max_workers must be at least 1")
+        self._s3 = s3
+        self._bucket = bucket
+        self._prefix = prefix
+        self._codec = codec or codec_named("gzip")
+        self._max_workers = max_workers
+        self._encryption = encryption or S3Encryption()
+        self._tagging = object_tagging(
+            tags
+            if tags is not None
+            else {"pipeline": PIPELINE_NAME, "schema-version": ARCHIVE_SCHEMA_VERSION}
+        )
+
+    def store(self, objects: Sequence[ArchiveObject], deadline: Deadline) -> WriteReport:
+        if not objects:
+            return COMPLETE
+        workers = min(self._max_workers, len(objects))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3-archive") as pool:
+            outcomes = list(pool.map(lambda item: self._put(item, deadline), objects))
+
+        unfinished: dict[str, int] = {}
+        problems: list[str] = []
+        configuration_errors: list[InfrastructureConfigurationError] = []
+        for item, outcome in zip(objects, outcomes, strict=True):
+            if outcome is None:
+                continue
+            if isinstance(outcome, InfrastructureConfigurationError):
+                configuration_errors.append(outcome)
+                continue
+            current = unfinished.get(item.shard_id)
+            if current is None or item.first_sequence < current:
+                unfinished[item.shard_id] = item.first_sequence
+            problems.append(outcome)
+        if configuration_errors:
+            raise configuration_errors[0]
+        if unfinished:
+            return WriteReport(unfinished, tuple(sorted(set(problems))))
+        return COMPLETE
+
+    def _put(
+        self, item: ArchiveObject, deadline: Deadline
+    ) -> str | InfrastructureConfigurationError | None:
+        """None when written; otherwise why not (a problem text, or the error to raise)."""
+        if deadline.expired():
+            return "deadline reached while archiving"
+        request: PutObjectRequestTypeDef = {
+            "Bucket": self._bucket,
+            "Key": object_key(self._prefix, item, self._codec),
+            "Body": self._codec.compress(item.body),
+            "ContentType": ARCHIVE_CONTENT_TYPE,
+            "ContentEncoding": self._codec.content_encoding,
+            "Metadata": object_metadata(item),
+            "Tagging": self._tagging,
+        }
+        self._encryption.apply_to(request)
+        try:
+            self._s3.put_object(**request)
+        except (ClientError, BotoCoreError) as error:
+            translated = translate(error, "s3:PutObject")
+            if isinstance(translated, TransientInfrastructureError):
+                return str(translated)
+            return translated
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedObjectSummary:
+    key: str
+    size: int
+
+
+def hour_partitions(start: datetime, end: datetime) -> list[datetime]:
+    """The starts of the hours that overlap [start, end)."""
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("start and end must be time-zone aware")
+    hour = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    hours: list[datetime] = []
+    while hour < end:
+        hours.append(hour)
+        hour += timedelta(hours=1)
+    return hours
+
+
+class S3ArchiveReader:
+    """Reads the archive back for replays: lists hour partitions, streams an object's lines."""
+
+    def __init__(
+        self,
+        s3: S3Client,
+        bucket: str,
+        prefix: str = DEFAULT_ARCHIVE_PREFIX,
+        page_size: int = 1000,
+    ) -> None:
+        self._s3 = s3
+        self._bucket = bucket
+        self._prefix = prefix
+        self._page_size = page_size
+
+    def list_objects(self, start: datetime, end: datetime) -> Iterator[ArchivedObjectSummary]:
+        """The objects of the hours overlapping [start, end), hour by hour, in key order.
+
+        One prefix per hour: a replay of an afternoon lists that afternoon, not the bucket.
+        """
+        paginator = self._s3.get_paginator("list_objects_v2")
+        for hour in hour_partitions(start, end):
+            prefix = f"{self._prefix}{hour.strftime('year=%Y/month=%m/day=%d/hour=%H/')}"
+            try:
+                pages = paginator.paginate(
+                    Bucket=self._bucket,
+                    Prefix=prefix,
+                    PaginationConfig={"PageSize": self._page_size},
+                )
+                for page in pages:
+                    for entry in page.get("Contents", []):
+                        yield ArchivedObjectSummary(entry["Key"], entry.get("Size", 0))
+            except (ClientError, BotoCoreError) as error:
+                raise translate(error, "s3:ListBucket") from error
+
+    def read_lines(self, key: str) -> Iterator[bytes]:
+        """The archive lines of one object, without their line ends."""
+        try:
+            response = self._s3.get_object(Bucket=self._bucket, Key=key)
+            blob = response["Body"].read()
+        except (ClientError, BotoCoreError) as error:
+            raise translate(error, "s3:GetObject") from error
+        body = codec_for_key(key).decompress(blob)
+        for line in body.split(b"\n"):
+            if line:
+                yield line
