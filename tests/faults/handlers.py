@@ -10,23 +10,8 @@ from typing import Any
 
 from application.ports import Deadline
 from application.process_batch import BatchProcessor
-from domain.records import KinesisCoordinates, RawRecord
 from entrypoints.event_source_emulator import Handler, LambdaContextLike
-
-
-def records_of(event: dict[str, Any]) -> list[RawRecord]:
-    records = []
-    for item in event["Records"]:
-        kinesis = item["kinesis"]
-        shard_id = item["eventID"].rsplit(":", 1)[0]
-        coordinates = KinesisCoordinates(
-            shard_id,
-            kinesis["sequenceNumber"],
-            kinesis["partitionKey"],
-            float(kinesis["approximateArrivalTimestamp"]),
-        )
-        records.append(RawRecord(coordinates, kinesis["data"]))
-    return records
+from entrypoints.kinesis_event import raw_records
 
 
 class ContextDeadline(Deadline):
@@ -42,7 +27,7 @@ class ContextDeadline(Deadline):
 
 def use_case_handler(processor: BatchProcessor, margin_ms: int = 1_000) -> Handler:
     def handler(event: dict[str, Any], context: LambdaContextLike) -> dict[str, Any]:
-        result = processor.process(records_of(event), ContextDeadline(context, margin_ms))
+        result = processor.process(raw_records(event), ContextDeadline(context, margin_ms))
         return {"batchItemFailures": result.batch_item_failures()}
 
     return handler
