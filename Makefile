@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint types imports bench package deploy clean
+.PHONY: run test check lint types imports bench package package-check deploy clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/cfn-lint template.yaml
 
 types: $(STAMP)
 	$(BIN)/mypy
@@ -32,6 +33,27 @@ check: lint types imports test
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# The Lambda zip for template.yaml (arm64, Python 3.12); `ARCH=x86_64 make package` for x86.
+ARCH ?= arm64
+LAMBDA_PYTHON ?= 3.12
+package: $(STAMP)
+	$(BIN)/python scripts/package.py build --arch $(ARCH) --python-version $(LAMBDA_PYTHON) \
+		--output dist/event-processor-$(ARCH).zip
+
+# Builds the same package for this machine, unpacks it into a clean venv holding only boto3 (what
+# the runtime ships) and imports the handler module from it. Slow (pip): not part of `make test`.
+package-check: $(STAMP)
+	$(BIN)/python scripts/package.py check
+
+# Called by `sam build` (template.yaml: BuildMethod makefile) with ARTIFACTS_DIR set.
+build-EventProcessorFunction:
+	$(PYTHON) scripts/package.py build --arch arm64 --python-version 3.12 --output-dir "$(ARTIFACTS_DIR)"
+
+# Needs the AWS SAM CLI and credentials; see docs/deployment.md. Not run in CI.
+deploy:
+	sam build
+	sam deploy --guided
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build dist

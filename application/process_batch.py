@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from application.ports import (
+    COMPLETE,
     AssignmentRepository,
     Clock,
     DeadLetterQueue,
@@ -37,6 +38,8 @@ from domain.rejections import DeadLetter
 class ProcessingSettings:
     event_limits: EventLimits = field(default_factory=EventLimits)
     archive_limits: ArchiveLimits = field(default_factory=ArchiveLimits)
+    archive_events: bool = True
+    """False only when replaying the archive itself: those events are archived already."""
 
 
 class BatchProcessor:
@@ -124,8 +127,11 @@ class BatchProcessor:
         with self._timed("write_metrics", timings):
             metric_report = self._metrics.apply(deltas, deadline)
         with self._timed("archive", timings):
-            objects = build_archive_objects(enriched, self._settings.archive_limits)
-            archive_report = self._archive.store(objects, deadline)
+            if self._settings.archive_events:
+                objects = build_archive_objects(enriched, self._settings.archive_limits)
+                archive_report = self._archive.store(objects, deadline)
+            else:
+                objects, archive_report = [], COMPLETE
         with self._timed("dead_letter", timings):
             dead_letter_report = self._dead_letters.send(letters, deadline)
 

@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     experiments_table: str = "experiments"
     archive_prefix: str = "events/"
     dead_letter_prefix: str = "dead-letters/"
+    kms_key_id: str | None = None
+    """Encrypt archive and dead-letter objects with this KMS key (SSE-KMS); SSE-S3 otherwise."""
     archive_codec: Literal["gzip", "zstd"] = "gzip"
     archive_compression_level: int | None = None
     archive_max_events: int = Field(default=1_000, ge=1)

@@ -19,7 +19,7 @@ def client_config(
     """Standard retry mode retries throttling, 5xx and transport errors with jittered backoff,
     at most `max_attempts` tries in all; the adapters then report what still failed."""
     return Config(
-        retries={"mode": retry_mode, "max_attempts": max_attempts},
+        retries={"mode": retry_mode, "total_max_attempts": max_attempts},
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         max_pool_connections=max_pool_connections,

@@ -8,6 +8,7 @@ from botocore.exceptions import (
     ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    ParamValidationError,
     ReadTimeoutError,
 )
 
@@ -52,6 +53,8 @@ def is_transient(error: Exception) -> bool:
         return code in TRANSIENT_ERROR_CODES or status >= 500
     if isinstance(error, _TRANSIENT_TRANSPORT_ERRORS):
         return True
+    if isinstance(error, ParamValidationError):
+        return False  # our request is malformed: a programming error, never fixed by waiting
     # Other transport-level botocore failures (e.g. a dropped connection surfacing as a generic
     # HTTP client error) carry no evidence the request was invalid: retrying is the safe side.
     return isinstance(error, BotoCoreError)

@@ -6,12 +6,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlencode
 
 from botocore.exceptions import BotoCoreError, ClientError
-from mypy_boto3_s3 import S3Client
-from mypy_boto3_s3.type_defs import PutObjectRequestTypeDef
 
 from application.ports import COMPLETE, Deadline, EventArchive, WriteReport
 from domain.archiving import ARCHIVE_SCHEMA_VERSION, ArchiveObject
@@ -19,6 +17,10 @@ from domain.errors import InfrastructureConfigurationError, TransientInfrastruct
 from infrastructure.archive_format import object_key, object_metadata
 from infrastructure.aws.errors import translate
 from infrastructure.codecs import ArchiveCodec, codec_for_key, codec_named
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import PutObjectRequestTypeDef
 
 DEFAULT_ARCHIVE_PREFIX = "events/"
 ARCHIVE_CONTENT_TYPE = "application/x-ndjson"

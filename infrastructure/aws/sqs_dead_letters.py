@@ -8,16 +8,9 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
-from mypy_boto3_s3 import S3Client
-from mypy_boto3_s3.type_defs import PutObjectRequestTypeDef
-from mypy_boto3_sqs import SQSClient
-from mypy_boto3_sqs.type_defs import (
-    DeleteMessageBatchRequestEntryTypeDef,
-    MessageAttributeValueTypeDef,
-    SendMessageBatchRequestEntryTypeDef,
-)
 
 from application.ports import COMPLETE, Clock, DeadLetterQueue, Deadline, WriteReport
 from domain.errors import InfrastructureConfigurationError, TransientInfrastructureError
@@ -33,6 +26,16 @@ from infrastructure.aws.dead_letter_format import (
 )
 from infrastructure.aws.errors import translate
 from infrastructure.aws.s3_archive import S3Encryption
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import PutObjectRequestTypeDef
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import (
+        DeleteMessageBatchRequestEntryTypeDef,
+        MessageAttributeValueTypeDef,
+        SendMessageBatchRequestEntryTypeDef,
+    )
 
 SQS_MAX_MESSAGE_BYTES = 256 * 1024
 SQS_MAX_BATCH_ENTRIES = 10

@@ -1,0 +1,244 @@
+"""The composition root: configuration, AWS clients, adapters and the use case, wired once."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import boto3
+from aws_lambda_powertools import Tracer
+from botocore.config import Config
+from dependency_injector import containers, providers
+
+from application.ports import Clock, DeadLetterQueue, Telemetry
+from application.process_batch import BatchProcessor, ProcessingSettings
+from application.replay import ReplayProcessor
+from domain.archiving import ArchiveLimits
+from domain.events import EventLimits
+from entrypoints.settings import Settings
+from infrastructure.aws.client_config import client_config
+from infrastructure.aws.dynamodb_metric_store import DynamoDbMetricStore
+from infrastructure.aws.dynamodb_replay_store import DynamoDbReplayMetricStore
+from infrastructure.aws.dynamodb_repositories import (
+    DynamoDbAssignmentRepository,
+    DynamoDbExperimentRepository,
+)
+from infrastructure.aws.s3_archive import S3Encryption, S3EventArchive
+from infrastructure.aws.sqs_dead_letters import (
+    S3DeadLetterQueue,
+    S3DeadLetterStore,
+    SqsDeadLetterQueue,
+)
+from infrastructure.caching import CachingAssignmentRepository, CachingExperimentRepository
+from infrastructure.clock import SystemClock
+from infrastructure.codecs import ArchiveCodec, codec_named
+from infrastructure.in_memory.recent_events import InMemoryRecentEventIndex
+from infrastructure.in_memory.telemetry import InMemoryTelemetry
+from infrastructure.tracing import (
+    TracedAssignmentRepository,
+    TracedDeadLetterQueue,
+    TracedEventArchive,
+    TracedExperimentRepository,
+    TracedMetricStore,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+
+
+def _botocore_config(settings: Settings) -> Config:
+    return client_config(
+        max_pool_connections=settings.write_concurrency * 2,
+        max_attempts=settings.aws_max_attempts,
+        connect_timeout=settings.aws_connect_timeout,
+        read_timeout=settings.aws_read_timeout,
+        retry_mode=settings.aws_retry_mode,
+    )
+
+
+def _processing_settings(settings: Settings) -> ProcessingSettings:
+    return ProcessingSettings(
+        event_limits=EventLimits(
+            max_record_bytes=settings.max_record_bytes,
+            max_nesting_depth=settings.max_nesting_depth,
+            max_future_skew=timedelta(seconds=settings.max_future_skew_seconds),
+        ),
+        archive_limits=ArchiveLimits(
+            max_events_per_object=settings.archive_max_events,
+            max_bytes_per_object=settings.archive_max_bytes,
+        ),
+    )
+
+
+def _archive_replay_settings(settings: Settings) -> ProcessingSettings:
+    return replace(_processing_settings(settings), archive_events=False)
+
+
+def _archive_codec(settings: Settings) -> ArchiveCodec:
+    return codec_named(settings.archive_codec, settings.archive_compression_level)
+
+
+def _dynamodb_client(session: boto3.session.Session, config: Config) -> DynamoDBClient:
+    return session.client("dynamodb", config=config)
+
+
+def _s3_client(session: boto3.session.Session, config: Config) -> S3Client:
+    return session.client("s3", config=config)
+
+
+def _sqs_client(session: boto3.session.Session, config: Config) -> SQSClient:
+    return session.client("sqs", config=config)
+
+
+def _encryption(settings: Settings) -> S3Encryption:
+    if settings.kms_key_id:
+        return S3Encryption("aws:kms", settings.kms_key_id)
+    return S3Encryption()
+
+
+def _dead_letter_queue(
+    settings: Settings,
+    sqs_client: SQSClient,
+    overflow: S3DeadLetterStore,
+    clock: Clock,
+) -> DeadLetterQueue:
+    """SQS when DLQ_URL is set (oversize letters overflow to S3); otherwise S3 alone."""
+    if settings.dlq_url:
+        return SqsDeadLetterQueue(
+            sqs_client, settings.dlq_url, overflow, clock, max_workers=settings.write_concurrency
+        )
+    return S3DeadLetterQueue(overflow, clock, max_workers=settings.write_concurrency)
+
+
+class Container(containers.DeclarativeContainer):
+    """Everything the entrypoints need. Nothing is created until a provider is first called;
+    boto3 honours AWS_ENDPOINT_URL, which is how local runs and tests reach an emulator."""
+
+    settings = providers.Singleton(Settings)
+    telemetry: providers.Provider[Telemetry] = providers.Singleton(InMemoryTelemetry)
+    tracer = providers.Singleton(Tracer, disabled=True)
+
+    botocore_config = providers.Singleton(_botocore_config, settings)
+    session = providers.Singleton(boto3.session.Session)
+    dynamodb_client = providers.Singleton(_dynamodb_client, session, botocore_config)
+    s3_client = providers.Singleton(_s3_client, session, botocore_config)
+    sqs_client = providers.Singleton(_sqs_client, session, botocore_config)
+
+    clock = providers.Singleton(SystemClock)
+    archive_codec = providers.Singleton(_archive_codec, settings)
+    s3_encryption = providers.Singleton(_encryption, settings)
+
+    assignment_repository = providers.Singleton(
+        TracedAssignmentRepository,
+        providers.Singleton(
+            CachingAssignmentRepository,
+            providers.Singleton(
+                DynamoDbAssignmentRepository, dynamodb_client, settings.provided.assignments_table
+            ),
+            max_size=settings.provided.cache_max_entries,
+            ttl_seconds=settings.provided.cache_ttl_seconds,
+        ),
+        tracer,
+    )
+    experiment_repository = providers.Singleton(
+        TracedExperimentRepository,
+        providers.Singleton(
+            CachingExperimentRepository,
+            providers.Singleton(
+                DynamoDbExperimentRepository, dynamodb_client, settings.provided.experiments_table
+            ),
+            max_size=settings.provided.cache_max_entries,
+            ttl_seconds=settings.provided.cache_ttl_seconds,
+        ),
+        tracer,
+    )
+    dynamodb_metric_store = providers.Singleton(
+        DynamoDbMetricStore,
+        dynamodb_client,
+        settings.provided.dynamodb_table,
+        max_workers=settings.provided.write_concurrency,
+        clock=clock,
+        marker_ttl_days=settings.provided.marker_ttl_days,
+        marker_cache_size=settings.provided.marker_cache_entries,
+    )
+    metric_store = providers.Singleton(TracedMetricStore, dynamodb_metric_store, tracer)
+    replay_metric_store = providers.Singleton(
+        DynamoDbReplayMetricStore,
+        dynamodb_client,
+        settings.provided.dynamodb_table,
+        dynamodb_metric_store,
+        clock,
+    )
+    event_archive = providers.Singleton(
+        TracedEventArchive,
+        providers.Singleton(
+            S3EventArchive,
+            s3_client,
+            settings.provided.s3_bucket,
+            prefix=settings.provided.archive_prefix,
+            codec=archive_codec,
+            max_workers=settings.provided.write_concurrency,
+            encryption=s3_encryption,
+        ),
+        tracer,
+    )
+    dead_letter_queue = providers.Singleton(
+        TracedDeadLetterQueue,
+        providers.Singleton(
+            _dead_letter_queue,
+            settings,
+            sqs_client,
+            providers.Singleton(
+                S3DeadLetterStore,
+                s3_client,
+                settings.provided.s3_bucket,
+                settings.provided.dead_letter_prefix,
+                s3_encryption,
+            ),
+            clock,
+        ),
+        tracer,
+    )
+    recent_events = providers.Singleton(
+        InMemoryRecentEventIndex, capacity=settings.provided.recent_event_ids
+    )
+    processing_settings = providers.Singleton(_processing_settings, settings)
+
+    replay_processor = providers.Factory(
+        ReplayProcessor,
+        assignment_repository,
+        experiment_repository,
+        replay_metric_store,
+        event_archive,
+        clock,
+        processing_settings,
+    )
+    archive_replay_processor = providers.Factory(
+        BatchProcessor,
+        assignment_repository,
+        experiment_repository,
+        metric_store,
+        event_archive,
+        dead_letter_queue,
+        recent_events,
+        clock,
+        telemetry,
+        providers.Singleton(_archive_replay_settings, settings),
+    )
+    """Replays the archive through the stream's own path (per-shard watermarks), archiving nothing."""
+
+    batch_processor = providers.Singleton(
+        BatchProcessor,
+        assignment_repository,
+        experiment_repository,
+        metric_store,
+        event_archive,
+        dead_letter_queue,
+        recent_events,
+        clock,
+        telemetry,
+        processing_settings,
+    )

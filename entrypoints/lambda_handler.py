@@ -1,0 +1,58 @@
+"""The Lambda function: a Kinesis batch in, a partial batch response out."""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from application.ports import Deadline
+from entrypoints.container import Container
+from entrypoints.kinesis_event import raw_records
+from infrastructure.powertools_telemetry import PowertoolsTelemetry
+
+# Powertools' three utilities are the documented module-level singletons: they hold no
+# connection and do no I/O when created. The container (boto3 clients, caches) is built
+# lazily on the first invocation and then reused while the container stays warm.
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "event-processor"))
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Experimently"))
+tracer = Tracer(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "event-processor"))
+
+
+@functools.cache
+def container() -> Container:
+    """The composition root of this warm container; `container.cache_clear()` forgets it."""
+    built = Container()
+    built.telemetry.override(PowertoolsTelemetry(metrics, logger))
+    built.tracer.override(tracer)
+    return built
+
+
+class LambdaDeadline(Deadline):
+    """Stop starting new writes once less than `margin_ms` of the invocation is left, so the
+    batch ends with an honest partial response instead of being killed mid-write."""
+
+    def __init__(self, context: LambdaContext, margin_ms: int) -> None:
+        self._context = context
+        self._margin_ms = margin_ms
+
+    def expired(self) -> bool:
+        return bool(self._context.get_remaining_time_in_millis() < self._margin_ms)
+
+
+@logger.inject_lambda_context(log_event=False, clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, list[dict[str, str]]]:
+    records = raw_records(event)
+    logger.set_correlation_id(context.aws_request_id)
+    if records:
+        first = records[0].coordinates
+        logger.append_keys(shard_id=first.shard_id, first_sequence_number=first.sequence_number)
+    root = container()
+    deadline = LambdaDeadline(context, root.settings().deadline_margin_ms)
+    result = root.batch_processor().process(records, deadline)
+    return {"batchItemFailures": result.batch_item_failures()}

@@ -1,0 +1,148 @@
+"""DynamoDB plumbing shared by the adapters: attribute values, key parts, batched calls."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
+
+from application.ports import Deadline
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import (
+        AttributeValueTypeDef,
+        KeysAndAttributesTypeDef,
+        WriteRequestTypeDef,
+    )
+
+Item: TypeAlias = "dict[str, AttributeValueTypeDef]"
+T = TypeVar("T")
+
+BATCH_WRITE_LIMIT = 25
+BATCH_GET_LIMIT = 100
+
+
+class MalformedItemError(ValueError):
+    """A stored item does not have the shape this adapter writes or expects."""
+
+
+def string(value: str) -> AttributeValueTypeDef:
+    return {"S": value}
+
+
+def number(value: int | Decimal) -> AttributeValueTypeDef:
+    # 'f' keeps every digit and never switches to exponent notation ("1E+1").
+    return {"N": format(value, "f") if isinstance(value, Decimal) else str(value)}
+
+
+def read_string(item: Mapping[str, AttributeValueTypeDef], name: str) -> str:
+    value = item.get(name)
+    if value is None or "S" not in value:
+        raise MalformedItemError(f"attribute {name!r} is missing or not a string")
+    return value["S"]
+
+
+def read_decimal(item: Mapping[str, AttributeValueTypeDef], name: str) -> Decimal:
+    value = item.get(name)
+    if value is None or "N" not in value:
+        raise MalformedItemError(f"attribute {name!r} is missing or not a number")
+    return Decimal(value["N"])
+
+
+def read_int(item: Mapping[str, AttributeValueTypeDef], name: str) -> int:
+    number_value = read_decimal(item, name)
+    if number_value != number_value.to_integral_value():
+        raise MalformedItemError(f"attribute {name!r} is not an integer: {number_value}")
+    return int(number_value)
+
+
+def key_part(identifier: str) -> str:
+    """An identifier as one segment of a composite key: '%' and '#' are percent-escaped, so a '#'
+    inside an id can never shift the segments of two different keys onto the same string."""
+    return identifier.replace("%", "%25").replace("#", "%23")
+
+
+def chunked(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Bounded exponential backoff with full jitter, for work DynamoDB handed back unprocessed."""
+
+    attempts: int = 6
+    base_seconds: float = 0.05
+    cap_seconds: float = 1.0
+    sleep: Callable[[float], None] = field(default=time.sleep)
+    jitter: Callable[[], float] = field(default=random.random)
+
+    def pause(self, retry: int) -> None:
+        self.sleep(self.jitter() * min(self.cap_seconds, self.base_seconds * 2**retry))
+
+
+def put_items(
+    client: DynamoDBClient,
+    table_name: str,
+    items: Sequence[Item],
+    backoff: Backoff,
+    deadline: Deadline,
+) -> list[Item]:
+    """Put at most 25 items with one BatchWriteItem, then retry what comes back unprocessed.
+
+    Returns the items that are still not written once the retries are spent or the deadline has
+    passed. botocore errors propagate: the caller decides between reporting and raising.
+    """
+    if len(items) > BATCH_WRITE_LIMIT:
+        raise ValueError(f"BatchWriteItem takes at most {BATCH_WRITE_LIMIT} items")
+    pending: list[Item] = list(items)
+    for retry in range(backoff.attempts):
+        if not pending:
+            return []
+        if retry:
+            if deadline.expired():
+                return pending
+            backoff.pause(retry - 1)
+        requests: list[WriteRequestTypeDef] = [{"PutRequest": {"Item": item}} for item in pending]
+        response = client.batch_write_item(RequestItems={table_name: requests})
+        unprocessed = response.get("UnprocessedItems", {}).get(table_name, [])
+        pending = [
+            request["PutRequest"]["Item"] for request in unprocessed if "PutRequest" in request
+        ]
+    return pending
+
+
+def get_items(
+    client: DynamoDBClient,
+    table_name: str,
+    keys: Sequence[Item],
+    projection: str,
+    attribute_names: Mapping[str, str],
+    backoff: Backoff,
+) -> tuple[list[Item], list[Item]]:
+    """Read at most 100 items with BatchGetItem, retrying unprocessed keys.
+
+    Returns (items found, keys still unprocessed after the bounded retries).
+    """
+    if len(keys) > BATCH_GET_LIMIT:
+        raise ValueError(f"BatchGetItem takes at most {BATCH_GET_LIMIT} keys")
+    found: list[Item] = []
+    pending: list[Item] = list(keys)
+    for retry in range(backoff.attempts):
+        if not pending:
+            break
+        if retry:
+            backoff.pause(retry - 1)
+        request: KeysAndAttributesTypeDef = {
+            "Keys": pending,
+            "ProjectionExpression": projection,
+            "ExpressionAttributeNames": attribute_names,
+        }
+        response = client.batch_get_item(RequestItems={table_name: request})
+        found.extend(response.get("Responses", {}).get(table_name, []))
+        unprocessed = response.get("UnprocessedKeys", {}).get(table_name)
+        pending = list(unprocessed["Keys"]) if unprocessed else []
+    return found, pending

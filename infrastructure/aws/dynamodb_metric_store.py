@@ -1,0 +1,468 @@
+"""The real-time counters in DynamoDB: one conditional UpdateItem per counter, exactly once.
+
+Layout, costs and the reasoning behind them: docs/storage.md.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, cast
+
+from botocore.exceptions import BotoCoreError, ClientError
+from cachetools import LRUCache
+
+from application.ports import (
+    COMPLETE,
+    Clock,
+    Deadline,
+    MetricSnapshot,
+    MetricStore,
+    WriteReport,
+    merge_unfinished,
+)
+from domain.errors import InfrastructureConfigurationError
+from domain.metrics import Granularity, MetricDelta, MetricKey
+from domain.records import padded_sequence
+from infrastructure.aws.dynamodb_codec import (
+    BATCH_WRITE_LIMIT,
+    Backoff,
+    Item,
+    MalformedItemError,
+    chunked,
+    key_part,
+    number,
+    put_items,
+    read_decimal,
+    read_int,
+    read_string,
+    string,
+)
+from infrastructure.aws.errors import is_transient, translate
+from infrastructure.clock import SystemClock
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, QueryInputTypeDef
+
+WATERMARK_PREFIX = "wm#"
+CONDITION_FAILED = "ConditionalCheckFailedException"
+
+_COUNTER_UPDATE = (
+    "ADD event_count :n, value_sum :s, value_count :c "
+    "SET #wm = :last, updated_at = :now, "
+    "#experiment_id = if_not_exists(#experiment_id, :experiment_id), "
+    "#variant_id = if_not_exists(#variant_id, :variant_id), "
+    "#metric = if_not_exists(#metric, :metric), "
+    "#granularity = if_not_exists(#granularity, :granularity), "
+    "#window_start = if_not_exists(#window_start, :window_start)"
+)
+_COUNTER_CONDITION = "attribute_not_exists(#wm) OR #wm < :first"
+_IDENTITY_NAMES = {
+    f"#{name}": name
+    for name in ("experiment_id", "variant_id", "metric", "granularity", "window_start")
+}
+
+
+def counter_partition_key(experiment_id: str) -> str:
+    return f"EXP#{experiment_id}"
+
+
+def granularity_prefix(granularity: Granularity) -> str:
+    return f"{granularity.value.upper()}#"
+
+
+def counter_sort_key(key: MetricKey) -> str:
+    return (
+        f"{granularity_prefix(key.granularity)}{key.window_label}#"
+        f"{key_part(key.variant_id)}#{key.metric}"
+    )
+
+
+def marker_partition_key(experiment_id: str, variant_id: str, metric: str, day: datetime) -> str:
+    return f"USERS#{key_part(experiment_id)}#{key_part(variant_id)}#{metric}#{day:%Y-%m-%d}"
+
+
+def marker_sort_key(hour: datetime, user_id: str) -> str:
+    return f"{hour:%H}#{user_id}"
+
+
+def watermark_attribute(shard_id: str) -> str:
+    return f"{WATERMARK_PREFIX}{shard_id}"
+
+
+MarkerKey = tuple[str, str]
+"""(partition_key, sort_key) of one unique-user marker."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    unfinished: Mapping[str, int]
+    problems: tuple[str, ...] = ()
+
+
+_DONE = _Outcome({})
+
+
+class DynamoDbMetricStore(MetricStore):
+    """Counters with a per-shard watermark, and one idempotent marker item per user and hour.
+
+    Exactly once: each counter item remembers, per shard, the highest sequence number applied to
+    it, and an update only succeeds if its records all lie beyond that mark. When the condition
+    fails (a redelivery, or a retry of a request whose response was lost) the item's old image
+    tells which records are already in, and only the rest is applied. Nothing is ever read and
+    written back.
+    """
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table_name: str,
+        max_workers: int = 16,
+        executor: Executor | None = None,
+        clock: Clock | None = None,
+        marker_ttl_days: int | None = None,
+        marker_cache_size: int = 50_000,
+        backoff: Backoff | None = None,
+        max_condition_retries: int = 5,
+    ) -> None:
+        self._client = client
+        self._table_name = table_name
+        self._owns_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(
+            max_workers=max_workers, thread_name_prefix="metric-store"
+        )
+        self._clock = clock or SystemClock()
+        self._marker_ttl = None if marker_ttl_days is None else timedelta(days=marker_ttl_days)
+        self._written_markers: LRUCache[MarkerKey, bool] = LRUCache(maxsize=marker_cache_size)
+        self._markers_lock = threading.Lock()
+        self._backoff = backoff or Backoff()
+        self._max_condition_retries = max_condition_retries
+
+    def close(self) -> None:
+        if self._owns_executor:
+            self._executor.shutdown(wait=True)
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def apply(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
+        markers = self._new_markers(deltas)
+        # Deltas of one counter and shard go in sequence order through one worker: applied out
+        # of order, a later delta would raise the watermark above an earlier one's records.
+        per_counter: dict[tuple[MetricKey, str], list[MetricDelta]] = defaultdict(list)
+        for delta in deltas:
+            per_counter[(delta.key, delta.shard_id)].append(delta)
+        futures: list[Future[_Outcome]] = [
+            self._executor.submit(self._apply_counter_deltas, same_counter, deadline)
+            for same_counter in per_counter.values()
+        ]
+        futures.extend(self._submit_markers(markers, deadline))
+        return self._collect(futures)
+
+    def mark_users(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
+        """Write the unique-user markers of `deltas` alone (replays count their events apart)."""
+        return self._collect(self._submit_markers(self._new_markers(deltas), deadline))
+
+    def _submit_markers(
+        self, markers: Mapping[MarkerKey, Mapping[str, int]], deadline: Deadline
+    ) -> list[Future[_Outcome]]:
+        return [
+            self._executor.submit(self._write_markers, list(chunk), markers, deadline)
+            for chunk in chunked(sorted(markers), BATCH_WRITE_LIMIT)
+        ]
+
+    def _collect(self, futures: list[Future[_Outcome]]) -> WriteReport:
+        unfinished: dict[str, int] = {}
+        problems: list[str] = []
+        configuration_errors: list[InfrastructureConfigurationError] = []
+        for future in futures:
+            try:
+                outcome = future.result()
+            except InfrastructureConfigurationError as error:
+                configuration_errors.append(error)
+                continue
+            unfinished = merge_unfinished(unfinished, outcome.unfinished)
+            problems.extend(outcome.problems)
+        if configuration_errors:
+            raise configuration_errors[0]
+        if not unfinished and not problems:
+            return COMPLETE
+        return WriteReport(unfinished, tuple(dict.fromkeys(problems)))
+
+    def _apply_counter_deltas(self, deltas: list[MetricDelta], deadline: Deadline) -> _Outcome:
+        deltas.sort(key=lambda delta: delta.first_sequence)
+        for index, delta in enumerate(deltas):
+            outcome = self._apply_counter(delta, deadline)
+            if outcome.unfinished:
+                return _Outcome(
+                    merge_unfinished(
+                        outcome.unfinished,
+                        *({d.shard_id: d.first_sequence} for d in deltas[index + 1 :]),
+                    ),
+                    outcome.problems,
+                )
+        return _DONE
+
+    def _apply_counter(self, delta: MetricDelta, deadline: Deadline) -> _Outcome:
+        remaining = delta
+        watermark_name = watermark_attribute(delta.shard_id)
+        for _ in range(self._max_condition_retries):
+            if deadline.expired():
+                return _Outcome(
+                    {delta.shard_id: remaining.first_sequence},
+                    ("deadline reached before updating every metric counter",),
+                )
+            try:
+                self._update_counter(remaining)
+                return _DONE
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != CONDITION_FAILED:
+                    return self._failed(
+                        error, "UpdateItem", {delta.shard_id: remaining.first_sequence}
+                    )
+                watermark = _watermark_in(error, watermark_name)
+                if watermark is None:
+                    return _Outcome(
+                        {delta.shard_id: remaining.first_sequence},
+                        (f"UpdateItem: condition failed without a readable {watermark_name}",),
+                    )
+                trimmed = remaining.after(watermark)
+                if trimmed is None:
+                    return _DONE
+                remaining = trimmed
+            except BotoCoreError as error:
+                return self._failed(error, "UpdateItem", {delta.shard_id: remaining.first_sequence})
+        return _Outcome(
+            {delta.shard_id: remaining.first_sequence},
+            ("UpdateItem: the watermark kept moving; another writer applies the same shard",),
+        )
+
+    def _update_counter(self, delta: MetricDelta) -> None:
+        key = delta.key
+        values: dict[str, AttributeValueTypeDef] = {
+            ":n": number(delta.event_count),
+            ":s": number(delta.value_sum),
+            ":c": number(delta.value_count),
+            ":first": string(padded_sequence(delta.first_sequence)),
+            ":last": string(padded_sequence(delta.last_sequence)),
+            ":now": string(self._clock.now().astimezone(UTC).isoformat()),
+            ":experiment_id": string(key.experiment_id),
+            ":variant_id": string(key.variant_id),
+            ":metric": string(key.metric),
+            ":granularity": string(key.granularity.value),
+            ":window_start": string(key.window_start.astimezone(UTC).isoformat()),
+        }
+        self._client.update_item(
+            TableName=self._table_name,
+            Key={
+                "partition_key": string(counter_partition_key(key.experiment_id)),
+                "sort_key": string(counter_sort_key(key)),
+            },
+            UpdateExpression=_COUNTER_UPDATE,
+            ConditionExpression=_COUNTER_CONDITION,
+            ExpressionAttributeNames={
+                "#wm": watermark_attribute(delta.shard_id),
+                **_IDENTITY_NAMES,
+            },
+            ExpressionAttributeValues=values,
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+
+    def _new_markers(self, deltas: Sequence[MetricDelta]) -> dict[MarkerKey, dict[str, int]]:
+        """The markers this batch needs that this container has not written yet, each with the
+        lowest sequence number per shard of a record that needs it."""
+        markers: dict[MarkerKey, dict[str, int]] = defaultdict(dict)
+        with self._markers_lock:
+            for delta in deltas:
+                key = delta.key
+                if key.granularity is not Granularity.HOUR:
+                    # A day's users are the union of its hours' users, which the hourly deltas
+                    # of the same records already mark.
+                    continue
+                partition = marker_partition_key(
+                    key.experiment_id, key.variant_id, key.metric, key.window_start
+                )
+                for user_id, sequence in delta.first_sequence_of_users().items():
+                    marker = (partition, marker_sort_key(key.window_start, user_id))
+                    if marker in self._written_markers:
+                        continue
+                    sources = markers[marker]
+                    sources[delta.shard_id] = min(sources.get(delta.shard_id, sequence), sequence)
+        return markers
+
+    def _write_markers(
+        self,
+        chunk: list[MarkerKey],
+        sources: Mapping[MarkerKey, Mapping[str, int]],
+        deadline: Deadline,
+    ) -> _Outcome:
+        def unfinished_of(keys: Sequence[MarkerKey]) -> dict[str, int]:
+            return merge_unfinished(*(sources[key] for key in keys))
+
+        if deadline.expired():
+            return _Outcome(
+                unfinished_of(chunk), ("deadline reached before writing every unique-user marker",)
+            )
+        try:
+            left = put_items(
+                self._client,
+                self._table_name,
+                [self._marker_item(key) for key in chunk],
+                self._backoff,
+                deadline,
+            )
+        except (ClientError, BotoCoreError) as error:
+            return self._failed(error, "BatchWriteItem", unfinished_of(chunk))
+        not_written = {
+            (read_string(item, "partition_key"), read_string(item, "sort_key")) for item in left
+        }
+        with self._markers_lock:
+            for key in chunk:
+                if key not in not_written:
+                    self._written_markers[key] = True
+        if not not_written:
+            return _DONE
+        return _Outcome(
+            unfinished_of(sorted(not_written)),
+            (f"BatchWriteItem: {len(not_written)} unique-user markers still unprocessed",),
+        )
+
+    def _marker_item(self, key: MarkerKey) -> Item:
+        partition, sort = key
+        item: Item = {"partition_key": string(partition), "sort_key": string(sort)}
+        if self._marker_ttl is not None:
+            day = datetime.strptime(partition.rsplit("#", 1)[1], "%Y-%m-%d").replace(tzinfo=UTC)
+            expires = day + timedelta(days=1) + self._marker_ttl
+            item["expires_at"] = number(int(expires.timestamp()))
+        return item
+
+    @staticmethod
+    def _failed(error: Exception, operation: str, unfinished: Mapping[str, int]) -> _Outcome:
+        domain_error = translate(error, operation)
+        if not is_transient(error):
+            raise domain_error from error
+        return _Outcome(unfinished, (str(domain_error),))
+
+    # -- reading (operators' reports) -----------------------------------------------------------
+
+    def snapshots(
+        self,
+        experiment_id: str,
+        granularity: Granularity,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[MetricSnapshot]:
+        prefix = granularity_prefix(granularity)
+        lower = prefix if start is None else prefix + _label(granularity, start)
+        # '$' sorts right after '#': every sort key of the window containing `end` is below it.
+        upper = prefix[:-1] + "$" if end is None else prefix + _label(granularity, end) + "$"
+        counters = self._query(
+            {
+                "TableName": self._table_name,
+                "KeyConditionExpression": "partition_key = :pk AND sort_key BETWEEN :lo AND :hi",
+                "ExpressionAttributeValues": {
+                    ":pk": string(counter_partition_key(experiment_id)),
+                    ":lo": string(lower),
+                    ":hi": string(upper),
+                },
+            }
+        )
+        keyed = []
+        for item in counters:
+            key = _metric_key(item)
+            if key.granularity is not granularity:
+                continue
+            if (start is None or key.window_start >= start) and (
+                end is None or key.window_start < end
+            ):
+                keyed.append((key, item))
+        keyed.sort(key=lambda pair: pair[0])
+        partitions = sorted(
+            {
+                marker_partition_key(k.experiment_id, k.variant_id, k.metric, k.window_start)
+                for k, _ in keyed
+            }
+        )
+        users_by_partition = dict(
+            zip(partitions, self._executor.map(self._users_by_hour, partitions), strict=True)
+        )
+        snapshots = []
+        for key, item in keyed:
+            hours = users_by_partition[
+                marker_partition_key(
+                    key.experiment_id, key.variant_id, key.metric, key.window_start
+                )
+            ]
+            if granularity is Granularity.HOUR:
+                unique_users = len(hours.get(f"{key.window_start:%H}", ()))
+            else:
+                unique_users = len(set().union(*hours.values()))
+            snapshots.append(
+                MetricSnapshot(
+                    key,
+                    read_int(item, "event_count"),
+                    read_decimal(item, "value_sum"),
+                    read_int(item, "value_count"),
+                    unique_users,
+                )
+            )
+        return snapshots
+
+    def _users_by_hour(self, partition: str) -> dict[str, set[str]]:
+        """One query per (experiment, variant, metric, day) serves the day and its hours alike."""
+        hours: dict[str, set[str]] = defaultdict(set)
+        for item in self._query(
+            {
+                "TableName": self._table_name,
+                "KeyConditionExpression": "partition_key = :pk",
+                "ExpressionAttributeValues": {":pk": string(partition)},
+                "ProjectionExpression": "sort_key",
+            }
+        ):
+            hour, user_id = read_string(item, "sort_key").split("#", 1)
+            hours[hour].add(user_id)
+        return hours
+
+    def _query(self, request: QueryInputTypeDef) -> list[Item]:
+        items: list[Item] = []
+        try:
+            while True:
+                response = self._client.query(**request)
+                items.extend(response.get("Items", []))
+                last = response.get("LastEvaluatedKey")
+                if not last:
+                    return items
+                request = {**request, "ExclusiveStartKey": last}
+        except (ClientError, BotoCoreError) as error:
+            raise translate(error, "Query") from error
+
+
+def _label(granularity: Granularity, moment: datetime) -> str:
+    return MetricKey("", "", "", granularity, granularity.window_start(moment)).window_label
+
+
+def _watermark_in(error: ClientError, attribute: str) -> int | None:
+    item = cast(Mapping[str, object], error.response).get("Item")
+    if not isinstance(item, dict):
+        return None
+    value = item.get(attribute)
+    if not isinstance(value, dict) or not isinstance(value.get("S"), str):
+        return None
+    return int(value["S"])
+
+
+def _metric_key(item: Item) -> MetricKey:
+    try:
+        return MetricKey(
+            read_string(item, "experiment_id"),
+            read_string(item, "variant_id"),
+            read_string(item, "metric"),
+            Granularity(read_string(item, "granularity")),
+            datetime.fromisoformat(read_string(item, "window_start")).astimezone(UTC),
+        )
+    except ValueError as error:
+        raise MalformedItemError(f"counter item {item.get('sort_key')}: {error}") from error

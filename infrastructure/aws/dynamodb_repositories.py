@@ -1,0 +1,225 @@
+"""Reads the assignment service's tables: users' assignments and experiments, by BatchGetItem."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Collection, Iterable, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
+
+from application.ports import AssignmentRepository, ExperimentRepository
+from domain.errors import TransientInfrastructureError
+from domain.experiments import Assignment, Experiment, ExperimentStatus, Variant
+from infrastructure.aws.dynamodb_codec import (
+    BATCH_GET_LIMIT,
+    Backoff,
+    Item,
+    MalformedItemError,
+    chunked,
+    get_items,
+    read_decimal,
+    read_string,
+    string,
+)
+from infrastructure.aws.errors import translate
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+ASSIGNMENTS_TABLE = "experiment-assignments"
+EXPERIMENTS_TABLE = "experiments"
+
+logger = logging.getLogger(__name__)
+
+
+class _BatchReader:
+    """Fetches items by a single string key, 100 keys per BatchGetItem, chunks in parallel."""
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table_name: str,
+        key_name: str,
+        attributes: Iterable[str],
+        executor: Executor | None,
+        max_workers: int,
+        backoff: Backoff | None,
+    ) -> None:
+        self._client = client
+        self._table_name = table_name
+        self._key_name = key_name
+        names = [key_name, *attributes]
+        # Every attribute goes through a placeholder: `name` and `status` are reserved words.
+        self._attribute_names = {f"#a{index}": name for index, name in enumerate(names)}
+        self._projection = ", ".join(self._attribute_names)
+        self._executor = executor
+        self._max_workers = max_workers
+        self._executor_lock = threading.Lock()
+        self._backoff = backoff or Backoff()
+        self.malformed_items = 0
+        self._malformed_lock = threading.Lock()
+
+    def fetch(self, keys: Collection[str]) -> list[Item]:
+        chunks = chunked(sorted(set(keys)), BATCH_GET_LIMIT)
+        if len(chunks) <= 1:
+            return [item for chunk in chunks for item in self._fetch_chunk(chunk)]
+        results = self._pool().map(self._fetch_chunk, chunks)
+        return [item for items in results for item in items]
+
+    def _pool(self) -> Executor:
+        with self._executor_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=self._max_workers, thread_name_prefix=f"read-{self._table_name}"
+                )
+            return self._executor
+
+    def _fetch_chunk(self, keys: Collection[str]) -> list[Item]:
+        try:
+            found, unprocessed = get_items(
+                self._client,
+                self._table_name,
+                [{self._key_name: string(key)} for key in keys],
+                self._projection,
+                self._attribute_names,
+                self._backoff,
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise translate(error, "BatchGetItem") from error
+        if unprocessed:
+            raise TransientInfrastructureError(
+                "BatchGetItem",
+                f"{len(unprocessed)} keys of {self._table_name} still unprocessed after retries",
+            )
+        return found
+
+    def skipped(self, what: str, key: object, reason: object) -> None:
+        """A malformed stored item is left out (and counted, and logged with its key), so one bad
+        row of the assignment service cannot stop every other user's events from being counted."""
+        with self._malformed_lock:
+            self.malformed_items += 1
+        logger.warning(
+            "skipping malformed %s %r in %s: %s",
+            what,
+            key,
+            self._table_name,
+            reason,
+            extra={"table": self._table_name, "item_key": str(key), "reason": str(reason)},
+        )
+
+
+def _map_of(value: AttributeValueTypeDef | None, what: str) -> Mapping[str, AttributeValueTypeDef]:
+    if value is None or "M" not in value:
+        raise MalformedItemError(f"{what} is missing or not a map")
+    return value["M"]
+
+
+class DynamoDbAssignmentRepository(AssignmentRepository):
+    """Item per user: `user_id` (S) and `assignments`, a map experiment_id -> {variant_id,
+    assigned_at}. A malformed assignment entry is skipped, counted and logged; the user's other
+    assignments still count."""
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table_name: str = ASSIGNMENTS_TABLE,
+        max_workers: int = 8,
+        executor: Executor | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._reader = _BatchReader(
+            client, table_name, "user_id", ["assignments"], executor, max_workers, backoff
+        )
+
+    @property
+    def malformed_items(self) -> int:
+        return self._reader.malformed_items
+
+    def assignments_for(self, user_ids: Collection[str]) -> dict[str, tuple[Assignment, ...]]:
+        found: dict[str, tuple[Assignment, ...]] = {}
+        for item in self._reader.fetch(user_ids):
+            try:
+                user_id = read_string(item, "user_id")
+                entries = _map_of(item.get("assignments"), "assignments")
+            except MalformedItemError as error:
+                self._reader.skipped("assignment item", item.get("user_id"), error)
+                continue
+            assignments = []
+            for experiment_id, entry in sorted(entries.items()):
+                try:
+                    fields = _map_of(entry, f"assignments.{experiment_id}")
+                    assignments.append(
+                        Assignment.model_validate(
+                            {
+                                "user_id": user_id,
+                                "experiment_id": experiment_id,
+                                "variant_id": read_string(fields, "variant_id"),
+                                "assigned_at": read_string(fields, "assigned_at"),
+                            }
+                        )
+                    )
+                except (MalformedItemError, ValidationError) as error:
+                    self._reader.skipped("assignment", (user_id, experiment_id), error)
+            found[user_id] = tuple(assignments)
+        return found
+
+
+class DynamoDbExperimentRepository(ExperimentRepository):
+    """Item per experiment: `experiment_id` (S), name, status, variants [{variant_id, weight}].
+    A malformed experiment is skipped (as if unknown), counted and logged."""
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table_name: str = EXPERIMENTS_TABLE,
+        max_workers: int = 4,
+        executor: Executor | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._reader = _BatchReader(
+            client,
+            table_name,
+            "experiment_id",
+            ["name", "status", "variants"],
+            executor,
+            max_workers,
+            backoff,
+        )
+
+    @property
+    def malformed_items(self) -> int:
+        return self._reader.malformed_items
+
+    def experiments(self, experiment_ids: Collection[str]) -> dict[str, Experiment]:
+        found: dict[str, Experiment] = {}
+        for item in self._reader.fetch(experiment_ids):
+            try:
+                experiment = _experiment_of(item)
+            except (MalformedItemError, ValidationError, ValueError) as error:
+                self._reader.skipped("experiment", item.get("experiment_id"), error)
+                continue
+            found[experiment.experiment_id] = experiment
+        return found
+
+
+def _experiment_of(item: Item) -> Experiment:
+    variants_value = item.get("variants", {"L": []})
+    if "L" not in variants_value:
+        raise MalformedItemError("variants is not a list")
+    variants = []
+    for entry in variants_value["L"]:
+        fields = _map_of(entry, "variants[]")
+        weight = read_decimal(fields, "weight") if "weight" in fields else Decimal(1)
+        variants.append(Variant(variant_id=read_string(fields, "variant_id"), weight=float(weight)))
+    return Experiment(
+        experiment_id=read_string(item, "experiment_id"),
+        name=read_string(item, "name"),
+        status=ExperimentStatus(read_string(item, "status")),
+        variants=tuple(variants),
+    )

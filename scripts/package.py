@@ -1,0 +1,250 @@
+"""Build the Lambda deployment package, and check that it imports in a clean environment.
+
+    python scripts/package.py build --arch arm64 --python-version 3.12 --output dist/x.zip
+    python scripts/package.py build --output-dir DIR     # what `sam build` (makefile) calls
+    python scripts/package.py check                      # host-arch zip, clean venv, import
+
+The package holds the four top-level packages of the service and the runtime dependencies of
+pyproject.toml, as binary wheels for the target platform. The AWS SDK (boto3 and everything it
+pulls in) is left to the Lambda runtime unless `--include-sdk` is given. Nothing else: no tests,
+no dev tools, no bytecode caches. The zip is reproducible (sorted entries, fixed timestamps).
+Uses only the standard library and pip, so it runs without the project's virtual environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+import zipfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCE_PACKAGES = ("domain", "application", "infrastructure", "entrypoints")
+HANDLER_MODULE = "entrypoints.lambda_handler"
+IMPORT_CHECK_MODULE = HANDLER_MODULE
+"""The module `check` imports from the unpacked zip: the handler of template.yaml."""
+
+SDK_ROOT = "boto3"
+"""The Lambda Python runtime ships boto3 and its dependencies; the package leans on them."""
+
+ARCHITECTURES = {"arm64": "aarch64", "x86_64": "x86_64"}
+# Lambda's Python 3.12+ runtimes run on Amazon Linux 2023 (glibc 2.34): any of these wheels loads.
+MANYLINUX_TAGS = ("manylinux2014", "manylinux_2_28", "manylinux_2_34")
+EXCLUDED_DIRECTORIES = frozenset({"__pycache__", "tests", "test"})
+EXCLUDED_SUFFIXES = (".pyc", ".pyo")
+ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
+
+
+def runtime_requirements(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
+    with pyproject.open("rb") as handle:
+        requirements = tomllib.load(handle)["project"]["dependencies"]
+    return [str(requirement) for requirement in requirements]
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def platform_arguments(arch: str, python_version: str) -> list[str]:
+    machine = ARCHITECTURES[arch]
+    arguments = ["--only-binary=:all:", "--implementation", "cp"]
+    arguments += ["--python-version", python_version]
+    for tag in MANYLINUX_TAGS:
+        arguments += ["--platform", f"{tag}_{machine}"]
+    return arguments
+
+
+def resolve(requirements: Sequence[str], arch: str, python_version: str) -> dict[str, str]:
+    """Name -> version of everything pip would install for the target platform."""
+    with tempfile.TemporaryDirectory() as scratch:
+        report = Path(scratch) / "report.json"
+        _pip(
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--target",
+            str(Path(scratch) / "unused"),
+            "--report",
+            str(report),
+            *platform_arguments(arch, python_version),
+            *requirements,
+        )
+        installs = json.loads(report.read_text())["install"]
+    return {normalise(item["metadata"]["name"]): item["metadata"]["version"] for item in installs}
+
+
+def packaged_distributions(
+    resolved: dict[str, str], runtime_provided: Iterable[str]
+) -> dict[str, str]:
+    provided = {normalise(name) for name in runtime_provided}
+    return {name: version for name, version in sorted(resolved.items()) if name not in provided}
+
+
+def is_packaged(relative: Path) -> bool:
+    """Whether a file under a package directory belongs in the zip."""
+    if any(part in EXCLUDED_DIRECTORIES for part in relative.parts[:-1]):
+        return False
+    return not relative.name.endswith(EXCLUDED_SUFFIXES)
+
+
+def source_files(root: Path = ROOT) -> Iterator[tuple[Path, Path]]:
+    """(file, path in the zip) for the service's own packages."""
+    for package in SOURCE_PACKAGES:
+        for path in sorted((root / package).rglob("*")):
+            relative = path.relative_to(root)
+            if path.is_file() and is_packaged(relative):
+                yield path, relative
+
+
+def dependency_files(site: Path) -> Iterator[tuple[Path, Path]]:
+    for path in sorted(site.rglob("*")):
+        relative = path.relative_to(site)
+        if path.is_file() and is_packaged(relative) and relative.parts[0] != "bin":
+            yield path, relative
+
+
+def write_zip(files: Iterable[tuple[Path, Path]], output: Path) -> None:
+    """A reproducible zip: entries sorted by name, fixed timestamps and permissions."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    entries = sorted(files, key=lambda entry: entry[1].as_posix())
+    with zipfile.ZipFile(output, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for source, name in entries:
+            info = zipfile.ZipInfo(name.as_posix(), date_time=ZIP_TIMESTAMP)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, source.read_bytes(), compresslevel=9)
+
+
+def stage(arch: str, python_version: str, include_sdk: bool, site: Path) -> dict[str, str]:
+    """Install the runtime dependencies for the target into `site`; return what was installed."""
+    requirements = runtime_requirements()
+    resolved = resolve(requirements, arch, python_version)
+    provided: set[str] = set()
+    if not include_sdk:
+        provided = set(resolve([SDK_ROOT], arch, python_version))
+    packaged = packaged_distributions(resolved, provided)
+    if packaged:
+        _pip(
+            "install",
+            "--no-deps",
+            "--quiet",
+            "--target",
+            str(site),
+            *platform_arguments(arch, python_version),
+            *(f"{name}=={version}" for name, version in packaged.items()),
+        )
+    return packaged
+
+
+def build(
+    arch: str,
+    python_version: str,
+    include_sdk: bool,
+    output: Path | None,
+    output_dir: Path | None,
+) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        site = Path(scratch) / "site"
+        packaged = stage(arch, python_version, include_sdk, site)
+        files = [*source_files(), *dependency_files(site)]
+        print(f"dependencies ({arch}, Python {python_version}):", file=sys.stderr)
+        for name, version in packaged.items():
+            print(f"  {name}=={version}", file=sys.stderr)
+        if output_dir is not None:
+            for source, relative in files:
+                target = output_dir / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+            print(f"{output_dir}: {len(files)} files")
+        if output is not None:
+            write_zip(files, output)
+            size = output.stat().st_size
+            print(f"{output}: {size / 1024 / 1024:.1f} MiB ({size} bytes, {len(files)} files)")
+
+
+def check(module: str = IMPORT_CHECK_MODULE) -> None:
+    """Build for this machine, unpack into a clean venv that has only boto3, import `module`.
+
+    The target architecture's zip cannot be imported here (its compiled extensions are for
+    another CPU); this one is built by the same code for the host, which is what it proves.
+    """
+    arch = "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
+    python_version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch_path = Path(scratch)
+        package = scratch_path / "package.zip"
+        build(arch, python_version, include_sdk=False, output=package, output_dir=None)
+        task_root = scratch_path / "task"
+        with zipfile.ZipFile(package) as archive:
+            archive.extractall(task_root)
+        venv = scratch_path / "venv"
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        python = venv / "bin" / "python"
+        # What the runtime ships besides the standard library: the AWS SDK.
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", SDK_ROOT], check=True, env=_pip_env()
+        )
+        probe = (
+            "import importlib, sys; sys.path.insert(0, sys.argv[1]); "
+            "module = importlib.import_module(sys.argv[2]); print(module.__file__)"
+        )
+        environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+        imported = subprocess.run(
+            [str(python), "-c", probe, str(task_root), module],
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=scratch_path,
+            env=environment,
+        ).stdout.strip()
+        if not Path(imported).resolve().is_relative_to(task_root.resolve()):
+            raise SystemExit(f"{module} was imported from {imported}, not from the package")
+        print(f"{module} imports from the package in a clean venv with only {SDK_ROOT}: OK")
+
+
+def _pip_env() -> dict[str, str]:
+    return {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+
+
+def _pip(*arguments: str) -> None:
+    subprocess.run([sys.executable, "-m", "pip", *arguments], check=True, env=_pip_env())
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    commands = parser.add_subparsers(dest="command", required=True)
+    build_command = commands.add_parser("build", help="build the package")
+    build_command.add_argument("--arch", choices=sorted(ARCHITECTURES), default="arm64")
+    build_command.add_argument("--python-version", default="3.12")
+    build_command.add_argument("--include-sdk", action="store_true", help="bundle boto3 too")
+    build_command.add_argument("--output", type=Path, help="zip file to write")
+    build_command.add_argument("--output-dir", type=Path, help="directory to fill (sam build)")
+    check_command = commands.add_parser("check", help="build for this host and import it")
+    check_command.add_argument("--module", default=IMPORT_CHECK_MODULE)
+    arguments = parser.parse_args(argv)
+    if arguments.command == "build":
+        if arguments.output is None and arguments.output_dir is None:
+            parser.error("build needs --output and/or --output-dir")
+        build(
+            arguments.arch,
+            arguments.python_version,
+            arguments.include_sdk,
+            arguments.output,
+            arguments.output_dir,
+        )
+    else:
+        check(arguments.module)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""The handler's world: resources provisioned at the moto server and the environment naming them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from mypy_boto3_dynamodb import DynamoDBClient
+from mypy_boto3_kinesis import KinesisClient
+from mypy_boto3_s3 import S3Client
+from mypy_boto3_sqs import SQSClient
+
+from entrypoints import lambda_handler
+from infrastructure.aws.provisioning import ProvisionedResources, ResourceNames, provision_all
+from tests.conftest import REGION
+
+
+@dataclass(frozen=True)
+class Deployment:
+    resources: ProvisionedResources
+
+    @property
+    def names(self) -> ResourceNames:
+        return self.resources.names
+
+
+@pytest.fixture
+def deployment(
+    unique_name: str,
+    endpoint_url: str,
+    dynamodb_client: DynamoDBClient,
+    s3_client: S3Client,
+    sqs_client: SQSClient,
+    kinesis_client: KinesisClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Deployment]:
+    names = ResourceNames(
+        aggregation_table=f"{unique_name}-aggregations",
+        archive_bucket=f"{unique_name}-archive",
+        dead_letter_queue=f"{unique_name}-dlq",
+        stream=f"{unique_name}-events",
+        assignments_table=f"{unique_name}-assignments",
+        experiments_table=f"{unique_name}-experiments",
+    )
+    resources = provision_all(names, dynamodb_client, s3_client, sqs_client, kinesis_client, REGION)
+    for variable, value in {
+        "AWS_ENDPOINT_URL": endpoint_url,
+        "S3_BUCKET": names.archive_bucket,
+        "DYNAMODB_TABLE": names.aggregation_table,
+        "DLQ_URL": resources.dead_letter_queue_url,
+        "ASSIGNMENTS_TABLE": names.assignments_table,
+        "EXPERIMENTS_TABLE": names.experiments_table,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(variable, value)
+    lambda_handler.container.cache_clear()
+    yield Deployment(resources)
+    lambda_handler.container.cache_clear()

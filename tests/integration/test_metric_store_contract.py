@@ -1,0 +1,498 @@
+"""The MetricStore contract, held by the in-memory and the DynamoDB store alike; then the faults
+only the DynamoDB store meets (lost responses, throttling, unprocessed items, missing tables)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import boto3
+import pytest
+from mypy_boto3_dynamodb import DynamoDBClient
+
+from application.ports import Deadline, MetricSnapshot, MetricStore, NoDeadline
+from domain.errors import InfrastructureConfigurationError
+from domain.metrics import Granularity
+from infrastructure.aws.client_config import client_config
+from infrastructure.aws.dynamodb_codec import Backoff
+from infrastructure.aws.dynamodb_metric_store import DynamoDbMetricStore
+from infrastructure.aws.permissions import LAMBDA_PERMISSIONS, Resource
+from infrastructure.aws.provisioning import ensure_aggregation_table
+from infrastructure.in_memory.metric_store import InMemoryMetricStore
+from tests.aws_calls import CallRecorder
+from tests.botocore_faults import LoseResponses, RefuseRequests, WithholdBatchItems
+from tests.conftest import REGION
+from tests.metric_deltas import SHARD_A, SHARD_B, Seen, deltas_of
+
+DAY = datetime(2026, 11, 20, tzinfo=UTC)
+HOUR = Granularity.HOUR
+DAILY = Granularity.DAY
+
+
+def at(hour: int, minute: int = 0, day: int = 0) -> datetime:
+    return DAY + timedelta(days=day, hours=hour, minutes=minute)
+
+
+class Expired(Deadline):
+    def expired(self) -> bool:
+        return True
+
+
+def no_sleep(_: float) -> None:
+    return None
+
+
+FAST_BACKOFF = Backoff(sleep=no_sleep)
+
+
+@pytest.fixture
+def aggregation_table(dynamodb_client: DynamoDBClient, unique_name: str) -> str:
+    ensure_aggregation_table(dynamodb_client, unique_name)
+    return unique_name
+
+
+@pytest.fixture(params=["in_memory", "dynamodb"])
+def store(request: pytest.FixtureRequest) -> Iterator[MetricStore]:
+    if request.param == "in_memory":
+        yield InMemoryMetricStore()
+        return
+    client: DynamoDBClient = request.getfixturevalue("dynamodb_client")
+    table: str = request.getfixturevalue("aggregation_table")
+    dynamodb_store = DynamoDbMetricStore(client, table, max_workers=8, backoff=FAST_BACKOFF)
+    yield dynamodb_store
+    dynamodb_store.close()
+
+
+def apply(store: MetricStore, *records: Seen, deadline: Deadline | None = None) -> None:
+    report = store.apply(deltas_of(records), deadline or NoDeadline())
+    assert report.complete, report
+
+
+def by_window(
+    store: MetricStore, granularity: Granularity = HOUR, experiment_id: str = "exp-1"
+) -> dict[tuple[str, str, datetime], MetricSnapshot]:
+    return {
+        (s.key.variant_id, s.key.metric, s.key.window_start): s
+        for s in store.snapshots(experiment_id, granularity)
+    }
+
+
+def counts(snapshot: MetricSnapshot) -> tuple[int, Decimal, int, int]:
+    return (snapshot.event_count, snapshot.value_sum, snapshot.value_count, snapshot.unique_users)
+
+
+# -- the contract ---------------------------------------------------------------------------
+
+
+def test_deltas_of_successive_batches_add_up(store: MetricStore) -> None:
+    apply(store, Seen(1, "u1", at(10, 5), value=2.5), Seen(2, "u2", at(10, 6)))
+    apply(store, Seen(3, "u1", at(10, 7), value=1.5), Seen(4, "u3", at(10, 8)))
+
+    assert counts(by_window(store)[("control", "click", at(10))]) == (4, Decimal("4.0"), 2, 3)
+    assert counts(by_window(store, DAILY)[("control", "click", DAY)]) == (4, Decimal("4.0"), 2, 3)
+
+
+def test_applying_the_same_records_twice_counts_them_once(store: MetricStore) -> None:
+    records = (Seen(1, "u1", at(10, 5), value=3.0), Seen(2, "u2", at(11, 5)))
+    apply(store, *records)
+    apply(store, *records)
+
+    hourly = by_window(store)
+    assert counts(hourly[("control", "click", at(10))]) == (1, Decimal("3.0"), 1, 1)
+    assert counts(hourly[("control", "click", at(11))]) == (1, Decimal(0), 0, 1)
+    assert counts(by_window(store, DAILY)[("control", "click", DAY)]) == (2, Decimal(3), 1, 2)
+
+
+def test_a_redelivered_suffix_counts_only_the_records_not_applied_yet(store: MetricStore) -> None:
+    apply(store, *(Seen(n, f"u{n}", at(10, n)) for n in (1, 2, 3)))
+    apply(store, *(Seen(n, f"u{n}", at(10, n)) for n in (2, 3, 4, 5, 6)))
+
+    assert counts(by_window(store)[("control", "click", at(10))]) == (6, Decimal(0), 0, 6)
+
+
+def test_two_shards_keep_independent_watermarks(store: MetricStore) -> None:
+    apply(store, Seen(100, "u1", at(10, 1), shard_id=SHARD_A), Seen(101, "u2", at(10, 2)))
+    # Shard B's sequence numbers are lower than shard A's watermark: they still count.
+    apply(
+        store,
+        Seen(5, "u3", at(10, 3), shard_id=SHARD_B),
+        Seen(6, "u1", at(10, 4), shard_id=SHARD_B),
+    )
+    apply(
+        store,
+        Seen(6, "u1", at(10, 4), shard_id=SHARD_B),
+        Seen(7, "u4", at(10, 5), shard_id=SHARD_B),
+    )
+
+    assert counts(by_window(store)[("control", "click", at(10))]) == (5, Decimal(0), 0, 4)
+
+
+def test_unique_users_are_exact_across_batches_windows_and_redeliveries(
+    store: MetricStore,
+) -> None:
+    first_batch = (
+        Seen(1, "u1", at(10, 1)),
+        Seen(2, "u2", at(10, 2)),
+        Seen(3, "u2", at(11, 3)),
+        Seen(4, "u1", at(10, 4), metric="purchase", value=10),
+    )
+    apply(store, *first_batch)
+    apply(store, *first_batch)
+    apply(store, Seen(5, "u3", at(11, 5)), Seen(6, "u1", at(10, 6)), Seen(7, "u2", at(11, 7)))
+    apply(store, Seen(8, "u4", at(9, day=1)))
+
+    hourly = by_window(store)
+    assert hourly[("control", "click", at(10))].unique_users == 2
+    assert hourly[("control", "click", at(11))].unique_users == 2
+    assert hourly[("control", "purchase", at(10))].unique_users == 1
+    assert hourly[("control", "click", at(9, day=1))].unique_users == 1
+    daily = by_window(store, DAILY)
+    assert counts(daily[("control", "click", DAY)]) == (6, Decimal(0), 0, 3)
+    assert daily[("control", "purchase", DAY)].unique_users == 1
+    assert daily[("control", "click", DAY + timedelta(days=1))].unique_users == 1
+
+
+def test_snapshots_filter_by_granularity_and_time_range(store: MetricStore) -> None:
+    apply(
+        store,
+        Seen(1, "u1", at(10, 1)),
+        Seen(2, "u1", at(11, 1)),
+        Seen(3, "u1", at(12, 1)),
+        Seen(4, "u1", at(9, day=1)),
+        Seen(5, "u1", at(10, 1), experiment_id="exp-2"),
+    )
+
+    def windows(
+        granularity: Granularity, start: datetime | None, end: datetime | None
+    ) -> list[datetime]:
+        return [s.key.window_start for s in store.snapshots("exp-1", granularity, start, end)]
+
+    assert windows(HOUR, None, None) == [at(10), at(11), at(12), at(9, day=1)]
+    assert windows(HOUR, at(11), at(12)) == [at(11)]
+    assert windows(HOUR, at(10, 30), None) == [at(11), at(12), at(9, day=1)]
+    assert windows(HOUR, None, at(11, 30)) == [at(10), at(11)]
+    assert windows(DAILY, None, None) == [DAY, DAY + timedelta(days=1)]
+    assert windows(DAILY, DAY + timedelta(hours=1), None) == [DAY + timedelta(days=1)]
+    assert [s.key.experiment_id for s in store.snapshots("exp-2", DAILY)] == ["exp-2"]
+    assert store.snapshots("exp-unknown", HOUR) == []
+
+
+def test_value_sums_are_exact_decimals(store: MetricStore) -> None:
+    apply(
+        store,
+        Seen(1, "u1", at(10, 1), metric="purchase", value=0.1),
+        Seen(2, "u2", at(10, 2), metric="purchase", value=0.2),
+        Seen(3, "u3", at(10, 3), metric="purchase", value=19.99),
+        Seen(4, "u4", at(10, 4), metric="purchase", value=1e-7),
+        Seen(5, "u5", at(10, 5), metric="purchase"),
+    )
+    apply(store, Seen(6, "u1", at(10, 6), metric="purchase", value=123456789.01))
+
+    snapshot = by_window(store)[("control", "purchase", at(10))]
+    assert snapshot.value_sum == Decimal("123456809.3000001")
+    assert (snapshot.event_count, snapshot.value_count) == (6, 5)
+
+
+def test_identifiers_containing_key_separators_stay_apart(store: MetricStore) -> None:
+    apply(
+        store,
+        Seen(1, "u1", at(10, 1), experiment_id="exp#1", variant_id="a"),
+        Seen(2, "u2", at(10, 2), experiment_id="exp", variant_id="1#a"),
+        Seen(3, "u3", at(10, 3), experiment_id="exp", variant_id="1#a"),
+    )
+
+    assert counts(by_window(store, experiment_id="exp#1")[("a", "click", at(10))]) == (
+        1,
+        Decimal(0),
+        0,
+        1,
+    )
+    assert counts(by_window(store, experiment_id="exp")[("1#a", "click", at(10))]) == (
+        2,
+        Decimal(0),
+        0,
+        2,
+    )
+
+
+def test_past_the_deadline_nothing_is_applied_and_all_is_reported_unfinished(
+    store: MetricStore,
+) -> None:
+    deltas = deltas_of(
+        [
+            Seen(7, "u1", at(10, 1)),
+            Seen(9, "u2", at(11, 1)),
+            Seen(3, "u3", at(10, 1), shard_id=SHARD_B),
+        ]
+    )
+
+    report = store.apply(deltas, Expired())
+
+    assert dict(report.unfinished_from) == {SHARD_A: 7, SHARD_B: 3}
+    assert store.snapshots("exp-1", HOUR) == []
+
+
+def test_successive_deltas_of_one_counter_and_shard_in_one_call_all_count(
+    store: MetricStore,
+) -> None:
+    # Sent concurrently, the later delta could raise the watermark above the earlier's records.
+    deltas = [
+        delta
+        for first in range(1, 40, 3)
+        for delta in deltas_of([Seen(n, f"u{n}", at(10, n)) for n in (first, first + 1)])
+    ]
+
+    report = store.apply(deltas, NoDeadline())
+
+    assert report.complete
+    assert by_window(store)[("control", "click", at(10))].event_count == 26
+    assert by_window(store, DAILY)[("control", "click", DAY)].event_count == 26
+
+
+def test_an_empty_batch_is_complete(store: MetricStore) -> None:
+    assert store.apply([], NoDeadline()).complete
+
+
+# -- DynamoDB only: faults and costs ---------------------------------------------------------
+
+
+@pytest.fixture
+def recorder() -> CallRecorder:
+    return CallRecorder()
+
+
+def dynamodb_store(client: DynamoDBClient, table: str, **options: Any) -> DynamoDbMetricStore:
+    options.setdefault("backoff", FAST_BACKOFF)
+    return DynamoDbMetricStore(client, table, **options)
+
+
+def single_try_client(endpoint_url: str) -> DynamoDBClient:
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint_url,
+        region_name=REGION,
+        config=client_config(max_attempts=1),  # one try in all
+    )
+
+
+def test_a_lost_update_response_is_not_counted_twice(
+    dynamodb_client: DynamoDBClient, aggregation_table: str
+) -> None:
+    faults = LoseResponses(times=1)
+    faults.attach(dynamodb_client, "UpdateItem")
+    store = dynamodb_store(dynamodb_client, aggregation_table, max_workers=1)
+
+    report = store.apply(
+        deltas_of([Seen(1, "u1", at(10, 1), value=5), Seen(2, "u2", at(10, 2))]), NoDeadline()
+    )
+
+    assert faults.lost == 1
+    assert report.complete
+    assert counts(by_window(store)[("control", "click", at(10))]) == (2, Decimal(5), 1, 2)
+    assert counts(by_window(store, DAILY)[("control", "click", DAY)]) == (2, Decimal(5), 1, 2)
+
+
+def test_lost_responses_of_every_update_still_count_each_record_once(
+    dynamodb_client: DynamoDBClient, aggregation_table: str
+) -> None:
+    faults = LoseResponses(times=1_000)
+    faults.attach(dynamodb_client, "UpdateItem")
+    store = dynamodb_store(dynamodb_client, aggregation_table)
+
+    apply(store, *(Seen(n, f"u{n % 3}", at(10 + n % 2, n)) for n in range(1, 9)))
+    apply(store, *(Seen(n, f"u{n % 3}", at(10 + n % 2, n)) for n in range(5, 13)))
+
+    assert faults.lost >= 4
+    hourly = by_window(store)
+    assert hourly[("control", "click", at(10))].event_count == 6
+    assert hourly[("control", "click", at(11))].event_count == 6
+
+
+def test_a_throttled_update_is_reported_from_its_first_unapplied_record_and_redelivery_heals(
+    endpoint_url: str, aggregation_table: str
+) -> None:
+    client = single_try_client(endpoint_url)
+    throttle = RefuseRequests(matches=lambda body: b"HOUR#2026-11-20T11" in body)
+    throttle.attach(client, "UpdateItem")
+    store = dynamodb_store(client, aggregation_table)
+    batch = deltas_of(
+        [
+            Seen(1, "u1", at(10, 1)),
+            Seen(2, "u2", at(11, 1)),
+            Seen(3, "u3", at(11, 2)),
+            Seen(4, "u4", at(10, 3), shard_id=SHARD_B),
+        ]
+    )
+
+    report = store.apply(batch, NoDeadline())
+
+    assert throttle.refused >= 1
+    assert dict(report.unfinished_from) == {SHARD_A: 2}
+    assert any("ProvisionedThroughputExceededException" in p for p in report.problems)
+    throttle.matches = lambda body: False
+    assert store.apply(batch, NoDeadline()).complete
+    hourly = by_window(store)
+    assert counts(hourly[("control", "click", at(10))]) == (2, Decimal(0), 0, 2)
+    assert counts(hourly[("control", "click", at(11))]) == (2, Decimal(0), 0, 2)
+    assert by_window(store, DAILY)[("control", "click", DAY)].event_count == 4
+
+
+def test_throttled_markers_are_reported_from_the_first_record_of_their_users(
+    endpoint_url: str, aggregation_table: str
+) -> None:
+    client = single_try_client(endpoint_url)
+    throttle = RefuseRequests(matches=lambda body: b"10#a29" in body)
+    throttle.attach(client, "BatchWriteItem")
+    store = dynamodb_store(client, aggregation_table)
+    # 30 markers make two chunks, a00..a24 and a25..a29; the second one is refused.
+    records = [Seen(100 + n, f"a{n:02d}", at(10, n)) for n in range(30)]
+    records += [Seen(200 + n, f"a{n:02d}", at(10, 30 + n)) for n in range(30)]
+
+    report = store.apply(deltas_of(records), NoDeadline())
+
+    assert throttle.refused >= 1
+    assert dict(report.unfinished_from) == {SHARD_A: 125}
+    snapshot = by_window(store)[("control", "click", at(10))]
+    assert (snapshot.event_count, snapshot.unique_users) == (60, 25)
+
+
+def test_markers_handed_back_unprocessed_are_written_on_retry(
+    dynamodb_client: DynamoDBClient, aggregation_table: str
+) -> None:
+    withhold = WithholdBatchItems(times=2)
+    withhold.attach(dynamodb_client, "BatchWriteItem")
+    store = dynamodb_store(dynamodb_client, aggregation_table)
+
+    apply(store, *(Seen(n, f"u{n}", at(10, n)) for n in range(1, 11)))
+
+    assert len(withhold.withheld) == 9 + 8
+    assert by_window(store)[("control", "click", at(10))].unique_users == 10
+
+
+def test_markers_still_unprocessed_after_retries_are_reported_unfinished(
+    dynamodb_client: DynamoDBClient, aggregation_table: str
+) -> None:
+    withhold = WithholdBatchItems(
+        withhold=lambda _, request: request["PutRequest"]["Item"]["sort_key"]["S"] != "10#u1",
+        times=None,
+    )
+    withhold.attach(dynamodb_client, "BatchWriteItem")
+    store = dynamodb_store(dynamodb_client, aggregation_table)
+
+    report = store.apply(
+        deltas_of(
+            [Seen(11, "u1", at(10, 1)), Seen(12, "u3", at(10, 2)), Seen(13, "u2", at(10, 3))]
+        ),
+        NoDeadline(),
+    )
+
+    assert withhold.calls == FAST_BACKOFF.attempts
+    assert dict(report.unfinished_from) == {SHARD_A: 12}
+    assert by_window(store)[("control", "click", at(10))].unique_users == 1
+
+
+def test_a_missing_table_fails_loudly(dynamodb_client: DynamoDBClient, unique_name: str) -> None:
+    store = dynamodb_store(dynamodb_client, f"{unique_name}-missing")
+
+    with pytest.raises(InfrastructureConfigurationError, match="ResourceNotFoundException"):
+        store.apply(deltas_of([Seen(1, "u1", at(10, 1))]), NoDeadline())
+
+
+def test_a_batch_of_200_counters_is_written_concurrently_and_exactly(
+    dynamodb_client: DynamoDBClient, aggregation_table: str
+) -> None:
+    # The first two updates wait for each other: done one after the other, the barrier breaks.
+    barrier = threading.Barrier(2, timeout=10)
+    lock = threading.Lock()
+    arrived: list[int] = []
+
+    def meet(**_: Any) -> None:
+        with lock:
+            arrived.append(1)
+            first_two = len(arrived) <= 2
+        if first_two:
+            barrier.wait()
+
+    dynamodb_client.meta.events.register("before-send.dynamodb.UpdateItem", meet)
+    store = dynamodb_store(dynamodb_client, aggregation_table, max_workers=8)
+    records = [
+        Seen(
+            n,
+            f"u{n % 7}",
+            at((n // 10) % 20, n % 60),
+            metric=f"m{(n // 2) % 5}",
+            variant_id=f"v{n % 2}",
+        )
+        for n in range(400)
+    ]
+    deltas = deltas_of(records)
+    hourly_keys = {d.key for d in deltas if d.key.granularity is HOUR}
+
+    apply(store, *records)
+
+    assert len(hourly_keys) == 200
+    assert not barrier.broken
+    snapshots = store.snapshots("exp-1", HOUR)
+    assert {s.key for s in snapshots} == hourly_keys
+    for snapshot in snapshots:
+        mine = [
+            r
+            for r in records
+            if (r.variant_id, r.metric, r.timestamp.hour)
+            == (snapshot.key.variant_id, snapshot.key.metric, snapshot.key.window_start.hour)
+        ]
+        assert snapshot.event_count == len(mine)
+        assert snapshot.unique_users == len({r.user_id for r in mine})
+
+
+def test_markers_this_container_wrote_are_not_written_again(
+    dynamodb_client: DynamoDBClient, aggregation_table: str, recorder: CallRecorder
+) -> None:
+    store = dynamodb_store(dynamodb_client, aggregation_table)
+    apply(store, Seen(1, "u1", at(10, 1)), Seen(2, "u2", at(10, 2)))
+    recorder.attach(dynamodb_client)
+
+    apply(store, Seen(3, "u1", at(10, 3)), Seen(4, "u2", at(10, 4)))
+    apply(store, Seen(5, "u3", at(10, 5)))
+
+    assert recorder.count("dynamodb", "BatchWriteItem") == 1
+    assert counts(by_window(store)[("control", "click", at(10))]) == (5, Decimal(0), 0, 3)
+
+
+def test_markers_carry_an_expiry_when_a_retention_is_set(
+    dynamodb_client: DynamoDBClient, aggregation_table: str
+) -> None:
+    store = dynamodb_store(dynamodb_client, aggregation_table, marker_ttl_days=30)
+    apply(store, Seen(1, "u1", at(10, 1)))
+
+    items = dynamodb_client.scan(TableName=aggregation_table)["Items"]
+    markers = [i for i in items if i["partition_key"]["S"].startswith("USERS#")]
+    assert [m["sort_key"]["S"] for m in markers] == ["10#u1"]
+    expected = DAY + timedelta(days=31)
+    assert markers[0]["expires_at"]["N"] == str(int(expected.timestamp()))
+    assert all("expires_at" not in i for i in items if i["partition_key"]["S"].startswith("EXP#"))
+
+
+def test_the_lambda_path_calls_only_what_the_function_is_granted(
+    dynamodb_client: DynamoDBClient, aggregation_table: str, recorder: CallRecorder
+) -> None:
+    recorder.attach(dynamodb_client)
+    store = dynamodb_store(dynamodb_client, aggregation_table)
+
+    apply(store, Seen(1, "u1", at(10, 1), value=1), Seen(2, "u2", at(11, 1)))
+    apply(store, Seen(1, "u1", at(10, 1), value=1), Seen(2, "u2", at(11, 1)))
+
+    assert recorder.actions <= LAMBDA_PERMISSIONS[Resource.AGGREGATION_TABLE]
+    tables = {
+        table
+        for _, _, params in recorder.operations
+        for table in (params.get("TableName"), *params.get("RequestItems", {}))
+        if table is not None
+    }
+    assert tables == {aggregation_table}
+    recorder.operations.clear()
+    store.snapshots("exp-1", HOUR)
+    assert recorder.actions == {"dynamodb:Query"}

@@ -1,0 +1,86 @@
+"""What goes into the Lambda zip. The real build and its import check: `make package-check`."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from scripts.package import (
+    SOURCE_PACKAGES,
+    packaged_distributions,
+    platform_arguments,
+    runtime_requirements,
+    source_files,
+    write_zip,
+)
+
+
+def make_tree(root: Path, files: list[str]) -> None:
+    for name in files:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"# {name}\n")
+
+
+def test_the_package_holds_the_service_modules_but_no_tests_or_bytecode(tmp_path: Path) -> None:
+    make_tree(
+        tmp_path,
+        [
+            "domain/__init__.py",
+            "domain/events.py",
+            "domain/__pycache__/events.cpython-312.pyc",
+            "infrastructure/aws/py.typed",
+            "entrypoints/tests/test_handler.py",
+            "entrypoints/stale.pyc",
+            "tests/unit/test_decoding.py",
+            "scripts/package.py",
+            "bench/run.py",
+        ],
+    )
+
+    packaged = {name.as_posix() for _, name in source_files(tmp_path)}
+
+    assert packaged == {"domain/__init__.py", "domain/events.py", "infrastructure/aws/py.typed"}
+
+
+def test_the_package_ships_the_four_layers() -> None:
+    assert SOURCE_PACKAGES == ("domain", "application", "infrastructure", "entrypoints")
+
+
+def test_distributions_the_runtime_provides_are_left_out_whatever_their_spelling() -> None:
+    resolved = {"pydantic": "2.10.0", "botocore": "1.36.0", "python-dateutil": "2.9.0"}
+
+    packaged = packaged_distributions(resolved, ["boto3", "botocore", "Python_Dateutil"])
+
+    assert packaged == {"pydantic": "2.10.0"}
+
+
+def test_the_zip_is_the_same_bytes_whatever_the_order_or_time_of_the_build(
+    tmp_path: Path,
+) -> None:
+    make_tree(tmp_path / "src", ["b.py", "a/c.py"])
+    files = [(tmp_path / "src" / n, Path(n)) for n in ("b.py", "a/c.py")]
+
+    write_zip(files, tmp_path / "one.zip")
+    (tmp_path / "src" / "b.py").touch()
+    write_zip(list(reversed(files)), tmp_path / "two.zip")
+
+    assert (tmp_path / "one.zip").read_bytes() == (tmp_path / "two.zip").read_bytes()
+    assert zipfile.ZipFile(tmp_path / "one.zip").namelist() == ["a/c.py", "b.py"]
+
+
+def test_wheels_are_chosen_for_the_lambda_architecture_and_python() -> None:
+    arguments = platform_arguments("arm64", "3.12")
+
+    assert "manylinux2014_aarch64" in arguments
+    assert "x86_64" not in " ".join(arguments)
+    assert arguments[arguments.index("--python-version") + 1] == "3.12"
+    assert "--only-binary=:all:" in arguments
+
+
+def test_the_runtime_requirements_are_the_projects_dependencies_without_dev_tools() -> None:
+    names = " ".join(runtime_requirements())
+
+    assert "pydantic" in names
+    assert "pytest" not in names
+    assert "cfn-lint" not in names

@@ -1,0 +1,468 @@
+"""The deployment template holds what the code and the exactly-once design assume.
+
+The IAM tests tie template.yaml to infrastructure/aws/permissions.LAMBDA_PERMISSIONS (which the
+adapter tests tie to the calls the adapters make): an adapter that starts calling a new action
+fails here until the template grants it, on its resource and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from domain.archiving import archive_line, hour_partition
+from domain.attribution import Attribution, EnrichedEvent
+from domain.decoding import decode_record
+from domain.events import AcceptedEvent, EventLimits, ExperimentEvent
+from entrypoints.settings import Settings
+from infrastructure.aws.permissions import LAMBDA_PERMISSIONS, Resource
+from scripts.package import HANDLER_MODULE
+from tests.cloudformation import TEMPLATE_PATH, get_att, load_template, ref, sub
+from tests.factories import NOW, event_payload, record_of
+
+TEMPLATE = load_template()
+RESOURCES: dict[str, dict[str, Any]] = TEMPLATE["Resources"]
+NO_VALUE = ref("AWS::NoValue")
+
+ADAPTER_RESOURCE_ARNS: dict[Resource, list[object]] = {
+    Resource.AGGREGATION_TABLE: [get_att("AggregationTable", "Arn")],
+    Resource.ASSIGNMENTS_TABLE: [
+        sub(
+            "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}"
+            ":table/${AssignmentsTableName}"
+        )
+    ],
+    Resource.EXPERIMENTS_TABLE: [
+        sub(
+            "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}"
+            ":table/${ExperimentsTableName}"
+        )
+    ],
+    # Objects only, and only under the two prefixes the adapters write to.
+    Resource.ARCHIVE_BUCKET: [
+        sub("${ArchiveBucket.Arn}/${ArchivePrefix}*"),
+        sub("${ArchiveBucket.Arn}/${DeadLetterPrefix}*"),
+    ],
+    Resource.DEAD_LETTER_QUEUE: [get_att("DeadLetterQueue", "Arn")],
+}
+"""Where each resource the adapters call lives in the template."""
+
+STREAM_ARN = {"Fn::If": ["CreateStream", get_att("EventStream", "Arn"), ref("StreamArn")]}
+NON_ADAPTER_GRANTS: dict[str, tuple[frozenset[str], object]] = {
+    # Lambda's event source mapping polls the stream with the function's role.
+    "ReadStream": (
+        frozenset(
+            {
+                "kinesis:DescribeStream",
+                "kinesis:DescribeStreamSummary",
+                "kinesis:GetRecords",
+                "kinesis:GetShardIterator",
+                "kinesis:ListShards",
+            }
+        ),
+        STREAM_ARN,
+    ),
+    "ListStreamsHasNoResourceLevelPermission": (frozenset({"kinesis:ListStreams"}), "*"),
+    # ... and reports batches that exhausted their retries to the on-failure destination.
+    "OnFailureDestination": (
+        frozenset({"sqs:SendMessage"}),
+        get_att("FailureDestinationQueue", "Arn"),
+    ),
+    "WriteLogs": (
+        frozenset({"logs:CreateLogStream", "logs:PutLogEvents"}),
+        get_att("EventProcessorLogGroup", "Arn"),
+    ),
+    "XRayHasNoResourceLevelPermission": (
+        frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords"}),
+        "*",
+    ),
+    # Only with a customer managed key on the bucket: S3 asks KMS for a data key per PutObject.
+    "ArchiveKmsKey": (frozenset({"kms:GenerateDataKey"}), ref("ArchiveKmsKeyArn")),
+}
+"""Everything the role grants besides the adapters' calls, each for a reason given here."""
+
+WILDCARD_RESOURCE_EXCEPTIONS = {
+    "ListStreamsHasNoResourceLevelPermission": "kinesis:ListStreams has no resource type in IAM",
+    "XRayHasNoResourceLevelPermission": "X-Ray's Put* actions have no resource type in IAM",
+}
+
+
+def resource_of_type(resource_type: str) -> dict[str, dict[str, Any]]:
+    return {
+        logical_id: resource
+        for logical_id, resource in RESOURCES.items()
+        if resource["Type"] == resource_type
+    }
+
+
+def properties(logical_id: str) -> dict[str, Any]:
+    properties_: dict[str, Any] = RESOURCES[logical_id]["Properties"]
+    return properties_
+
+
+def parameter_default(name: str) -> Any:
+    return TEMPLATE["Parameters"][name]["Default"]
+
+
+def as_list(value: object) -> list[Any]:
+    return list(value) if isinstance(value, list) else [value]
+
+
+def role_statements() -> list[dict[str, Any]]:
+    """Every statement of the function's role; a statement under `!If [c, s, NoValue]` counts."""
+    role = properties("EventProcessorRole")
+    statements = []
+    for policy in role["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if "Fn::If" in statement:
+                _, when_true, when_false = statement["Fn::If"]
+                statements += [s for s in (when_true, when_false) if s != NO_VALUE]
+            else:
+                statements.append(statement)
+    return statements
+
+
+def allowed_actions_on(arn: object) -> set[str]:
+    return {
+        action
+        for statement in role_statements()
+        if statement["Effect"] == "Allow" and arn in as_list(statement["Resource"])
+        for action in as_list(statement["Action"])
+    }
+
+
+# ------------------------------------------------------------------------------- permissions
+
+
+@pytest.mark.parametrize("resource", list(Resource))
+def test_the_role_grants_exactly_the_declared_actions_on_each_adapter_resource(
+    resource: Resource,
+) -> None:
+    for arn in ADAPTER_RESOURCE_ARNS[resource]:
+        assert allowed_actions_on(arn) == set(LAMBDA_PERMISSIONS[resource]), arn
+
+
+def test_every_resource_the_adapters_call_has_a_place_in_the_template() -> None:
+    assert set(ADAPTER_RESOURCE_ARNS) == set(LAMBDA_PERMISSIONS)
+
+
+def test_the_role_grants_nothing_beyond_the_adapters_calls_and_the_documented_grants() -> None:
+    adapter_arns = [arn for arns in ADAPTER_RESOURCE_ARNS.values() for arn in arns]
+    other_grants: dict[str, tuple[frozenset[str], object]] = {}
+    for statement in role_statements():
+        assert statement["Effect"] == "Allow"
+        assert "NotAction" not in statement
+        assert "NotResource" not in statement
+        resources = as_list(statement["Resource"])
+        if all(arn in adapter_arns for arn in resources):
+            continue
+        assert len(resources) == 1, statement
+        other_grants[statement["Sid"]] = (frozenset(as_list(statement["Action"])), resources[0])
+    assert other_grants == NON_ADAPTER_GRANTS
+
+
+def test_no_statement_grants_every_action_or_every_resource_where_an_arn_exists() -> None:
+    for statement in role_statements():
+        for action in as_list(statement["Action"]):
+            assert "*" not in action, statement
+        if "*" in as_list(statement["Resource"]):
+            assert statement["Sid"] in WILDCARD_RESOURCE_EXCEPTIONS, statement
+
+
+def test_the_function_uses_its_own_role_and_no_managed_or_sam_policies() -> None:
+    function = properties("EventProcessorFunction")
+    assert function["Role"] == get_att("EventProcessorRole", "Arn")
+    assert "Policies" not in function
+    assert "ManagedPolicyArns" not in properties("EventProcessorRole")
+    assert "Events" not in function, "the mapping is explicit, so SAM adds no managed policy"
+
+
+# ------------------------------------------------------------------------------- function
+
+
+def test_the_function_runs_the_lambda_handler_on_arm64_with_active_tracing() -> None:
+    function = properties("EventProcessorFunction")
+    assert function["Handler"] == f"{HANDLER_MODULE}.handler"
+    assert function["Runtime"] == "python3.12"
+    assert function["Architectures"] == ["arm64"]
+    assert function["Tracing"] == "Active"
+    assert function["MemorySize"] == ref("FunctionMemorySize")
+    assert function["Timeout"] == ref("FunctionTimeout")
+
+
+def test_the_function_is_configured_with_the_stacks_resources() -> None:
+    variables = properties("EventProcessorFunction")["Environment"]["Variables"]
+    assert variables["S3_BUCKET"] == ref("ArchiveBucket")
+    assert variables["DYNAMODB_TABLE"] == ref("AggregationTable")
+    assert variables["DLQ_URL"] == ref("DeadLetterQueue")
+    assert variables["ARCHIVE_PREFIX"] == ref("ArchivePrefix")
+    assert variables["DEAD_LETTER_PREFIX"] == ref("DeadLetterPrefix")
+    assert variables["ARCHIVE_CODEC"] == ref("ArchiveCodec")
+    assert set(variables) >= {
+        "ASSIGNMENTS_TABLE",
+        "EXPERIMENTS_TABLE",
+        "POWERTOOLS_SERVICE_NAME",
+        "POWERTOOLS_METRICS_NAMESPACE",
+        "POWERTOOLS_LOG_LEVEL",
+        "WRITE_CONCURRENCY",
+        "CACHE_TTL_SECONDS",
+        "CACHE_MAX_ENTRIES",
+    }
+    assert parameter_default("AssignmentsTableName") == "experiment-assignments"
+    assert parameter_default("ExperimentsTableName") == "experiments"
+
+
+def test_every_variable_the_template_sets_is_one_the_service_reads() -> None:
+    variables = properties("EventProcessorFunction")["Environment"]["Variables"]
+    understood = {name.upper() for name in Settings.model_fields}
+    ours = {name for name in variables if not name.startswith("POWERTOOLS_")}
+    assert ours <= understood, ours - understood
+    assert variables["KMS_KEY_ID"]["Fn::If"][0] == "HasArchiveKmsKey"
+
+
+# ------------------------------------------------------------------------------- event source
+
+
+def test_the_event_source_mapping_delivers_each_shard_in_order_one_batch_at_a_time() -> None:
+    mapping = properties("EventSourceMapping")
+    assert mapping["ParallelizationFactor"] == 1
+    assert mapping["FunctionName"] == ref("EventProcessorFunction")
+    assert mapping["EventSourceArn"] == STREAM_ARN
+
+
+def test_the_event_source_mapping_honours_partial_failures_and_reports_exhausted_batches() -> None:
+    mapping = properties("EventSourceMapping")
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BisectBatchOnFunctionError"] is True
+    assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == get_att(
+        "FailureDestinationQueue", "Arn"
+    )
+    assert mapping["MaximumRetryAttempts"] == ref("MaximumRetryAttempts")
+    assert mapping["BatchSize"] == ref("BatchSize")
+
+
+def test_the_event_source_mapping_defaults_lose_no_record() -> None:
+    mapping = properties("EventSourceMapping")
+    assert mapping["StartingPosition"] == ref("StartingPosition")
+    assert parameter_default("StartingPosition") == "TRIM_HORIZON"
+    assert mapping["MaximumRecordAgeInSeconds"] == ref("MaximumRecordAgeInSeconds")
+    assert parameter_default("MaximumRecordAgeInSeconds") == -1, "expiry would skip records"
+    assert 1 <= parameter_default("BatchSize") <= 10_000
+
+
+def test_a_created_stream_is_encrypted() -> None:
+    stream = RESOURCES["EventStream"]
+    assert stream["Condition"] == "CreateStream"
+    assert stream["Properties"]["StreamEncryption"]["EncryptionType"] == "KMS"
+
+
+# ------------------------------------------------------------------------------- storage
+
+
+def test_the_aggregation_table_has_the_adapters_keys_on_demand_billing_pitr_and_marker_ttl() -> (
+    None
+):
+    table = properties("AggregationTable")
+    assert table["KeySchema"] == [
+        {"AttributeName": "partition_key", "KeyType": "HASH"},
+        {"AttributeName": "sort_key", "KeyType": "RANGE"},
+    ]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert RESOURCES["AggregationTable"]["DeletionPolicy"] == "Retain"
+
+
+@pytest.mark.parametrize("bucket", ["ArchiveBucket", "AthenaResultsBucket"])
+def test_buckets_are_encrypted_private_and_reachable_over_tls_only(bucket: str) -> None:
+    bucket_properties = properties(bucket)
+    rules = bucket_properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rules[0]["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in (
+        "AES256",
+        {"Fn::If": ["HasArchiveKmsKey", "aws:kms", "AES256"]},
+    )
+    assert bucket_properties["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    [policy] = [
+        resource["Properties"]
+        for resource in resource_of_type("AWS::S3::BucketPolicy").values()
+        if resource["Properties"]["Bucket"] == ref(bucket)
+    ]
+    [statement] = policy["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Principal"] == "*"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert statement["Resource"] == [get_att(bucket, "Arn"), sub(f"${{{bucket}.Arn}}/*")]
+
+
+def test_the_archive_moves_to_cheaper_storage_as_it_ages() -> None:
+    [rule] = properties("ArchiveBucket")["LifecycleConfiguration"]["Rules"]
+    assert rule["Status"] == "Enabled"
+    assert [t["StorageClass"] for t in rule["Transitions"]] == ["STANDARD_IA", "GLACIER_IR"]
+    assert "ExpirationInDays" not in rule, "the archive is the record of every event"
+
+
+@pytest.mark.parametrize("queue", ["DeadLetterQueue", "FailureDestinationQueue"])
+def test_queues_are_encrypted_keep_messages_14_days_and_refuse_plain_http(queue: str) -> None:
+    queue_properties = properties(queue)
+    assert queue_properties["SqsManagedSseEnabled"] is True
+    assert queue_properties["MessageRetentionPeriod"] == 14 * 24 * 3600
+    policy = properties("QueuesPolicy")
+    assert ref(queue) in policy["Queues"]
+    [statement] = policy["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert get_att(queue, "Arn") in statement["Resource"]
+
+
+# ------------------------------------------------------------------------------- alarms
+
+
+def alarm_watching(namespace: str, metric: str, dimension: object) -> dict[str, Any]:
+    alarms: list[dict[str, Any]] = [
+        resource["Properties"]
+        for resource in resource_of_type("AWS::CloudWatch::Alarm").values()
+        if resource["Properties"]["Namespace"] == namespace
+        and resource["Properties"]["MetricName"] == metric
+        and dimension in [d["Value"] for d in resource["Properties"]["Dimensions"]]
+    ]
+    [alarm] = alarms
+    return alarm
+
+
+@pytest.mark.parametrize(
+    ("namespace", "metric", "dimension"),
+    [
+        ("AWS/Lambda", "IteratorAge", ref("EventProcessorFunction")),
+        ("AWS/Lambda", "Errors", ref("EventProcessorFunction")),
+        ("AWS/Lambda", "Throttles", ref("EventProcessorFunction")),
+        (
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            get_att("DeadLetterQueue", "QueueName"),
+        ),
+        (
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            get_att("FailureDestinationQueue", "QueueName"),
+        ),
+    ],
+)
+def test_an_alarm_watches_each_sign_of_lost_or_stuck_events(
+    namespace: str, metric: str, dimension: object
+) -> None:
+    alarm = alarm_watching(namespace, metric, dimension)
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["AlarmActions"] == {"Fn::If": ["HasAlarmTopic", [ref("AlarmTopicArn")], NO_VALUE]}
+
+
+def test_queue_alarms_fire_on_the_first_message() -> None:
+    for queue in ("DeadLetterQueue", "FailureDestinationQueue"):
+        alarm = alarm_watching(
+            "AWS/SQS", "ApproximateNumberOfMessagesVisible", get_att(queue, "QueueName")
+        )
+        assert alarm["Threshold"] == 0
+
+
+# ------------------------------------------------------------------------------- Athena
+
+
+def glue_table() -> dict[str, Any]:
+    table_input: dict[str, Any] = properties("ArchiveEventsTable")["TableInput"]
+    return table_input
+
+
+def enriched_archive_event() -> EnrichedEvent:
+    payload = event_payload(
+        experiment_id="exp-1", variant_id="control", value=1.5, properties={"plan": "pro"}
+    )
+    accepted = decode_record(record_of(payload), EventLimits(), NOW)
+    assert isinstance(accepted, AcceptedEvent)
+    return EnrichedEvent(accepted, (Attribution("exp-1", "control", 3600.0),))
+
+
+def struct_fields(hive_type: str) -> set[str]:
+    """Field names declared at the top level of `struct<...>` (nested structs not descended)."""
+    body = hive_type[len("struct<") : -1]
+    depth, names, current = 0, set(), ""
+    for character in body:
+        if character == "<":
+            depth += 1
+        elif character == ">":
+            depth -= 1
+        if depth == 0 and character == ",":
+            names.add(current.split(":", 1)[0])
+            current = ""
+        else:
+            current += character
+    names.add(current.split(":", 1)[0])
+    return names
+
+
+def test_the_athena_table_has_a_column_for_every_field_of_the_event_contract() -> None:
+    columns = {column["Name"] for column in glue_table()["StorageDescriptor"]["Columns"]}
+    assert columns == {*ExperimentEvent.model_fields, "_pipeline"}
+
+
+def test_the_athena_pipeline_column_matches_what_the_archive_writes() -> None:
+    line = json.loads(archive_line(enriched_archive_event()))
+    [pipeline] = [
+        column["Type"]
+        for column in glue_table()["StorageDescriptor"]["Columns"]
+        if column["Name"] == "_pipeline"
+    ]
+    assert struct_fields(pipeline) == set(line["_pipeline"])
+    for nested in ("kinesis",):
+        declared = re.search(rf"{nested}:(struct<[^>]*>)", pipeline)
+        assert declared is not None
+        assert struct_fields(declared.group(1)) == set(line["_pipeline"][nested])
+    attribution = re.search(r"attributions:array<(struct<[^>]*>)>", pipeline)
+    assert attribution is not None
+    assert struct_fields(attribution.group(1)) == set(line["_pipeline"]["attributions"][0])
+
+
+def test_the_athena_ddl_file_declares_the_same_columns_as_the_template() -> None:
+    ddl = (TEMPLATE_PATH.parent / "athena" / "create_table.sql").read_text()
+    columns = re.findall(r"^  `?(\w+)`? (\w+)", ddl, flags=re.MULTILINE)
+    declared = glue_table()["StorageDescriptor"]["Columns"]
+
+    assert [name for name, _ in columns] == [column["Name"] for column in declared]
+    assert [kind for _, kind in columns] == [column["Type"].split("<")[0] for column in declared]
+
+
+def test_the_athena_table_reads_json_lines_with_projected_hour_partitions() -> None:
+    table = glue_table()
+    assert table["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"] == (
+        "org.openx.data.jsonserde.JsonSerDe"
+    )
+    parameters = table["Parameters"]
+    assert parameters["projection.enabled"] == "true"
+    assert [key["Name"] for key in table["PartitionKeys"]] == ["year", "month", "day", "hour"]
+    for unit in ("month", "day", "hour"):
+        assert parameters[f"projection.{unit}.digits"] == "2"
+
+
+def test_the_projected_location_is_where_the_archive_puts_an_events_hour() -> None:
+    template = glue_table()["Parameters"]["storage.location.template"]["Fn::Sub"]
+    timestamp = datetime(2026, 3, 7, 9, 30, tzinfo=UTC)
+    location = (
+        template.replace("${!year}", f"{timestamp.year:04d}")
+        .replace("${!month}", f"{timestamp.month:02d}")
+        .replace("${!day}", f"{timestamp.day:02d}")
+        .replace("${!hour}", f"{timestamp.hour:02d}")
+    )
+    event = enriched_archive_event()
+    moved = event.accepted.event.model_copy(update={"timestamp": timestamp})
+    accepted = AcceptedEvent(moved, event.accepted.payload, event.accepted.coordinates)
+    expected = "s3://${ArchiveBucket}/${ArchivePrefix}" + hour_partition(
+        EnrichedEvent(accepted, event.attributions)
+    )
+    assert location == expected
