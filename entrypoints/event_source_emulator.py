@@ -25,11 +25,14 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import ClientError
-from mypy_boto3_kinesis import KinesisClient
-from mypy_boto3_kinesis.type_defs import RecordTypeDef, ShardTypeDef
+
+if TYPE_CHECKING:
+    from mypy_boto3_kinesis import KinesisClient
+    from mypy_boto3_kinesis.type_defs import RecordTypeDef, ShardTypeDef
+
 
 logger = logging.getLogger(__name__)
 

@@ -18,13 +18,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
-
-from mypy_boto3_kinesis import KinesisClient
-from mypy_boto3_kinesis.type_defs import PutRecordsRequestEntryTypeDef
+from typing import TYPE_CHECKING
 
 from domain.experiments import Assignment, Experiment
 from infrastructure.synthetic.bad_records import BadRecord, stream_safe_catalogue
 from infrastructure.synthetic.workload import WorkloadSpec, generate
+
+if TYPE_CHECKING:
+    from mypy_boto3_kinesis import KinesisClient
+    from mypy_boto3_kinesis.type_defs import PutRecordsRequestEntryTypeDef
+
 
 DEFAULT_STREAM_START = datetime(2026, 11, 18, 0, 0, tzinfo=UTC)
 PUT_RECORDS_MAX_ENTRIES = 500
