@@ -24,13 +24,12 @@ from application.ports import (
 )
 from application.results import BatchResult
 from domain.archiving import ArchiveLimits, build_archive_objects
-from domain.attribution import EnrichedEvent, attribute
+from domain.attribution import CandidateMemo, EnrichedEvent, attribute_batch
 from domain.decoding import decode_record
 from domain.errors import TransientInfrastructureError
 from domain.events import AcceptedEvent, EventLimits
-from domain.experiments import Assignment
 from domain.metrics import aggregate
-from domain.records import RawRecord
+from domain.records import KinesisCoordinates, RawRecord
 from domain.rejections import DeadLetter
 
 
@@ -73,6 +72,7 @@ class BatchProcessor:
         self._clock = clock
         self._telemetry = telemetry
         self._settings = settings
+        self._candidates = CandidateMemo()
 
     def process(
         self, records: Sequence[RawRecord], deadline: Deadline | None = None
@@ -117,10 +117,15 @@ class BatchProcessor:
             cut = unfinished.get(shard_id)
             return cut is None or sequence < cut
 
-        enriched = [
-            e for e in enriched if in_scope(e.accepted.coordinates.shard_id, e.accepted.sequence)
-        ]
-        letters = [d for d in rejected if in_scope(d.coordinates.shard_id, d.sequence)]
+        if unfinished:
+            enriched = [
+                e
+                for e in enriched
+                if in_scope(e.accepted.coordinates.shard_id, e.accepted.sequence)
+            ]
+            letters = [d for d in rejected if in_scope(d.coordinates.shard_id, d.sequence)]
+        else:
+            letters = rejected
 
         with self._timed("aggregate", timings):
             deltas = aggregate(enriched)
@@ -154,31 +159,34 @@ class BatchProcessor:
             cut = unfinished.get(shard_id)
             return cut is None or sequence < cut
 
+        failures: tuple[KinesisCoordinates, ...] = ()
+        done_enriched = enriched
+        if unfinished:
+            done_enriched = [
+                e
+                for e in enriched
+                if committed(e.accepted.coordinates.shard_id, e.accepted.sequence)
+            ]
+            failures = tuple(
+                record.coordinates
+                for record in records
+                if not committed(record.coordinates.shard_id, record.sequence)
+            )
+            duplicates = [d for d in duplicates if committed(d.coordinates.shard_id, d.sequence)]
+            letters = [d for d in letters if committed(d.coordinates.shard_id, d.sequence)]
         self._recent_events.remember(
             {
                 e.accepted.event.event_id: SeenEvent(
-                    e.accepted.coordinates.shard_id, e.accepted.sequence
+                    e.accepted.coordinates.shard_id, e.accepted.coordinates.sequence
                 )
-                for e in enriched
-                if committed(e.accepted.coordinates.shard_id, e.accepted.sequence)
+                for e in done_enriched
             }
         )
-
-        failures = tuple(
-            record.coordinates
-            for record in records
-            if not committed(record.coordinates.shard_id, record.sequence)
-        )
-        done_enriched = [
-            e for e in enriched if committed(e.accepted.coordinates.shard_id, e.accepted.sequence)
-        ]
         result = BatchResult(
             records=len(records),
             processed=len(done_enriched),
-            duplicates=sum(1 for d in duplicates if committed(d.coordinates.shard_id, d.sequence)),
-            dead_lettered=dict(
-                Counter(d.reason for d in letters if committed(d.coordinates.shard_id, d.sequence))
-            ),
+            duplicates=len(duplicates),
+            dead_lettered=dict(Counter(d.reason for d in letters)),
             unattributed=sum(1 for e in done_enriched if not e.attributions),
             attributions=sum(len(e.attributions) for e in done_enriched),
             archived_objects=len(objects),
@@ -220,11 +228,7 @@ class BatchProcessor:
             assignment.experiment_id for items in assignments.values() for assignment in items
         }
         experiments = self._experiments.experiments(experiment_ids) if experiment_ids else {}
-        no_assignments: tuple[Assignment, ...] = ()
-        return [
-            attribute(a, assignments.get(a.event.user_id, no_assignments), experiments)
-            for a in events
-        ]
+        return attribute_batch(events, assignments, experiments, self._candidates)
 
     @contextmanager
     def _timed(self, stage: str, timings: dict[str, float]) -> Iterator[None]:

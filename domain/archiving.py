@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from json.encoder import encode_basestring
 
 from domain.attribution import EnrichedEvent
 from domain.events import RESERVED_FIELD
@@ -46,56 +48,124 @@ def hour_partition(enriched: EnrichedEvent) -> str:
     return start.strftime("year=%Y/month=%m/day=%d/hour=%H/")
 
 
+_HOUR_US = 3_600_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _partition_of_hour(hour_us: int) -> str:
+    start = _EPOCH + timedelta(microseconds=hour_us)
+    return start.strftime("year=%Y/month=%m/day=%d/hour=%H/")
+
+
+_json_string: Callable[[str], str] = encode_basestring
+"""A str as JSON, as json.dumps(..., ensure_ascii=False) writes it (the C encoder when built)."""
+
+
+def _json_number(number: float) -> str:
+    # json.dumps writes a finite float as float.__repr__; anything else goes through json.dumps.
+    if type(number) is float and number - number == 0.0:
+        return float.__repr__(number)
+    return json.dumps(number)
+
+
+class _LineWriter:
+    """Builds archive lines; the JSON of values that repeat within a batch (attributions, shard
+    ids) is encoded once per batch instead of once per event."""
+
+    __slots__ = ("_attribution_heads", "_shards")
+
+    def __init__(self) -> None:
+        self._attribution_heads: dict[tuple[str, str], str] = {}
+        self._shards: dict[str, str] = {}
+
+    def line(self, enriched: EnrichedEvent) -> bytes:
+        accepted = enriched.accepted
+        coordinates = accepted.coordinates
+        heads = self._attribution_heads
+        attributions = []
+        for a in enriched.attributions:
+            head = heads.get((a.experiment_id, a.variant_id))
+            if head is None:
+                head = heads[(a.experiment_id, a.variant_id)] = (
+                    f'{{"experiment_id":{_json_string(a.experiment_id)},'
+                    f'"variant_id":{_json_string(a.variant_id)},"time_since_assignment_seconds":'
+                )
+            elapsed = a.time_since_assignment_seconds
+            attributions.append(
+                head
+                + (
+                    float.__repr__(elapsed)
+                    if type(elapsed) is float and elapsed - elapsed == 0.0
+                    else _json_number(elapsed)
+                )
+                + "}"
+            )
+        shard = self._shards.get(coordinates.shard_id)
+        if shard is None:
+            shard = self._shards[coordinates.shard_id] = _json_string(coordinates.shard_id)
+        suffix = _SUFFIX % (
+            ",".join(attributions),
+            shard,
+            _json_string(coordinates.sequence_number),
+            _json_string(coordinates.partition_key),
+            _json_number(coordinates.approximate_arrival_timestamp),
+            ARCHIVE_SCHEMA_VERSION_JSON,
+        )
+        payload = accepted.payload.rstrip()
+        if b"\n" in payload or b"\r" in payload:
+            payload = payload.replace(b"\r", b" ").replace(b"\n", b" ")
+        # The payload is a validated, non-empty JSON object: it ends with "}" and has members.
+        return b"%s%s" % (payload[:-1], suffix.encode())
+
+
+ARCHIVE_SCHEMA_VERSION_JSON = json.dumps(ARCHIVE_SCHEMA_VERSION)
+_SUFFIX = (
+    f',"{RESERVED_FIELD}":{{"attributions":[%s],'
+    '"kinesis":{"shard_id":%s,"sequence_number":%s,"partition_key":%s,'
+    '"approximate_arrival_timestamp":%s},"archive_schema_version":%s}}\n'
+)
+
+
 def archive_line(enriched: EnrichedEvent) -> bytes:
     """The event exactly as received plus a `_pipeline` field with its enrichment and origin.
 
     The producer's bytes are kept (no re-serialisation: unknown fields, key order and number
-    formatting survive); newlines between JSON tokens become spaces so that one event is one line.
+    formatting survive); newlines between JSON tokens become spaces so that one event is one
+    line. The `_pipeline` object is what `json.dumps(..., separators=(",", ":"),
+    ensure_ascii=False)` would write, built from pre-encoded pieces.
     """
-    accepted = enriched.accepted
-    coordinates = accepted.coordinates
-    pipeline = {
-        "attributions": [
-            {
-                "experiment_id": a.experiment_id,
-                "variant_id": a.variant_id,
-                "time_since_assignment_seconds": a.time_since_assignment_seconds,
-            }
-            for a in enriched.attributions
-        ],
-        "kinesis": {
-            "shard_id": coordinates.shard_id,
-            "sequence_number": coordinates.sequence_number,
-            "partition_key": coordinates.partition_key,
-            "approximate_arrival_timestamp": coordinates.approximate_arrival_timestamp,
-        },
-        "archive_schema_version": ARCHIVE_SCHEMA_VERSION,
-    }
-    payload = accepted.payload.rstrip()
-    if b"\n" in payload or b"\r" in payload:
-        payload = payload.replace(b"\r", b" ").replace(b"\n", b" ")
-    suffix = json.dumps(pipeline, separators=(",", ":"), ensure_ascii=False).encode()
-    # The payload is a validated, non-empty JSON object: it ends with "}" and has members.
-    return b'%s,"%s":%s}\n' % (payload[:-1], RESERVED_FIELD.encode(), suffix)
+    return _LineWriter().line(enriched)
 
 
 def build_archive_objects(
     events: Iterable[EnrichedEvent], limits: ArchiveLimits
 ) -> list[ArchiveObject]:
     """Group events by (hour of event time, shard) into objects within the size limits."""
-    groups: dict[tuple[str, str], list[EnrichedEvent]] = {}
+    groups: dict[tuple[int, str], list[tuple[int, EnrichedEvent]]] = {}
     for enriched in events:
-        key = (hour_partition(enriched), enriched.accepted.coordinates.shard_id)
-        groups.setdefault(key, []).append(enriched)
+        coordinates = enriched.accepted.coordinates
+        event_us = enriched.event_time_us
+        key = (event_us - event_us % _HOUR_US, coordinates.shard_id)
+        member = (coordinates.sequence, enriched)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [member]
+        else:
+            group.append(member)
+    writer = _LineWriter()
+    partitions = {hour_us: _partition_of_hour(hour_us) for hour_us, _ in groups}
     objects: list[ArchiveObject] = []
-    for (partition, shard_id), members in sorted(groups.items()):
-        members.sort(key=lambda enriched: enriched.accepted.sequence)
+    for (hour_us, shard_id), members in sorted(
+        groups.items(), key=lambda item: (partitions[item[0][0]], item[0][1])
+    ):
+        partition = partitions[hour_us]
+        members.sort(key=_by_sequence)
         lines: list[bytes] = []
         ids: list[str] = []
         first = last = 0
         size = 0
-        for enriched in members:
-            line = archive_line(enriched)
+        for sequence, enriched in members:
+            line = writer.line(enriched)
             full = len(lines) >= limits.max_events_per_object
             if lines and (full or size + len(line) > limits.max_bytes_per_object):
                 objects.append(
@@ -105,8 +175,8 @@ def build_archive_objects(
                 )
                 lines, ids, size = [], [], 0
             if not lines:
-                first = enriched.accepted.sequence
-            last = enriched.accepted.sequence
+                first = sequence
+            last = sequence
             lines.append(line)
             ids.append(enriched.accepted.event.event_id)
             size += len(line)
@@ -117,3 +187,7 @@ def build_archive_objects(
                 )
             )
     return objects
+
+
+def _by_sequence(member: tuple[int, EnrichedEvent]) -> int:
+    return member[0]

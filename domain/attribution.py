@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from domain.events import AcceptedEvent
 from domain.experiments import Assignment, Experiment
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def epoch_microseconds(moment: datetime) -> int:
+    """An aware moment as exact integer microseconds since the Unix epoch (no float rounding)."""
+    return (moment - _EPOCH) // _MICROSECOND
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,8 +27,22 @@ class Attribution:
 
 @dataclass(frozen=True, slots=True)
 class EnrichedEvent:
+    """An accepted event and what it counts for.
+
+    `event_time_us` is derived from the event's timestamp (see `epoch_microseconds`) and is
+    computed when not given; later stages window and partition on it without datetime
+    arithmetic. It takes no part in equality.
+    """
+
     accepted: AcceptedEvent
     attributions: tuple[Attribution, ...]
+    event_time_us: int = field(default=-1, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.event_time_us == -1:
+            object.__setattr__(
+                self, "event_time_us", epoch_microseconds(self.accepted.event.timestamp)
+            )
 
     @property
     def is_attributed(self) -> bool:
@@ -51,3 +74,113 @@ def attribute(
         attributions.append(Attribution(assignment.experiment_id, assignment.variant_id, elapsed))
     attributions.sort(key=lambda a: a.experiment_id)
     return EnrichedEvent(accepted, tuple(attributions))
+
+
+_Candidate = tuple[str, str, int]
+"""(experiment_id, variant_id, assigned_at in epoch microseconds) of a running experiment."""
+
+
+class CandidateMemo:
+    """Each user's candidate assignments, kept across batches of a warm container.
+
+    An entry is reused only while it was computed from the very same objects: the same
+    assignments sequence and, for each of its assignments, the same experiment object (or the
+    same absence). The warm-container caches hand out the same objects until they expire, so
+    a reuse is exact; anything else recomputes. Bounded: cleared once `max_users` is reached.
+    """
+
+    __slots__ = ("_entries", "_max_users")
+
+    def __init__(self, max_users: int = 200_000) -> None:
+        self._max_users = max_users
+        self._entries: dict[
+            str, tuple[Sequence[Assignment], tuple[Experiment | None, ...], tuple[_Candidate, ...]]
+        ] = {}
+
+    def candidates(
+        self,
+        user_id: str,
+        assignments: Sequence[Assignment],
+        experiments: Mapping[str, Experiment],
+    ) -> tuple[_Candidate, ...]:
+        entry = self._entries.get(user_id)
+        if entry is not None and entry[0] is assignments:
+            consulted = entry[1]
+            for index, assignment in enumerate(assignments):
+                if experiments.get(assignment.experiment_id) is not consulted[index]:
+                    break
+            else:
+                return entry[2]
+        candidates = _candidates(assignments, experiments)
+        if len(self._entries) >= self._max_users:
+            self._entries.clear()
+        self._entries[user_id] = (
+            assignments,
+            tuple([experiments.get(a.experiment_id) for a in assignments]),
+            candidates,
+        )
+        return candidates
+
+
+def attribute_batch(
+    events: Sequence[AcceptedEvent],
+    assignments: Mapping[str, Sequence[Assignment]],
+    experiments: Mapping[str, Experiment],
+    memo: CandidateMemo | None = None,
+) -> list[EnrichedEvent]:
+    """`attribute` over a batch, with each user's candidate assignments prepared once.
+
+    The outcome equals `[attribute(e, assignments.get(user, ()), experiments) for e in events]`:
+    the running-experiment filter does not depend on the event, so it is applied per user;
+    sorting the candidates by experiment first (stably) leaves each event's attributions in the
+    order `attribute` sorts them into; and instants are compared, and elapsed times computed,
+    in exact integer microseconds, which is what timedelta.total_seconds() divides too.
+    """
+    prepared: dict[str, tuple[_Candidate, ...]] = {}
+    enriched: list[EnrichedEvent] = []
+    append = enriched.append
+    no_assignments: tuple[Assignment, ...] = ()
+    for accepted in events:
+        event = accepted.event
+        user_id = event.user_id
+        candidates = prepared.get(user_id)
+        if candidates is None:
+            user_assignments = assignments.get(user_id, no_assignments)
+            if memo is None:
+                candidates = _candidates(user_assignments, experiments)
+            else:
+                candidates = memo.candidates(user_id, user_assignments, experiments)
+            prepared[user_id] = candidates
+        event_us = epoch_microseconds(event.timestamp)
+        if not candidates:
+            append(EnrichedEvent(accepted, (), event_us))
+            continue
+        only = event.experiment_id
+        attributions = tuple(
+            [
+                Attribution(experiment_id, variant_id, (event_us - assigned_us) / 1_000_000)
+                for experiment_id, variant_id, assigned_us in candidates
+                if assigned_us <= event_us and (only is None or experiment_id == only)
+            ]
+        )
+        append(EnrichedEvent(accepted, attributions, event_us))
+    return enriched
+
+
+def _candidates(
+    assignments: Iterable[Assignment], experiments: Mapping[str, Experiment]
+) -> tuple[_Candidate, ...]:
+    candidates = []
+    for assignment in assignments:
+        experiment = experiments.get(assignment.experiment_id)
+        if experiment is None or not experiment.is_running:
+            continue
+        candidates.append(
+            (
+                assignment.experiment_id,
+                assignment.variant_id,
+                epoch_microseconds(assignment.assigned_at),
+            )
+        )
+    candidates.sort(key=lambda candidate: candidate[0])
+    return tuple(candidates)

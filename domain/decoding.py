@@ -6,6 +6,7 @@ import binascii
 import math
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -29,39 +30,40 @@ def decode_record(
     record: RawRecord, limits: EventLimits, now: datetime
 ) -> AcceptedEvent | DeadLetter:
     """Decode and validate one record. Never raises for bad input: bad input is a dead letter."""
-
-    def reject(reason: RejectionReason, detail: str) -> DeadLetter:
-        return DeadLetter(reason, detail, record.coordinates, record.data)
-
     text = record.data
     if not text:
-        return reject(RejectionReason.EMPTY_RECORD, "record data is empty")
+        return _reject(record, RejectionReason.EMPTY_RECORD, "record data is empty")
     # Base64 inflates by 4/3: refuse oversize records before paying to decode them.
     if len(text) // 4 * 3 > limits.max_record_bytes + 2:
-        return reject(
+        return _reject(
+            record,
             RejectionReason.RECORD_TOO_LARGE,
             f"record is about {len(text) // 4 * 3} bytes, limit {limits.max_record_bytes}",
         )
     try:
         payload = binascii.a2b_base64(text, strict_mode=True)
     except (binascii.Error, ValueError) as error:
-        return reject(RejectionReason.INVALID_BASE64, f"data is not valid base64: {error}")
+        return _reject(record, RejectionReason.INVALID_BASE64, f"data is not valid base64: {error}")
     if not payload.strip():
-        return reject(RejectionReason.EMPTY_RECORD, "record data decodes to nothing")
+        return _reject(record, RejectionReason.EMPTY_RECORD, "record data decodes to nothing")
     if len(payload) > limits.max_record_bytes:
-        return reject(
+        return _reject(
+            record,
             RejectionReason.RECORD_TOO_LARGE,
             f"record is {len(payload)} bytes, limit {limits.max_record_bytes}",
         )
     try:
         event = ExperimentEvent.model_validate_json(payload)
     except ValidationError as error:
-        return _classify_validation_error(error, payload, reject)
-
+        return _classify_validation_error(error, payload, partial(_reject, record))
     problem = _check_rules(event, limits, now)
     if problem is not None:
-        return reject(*problem)
+        return _reject(record, *problem)
     return AcceptedEvent(event, payload, record.coordinates)
+
+
+def _reject(record: RawRecord, reason: RejectionReason, detail: str) -> DeadLetter:
+    return DeadLetter(reason, detail, record.coordinates, record.data)
 
 
 def _classify_validation_error(
@@ -108,14 +110,18 @@ def _check_rules(
     extra = event.model_extra or {}
     if RESERVED_FIELD in extra:
         return RejectionReason.RESERVED_FIELD, f"top-level field {RESERVED_FIELD!r} is reserved"
-    nested: list[object] = list(extra.values())
+    for value in extra.values():
+        if type(value) not in _LEAF_TYPES:
+            problem = _check_json_value(value, depth=1, limits=limits)
+            if problem is not None:
+                return problem
     if event.properties is not None:
-        nested.append(event.properties)
-    for value in nested:
-        problem = _check_json_value(value, depth=1, limits=limits)
-        if problem is not None:
-            return problem
+        return _check_json_value(event.properties, depth=1, limits=limits)
     return None
+
+
+_LEAF_TYPES: frozenset[type] = frozenset({str, int, bool, type(None)})
+"""Values that can be neither non-finite nor nested: skipped without a call (most of them)."""
 
 
 def _check_json_value(
@@ -134,6 +140,8 @@ def _check_json_value(
             )
         children = value.values() if isinstance(value, dict) else value
         for child in children:
+            if type(child) in _LEAF_TYPES:
+                continue
             problem = _check_json_value(child, depth + 1, limits)
             if problem is not None:
                 return problem

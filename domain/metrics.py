@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from itertools import pairwise
 
 from domain.attribution import EnrichedEvent
 
@@ -112,50 +113,101 @@ class MetricDelta:
 GRANULARITIES: tuple[Granularity, ...] = (Granularity.HOUR, Granularity.DAY)
 
 
+_HOUR_US = 3_600_000_000
+_DAY_US = 24 * _HOUR_US
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _window_start_of(window_us: int) -> datetime:
+    """The UTC window start as `Granularity.window_start` returns it, from epoch microseconds."""
+    return _EPOCH + timedelta(microseconds=window_us)
+
+
+_Column = tuple[list[int], list[str], list[Decimal | None]]
+
+
 def aggregate(events: Iterable[EnrichedEvent]) -> list[MetricDelta]:
-    """Pre-aggregate a batch into one delta per (counter, shard), hourly and daily."""
-    columns: dict[tuple[MetricKey, str], tuple[list[int], list[str], list[Decimal | None]]] = {}
-    window_cache: dict[tuple[Granularity, datetime], datetime] = {}
+    """Pre-aggregate a batch into one delta per (counter, shard), hourly and daily.
+
+    Records are gathered per hourly counter only; each daily delta is the union of the hourly
+    ones of its day. Counter keys are plain tuples until the end, so a batch builds one
+    `MetricKey` per counter instead of one per record and attribution. Within a delta records
+    are in sequence order (a stable sort, skipped when they already are).
+    """
+    hourly: dict[tuple[str, str, str, int, str], _Column] = {}
     for enriched in events:
-        if not enriched.attributions:
+        attributions = enriched.attributions
+        if not attributions:
             continue
         accepted = enriched.accepted
         event = accepted.event
-        sequence = accepted.sequence
+        sequence = accepted.coordinates.sequence
         shard_id = accepted.coordinates.shard_id
+        user_id = event.user_id
         value = None if event.value is None else to_decimal(event.value)
-        for granularity in GRANULARITIES:
-            cache_key = (granularity, event.timestamp)
-            window_start = window_cache.get(cache_key)
-            if window_start is None:
-                window_start = granularity.window_start(event.timestamp)
-                window_cache[cache_key] = window_start
-            for attribution in enriched.attributions:
-                key = MetricKey(
-                    attribution.experiment_id,
-                    attribution.variant_id,
-                    event.event_type,
-                    granularity,
-                    window_start,
-                )
-                column = columns.get((key, shard_id))
-                if column is None:
-                    column = ([], [], [])
-                    columns[(key, shard_id)] = column
+        event_us = enriched.event_time_us
+        hour_us = event_us - event_us % _HOUR_US
+        metric = event.event_type
+        for attribution in attributions:
+            key = (attribution.experiment_id, attribution.variant_id, metric, hour_us, shard_id)
+            column = hourly.get(key)
+            if column is None:
+                hourly[key] = ([sequence], [user_id], [value])
+            else:
                 column[0].append(sequence)
-                column[1].append(event.user_id)
+                column[1].append(user_id)
                 column[2].append(value)
+
+    daily: dict[tuple[str, str, str, int, str], list[_Column]] = {}
+    for (experiment_id, variant_id, metric, hour_us, shard_id), column in hourly.items():
+        day_key = (experiment_id, variant_id, metric, hour_us - hour_us % _DAY_US, shard_id)
+        daily.setdefault(day_key, []).append(column)
+
+    windows: dict[int, datetime] = {}
+    keyed: list[tuple[tuple[str, str, str, Granularity, int, str], _Column]] = []
+    for (experiment_id, variant_id, metric, hour_us, shard_id), column in hourly.items():
+        keyed.append(
+            ((experiment_id, variant_id, metric, Granularity.HOUR, hour_us, shard_id), column)
+        )
+    for (experiment_id, variant_id, metric, day_us, shard_id), columns in daily.items():
+        merged: _Column = ([], [], [])
+        for hour_column in columns:
+            merged[0].extend(hour_column[0])
+            merged[1].extend(hour_column[1])
+            merged[2].extend(hour_column[2])
+        keyed.append(
+            ((experiment_id, variant_id, metric, Granularity.DAY, day_us, shard_id), merged)
+        )
+    # The order of (MetricKey, shard): key fields in declaration order, window start as instant.
+    keyed.sort(key=lambda item: item[0])
+
     deltas = []
-    for (key, shard_id), (sequences, user_ids, values) in columns.items():
-        order = sorted(range(len(sequences)), key=sequences.__getitem__)
+    for (experiment_id, variant_id, metric, granularity, window_us, shard_id), column in keyed:
+        window_start = windows.get(window_us)
+        if window_start is None:
+            window_start = windows[window_us] = _window_start_of(window_us)
+        sequences, user_ids, values = _in_sequence_order(column)
         deltas.append(
             MetricDelta(
-                key,
+                MetricKey(experiment_id, variant_id, metric, granularity, window_start),
                 shard_id,
-                tuple(sequences[i] for i in order),
-                tuple(user_ids[i] for i in order),
-                tuple(values[i] for i in order),
+                sequences,
+                user_ids,
+                values,
             )
         )
-    deltas.sort(key=lambda delta: (delta.key, delta.shard_id))
     return deltas
+
+
+def _in_sequence_order(
+    column: _Column,
+) -> tuple[tuple[int, ...], tuple[str, ...], tuple[Decimal | None, ...]]:
+    sequences, user_ids, values = column
+    if all(a < b for a, b in pairwise(sequences)):
+        return tuple(sequences), tuple(user_ids), tuple(values)
+    order = sorted(range(len(sequences)), key=sequences.__getitem__)
+    return (
+        tuple(sequences[i] for i in order),
+        tuple(user_ids[i] for i in order),
+        tuple(values[i] for i in order),
+    )

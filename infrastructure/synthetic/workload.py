@@ -108,6 +108,8 @@ def generate(spec: WorkloadSpec) -> Workload:
                 "page": rng.choice(("/home", "/search", "/product", "/cart", "/checkout")),
                 "device": rng.choice(("ios", "android", "web")),
                 "country": rng.choice(("DE", "US", "FR", "JP", "BR", "IN")),
+                "locale": rng.choice(("de-DE", "en-US", "fr-FR", "ja-JP", "pt-BR", "hi-IN")),
+                "app_version": f"5.{rng.randint(0, 9)}.{rng.randint(0, 30)}",
             },
         }
         user_assignments = by_user.get(user_id)
