@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m entrypoints.local_run
+	$(BIN)/event-processor demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q

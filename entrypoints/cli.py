@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, redirect_stdout
 from datetime import datetime
 from enum import StrEnum
@@ -31,8 +31,11 @@ from entrypoints.cli_report import OutputFormat, parse_moment
 from entrypoints.cli_stream import (
     DEFAULT_QUEUE,
     DEFAULT_STREAM,
+    consumer_summary,
     environment,
     lambda_context,
+    progress_line,
+    put_entries,
 )
 from infrastructure.aws.errors import translate
 
@@ -566,6 +569,327 @@ def _print_summary(summary: Mapping[str, object], output: OutputFormat) -> None:
         else:
             text = str(value)
         console.print(f"{name.replace('_', ' '):<17} {text}", markup=False)
+
+
+class StartingPosition(StrEnum):
+    TRIM_HORIZON = "TRIM_HORIZON"
+    LATEST = "LATEST"
+
+
+@app.command()
+def consume(
+    stream: StreamName = DEFAULT_STREAM,
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Records per invocation.")
+    ] = 100,
+    batching_window: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=300,
+            help="Seconds to gather a fuller batch (MaximumBatchingWindowInSeconds).",
+        ),
+    ] = 0.0,
+    starting_position: Annotated[
+        StartingPosition, typer.Option(help="Where a shard is first read from.")
+    ] = StartingPosition.TRIM_HORIZON,
+    until_drained: Annotated[
+        bool,
+        typer.Option("--until-drained", help="Stop once every shard is read to its tip and done."),
+    ] = False,
+    max_retries: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Retries of a failing batch before the consumer stops (Lambda would move on).",
+        ),
+    ] = 3,
+    bisect: Annotated[
+        bool, typer.Option("--bisect", help="Split a failing batch in two before retrying it.")
+    ] = False,
+    function_timeout: Annotated[
+        float,
+        typer.Option(min=1, help="The function timeout each invocation counts down from (s)."),
+    ] = 60.0,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="table or json (the final summary).")
+    ] = OutputFormat.TABLE,
+    endpoint_url: EndpointUrl = None,
+) -> None:
+    """Read a Kinesis stream as Lambda's event-source mapping does and invoke the real handler.
+
+    One batch in flight per shard; partial batch responses are honoured (checkpoint before the
+    first failure, redeliver from it); an error or a timeout retries the whole batch. A progress
+    line shows records/s and the iterator lag. Stops at Ctrl-C, with --until-drained once the
+    stream is drained, or with exit code 1 when a batch still fails after --max-retries."""
+    from entrypoints import lambda_handler
+    from entrypoints.event_source_emulator import (
+        DiscardedBatch,
+        EmulatorStats,
+        EventSourceMappingEmulator,
+        EventSourceMappingSettings,
+        StreamRecord,
+    )
+    from entrypoints.event_source_emulator import StartingPosition as EmulatorPosition
+
+    given_up: list[DiscardedBatch] = []
+
+    def stop_on_failure(batch: DiscardedBatch, records: Sequence[StreamRecord]) -> None:
+        given_up.append(batch)
+
+    stderr = _stderr()
+    last_shown = [0.0]
+
+    def show(stats: EmulatorStats) -> None:
+        now = time.monotonic()
+        if stderr.is_terminal and now - last_shown[0] >= PROGRESS_INTERVAL_SECONDS:
+            last_shown[0] = now
+            stderr.print(f"\r{progress_line(stats, now)}", end="", markup=False)
+
+    with aws_environment(endpoint_url), lambda_output_to_stderr():
+        container = build_container()
+        kinesis = _kinesis_client(container)
+        settings = EventSourceMappingSettings(
+            stream_name=stream,
+            region=_region(container),
+            batch_size=batch_size,
+            maximum_batching_window_seconds=batching_window,
+            starting_position=EmulatorPosition(starting_position.value),
+            bisect_batch_on_function_error=bisect,
+            maximum_retry_attempts=max_retries,
+            function_timeout_seconds=function_timeout,
+        )
+        emulator = EventSourceMappingEmulator(
+            kinesis, lambda_handler.handler, settings, on_progress=show, on_failure=stop_on_failure
+        )
+        lambda_handler.container.cache_clear()
+        interrupted = False
+        try:
+            stats = run_against_aws(
+                lambda: emulator.run(
+                    until_drained=until_drained, should_stop=lambda: bool(given_up)
+                )
+            )
+        except KeyboardInterrupt:
+            interrupted, stats = True, emulator.stats
+        finally:
+            lambda_handler.container.cache_clear()
+    if stderr.is_terminal:
+        stderr.print()
+    summary = consumer_summary(stats, time.monotonic())
+    _print_summary(summary, output)
+    for batch in given_up:
+        _stderr().print(
+            f"[bold red]error:[/bold red] batch {batch.first_sequence_number}.."
+            f"{batch.last_sequence_number} of {batch.shard_id} failed {batch.attempts} times "
+            f"({batch.last_outcome.value}: {batch.last_error}); stopped"
+        )
+    if given_up:
+        raise typer.Exit(EXIT_FAILURES)
+    if interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+@app.command()
+def demo(
+    events: Annotated[
+        int, typer.Option(min=100, max=1_000_000, help="Records to generate.")
+    ] = 2_000,
+    seed_value: Annotated[int, typer.Option("--seed", help="Seed of the generated workload.")] = 7,
+    experiments: Annotated[int, typer.Option(min=1, max=100, help="Experiments to generate.")] = 3,
+    users: Annotated[int, typer.Option(min=10, help="Users to generate.")] = 1_500,
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Records per invocation.")
+    ] = 500,
+    experiment: Annotated[
+        str | None,
+        typer.Option("--experiment", "-e", help="Experiment to report (default: the first)."),
+    ] = None,
+    chart: Annotated[Path, typer.Option(help="Where to write the chart.")] = Path("demo-chart.png"),
+    keep_running: Annotated[
+        bool,
+        typer.Option("--keep-running", help="Leave the server up for other commands until Ctrl-C."),
+    ] = False,
+) -> None:
+    """The whole pipeline on an embedded AWS emulator, no account and no network needed.
+
+    Starts moto's server on 127.0.0.1, provisions the stream, tables, bucket and queue, seeds
+    generated experiments and assignments, puts a realistic stream (a few bad records
+    included) into Kinesis, drains it through the real Lambda handler with the local
+    event-source mapping, then prints the report and writes a chart."""
+    from moto.server import ThreadedMotoServer
+
+    from entrypoints import lambda_handler
+    from entrypoints.charts import ChartMeasure, write_time_series_chart
+    from entrypoints.cli_report import read_report, render_table
+    from entrypoints.event_source_emulator import (
+        EmulatorStats,
+        EventSourceMappingEmulator,
+        EventSourceMappingSettings,
+    )
+    from infrastructure.aws.provisioning import ResourceNames, provision_all
+    from infrastructure.aws.reference_data import DynamoDbReferenceDataWriter
+    from infrastructure.synthetic.workload import WorkloadSpec, generate
+
+    stderr = _stderr()
+    console = _stdout()
+    started = time.monotonic()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        console.print(f"{_since(started)} [bold]1.[/bold] AWS emulator (moto) on {endpoint}")
+        with environment(DEMO_ENVIRONMENT | {"AWS_ENDPOINT_URL": endpoint}):
+            container = build_container()
+            settings = container.settings()
+            names = ResourceNames(
+                aggregation_table=settings.dynamodb_table,
+                archive_bucket=settings.s3_bucket,
+                dead_letter_queue=DEFAULT_QUEUE,
+                stream=DEFAULT_STREAM,
+                assignments_table=settings.assignments_table,
+                experiments_table=settings.experiments_table,
+            )
+            kinesis = _kinesis_client(container)
+            resources = run_against_aws(
+                lambda: provision_all(
+                    names,
+                    container.dynamodb_client(),
+                    container.s3_client(),
+                    container.sqs_client(),
+                    kinesis,
+                    _region(container),
+                )
+            )
+            console.print(
+                f"{_since(started)} [bold]2.[/bold] provisioned stream {names.stream}, tables "
+                f"{names.aggregation_table}, {names.assignments_table}, {names.experiments_table}, "
+                f"bucket {names.archive_bucket}, queue {DEFAULT_QUEUE}"
+            )
+            workload = generate(
+                WorkloadSpec(events=events, experiments=experiments, users=users, seed=seed_value)
+            )
+            writer = DynamoDbReferenceDataWriter(
+                container.dynamodb_client(), settings.assignments_table, settings.experiments_table
+            )
+            run_against_aws(lambda: writer.write_experiments(workload.experiments))
+            run_against_aws(lambda: writer.write_assignments(workload.assignments))
+            console.print(
+                f"{_since(started)} [bold]3.[/bold] seeded {len(workload.experiments)} experiments and "
+                f"{len(workload.assignments):,} assignments of {users:,} users"
+            )
+            put = run_against_aws(lambda: put_entries(kinesis, names.stream, workload.entries))
+            invalid = sum(1 for entry in workload.entries if not entry.valid)
+            console.print(
+                f"{_since(started)} [bold]4.[/bold] put {put.records:,} records into {names.stream} "
+                f"({invalid} of them invalid) in {put.calls} PutRecords calls"
+            )
+            with (
+                environment({"DLQ_URL": resources.dead_letter_queue_url}),
+                lambda_output_to_stderr(),
+            ):
+                lambda_handler.container.cache_clear()
+                previous_level = lambda_handler.logger.log_level
+                lambda_handler.logger.setLevel("WARNING")
+                last_shown = [0.0]
+
+                def show(stats: EmulatorStats) -> None:
+                    now = time.monotonic()
+                    if stderr.is_terminal and now - last_shown[0] >= PROGRESS_INTERVAL_SECONDS:
+                        last_shown[0] = now
+                        stderr.print(f"\r{progress_line(stats, now)}", end="", markup=False)
+
+                emulator = EventSourceMappingEmulator(
+                    kinesis,
+                    lambda_handler.handler,
+                    EventSourceMappingSettings(
+                        stream_name=names.stream,
+                        region=_region(container),
+                        batch_size=batch_size,
+                        maximum_retry_attempts=3,
+                    ),
+                    on_progress=show,
+                )
+                try:
+                    stats = run_against_aws(lambda: emulator.run(until_drained=True))
+                finally:
+                    lambda_handler.logger.setLevel(previous_level)
+                    lambda_handler.container.cache_clear()
+            if stderr.is_terminal:
+                stderr.print()
+            dead_letters = _queue_depth(container, resources.dead_letter_queue_url)
+            archived = _object_count(container, settings.s3_bucket, settings.archive_prefix)
+            console.print(
+                f"{_since(started)} [bold]5.[/bold] drained through the Lambda handler: "
+                f"{progress_line(stats, time.monotonic())}; {stats.invocations} invocations "
+                f"({', '.join(f'{o.value} {n}' for o, n in sorted(stats.outcomes.items()))}); "
+                f"{archived} archive objects, {dead_letters} dead letters in the queue"
+            )
+            chosen = experiment or workload.experiments[0].experiment_id
+            daily = read_report(
+                container.metric_store(), container.experiment_repository(), chosen, Granularity.DAY
+            )
+            hourly = container.metric_store().snapshots(chosen, Granularity.HOUR)
+            console.print(
+                f"{_since(started)} [bold]6.[/bold] report of {chosen} (event-processor report -e {chosen})\n"
+            )
+            render_table(daily, console)
+            write_time_series_chart(hourly, "exposure", chart, ChartMeasure.USERS)
+            console.print(f"\nchart of hourly exposed users per variant: {chart}")
+            console.print(f"done in {time.monotonic() - started:.1f} s")
+            if keep_running:
+                console.print(
+                    "\nThe emulator stays up; in another shell try:\n"
+                    f"  export AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=demo "
+                    f"AWS_SECRET_ACCESS_KEY=demo AWS_DEFAULT_REGION={DEMO_REGION} "
+                    f"DLQ_URL={resources.dead_letter_queue_url}\n"
+                    f"  event-processor report -e {chosen} --window hour --format json\n"
+                    "  event-processor replay --from-dlq --dry-run\n"
+                    "Ctrl-C stops it.",
+                    markup=False,
+                )
+                try:
+                    while True:
+                        time.sleep(3600)
+                except KeyboardInterrupt:
+                    console.print("stopped")
+    finally:
+        server.stop()
+
+
+DEMO_REGION = "eu-west-1"
+DEMO_ENVIRONMENT = {
+    # The embedded emulator takes any credentials; never hand it real ones.
+    "AWS_ACCESS_KEY_ID": "demo",
+    "AWS_SECRET_ACCESS_KEY": "demo",
+    "AWS_SESSION_TOKEN": "demo",
+    "AWS_DEFAULT_REGION": DEMO_REGION,
+    "AWS_REGION": DEMO_REGION,
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    # moto answers one request at a time in this process: give it longer than AWS needs.
+    "AWS_READ_TIMEOUT": "30",
+}
+
+
+def _since(started: float) -> str:
+    return f"[{time.monotonic() - started:5.1f} s]"
+
+
+def _queue_depth(container: Container, queue_url: str) -> int:
+    attributes = container.sqs_client().get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    return int(attributes.get("ApproximateNumberOfMessages", "0"))
+
+
+def _object_count(container: Container, bucket: str, prefix: str) -> int:
+    paginator = container.s3_client().get_paginator("list_objects_v2")
+    return sum(page.get("KeyCount", 0) for page in paginator.paginate(Bucket=bucket, Prefix=prefix))
 
 
 def main() -> None:

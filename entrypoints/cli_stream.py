@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
     from mypy_boto3_kinesis.type_defs import PutRecordsRequestEntryTypeDef
 
+    from entrypoints.event_source_emulator import EmulatorStats
 
 PUT_RECORDS_LIMIT = 500
 PUT_RECORDS_BYTES = 5 * 1024 * 1024
@@ -123,6 +124,31 @@ def lambda_context(
         log_stream_name="local",
         deadline=time.monotonic() + timeout_seconds,
     )
+
+
+def progress_line(stats: EmulatorStats, now: float) -> str:
+    elapsed = max(now - stats.started, 1e-9)
+    return (
+        f"{stats.records_checkpointed:,} records done in {stats.invocations:,} invocations, "
+        f"{stats.records_checkpointed / elapsed:,.0f} records/s, "
+        f"iterator lag {stats.iterator_age_ms:,} ms"
+    )
+
+
+def consumer_summary(stats: EmulatorStats, now: float) -> dict[str, object]:
+    elapsed = max(now - stats.started, 1e-9)
+    return {
+        "records_read": stats.records_read,
+        "records_done": stats.records_checkpointed,
+        "records_delivered": stats.records_delivered,
+        "records_discarded": stats.records_discarded,
+        "invocations": stats.invocations,
+        "retries": stats.retries,
+        "outcomes": {outcome.value: count for outcome, count in sorted(stats.outcomes.items())},
+        "seconds": round(elapsed, 3),
+        "records_per_second": round(stats.records_checkpointed / elapsed, 1),
+        "iterator_age_ms": stats.iterator_age_ms,
+    }
 
 
 def load_event(text: str) -> dict[str, Any]:
