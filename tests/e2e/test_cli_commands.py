@@ -27,7 +27,7 @@ workload = cli_support.workload
 def test_every_command_has_help() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    expected = ["report", "provision", "seed", "invoke", "replay"]
+    expected = ["report", "provision", "seed", "invoke", "replay", "consume", "demo"]
     commands = [name for name in expected if name in result.stdout]
     assert commands == expected
     for command in commands:
