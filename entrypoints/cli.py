@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, redirect_stdout
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
@@ -698,6 +698,9 @@ def demo(
     seed_value: Annotated[int, typer.Option("--seed", help="Seed of the generated workload.")] = 7,
     experiments: Annotated[int, typer.Option(min=1, max=100, help="Experiments to generate.")] = 3,
     users: Annotated[int, typer.Option(min=10, help="Users to generate.")] = 1_500,
+    hours: Annotated[
+        int, typer.Option(min=1, max=24 * 14, help="Hours of event time the stream spans.")
+    ] = 6,
     batch_size: Annotated[
         int, typer.Option(min=1, max=10_000, help="Records per invocation.")
     ] = 500,
@@ -769,7 +772,13 @@ def demo(
                 f"bucket {names.archive_bucket}, queue {DEFAULT_QUEUE}"
             )
             workload = generate(
-                WorkloadSpec(events=events, experiments=experiments, users=users, seed=seed_value)
+                WorkloadSpec(
+                    events=events,
+                    experiments=experiments,
+                    users=users,
+                    span=timedelta(hours=hours),
+                    seed=seed_value,
+                )
             )
             writer = DynamoDbReferenceDataWriter(
                 container.dynamodb_client(), settings.assignments_table, settings.experiments_table
