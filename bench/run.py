@@ -420,6 +420,7 @@ def run(quick: bool, with_aws: bool, naive_records: int) -> dict[str, Any]:
         "physics_floor": physics_floor(workload, batch_size, repeats),
         "codecs": codec_figures(workload, batch_size, repeats),
         "memory": memory_in_subprocess(batch_size),
+        "memory_whole_batch": memory_in_subprocess(batch_size, chunk_records=batch_size),
         "scaling": {
             "batch_size": scaling_by_batch_size(workload, (1_000, 10_000, 50_000)),
             "aggregate_keys": scaling_by_keys((1, 10, 100, 1_000), 5_000),
@@ -515,13 +516,28 @@ def table(results: dict[str, Any]) -> str:
     memory = results["memory"]
     lines.append("")
     lines.append(
-        f"Memory, one {memory['records']:,}-record batch: invocation payload "
-        f"{memory['invocation_payload_bytes'] / 1e6:.1f} MB (event bytes "
-        f"{memory['event_payload_bytes'] / 1e6:.1f} MB); peak above baseline "
-        f"{memory['peak_above_baseline_bytes'] / 1e6:.1f} MB = "
-        f"{memory['ratio_to_invocation_payload']:.2f}x payload (target <= {MEMORY_TARGET_RATIO}x); "
+        f"Memory, one {memory['records']:,}-record batch in chunks of {memory['chunk_records']:,}: "
+        f"invocation payload {memory['invocation_payload_bytes'] / 1e6:.1f} MB (event bytes "
+        f"{memory['event_payload_bytes'] / 1e6:.1f} MB)"
+    )
+    lines.append(
+        f"  above the parsed invocation event (the runtime's input): "
+        f"{memory['peak_above_parsed_event_bytes'] / 1e6:.1f} MB = "
+        f"{memory['ratio_to_invocation_payload']:.2f}x payload (target <= {MEMORY_TARGET_RATIO}x: "
+        f"{'met' if memory['ratio_to_invocation_payload'] <= MEMORY_TARGET_RATIO else 'NOT met'})"
+    )
+    lines.append(
+        f"  including the runtime's json.loads ({memory['parsed_event_bytes'] / 1e6:.1f} MB "
+        f"parsed): {memory['peak_above_baseline_bytes'] / 1e6:.1f} MB = "
+        f"{memory['ratio_to_invocation_payload_including_parse']:.2f}x; "
         f"RSS growth {memory['rss_growth_bytes'] / 1e6:.1f} MB"
     )
+    whole = results.get("memory_whole_batch")
+    if whole:
+        lines.append(
+            f"  the same batch unchunked: {whole['peak_above_parsed_event_bytes'] / 1e6:.1f} MB = "
+            f"{whole['ratio_to_invocation_payload']:.2f}x"
+        )
     lines.append("")
     lines.append("Scaling with batch size")
     for point in results["scaling"]["batch_size"]:
