@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import pairwise
+from sys import intern
 
 from application.ports import (
     COMPLETE,
@@ -201,6 +202,8 @@ class BatchProcessor:
         timings["aggregate"] += monotonic() - started
         with self._timed("write_metrics", timings):
             metric_report = self._metrics.apply(deltas, deadline)
+        metric_keys_updated = len(deltas)
+        del deltas  # written: not held while the archive objects are built
         with self._timed("archive", timings):
             if archive is not None:
                 objects = archive.objects()
@@ -251,7 +254,7 @@ class BatchProcessor:
             unattributed=sum(1 for d in done if not d[3]),
             attributions=attributions,
             archived_objects=len(objects),
-            metric_keys_updated=len(deltas),
+            metric_keys_updated=metric_keys_updated,
             failures=failures,
             problems=tuple(problems),
             stage_seconds=timings,
@@ -287,7 +290,9 @@ class BatchProcessor:
         return unique
 
     def _enrich(self, events: list[AcceptedEvent]) -> list[EnrichedEvent]:
-        user_ids = {a.event.user_id for a in events}
+        # Interned, so that the warm cache keys and the counters' columns share one string per
+        # user (see MetricAccumulator.add).
+        user_ids = {intern(a.event.user_id) for a in events}
         assignments = self._assignments.assignments_for(user_ids) if user_ids else {}
         experiment_ids = {
             assignment.experiment_id for items in assignments.values() for assignment in items

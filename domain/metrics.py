@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from itertools import pairwise
+from sys import intern
 
 from domain.attribution import EnrichedEvent
 
@@ -164,7 +165,9 @@ class MetricAccumulator:
             coordinates = accepted.coordinates
             sequence = coordinates.sequence
             shard_id = coordinates.shard_id
-            user_id = event.user_id
+            # Interned: the columns, and the unique-user sets they end in, then share one string
+            # per user (the warm cache's key) instead of keeping each event's copy alive.
+            user_id = intern(event.user_id)
             value = None if event.value is None else to_decimal(event.value)
             event_us = enriched.event_time_us
             hour_us = event_us - event_us % _HOUR_US
