@@ -41,7 +41,7 @@ class ProcessingSettings:
     archive_limits: ArchiveLimits = field(default_factory=ArchiveLimits)
     archive_events: bool = True
     """False only when replaying the archive itself: those events are archived already."""
-    chunk_records: int = 1_000
+    chunk_records: int = 2_500
     """Records decoded and enriched at a time: memory holds one chunk's events, not the batch's
     (see docs/performance.md). The outcome does not depend on it."""
 
