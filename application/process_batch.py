@@ -306,7 +306,7 @@ class BatchProcessor:
         try:
             yield
         finally:
-            timings[stage] = self._clock.monotonic() - started
+            timings[stage] = timings.get(stage, 0.0) + self._clock.monotonic() - started
 
 
 _STAGES = (
