@@ -399,7 +399,7 @@ def chart(results: dict[str, Any], path: Path) -> bool:
 
 def run(quick: bool, with_aws: bool, naive_records: int) -> dict[str, Any]:
     batch_size = 10_000
-    repeats = 2 if quick else 3
+    repeats = 2 if quick else 5
     started = time.perf_counter()
     workload = generate(WorkloadSpec(events=5 * batch_size))
     valid = [entry.data for entry in workload.entries if entry.valid]
