@@ -6,6 +6,8 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import pairwise
+from sys import intern
 
 from application.ports import (
     COMPLETE,
@@ -23,12 +25,12 @@ from application.ports import (
     merge_unfinished,
 )
 from application.results import BatchResult
-from domain.archiving import ArchiveLimits, build_archive_objects
+from domain.archiving import ArchiveAccumulator, ArchiveLimits
 from domain.attribution import CandidateMemo, EnrichedEvent, attribute_batch
 from domain.decoding import decode_record
 from domain.errors import TransientInfrastructureError
 from domain.events import AcceptedEvent, EventLimits
-from domain.metrics import aggregate
+from domain.metrics import MetricAccumulator
 from domain.records import KinesisCoordinates, RawRecord
 from domain.rejections import DeadLetter
 
@@ -39,6 +41,9 @@ class ProcessingSettings:
     archive_limits: ArchiveLimits = field(default_factory=ArchiveLimits)
     archive_events: bool = True
     """False only when replaying the archive itself: those events are archived already."""
+    chunk_records: int = 2_500
+    """Records decoded and enriched at a time: memory holds one chunk's events, not the batch's
+    (see docs/performance.md). The outcome does not depend on it."""
 
 
 class BatchProcessor:
@@ -77,63 +82,131 @@ class BatchProcessor:
     def process(
         self, records: Sequence[RawRecord], deadline: Deadline | None = None
     ) -> BatchResult:
-        deadline = deadline or NoDeadline()
-        timings: dict[str, float] = {}
-        problems: list[str] = []
+        """Process the batch chunk by chunk, in sequence order.
 
-        with self._timed("decode", timings):
-            now = self._clock.now()
-            limits = self._settings.event_limits
+        Each chunk is decoded, deduplicated, enriched and reduced to what the writes need (the
+        counters' columns and the archive lines); its events are dropped before the next chunk,
+        so memory holds one chunk of events, not the batch. The writes are issued once, at the
+        end, for the whole batch, and the outcome is the same as processing the batch at once.
+        """
+        deadline = deadline or NoDeadline()
+        timings = dict.fromkeys(_STAGES, 0.0)
+        problems: list[str] = []
+        unfinished: dict[str, int] = {}
+        stage_errors: dict[str, int] = {}
+        monotonic = self._clock.monotonic
+        settings = self._settings
+        limits = settings.event_limits
+        chunk_records = max(1, settings.chunk_records)
+
+        started = monotonic()
+        now = self._clock.now()
+        order = _sequence_order(records)
+        timings["decode"] += monotonic() - started
+
+        metrics = MetricAccumulator()
+        archive = ArchiveAccumulator(settings.archive_limits) if settings.archive_events else None
+        rejected: list[tuple[int, DeadLetter]] = []
+        duplicates: list[tuple[str, int]] = []
+        done: list[_Done] = []
+        in_batch: set[str] = set()
+        lowest_unique: dict[str, int] = {}
+        enrichment_failed = False
+
+        for chunk_start in range(0, len(records), chunk_records):
+            started = monotonic()
             accepted: list[AcceptedEvent] = []
-            rejected: list[DeadLetter] = []
-            for record in records:
-                outcome = decode_record(record, limits, now)
+            for position in range(chunk_start, min(chunk_start + chunk_records, len(records))):
+                index = position if order is None else order[position]
+                outcome = decode_record(records[index], limits, now)
                 if isinstance(outcome, AcceptedEvent):
                     accepted.append(outcome)
                 else:
-                    rejected.append(outcome)
+                    rejected.append((index, outcome))
+            decoded = monotonic()
+            timings["decode"] += decoded - started
 
-        with self._timed("deduplicate", timings):
-            unique, duplicates = self._drop_duplicates(accepted)
+            unique = self._drop_duplicates(accepted, in_batch, duplicates)
+            for item in unique:
+                lowest_unique.setdefault(item.coordinates.shard_id, item.sequence)
+            del accepted
+            enriched_at = monotonic()
+            timings["deduplicate"] += enriched_at - decoded
 
-        unfinished: dict[str, int] = {}
-        stage_errors: dict[str, int] = {}
-        with self._timed("enrich", timings):
+            if enrichment_failed:
+                continue
             try:
                 enriched = self._enrich(unique)
             except TransientInfrastructureError as error:
                 problems.append(str(error))
                 stage_errors["enrich"] = 1
-                enriched = []
-                unfinished = merge_unfinished(unfinished, _lowest_per_shard(unique))
+                enrichment_failed = True
+                # Nothing of this batch is enriched: drop what earlier chunks prepared.
+                metrics = MetricAccumulator()
+                if archive is not None:
+                    archive = ArchiveAccumulator(settings.archive_limits)
+                done.clear()
+                timings["enrich"] += monotonic() - enriched_at
+                continue
+            del unique
+            aggregated_at = monotonic()
+            timings["enrich"] += aggregated_at - enriched_at
+
+            metrics.add(enriched)
+            archived_at = monotonic()
+            timings["aggregate"] += archived_at - aggregated_at
+
+            if archive is not None:
+                archive.add(enriched)
+            done.extend(
+                (
+                    e.accepted.event.event_id,
+                    e.accepted.coordinates.shard_id,
+                    e.accepted.coordinates.sequence,
+                    len(e.attributions),
+                )
+                for e in enriched
+            )
+            del enriched
+            timings["archive"] += monotonic() - archived_at
+
+        if enrichment_failed:
+            unfinished = merge_unfinished(unfinished, lowest_unique)
+        rejected.sort(key=_by_index)  # dead letters go out in arrival order
+        letters = [letter for _, letter in rejected]
+        del rejected
 
         if deadline.expired():
             problems.append("deadline reached before writing")
-            unfinished = merge_unfinished(
-                unfinished, _lowest_per_shard([*enriched_records(enriched), *rejected])
-            )
+            lowest: dict[str, int] = {}
+            for _, shard_id, sequence, _ in done:
+                _lower(lowest, shard_id, sequence)
+            for letter in letters:
+                _lower(lowest, letter.coordinates.shard_id, letter.sequence)
+            unfinished = merge_unfinished(unfinished, lowest)
 
         def in_scope(shard_id: str, sequence: int) -> bool:
             cut = unfinished.get(shard_id)
             return cut is None or sequence < cut
 
         if unfinished:
-            enriched = [
-                e
-                for e in enriched
-                if in_scope(e.accepted.coordinates.shard_id, e.accepted.sequence)
-            ]
-            letters = [d for d in rejected if in_scope(d.coordinates.shard_id, d.sequence)]
-        else:
-            letters = rejected
+            done = [d for d in done if in_scope(d[1], d[2])]
+            letters = [d for d in letters if in_scope(d.coordinates.shard_id, d.sequence)]
+            metrics.restrict(in_scope)
+            if archive is not None:
+                archive.restrict(in_scope)
 
-        with self._timed("aggregate", timings):
-            deltas = aggregate(enriched)
+        started = monotonic()
+        deltas = metrics.deltas()
+        del metrics
+        timings["aggregate"] += monotonic() - started
         with self._timed("write_metrics", timings):
             metric_report = self._metrics.apply(deltas, deadline)
+        metric_keys_updated = len(deltas)
+        del deltas  # written: not held while the archive objects are built
         with self._timed("archive", timings):
-            if self._settings.archive_events:
-                objects = build_archive_objects(enriched, self._settings.archive_limits)
+            if archive is not None:
+                objects = archive.objects()
                 archive_report = self._archive.store(objects, deadline)
             else:
                 objects, archive_report = [], COMPLETE
@@ -160,37 +233,28 @@ class BatchProcessor:
             return cut is None or sequence < cut
 
         failures: tuple[KinesisCoordinates, ...] = ()
-        done_enriched = enriched
         if unfinished:
-            done_enriched = [
-                e
-                for e in enriched
-                if committed(e.accepted.coordinates.shard_id, e.accepted.sequence)
-            ]
+            done = [d for d in done if committed(d[1], d[2])]
             failures = tuple(
                 record.coordinates
                 for record in records
                 if not committed(record.coordinates.shard_id, record.sequence)
             )
-            duplicates = [d for d in duplicates if committed(d.coordinates.shard_id, d.sequence)]
+            duplicates = [d for d in duplicates if committed(*d)]
             letters = [d for d in letters if committed(d.coordinates.shard_id, d.sequence)]
         self._recent_events.remember(
-            {
-                e.accepted.event.event_id: SeenEvent(
-                    e.accepted.coordinates.shard_id, e.accepted.coordinates.sequence
-                )
-                for e in done_enriched
-            }
+            {event_id: SeenEvent(shard_id, sequence) for event_id, shard_id, sequence, _ in done}
         )
+        attributions = sum(d[3] for d in done)
         result = BatchResult(
             records=len(records),
-            processed=len(done_enriched),
+            processed=len(done),
             duplicates=len(duplicates),
             dead_lettered=dict(Counter(d.reason for d in letters)),
-            unattributed=sum(1 for e in done_enriched if not e.attributions),
-            attributions=sum(len(e.attributions) for e in done_enriched),
+            unattributed=sum(1 for d in done if not d[3]),
+            attributions=attributions,
             archived_objects=len(objects),
-            metric_keys_updated=len(deltas),
+            metric_keys_updated=metric_keys_updated,
             failures=failures,
             problems=tuple(problems),
             stage_seconds=timings,
@@ -200,29 +264,35 @@ class BatchProcessor:
         return result
 
     def _drop_duplicates(
-        self, accepted: list[AcceptedEvent]
-    ) -> tuple[list[AcceptedEvent], list[AcceptedEvent]]:
-        """Keep the first record of each event id; a record seen before in an earlier batch is a
-        duplicate only if it is a different record (a redelivery of the same one is not)."""
+        self,
+        accepted: list[AcceptedEvent],
+        in_batch: set[str],
+        duplicates: list[tuple[str, int]],
+    ) -> list[AcceptedEvent]:
+        """Keep the first record of each event id (`accepted` comes in sequence order, chunk
+        after chunk; `in_batch` holds the ids kept by earlier chunks); a record seen before in
+        an earlier batch is a duplicate only if it is a different record (a redelivery of the
+        same one is not). The duplicates' (shard, sequence) are appended to `duplicates`."""
         seen = self._recent_events.lookup({a.event.event_id for a in accepted})
         unique: list[AcceptedEvent] = []
-        duplicates: list[AcceptedEvent] = []
-        in_batch: set[str] = set()
-        for item in sorted(accepted, key=lambda a: a.sequence):
+        for item in accepted:
             event_id = item.event.event_id
+            coordinates = item.coordinates
             earlier = seen.get(event_id)
             is_other_record = earlier is not None and (
-                earlier.shard_id != item.coordinates.shard_id or earlier.sequence != item.sequence
+                earlier.shard_id != coordinates.shard_id or earlier.sequence != item.sequence
             )
             if event_id in in_batch or is_other_record:
-                duplicates.append(item)
+                duplicates.append((coordinates.shard_id, item.sequence))
             else:
                 in_batch.add(event_id)
                 unique.append(item)
-        return unique, duplicates
+        return unique
 
     def _enrich(self, events: list[AcceptedEvent]) -> list[EnrichedEvent]:
-        user_ids = {a.event.user_id for a in events}
+        # Interned, so that the warm cache keys and the counters' columns share one string per
+        # user (see MetricAccumulator.add).
+        user_ids = {intern(a.event.user_id) for a in events}
         assignments = self._assignments.assignments_for(user_ids) if user_ids else {}
         experiment_ids = {
             assignment.experiment_id for items in assignments.values() for assignment in items
@@ -236,18 +306,36 @@ class BatchProcessor:
         try:
             yield
         finally:
-            timings[stage] = self._clock.monotonic() - started
+            timings[stage] = timings.get(stage, 0.0) + self._clock.monotonic() - started
 
 
-def enriched_records(enriched: list[EnrichedEvent]) -> list[AcceptedEvent]:
-    return [e.accepted for e in enriched]
+_STAGES = (
+    "decode",
+    "deduplicate",
+    "enrich",
+    "aggregate",
+    "write_metrics",
+    "archive",
+    "dead_letter",
+)
+
+_Done = tuple[str, str, int, int]
+"""(event_id, shard_id, sequence, number of attributions) of an enriched event."""
 
 
-def _lowest_per_shard(items: Sequence[AcceptedEvent | DeadLetter]) -> dict[str, int]:
-    lowest: dict[str, int] = {}
-    for item in items:
-        shard_id = item.coordinates.shard_id
-        current = lowest.get(shard_id)
-        if current is None or item.sequence < current:
-            lowest[shard_id] = item.sequence
-    return lowest
+def _sequence_order(records: Sequence[RawRecord]) -> Sequence[int] | None:
+    """The positions of the records in sequence order (a stable sort), or None when they are in
+    order already, as Kinesis delivers one shard's records."""
+    if any(a.sequence > b.sequence for a, b in pairwise(records)):
+        return sorted(range(len(records)), key=lambda index: records[index].sequence)
+    return None
+
+
+def _by_index(item: tuple[int, DeadLetter]) -> int:
+    return item[0]
+
+
+def _lower(lowest: dict[str, int], shard_id: str, sequence: int) -> None:
+    current = lowest.get(shard_id)
+    if current is None or sequence < current:
+        lowest[shard_id] = sequence

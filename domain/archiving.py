@@ -141,53 +141,98 @@ def build_archive_objects(
     events: Iterable[EnrichedEvent], limits: ArchiveLimits
 ) -> list[ArchiveObject]:
     """Group events by (hour of event time, shard) into objects within the size limits."""
-    groups: dict[tuple[int, str], list[tuple[int, EnrichedEvent]]] = {}
-    for enriched in events:
-        coordinates = enriched.accepted.coordinates
-        event_us = enriched.event_time_us
-        key = (event_us - event_us % _HOUR_US, coordinates.shard_id)
-        member = (coordinates.sequence, enriched)
-        group = groups.get(key)
-        if group is None:
-            groups[key] = [member]
-        else:
-            group.append(member)
-    writer = _LineWriter()
-    partitions = {hour_us: _partition_of_hour(hour_us) for hour_us, _ in groups}
-    objects: list[ArchiveObject] = []
-    for (hour_us, shard_id), members in sorted(
-        groups.items(), key=lambda item: (partitions[item[0][0]], item[0][1])
-    ):
-        partition = partitions[hour_us]
-        members.sort(key=_by_sequence)
-        lines: list[bytes] = []
-        ids: list[str] = []
-        first = last = 0
-        size = 0
-        for sequence, enriched in members:
-            line = writer.line(enriched)
-            full = len(lines) >= limits.max_events_per_object
-            if lines and (full or size + len(line) > limits.max_bytes_per_object):
+    accumulator = ArchiveAccumulator(limits)
+    accumulator.add(events)
+    return accumulator.objects()
+
+
+_Member = tuple[int, bytes, str]
+"""(sequence, archive line, event id) of one event."""
+
+
+class ArchiveAccumulator:
+    """`build_archive_objects` in installments: each event is turned into its archive line
+    when added (a batch processed in chunks keeps the lines, not its events), and `objects()`
+    is what `build_archive_objects` of all the events added, in the order added, returns."""
+
+    __slots__ = ("_groups", "_limits", "_writer")
+
+    def __init__(self, limits: ArchiveLimits) -> None:
+        self._limits = limits
+        self._writer = _LineWriter()
+        self._groups: dict[tuple[int, str], list[_Member]] = {}
+
+    def add(self, events: Iterable[EnrichedEvent]) -> None:
+        groups = self._groups
+        line_of = self._writer.line
+        for enriched in events:
+            accepted = enriched.accepted
+            coordinates = accepted.coordinates
+            event_us = enriched.event_time_us
+            key = (event_us - event_us % _HOUR_US, coordinates.shard_id)
+            member = (coordinates.sequence, line_of(enriched), accepted.event.event_id)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [member]
+            else:
+                group.append(member)
+
+    def restrict(self, keep: Callable[[str, int], bool]) -> None:
+        """Forget the events of which `keep(shard_id, sequence)` is false."""
+        for key in list(self._groups):
+            shard_id = key[1]
+            kept = [member for member in self._groups[key] if keep(shard_id, member[0])]
+            if kept:
+                self._groups[key] = kept
+            else:
+                del self._groups[key]
+
+    def objects(self) -> list[ArchiveObject]:
+        """The objects, in (partition, shard) order; the lines are handed over (this empties
+        the accumulator), so that each line is held once, in its object's body."""
+        limits = self._limits
+        groups = self._groups
+        self._groups = {}
+        partitions = {hour_us: _partition_of_hour(hour_us) for hour_us, _ in groups}
+        objects: list[ArchiveObject] = []
+        for hour_us, shard_id in sorted(groups, key=lambda key: (partitions[key[0]], key[1])):
+            partition = partitions[hour_us]
+            members = groups.pop((hour_us, shard_id))
+            members.sort(key=_by_sequence)
+            lines: list[bytes] = []
+            ids: list[str] = []
+            first = last = 0
+            size = 0
+            for sequence, line, event_id in members:
+                full = len(lines) >= limits.max_events_per_object
+                if lines and (full or size + len(line) > limits.max_bytes_per_object):
+                    objects.append(
+                        ArchiveObject(
+                            partition,
+                            shard_id,
+                            first,
+                            last,
+                            len(lines),
+                            b"".join(lines),
+                            tuple(ids),
+                        )
+                    )
+                    lines, ids, size = [], [], 0
+                if not lines:
+                    first = sequence
+                last = sequence
+                lines.append(line)
+                ids.append(event_id)
+                size += len(line)
+            del members
+            if lines:
                 objects.append(
                     ArchiveObject(
                         partition, shard_id, first, last, len(lines), b"".join(lines), tuple(ids)
                     )
                 )
-                lines, ids, size = [], [], 0
-            if not lines:
-                first = sequence
-            last = sequence
-            lines.append(line)
-            ids.append(enriched.accepted.event.event_id)
-            size += len(line)
-        if lines:
-            objects.append(
-                ArchiveObject(
-                    partition, shard_id, first, last, len(lines), b"".join(lines), tuple(ids)
-                )
-            )
-    return objects
+        return objects
 
 
-def _by_sequence(member: tuple[int, EnrichedEvent]) -> int:
+def _by_sequence(member: _Member) -> int:
     return member[0]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from itertools import pairwise
+from sys import intern
 
 from domain.attribution import EnrichedEvent
 
@@ -134,69 +135,110 @@ def aggregate(events: Iterable[EnrichedEvent]) -> list[MetricDelta]:
     `MetricKey` per counter instead of one per record and attribution. Within a delta records
     are in sequence order (a stable sort, skipped when they already are).
     """
-    hourly: dict[tuple[str, str, str, int, str], _Column] = {}
-    for enriched in events:
-        attributions = enriched.attributions
-        if not attributions:
-            continue
-        accepted = enriched.accepted
-        event = accepted.event
-        sequence = accepted.coordinates.sequence
-        shard_id = accepted.coordinates.shard_id
-        user_id = event.user_id
-        value = None if event.value is None else to_decimal(event.value)
-        event_us = enriched.event_time_us
-        hour_us = event_us - event_us % _HOUR_US
-        metric = event.event_type
-        for attribution in attributions:
-            key = (attribution.experiment_id, attribution.variant_id, metric, hour_us, shard_id)
-            column = hourly.get(key)
-            if column is None:
-                hourly[key] = ([sequence], [user_id], [value])
-            else:
-                column[0].append(sequence)
-                column[1].append(user_id)
-                column[2].append(value)
+    accumulator = MetricAccumulator()
+    accumulator.add(events)
+    return accumulator.deltas()
 
-    daily: dict[tuple[str, str, str, int, str], list[_Column]] = {}
-    for (experiment_id, variant_id, metric, hour_us, shard_id), column in hourly.items():
-        day_key = (experiment_id, variant_id, metric, hour_us - hour_us % _DAY_US, shard_id)
-        daily.setdefault(day_key, []).append(column)
 
-    windows: dict[int, datetime] = {}
-    keyed: list[tuple[tuple[str, str, str, Granularity, int, str], _Column]] = []
-    for (experiment_id, variant_id, metric, hour_us, shard_id), column in hourly.items():
-        keyed.append(
-            ((experiment_id, variant_id, metric, Granularity.HOUR, hour_us, shard_id), column)
-        )
-    for (experiment_id, variant_id, metric, day_us, shard_id), columns in daily.items():
-        merged: _Column = ([], [], [])
-        for hour_column in columns:
-            merged[0].extend(hour_column[0])
-            merged[1].extend(hour_column[1])
-            merged[2].extend(hour_column[2])
-        keyed.append(
-            ((experiment_id, variant_id, metric, Granularity.DAY, day_us, shard_id), merged)
-        )
-    # The order of (MetricKey, shard): key fields in declaration order, window start as instant.
-    keyed.sort(key=lambda item: item[0])
+_HourKey = tuple[str, str, str, int, str]
+"""(experiment_id, variant_id, metric, hour start in epoch microseconds, shard_id)."""
 
-    deltas = []
-    for (experiment_id, variant_id, metric, granularity, window_us, shard_id), column in keyed:
-        window_start = windows.get(window_us)
-        if window_start is None:
-            window_start = windows[window_us] = _window_start_of(window_us)
-        sequences, user_ids, values = _in_sequence_order(column)
-        deltas.append(
-            MetricDelta(
-                MetricKey(experiment_id, variant_id, metric, granularity, window_start),
-                shard_id,
-                sequences,
-                user_ids,
-                values,
+
+class MetricAccumulator:
+    """`aggregate` in installments: events are added part by part (a batch processed in
+    chunks keeps only these columns, not its events), and `deltas()` is what `aggregate` of
+    all the events added, in the order added, returns."""
+
+    __slots__ = ("_hourly",)
+
+    def __init__(self) -> None:
+        self._hourly: dict[_HourKey, _Column] = {}
+
+    def add(self, events: Iterable[EnrichedEvent]) -> None:
+        hourly = self._hourly
+        for enriched in events:
+            attributions = enriched.attributions
+            if not attributions:
+                continue
+            accepted = enriched.accepted
+            event = accepted.event
+            coordinates = accepted.coordinates
+            sequence = coordinates.sequence
+            shard_id = coordinates.shard_id
+            # Interned: the columns, and the unique-user sets they end in, then share one string
+            # per user (the warm cache's key) instead of keeping each event's copy alive.
+            user_id = intern(event.user_id)
+            value = None if event.value is None else to_decimal(event.value)
+            event_us = enriched.event_time_us
+            hour_us = event_us - event_us % _HOUR_US
+            metric = event.event_type
+            for attribution in attributions:
+                key = (attribution.experiment_id, attribution.variant_id, metric, hour_us, shard_id)
+                column = hourly.get(key)
+                if column is None:
+                    hourly[key] = ([sequence], [user_id], [value])
+                else:
+                    column[0].append(sequence)
+                    column[1].append(user_id)
+                    column[2].append(value)
+
+    def restrict(self, keep: Callable[[str, int], bool]) -> None:
+        """Forget the records of which `keep(shard_id, sequence)` is false."""
+        for key in list(self._hourly):
+            sequences, user_ids, values = self._hourly[key]
+            shard_id = key[4]
+            kept = [i for i, sequence in enumerate(sequences) if keep(shard_id, sequence)]
+            if not kept:
+                del self._hourly[key]
+            elif len(kept) < len(sequences):
+                self._hourly[key] = (
+                    [sequences[i] for i in kept],
+                    [user_ids[i] for i in kept],
+                    [values[i] for i in kept],
+                )
+
+    def deltas(self) -> list[MetricDelta]:
+        hourly = self._hourly
+        daily: dict[_HourKey, list[_Column]] = {}
+        for (experiment_id, variant_id, metric, hour_us, shard_id), column in hourly.items():
+            day_key = (experiment_id, variant_id, metric, hour_us - hour_us % _DAY_US, shard_id)
+            daily.setdefault(day_key, []).append(column)
+
+        windows: dict[int, datetime] = {}
+        keyed: list[tuple[tuple[str, str, str, Granularity, int, str], _Column]] = []
+        for (experiment_id, variant_id, metric, hour_us, shard_id), column in hourly.items():
+            keyed.append(
+                ((experiment_id, variant_id, metric, Granularity.HOUR, hour_us, shard_id), column)
             )
-        )
-    return deltas
+        for (experiment_id, variant_id, metric, day_us, shard_id), columns in daily.items():
+            merged: _Column = ([], [], [])
+            for hour_column in columns:
+                merged[0].extend(hour_column[0])
+                merged[1].extend(hour_column[1])
+                merged[2].extend(hour_column[2])
+            keyed.append(
+                ((experiment_id, variant_id, metric, Granularity.DAY, day_us, shard_id), merged)
+            )
+        # The order of (MetricKey, shard): key fields in declaration order, window start as
+        # instant.
+        keyed.sort(key=lambda item: item[0])
+
+        deltas = []
+        for (experiment_id, variant_id, metric, granularity, window_us, shard_id), column in keyed:
+            window_start = windows.get(window_us)
+            if window_start is None:
+                window_start = windows[window_us] = _window_start_of(window_us)
+            sequences, user_ids, values = _in_sequence_order(column)
+            deltas.append(
+                MetricDelta(
+                    MetricKey(experiment_id, variant_id, metric, granularity, window_start),
+                    shard_id,
+                    sequences,
+                    user_ids,
+                    values,
+                )
+            )
+        return deltas
 
 
 def _in_sequence_order(

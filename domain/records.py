@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,10 +17,11 @@ class KinesisCoordinates:
     sequence_number: str
     partition_key: str
     approximate_arrival_timestamp: float
+    sequence: int = field(init=False, compare=False, repr=False)
+    """`sequence_number` as an integer, parsed once (every stage orders and cuts by it)."""
 
-    @property
-    def sequence(self) -> int:
-        return int(self.sequence_number)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sequence", int(self.sequence_number))
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,9 @@ class InMemoryMetricStore(MetricStore):
                     previous = unfinished.get(delta.shard_id, delta.first_sequence)
                     unfinished[delta.shard_id] = min(previous, delta.first_sequence)
                     continue
-                counter = self._counters.setdefault(delta.key, _Counter())
+                counter = self._counters.get(delta.key)
+                if counter is None:
+                    counter = self._counters[delta.key] = _Counter()
                 watermark = counter.watermarks.get(delta.shard_id, -1)
                 counter.users.update(delta.user_ids)
                 fresh = delta.after(watermark)

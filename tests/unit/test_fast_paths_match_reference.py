@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.archiving import ArchiveLimits, archive_line, build_archive_objects
+from domain.archiving import ArchiveAccumulator, ArchiveLimits, archive_line, build_archive_objects
 from domain.attribution import (
     Attribution,
     CandidateMemo,
@@ -20,7 +21,7 @@ from domain.attribution import (
 from domain.decoding import decode_record
 from domain.events import AcceptedEvent, EventLimits, ExperimentEvent
 from domain.experiments import Assignment, Experiment, ExperimentStatus, Variant
-from domain.metrics import aggregate
+from domain.metrics import MetricAccumulator, aggregate
 from domain.records import KinesisCoordinates
 from domain.rejections import DeadLetter
 from tests.factories import NOW, record_of
@@ -280,3 +281,62 @@ def test_the_json_rules_reject_exactly_what_the_full_walk_rejects(
     else:
         assert isinstance(outcome, DeadLetter)
         assert (outcome.reason, outcome.detail) == expected
+
+
+def kept_by(cuts: dict[str, int]) -> Callable[[str, int], bool]:
+    def keep(shard_id: str, sequence: int) -> bool:
+        cut = cuts.get(shard_id)
+        return cut is None or sequence < cut
+
+    return keep
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    events=accepted_events(),
+    data=reference_data(),
+    chunk=st.integers(1, 8),
+    cuts=st.dictionaries(st.sampled_from(SHARDS), st.integers(0, 31)),
+)
+def test_aggregation_in_chunks_and_restricted_equals_the_reference_of_the_kept_events(
+    events: list[AcceptedEvent],
+    data: tuple[dict[str, tuple[Assignment, ...]], dict[str, Experiment]],
+    chunk: int,
+    cuts: dict[str, int],
+) -> None:
+    assignments, experiments = data
+    enriched = attribute_batch(events, assignments, experiments)
+    accumulator = MetricAccumulator()
+    for start in range(0, len(enriched), chunk):
+        accumulator.add(enriched[start : start + chunk])
+    keep = kept_by(cuts)
+    accumulator.restrict(keep)
+    kept = [e for e in enriched if keep(e.accepted.coordinates.shard_id, e.accepted.sequence)]
+    assert accumulator.deltas() == reference_aggregate(kept)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    events=accepted_events(),
+    data=reference_data(),
+    chunk=st.integers(1, 8),
+    max_events=st.integers(1, 8),
+    cuts=st.dictionaries(st.sampled_from(SHARDS), st.integers(0, 31)),
+)
+def test_archive_objects_in_chunks_and_restricted_equal_the_reference_of_the_kept_events(
+    events: list[AcceptedEvent],
+    data: tuple[dict[str, tuple[Assignment, ...]], dict[str, Experiment]],
+    chunk: int,
+    max_events: int,
+    cuts: dict[str, int],
+) -> None:
+    assignments, experiments = data
+    enriched = attribute_batch(events, assignments, experiments)
+    limits = ArchiveLimits(max_events_per_object=max_events, max_bytes_per_object=2_000)
+    accumulator = ArchiveAccumulator(limits)
+    for start in range(0, len(enriched), chunk):
+        accumulator.add(enriched[start : start + chunk])
+    keep = kept_by(cuts)
+    accumulator.restrict(keep)
+    kept = [e for e in enriched if keep(e.accepted.coordinates.shard_id, e.accepted.sequence)]
+    assert accumulator.objects() == reference_build_archive_objects(kept, limits)
