@@ -15,6 +15,7 @@ def test_publishes_batch_outcomes_as_emf_metrics_and_one_log_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     metrics = Metrics(namespace="Test", service="processor")
+    metrics.clear_metrics()  # Powertools shares the metric set between instances of a process
     telemetry = PowertoolsTelemetry(metrics, Logger(service="processor"))
     result = BatchResult(
         records=10,
