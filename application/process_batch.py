@@ -7,8 +7,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import pairwise
-from sys import intern
 
+from application.enrichment import Enricher
 from application.ports import (
     COMPLETE,
     AssignmentRepository,
@@ -26,7 +26,6 @@ from application.ports import (
 )
 from application.results import BatchResult
 from domain.archiving import ArchiveAccumulator, ArchiveLimits
-from domain.attribution import CandidateMemo, EnrichedEvent, attribute_batch
 from domain.decoding import decode_record
 from domain.errors import TransientInfrastructureError
 from domain.events import AcceptedEvent, EventLimits
@@ -68,8 +67,6 @@ class BatchProcessor:
         telemetry: Telemetry,
         settings: ProcessingSettings,
     ) -> None:
-        self._assignments = assignments
-        self._experiments = experiments
         self._metrics = metrics
         self._archive = archive
         self._dead_letters = dead_letters
@@ -77,7 +74,7 @@ class BatchProcessor:
         self._clock = clock
         self._telemetry = telemetry
         self._settings = settings
-        self._candidates = CandidateMemo()
+        self._enricher = Enricher(assignments, experiments)
 
     def process(
         self, records: Sequence[RawRecord], deadline: Deadline | None = None
@@ -136,7 +133,7 @@ class BatchProcessor:
             if enrichment_failed:
                 continue
             try:
-                enriched = self._enrich(unique)
+                enriched = self._enricher.enrich(unique)
             except TransientInfrastructureError as error:
                 problems.append(str(error))
                 stage_errors["enrich"] = 1
@@ -288,17 +285,6 @@ class BatchProcessor:
                 in_batch.add(event_id)
                 unique.append(item)
         return unique
-
-    def _enrich(self, events: list[AcceptedEvent]) -> list[EnrichedEvent]:
-        # Interned, so that the warm cache keys and the counters' columns share one string per
-        # user (see MetricAccumulator.add).
-        user_ids = {intern(a.event.user_id) for a in events}
-        assignments = self._assignments.assignments_for(user_ids) if user_ids else {}
-        experiment_ids = {
-            assignment.experiment_id for items in assignments.values() for assignment in items
-        }
-        experiments = self._experiments.experiments(experiment_ids) if experiment_ids else {}
-        return attribute_batch(events, assignments, experiments, self._candidates)
 
     @contextmanager
     def _timed(self, stage: str, timings: dict[str, float]) -> Iterator[None]:

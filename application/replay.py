@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from application.enrichment import Enricher
 from application.ports import (
     AssignmentRepository,
     Clock,
@@ -18,11 +19,10 @@ from application.ports import (
 )
 from application.process_batch import ProcessingSettings
 from domain.archiving import build_archive_objects
-from domain.attribution import EnrichedEvent, attribute
+from domain.attribution import EnrichedEvent
 from domain.decoding import decode_record
 from domain.errors import TransientInfrastructureError
 from domain.events import AcceptedEvent
-from domain.experiments import Assignment
 from domain.metrics import aggregate
 from domain.records import RawRecord
 from domain.rejections import DeadLetter, RejectionReason
@@ -107,8 +107,7 @@ class ReplayProcessor:
         clock: Clock,
         settings: ProcessingSettings,
     ) -> None:
-        self._assignments = assignments
-        self._experiments = experiments
+        self._enricher = Enricher(assignments, experiments)
         self._metrics = metrics
         self._archive = archive
         self._clock = clock
@@ -134,7 +133,7 @@ class ReplayProcessor:
                 accepted.append((item.source, decoded))
 
         try:
-            enriched = self._enrich([event for _, event in accepted])
+            enriched = self._enricher.enrich([event for _, event in accepted])
         except TransientInfrastructureError as error:
             for source, waiting in accepted:
                 outcomes[source] = ItemOutcome(
@@ -187,14 +186,6 @@ class ReplayProcessor:
                                 source, ReplayStatus.FAILED, outcome.event_id, detail="archive"
                             )
         return self._result(items, outcomes, archived, tuple(problems))
-
-    def _enrich(self, events: list[AcceptedEvent]) -> list[EnrichedEvent]:
-        user_ids = {a.event.user_id for a in events}
-        assignments = self._assignments.assignments_for(user_ids) if user_ids else {}
-        experiment_ids = {a.experiment_id for items in assignments.values() for a in items}
-        experiments = self._experiments.experiments(experiment_ids) if experiment_ids else {}
-        none: tuple[Assignment, ...] = ()
-        return [attribute(a, assignments.get(a.event.user_id, none), experiments) for a in events]
 
     @staticmethod
     def _result(

@@ -1,0 +1,35 @@
+"""Enrichment: each distinct user's assignments and each experiment's metadata, looked up once
+per batch, then every event attributed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from sys import intern
+
+from application.ports import AssignmentRepository, ExperimentRepository
+from domain.attribution import CandidateMemo, EnrichedEvent, attribute_batch
+from domain.events import AcceptedEvent
+
+
+class Enricher:
+    def __init__(
+        self,
+        assignments: AssignmentRepository,
+        experiments: ExperimentRepository,
+        memo: CandidateMemo | None = None,
+    ) -> None:
+        self._assignments = assignments
+        self._experiments = experiments
+        self._memo = memo if memo is not None else CandidateMemo()
+
+    def enrich(self, events: Sequence[AcceptedEvent]) -> list[EnrichedEvent]:
+        """Raises TransientInfrastructureError when a lookup cannot be made now."""
+        # Interned, so that the warm cache keys and the counters' columns share one string per
+        # user (see MetricAccumulator.add).
+        user_ids = {intern(a.event.user_id) for a in events}
+        assignments = self._assignments.assignments_for(user_ids) if user_ids else {}
+        experiment_ids = {
+            assignment.experiment_id for items in assignments.values() for assignment in items
+        }
+        experiments = self._experiments.experiments(experiment_ids) if experiment_ids else {}
+        return attribute_batch(events, assignments, experiments, self._memo)
