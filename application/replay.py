@@ -27,6 +27,13 @@ from domain.metrics import aggregate
 from domain.records import RawRecord
 from domain.rejections import DeadLetter, RejectionReason
 
+REPLAY_SHARD_PREFIX = "replay-"
+"""Records fed back by a dead-letter or file replay carry a shard id with this prefix, and so
+do their archive lines. Their events were counted through the event-id ledger, not under a
+stream watermark, so an archive replay must send them back through the ledger too: under the
+watermark rule they would be counted again."""
+FILE_SHARD = REPLAY_SHARD_PREFIX + "file"
+
 
 class ReplayStatus(StrEnum):
     APPLIED = "applied"

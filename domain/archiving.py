@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from json.encoder import encode_basestring
 from domain.attribution import EnrichedEvent
 from domain.events import RESERVED_FIELD
 from domain.metrics import Granularity
-from domain.records import padded_sequence
+from domain.records import KinesisCoordinates, RawRecord, padded_sequence
 
 ARCHIVE_SCHEMA_VERSION = "1"
 
@@ -236,3 +237,32 @@ class ArchiveAccumulator:
 
 def _by_sequence(member: _Member) -> int:
     return member[0]
+
+
+class ArchiveLineError(ValueError):
+    """An archive line without the pipeline's `_pipeline` member: not written by this pipeline."""
+
+
+PIPELINE_MEMBER = b',"' + RESERVED_FIELD.encode() + b'":'
+
+
+def record_from_archive_line(line: bytes) -> RawRecord:
+    """The inverse of `archive_line`: the producer's event exactly as received (without the
+    `_pipeline` member the archive appended) under its original Kinesis coordinates."""
+    body = line.rstrip()
+    cut = body.rfind(PIPELINE_MEMBER)
+    if cut < 0 or not body.endswith(b"}"):
+        raise ArchiveLineError(f"no {RESERVED_FIELD!r} member")
+    try:
+        origin = json.loads(body[cut + len(PIPELINE_MEMBER) : -1])
+        kinesis = origin["kinesis"]
+        coordinates = KinesisCoordinates(
+            str(kinesis["shard_id"]),
+            str(kinesis["sequence_number"]),
+            str(kinesis["partition_key"]),
+            float(kinesis["approximate_arrival_timestamp"]),
+        )
+    except (ValueError, KeyError, TypeError) as error:
+        raise ArchiveLineError(f"unreadable {RESERVED_FIELD!r} member: {error}") from None
+    payload = body[:cut] + b"}"
+    return RawRecord(coordinates, base64.b64encode(payload).decode("ascii"))

@@ -439,8 +439,8 @@ def replay(
     id (a ledger item written with the counters) and archived. A dead-letter message is deleted
     only after its event is settled; still-invalid ones stay in the queue. Exit code 1 when
     events failed (transiently) and need another run."""
+    from domain.archiving import ArchiveLineError
     from entrypoints.cli_replay import (
-        ArchiveLineError,
         ReplaySummary,
         archive_records,
         file_items,

@@ -19,14 +19,16 @@ from typing import TYPE_CHECKING
 from application.ports import NoDeadline
 from application.process_batch import BatchProcessor
 from application.replay import (
+    FILE_SHARD,
+    REPLAY_SHARD_PREFIX,
     ReplayItem,
     ReplayOptions,
     ReplayProcessor,
     ReplayResult,
     ReplayStatus,
 )
+from domain.archiving import PIPELINE_MEMBER, ArchiveLineError, record_from_archive_line
 from domain.decoding import decode_record
-from domain.events import RESERVED_FIELD
 from domain.records import KinesisCoordinates, RawRecord
 from domain.rejections import DeadLetter
 
@@ -36,41 +38,6 @@ if TYPE_CHECKING:
     from application.process_batch import ProcessingSettings
     from infrastructure.aws.s3_archive import S3ArchiveReader
     from infrastructure.aws.sqs_dead_letters import SqsDeadLetterReader
-
-REPLAY_SHARD_PREFIX = "replay-"
-"""Records fed back by a dead-letter or file replay carry a shard id with this prefix, and so
-do their archive lines. Their events were counted through the event-id ledger, not under a
-stream watermark, so an archive replay must send them back through the ledger too: under the
-watermark rule they would be counted again."""
-FILE_SHARD = REPLAY_SHARD_PREFIX + "file"
-_PIPELINE_MEMBER = b',"' + RESERVED_FIELD.encode() + b'":'
-
-
-class ArchiveLineError(ValueError):
-    """An archive line without the pipeline's origin field: not written by this pipeline."""
-
-
-def record_from_archive_line(line: bytes) -> RawRecord:
-    """The record an archive line came from: the producer's event (without the `_pipeline`
-    member the archive appended) under its original Kinesis coordinates."""
-    import json
-
-    cut = line.rfind(_PIPELINE_MEMBER)
-    if cut < 0 or not line.rstrip().endswith(b"}"):
-        raise ArchiveLineError(f"no {RESERVED_FIELD!r} member")
-    try:
-        origin = json.loads(line[cut + len(_PIPELINE_MEMBER) : line.rstrip().rfind(b"}")])
-        kinesis = origin["kinesis"]
-        coordinates = KinesisCoordinates(
-            str(kinesis["shard_id"]),
-            str(kinesis["sequence_number"]),
-            str(kinesis["partition_key"]),
-            float(kinesis["approximate_arrival_timestamp"]),
-        )
-    except (ValueError, KeyError, TypeError) as error:
-        raise ArchiveLineError(f"unreadable {RESERVED_FIELD!r} member: {error}") from None
-    payload = line[:cut] + b"}"
-    return RawRecord(coordinates, base64.b64encode(payload).decode("ascii"))
 
 
 def whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime]:
@@ -136,7 +103,7 @@ def file_items(path: Path, arrival: float) -> list[ReplayItem]:
             text = line.strip()
             if not text:
                 continue
-            if _PIPELINE_MEMBER in text:
+            if PIPELINE_MEMBER in text:
                 # A line that only looks archived is replayed as it is: validation names the field.
                 with suppress(ArchiveLineError):
                     text = base64.b64decode(record_from_archive_line(text).data)

@@ -10,8 +10,8 @@ import boto3
 import pytest
 
 from application.ports import MetricSnapshot
+from domain.archiving import record_from_archive_line
 from domain.metrics import Granularity
-from entrypoints.cli_replay import record_from_archive_line
 from infrastructure.aws.dynamodb_metric_store import DynamoDbMetricStore
 from infrastructure.synthetic.workload import StreamEntry, Workload
 from tests.conftest import REGION

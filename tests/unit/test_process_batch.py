@@ -310,3 +310,15 @@ def test_telemetry_receives_every_batch_result() -> None:
     result = processor_for(store).process([click(1)])
     assert store.telemetry.results() == [result]
     assert set(result.stage_seconds) >= {"decode", "enrich", "aggregate", "archive", "dead_letter"}
+
+
+def test_an_archive_line_gives_back_the_record_exactly_as_received() -> None:
+    from domain.archiving import record_from_archive_line
+
+    store = back_end()
+    original = click(41, campaign={"note": 'a "_pipeline": trick'}, properties={"名": "✓"})
+    processor_for(store).process([original])
+    [line] = list(store.archive.lines())
+    restored = record_from_archive_line(line)
+    assert restored.data == original.data
+    assert restored.coordinates == original.coordinates
