@@ -55,6 +55,9 @@ class StreamSpec:
     bad_record_copies: int = 1
     """How many times each stream-safe kind of bad record is sent."""
     seed: int = 1
+    time_ordered: bool = False
+    """Events advance through the span in stream order (with jitter), as a live stream's do, so
+    a batch touches a few hours rather than all of them; otherwise times are drawn at random."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,10 +147,13 @@ def generate_stream(spec: StreamSpec) -> GeneratedStream:
     experiment_ids = [e.experiment_id for e in workload.experiments]
 
     valid: list[StreamEntry] = []
-    for _ in range(spec.valid_events):
+    for index in range(spec.valid_events):
         user_id = rng.choice(user_ids)
         event_type = rng.choices(names, weights)[0]
-        moment = spec.start + timedelta(seconds=rng.random() * spec.span.total_seconds())
+        share = rng.random()
+        if spec.time_ordered:
+            share = (index + share) / spec.valid_events
+        moment = spec.start + timedelta(seconds=share * spec.span.total_seconds())
         offset = rng.choice(_OFFSETS)
         event: dict[str, object] = {
             "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),

@@ -14,9 +14,11 @@ import json
 import os
 from dataclasses import dataclass
 from decimal import Decimal
+from urllib.parse import unquote
 
 import boto3
 import pytest
+from mypy_boto3_dynamodb import DynamoDBClient
 from mypy_boto3_kinesis import KinesisClient
 from mypy_boto3_s3 import S3Client
 from mypy_boto3_sqs import SQSClient
@@ -24,6 +26,7 @@ from mypy_boto3_sqs import SQSClient
 from application.process_batch import BatchProcessor, ProcessingSettings
 from domain.metrics import Granularity
 from domain.rejections import RejectionReason
+from entrypoints import lambda_handler
 from entrypoints.event_source_emulator import (
     EmulatedLambdaContext,
     EmulatorStats,
@@ -32,12 +35,9 @@ from entrypoints.event_source_emulator import (
     Outcome,
 )
 from infrastructure.aws.client_config import client_config
-from infrastructure.aws.s3_archive import S3EventArchive
-from infrastructure.aws.sqs_dead_letters import (
-    S3DeadLetterStore,
-    SqsDeadLetterQueue,
-    SqsDeadLetterReader,
-)
+from infrastructure.aws.provisioning import ResourceNames, provision_all
+from infrastructure.aws.reference_data import DynamoDbReferenceDataWriter
+from infrastructure.aws.sqs_dead_letters import SqsDeadLetterReader
 from infrastructure.clock import SystemClock
 from infrastructure.in_memory.archive import InMemoryEventArchive
 from infrastructure.in_memory.dead_letters import InMemoryDeadLetterQueue
@@ -88,6 +88,10 @@ class Scenario:
     valid_events: int
     shards: int = 2
     batch_size: int = 100
+    max_attempts: int = 2
+    experiments: int = 4
+    users: int = 400
+    """botocore's attempts in all, for the faulty AWS clients."""
 
 
 DEFAULT_SCENARIOS = [
@@ -215,29 +219,34 @@ def test_large_streams_stay_exact_under_faults_on_the_in_memory_back_end(
     run_on_in_memory_back_end(kinesis_client, unique_name, scenario)
 
 
-# -- The AWS adapters under botocore faults, lost responses, crashes and timeouts ---------------
+# -- The real Lambda handler on the AWS adapters, under every kind of fault -------------------
 
 
 @dataclass(slots=True)
 class FaultyAws:
-    """Clients for the faulted services, pointed at the lossy proxy, with every fault attached."""
+    """Clients for the faulted services, pointed at the lossy proxy, with every fault attached.
 
+    Two attempts in all: most faults reach the pipeline and are healed by Kinesis redelivering
+    through the emulator (the path under proof), and botocore's backoff stays cheap."""
+
+    dynamodb: DynamoDBClient
     s3: S3Client
     sqs: SQSClient
-    plan: FaultPlan
-    invocation_faults: InvocationFaults
 
 
 def faulty_clients(
-    proxy_url: str, plan: FaultPlan, invocation_faults: InvocationFaults
+    proxy_url: str, plan: FaultPlan, invocation_faults: InvocationFaults, max_attempts: int
 ) -> FaultyAws:
-    config = client_config(max_attempts=4, connect_timeout=2, read_timeout=10)
+    config = client_config(max_attempts=max_attempts, connect_timeout=2, read_timeout=10)
+    dynamodb: DynamoDBClient = boto3.client(
+        "dynamodb", endpoint_url=proxy_url, region_name=REGION, config=config
+    )
     s3: S3Client = boto3.client("s3", endpoint_url=proxy_url, region_name=REGION, config=config)
     sqs: SQSClient = boto3.client("sqs", endpoint_url=proxy_url, region_name=REGION, config=config)
-    for client in (s3, sqs):
+    for client in (dynamodb, s3, sqs):
         attach_request_faults(client, plan)
         invocation_faults.attach(client)
-    return FaultyAws(s3, sqs, plan, invocation_faults)
+    return FaultyAws(dynamodb, s3, sqs)
 
 
 def archived_event_ids(s3: S3Client, bucket: str) -> set[str]:
@@ -268,86 +277,148 @@ def dead_lettered(
     return reasons, overflowed
 
 
-def run_on_aws_adapters(
+def stored_aggregates(
+    dynamodb: DynamoDBClient, table: str
+) -> dict[AggregateKey, tuple[int, Decimal, int, int]]:
+    """The aggregation table read back item by item, by its documented layout (docs/storage.md):
+    counters `EXP#<experiment>` / `<HOUR|DAY>#<window>#<variant>#<metric>`, unique-user markers
+    `USERS#<experiment>#<variant>#<metric>#<day>` / `<HH>#<user>`. Hourly unique users are the
+    markers of that hour; daily ones the distinct users over the day's markers."""
+    counters: dict[AggregateKey, tuple[int, Decimal, int]] = {}
+    hourly_users: dict[AggregateKey, set[str]] = {}
+    daily_users: dict[AggregateKey, set[str]] = {}
+    for page in dynamodb.get_paginator("scan").paginate(TableName=table):
+        for item in page["Items"]:
+            partition, sort = item["partition_key"]["S"], item["sort_key"]["S"]
+            if partition.startswith("EXP#"):
+                granularity, label, variant, metric = (unquote(p) for p in sort.split("#"))
+                key = (unquote(partition[4:]), variant, metric, granularity, label)
+                counters[key] = (
+                    int(item["event_count"]["N"]),
+                    Decimal(item["value_sum"]["N"]),
+                    int(item["value_count"]["N"]),
+                )
+            else:
+                kind, experiment, variant, metric, day = (unquote(p) for p in partition.split("#"))
+                assert kind == "USERS", f"unexpected item {partition} / {sort}"
+                hour, user = sort.split("#", 1)
+                base = (experiment, variant, metric)
+                hourly_users.setdefault((*base, "HOUR", f"{day}T{hour}"), set()).add(user)
+                daily_users.setdefault((*base, "DAY", day), set()).add(user)
+    users = hourly_users | daily_users
+    assert set(users) <= set(counters), "unique-user markers without a counter"
+    return {key: (*counters[key], len(users.get(key, ()))) for key in counters}
+
+
+def run_on_real_handler(
     moto_endpoint: str,
-    kinesis: KinesisClient,
-    s3_admin: S3Client,
-    sqs_admin: SQSClient,
+    admin: AdminClients,
     name: str,
     scenario: Scenario,
-) -> None:
-    stream = make_stream(kinesis, name, scenario)
-    placed = stream.put_into(kinesis, name)
-    s3_admin.create_bucket(
-        Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    monkeypatch: pytest.MonkeyPatch,
+) -> EmulatorStats:
+    """The stream drained through `entrypoints.lambda_handler.handler`, whose container's
+    DynamoDB, S3 and SQS clients go through the lossy proxy and the before-send faults."""
+    names = ResourceNames(
+        aggregation_table=f"{name}-aggregations",
+        archive_bucket=f"{name}-archive",
+        dead_letter_queue=f"{name}-dlq",
+        stream=f"{name}-events",
+        assignments_table=f"{name}-assignments",
+        experiments_table=f"{name}-experiments",
+        stream_shards=scenario.shards,
     )
-    queue_url = sqs_admin.create_queue(QueueName=name)["QueueUrl"]
+    resources = provision_all(names, admin.dynamodb, admin.s3, admin.sqs, admin.kinesis, REGION)
+    stream = generate_stream(
+        StreamSpec(
+            valid_events=scenario.valid_events,
+            seed=scenario.seed,
+            bad_record_copies=2,
+            time_ordered=True,
+            experiments=scenario.experiments,
+            users=scenario.users,
+        )
+    )
+    writer = DynamoDbReferenceDataWriter(
+        admin.dynamodb, names.assignments_table, names.experiments_table
+    )
+    writer.write_experiments(stream.experiments)
+    writer.write_assignments(stream.assignments)
+    placed = stream.put_into(admin.kinesis, names.stream)
+    assert len({p.shard_id for p in placed}) == scenario.shards
+
+    for variable, value in {
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "S3_BUCKET": names.archive_bucket,
+        "DYNAMODB_TABLE": names.aggregation_table,
+        "DLQ_URL": resources.dead_letter_queue_url,
+        "ASSIGNMENTS_TABLE": names.assignments_table,
+        "EXPERIMENTS_TABLE": names.experiments_table,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(variable, value)
 
     clock = SteppingClock()
-    plan = FaultPlan(
-        seed=scenario.seed,
-        rates=FaultRates.evenly(scenario.fault_rate),
-        services=frozenset({"s3", "sqs"}),
-    )
+    plan = FaultPlan(seed=scenario.seed, rates=FaultRates.evenly(scenario.fault_rate))
     invocation_faults = InvocationFaults(
         seed=scenario.seed,
-        crash_rate=scenario.fault_rate / 2,
-        timeout_rate=scenario.fault_rate / 2,
+        # Per invocation, at the fault rate itself: few invocations, and each must be able to die.
+        crash_rate=scenario.fault_rate,
+        timeout_rate=scenario.fault_rate,
         clock=clock,
         function_timeout_seconds=FUNCTION_TIMEOUT,
-        max_writes_before_fault=4,
+        max_writes_before_fault=10,
     )
-    # Until the DynamoDB metric store is on main, the counters live in memory behind port faults.
-    port_faults = PortFaults(
-        seed=scenario.seed,
-        refused=scenario.fault_rate / 4,
-        lost=scenario.fault_rate / 4,
-        crash_per_call=scenario.fault_rate / 3,
-        timeout_per_call=scenario.fault_rate / 3,
-        clock=clock,
-        function_timeout_seconds=FUNCTION_TIMEOUT,
-    )
-    metrics = InMemoryMetricStore()
-    with lossy_proxy(moto_endpoint, plan) as proxy:
-        aws = faulty_clients(proxy.endpoint_url, plan, invocation_faults)
-        processor = BatchProcessor(
-            InMemoryAssignmentRepository(stream.assignments),
-            InMemoryExperimentRepository(stream.experiments),
-            FaultyMetricStore(metrics, port_faults),
-            S3EventArchive(aws.s3, name),
-            SqsDeadLetterQueue(aws.sqs, queue_url, S3DeadLetterStore(aws.s3, name), SystemClock()),
-            InMemoryRecentEventIndex(),
-            SystemClock(),
-            InMemoryTelemetry(),
-            ProcessingSettings(),
-        )
-        emulator = EventSourceMappingEmulator(
-            kinesis,
-            invocation_faults.wrap(use_case_handler(processor)),
-            EventSourceMappingSettings(
-                stream_name=name,
-                batch_size=scenario.batch_size,
-                function_timeout_seconds=FUNCTION_TIMEOUT,
-                bisect_batch_on_function_error=True,
-                maximum_retry_attempts=MAX_RETRIES,
-            ),
-            clock=clock,
-        )
-        stats = emulator.run(until_drained=True)
+    lambda_handler.container.cache_clear()
+    root = lambda_handler.container()
+    try:
+        with lossy_proxy(moto_endpoint, plan) as proxy:
+            aws = faulty_clients(proxy.endpoint_url, plan, invocation_faults, scenario.max_attempts)
+            with (
+                root.dynamodb_client.override(aws.dynamodb),
+                root.s3_client.override(aws.s3),
+                root.sqs_client.override(aws.sqs),
+            ):
+                emulator = EventSourceMappingEmulator(
+                    admin.kinesis,
+                    invocation_faults.wrap(lambda_handler.handler),
+                    EventSourceMappingSettings(
+                        stream_name=names.stream,
+                        batch_size=scenario.batch_size,
+                        function_timeout_seconds=FUNCTION_TIMEOUT,
+                        bisect_batch_on_function_error=True,
+                        maximum_retry_attempts=MAX_RETRIES,
+                    ),
+                    clock=clock,
+                )
+                stats = emulator.run(until_drained=True)
+                plan.enabled = False
+                # The handler's writers really were the faulty clients.
+                assert root.dynamodb_client() is aws.dynamodb
+    finally:
         plan.enabled = False
+        root.dynamodb_metric_store().close()
+        lambda_handler.container.cache_clear()
 
     assert_progress_without_loss(stats, emulator)
     assert plan.total(*REFUSALS) > 0
     assert plan.total(*DROPS) > 0
     assert plan.total(*LOSSES) > 0
+    assert {service for (service, _), n in plan.injected.items() if n} == {"dynamodb", "s3", "sqs"}
+    lost_dynamodb = sum(
+        n for (where, kind), n in plan.injected.items() if where == "dynamodb" and kind in LOSSES
+    )
+    assert lost_dynamodb > 0, "no counter update took effect behind a lost response"
     assert invocation_faults.injected["crash"] > 0
     assert invocation_faults.injected["timeout"] > 0
+    assert stats.count(Outcome.FUNCTION_ERROR) > 0
+    assert stats.count(Outcome.TIMEOUT) > 0
+    assert stats.count(Outcome.PARTIAL_FAILURE) > 0
 
-    experiment_ids = [e.experiment_id for e in stream.experiments]
-    assert in_memory_observed(metrics, experiment_ids) == expected_aggregates(stream)
-    assert archived_event_ids(s3_admin, name) == expected_event_ids(stream)
+    assert stored_aggregates(admin.dynamodb, names.aggregation_table) == expected_aggregates(stream)
+    assert archived_event_ids(admin.s3, names.archive_bucket) == expected_event_ids(stream)
 
-    reasons, overflowed = dead_lettered(sqs_admin, queue_url, s3_admin)
+    reasons, overflowed = dead_lettered(admin.sqs, resources.dead_letter_queue_url, admin.s3)
     expected = expected_dead_letters(stream, placed)
     assert reasons == {where: {reason} for where, reason in expected.items()}
     oversize = {
@@ -357,28 +428,85 @@ def run_on_aws_adapters(
     }
     assert oversize
     assert oversize <= overflowed
+    return stats
 
 
-AWS_SCENARIOS = [Scenario(seed=3, fault_rate=0.1, valid_events=200, shards=2, batch_size=200)]
-if LARGE:
-    AWS_SCENARIOS += [
-        Scenario(seed=4, fault_rate=0.2, valid_events=600, shards=2, batch_size=200),
-        Scenario(seed=5, fault_rate=0.1, valid_events=3_000, shards=3, batch_size=500),
-    ]
+@dataclass(frozen=True, slots=True)
+class AdminClients:
+    """Fault-free clients straight to moto: provisioning, feeding the stream, reading back."""
+
+    dynamodb: DynamoDBClient
+    s3: S3Client
+    sqs: SQSClient
+    kinesis: KinesisClient
+
+
+@pytest.fixture
+def admin(
+    dynamodb_client: DynamoDBClient,
+    s3_client: S3Client,
+    sqs_client: SQSClient,
+    kinesis_client: KinesisClient,
+) -> AdminClients:
+    return AdminClients(dynamodb_client, s3_client, sqs_client, kinesis_client)
+
+
+HANDLER_SCENARIOS = [
+    Scenario(seed=3, fault_rate=0.1, valid_events=150, batch_size=50, experiments=3, users=60),
+    Scenario(
+        seed=4,
+        fault_rate=0.2,
+        valid_events=150,
+        shards=3,
+        batch_size=50,
+        max_attempts=3,
+        experiments=3,
+        users=60,
+    ),
+]
+"""Sized for moto's ~150 requests a second on 2 cores: every record costs about one request, and
+each redelivery costs them again."""
+LARGE_HANDLER_SCENARIOS = [
+    Scenario(seed=5, fault_rate=0.1, valid_events=800, batch_size=100, experiments=3, users=120),
+    Scenario(
+        seed=6,
+        fault_rate=0.2,
+        valid_events=800,
+        shards=3,
+        batch_size=100,
+        max_attempts=3,
+        experiments=3,
+        users=120,
+    ),
+]
 
 
 @pytest.mark.parametrize(
-    "scenario", AWS_SCENARIOS, ids=lambda s: f"seed{s.seed}-faults{s.fault_rate:.0%}"
+    "scenario", HANDLER_SCENARIOS, ids=lambda s: f"seed{s.seed}-faults{s.fault_rate:.0%}"
 )
-def test_archive_and_dead_letters_lose_nothing_under_faults_on_the_aws_adapters(
+def test_the_lambda_handler_counts_exactly_and_loses_nothing_under_faults_on_aws(
     endpoint_url: str,
-    kinesis_client: KinesisClient,
-    s3_client: S3Client,
-    sqs_client: SQSClient,
+    admin: AdminClients,
     unique_name: str,
     scenario: Scenario,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    run_on_aws_adapters(endpoint_url, kinesis_client, s3_client, sqs_client, unique_name, scenario)
+    run_on_real_handler(endpoint_url, admin, unique_name, scenario, monkeypatch)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LARGE, reason="set FAULT_INJECTION_LARGE=1 for the large runs")
+@pytest.mark.parametrize(
+    "scenario", LARGE_HANDLER_SCENARIOS, ids=lambda s: f"seed{s.seed}-faults{s.fault_rate:.0%}"
+)
+def test_large_streams_stay_exact_under_faults_through_the_lambda_handler_on_aws(
+    endpoint_url: str,
+    admin: AdminClients,
+    unique_name: str,
+    scenario: Scenario,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run_on_real_handler(endpoint_url, admin, unique_name, scenario, monkeypatch)
 
 
 def test_a_record_whose_data_is_not_base64_is_dead_lettered_not_retried() -> None:
