@@ -57,6 +57,7 @@ class InvocationFaults:
         self._crash_after: int | None = None
         self._time_out_after: int | None = None
         self._dead = False
+        self._invocations = 0
         self.injected: Counter[str] = Counter()
 
     def attach(self, client: BaseClient) -> None:
@@ -83,6 +84,7 @@ class InvocationFaults:
         with self._lock:
             self._writes = 0
             self._dead = False
+            self._invocations += 1
             self._crash_after = (
                 self._rng.randint(1, self._max_writes)
                 if self._rng.random() < self._crash_rate
@@ -93,6 +95,12 @@ class InvocationFaults:
                 if self._rng.random() < self._timeout_rate
                 else None
             )
+            # Whatever the draws, every run meets both kinds at least once, early: the second
+            # invocation dies after its first write, the third runs out of time after it.
+            if self._crash_rate > 0 and self._invocations == 2:
+                self._crash_after = 1
+            if self._timeout_rate > 0 and self._invocations == 3:
+                self._time_out_after = 1
 
     def _disarm(self) -> None:
         with self._lock:

@@ -53,7 +53,8 @@ class FaultPlan:
         rates: FaultRates,
         services: frozenset[str] = FAULTED_SERVICES,
     ) -> None:
-        self._rng = random.Random(seed)
+        self._seed = seed
+        self._rngs: dict[tuple[str, str], random.Random] = {}
         self._lock = threading.Lock()
         self.rates = rates
         self.services = services
@@ -67,11 +68,12 @@ class FaultPlan:
             return None
         with self._lock:
             self.calls[service] += 1
-            roll = self._rng.random()
+            rng = self._rng(service, "before")
+            roll = rng.random()
             if roll < self.rates.refused:
-                kind = self._rng.choice(REFUSALS)
+                kind = rng.choice(REFUSALS)
             elif roll < self.rates.refused + self.rates.dropped:
-                kind = self._rng.choice(DROPS)
+                kind = rng.choice(DROPS)
             else:
                 return None
             self.injected[(service, kind)] += 1
@@ -82,11 +84,20 @@ class FaultPlan:
         if not self.enabled or service not in self.services:
             return None
         with self._lock:
-            if self._rng.random() >= self.rates.lost:
+            rng = self._rng(service, "after")
+            if rng.random() >= self.rates.lost:
                 return None
-            kind = self._rng.choice(LOSSES)
+            kind = rng.choice(LOSSES)
             self.injected[(service, kind)] += 1
             return kind
+
+    def _rng(self, service: str, stage: str) -> random.Random:
+        """One draw sequence per service and stage: the n-th call to a service meets the same
+        fault whatever the other services' calls and the threads' interleaving did."""
+        rng = self._rngs.get((service, stage))
+        if rng is None:
+            rng = self._rngs[(service, stage)] = random.Random(f"{self._seed}/{service}/{stage}")
+        return rng
 
     def total(self, *kinds: FaultKind) -> int:
         with self._lock:
