@@ -122,6 +122,71 @@ class CandidateMemo:
         return candidates
 
 
+Match = tuple[str, str, float]
+"""(experiment_id, variant_id, time_since_assignment_seconds) of one attribution: what an
+`Attribution` holds, as a plain tuple for the batch's hot path."""
+
+Matched = tuple[AcceptedEvent, int, tuple[Match, ...]]
+"""An accepted event, its time in epoch microseconds and its attributions in `attribute`'s
+order: what `EnrichedEvent` holds, without building it (see `match_batch`)."""
+
+
+def candidates_of_users(
+    user_ids: Iterable[str],
+    assignments: Mapping[str, Sequence[Assignment]],
+    experiments: Mapping[str, Experiment],
+    memo: CandidateMemo | None = None,
+) -> dict[str, tuple[_Candidate, ...]]:
+    """Each user's running candidate assignments, sorted by experiment (see `attribute_batch`)."""
+    no_assignments: tuple[Assignment, ...] = ()
+    if memo is None:
+        return {
+            user_id: _candidates(assignments.get(user_id, no_assignments), experiments)
+            for user_id in user_ids
+        }
+    candidates = memo.candidates
+    return {
+        user_id: candidates(user_id, assignments.get(user_id, no_assignments), experiments)
+        for user_id in user_ids
+    }
+
+
+def match_batch(
+    events: Iterable[AcceptedEvent], candidates: Mapping[str, tuple[_Candidate, ...]]
+) -> list[Matched]:
+    """`attribute_batch`'s outcome as plain tuples, given every event's user's candidates.
+
+    The pipeline's hot path carries these instead of `EnrichedEvent`/`Attribution` objects
+    (one tuple per event instead of two or three objects); `attribute_batch` builds the
+    domain objects from them.
+    """
+    matched: list[Matched] = []
+    append = matched.append
+    nothing: tuple[Match, ...] = ()
+    for accepted in events:
+        event = accepted.event
+        user_candidates = candidates[event.user_id]
+        event_us = (event.timestamp - _EPOCH) // _MICROSECOND
+        if not user_candidates:
+            append((accepted, event_us, nothing))
+            continue
+        only = event.experiment_id
+        append(
+            (
+                accepted,
+                event_us,
+                tuple(
+                    [
+                        (experiment_id, variant_id, (event_us - assigned_us) / 1_000_000)
+                        for experiment_id, variant_id, assigned_us in user_candidates
+                        if assigned_us <= event_us and (only is None or experiment_id == only)
+                    ]
+                ),
+            )
+        )
+    return matched
+
+
 def attribute_batch(
     events: Sequence[AcceptedEvent],
     assignments: Mapping[str, Sequence[Assignment]],
@@ -136,35 +201,13 @@ def attribute_batch(
     order `attribute` sorts them into; and instants are compared, and elapsed times computed,
     in exact integer microseconds, which is what timedelta.total_seconds() divides too.
     """
-    prepared: dict[str, tuple[_Candidate, ...]] = {}
-    enriched: list[EnrichedEvent] = []
-    append = enriched.append
-    no_assignments: tuple[Assignment, ...] = ()
-    for accepted in events:
-        event = accepted.event
-        user_id = event.user_id
-        candidates = prepared.get(user_id)
-        if candidates is None:
-            user_assignments = assignments.get(user_id, no_assignments)
-            if memo is None:
-                candidates = _candidates(user_assignments, experiments)
-            else:
-                candidates = memo.candidates(user_id, user_assignments, experiments)
-            prepared[user_id] = candidates
-        event_us = epoch_microseconds(event.timestamp)
-        if not candidates:
-            append(EnrichedEvent(accepted, (), event_us))
-            continue
-        only = event.experiment_id
-        attributions = tuple(
-            [
-                Attribution(experiment_id, variant_id, (event_us - assigned_us) / 1_000_000)
-                for experiment_id, variant_id, assigned_us in candidates
-                if assigned_us <= event_us and (only is None or experiment_id == only)
-            ]
-        )
-        append(EnrichedEvent(accepted, attributions, event_us))
-    return enriched
+    candidates = candidates_of_users(
+        dict.fromkeys(a.event.user_id for a in events), assignments, experiments, memo
+    )
+    return [
+        EnrichedEvent(accepted, tuple([Attribution(*match) for match in matches]), event_us)
+        for accepted, event_us, matches in match_batch(events, candidates)
+    ]
 
 
 def _candidates(
