@@ -48,6 +48,10 @@ class Enricher:
         }
         experiments = self._experiments.experiments(experiment_ids) if experiment_ids else {}
         candidates = candidates_of_users(
-            dict.fromkeys(a.event.user_id for a in events), assignments, experiments, self._memo
+            dict.fromkeys(a.event.user_id for a in events),
+            assignments,
+            experiments,
+            self._memo,
+            experiment_ids,
         )
         return match_batch(events, candidates)

@@ -87,21 +87,77 @@ class CandidateMemo:
     assignments sequence and, for each of its assignments, the same experiment object (or the
     same absence). The warm-container caches hand out the same objects until they expire, so
     a reuse is exact; anything else recomputes. Bounded: cleared once `max_users` is reached.
+
+    `candidates_of` checks the experiments once per batch instead of once per user: it counts
+    a generation up whenever an experiment it is shown differs from the one it saw last under
+    that id, and an entry stamped with the current generation needs no per-assignment check.
     """
 
-    __slots__ = ("_entries", "_max_users")
+    __slots__ = ("_entries", "_generation", "_max_users", "_seen")
 
     def __init__(self, max_users: int = 200_000) -> None:
         self._max_users = max_users
         self._entries: dict[
-            str, tuple[Sequence[Assignment], tuple[Experiment | None, ...], tuple[_Candidate, ...]]
+            str,
+            tuple[Sequence[Assignment], tuple[Experiment | None, ...], tuple[_Candidate, ...], int],
         ] = {}
+        self._seen: dict[str, Experiment | None] = {}
+        self._generation = 0
 
     def candidates(
         self,
         user_id: str,
         assignments: Sequence[Assignment],
         experiments: Mapping[str, Experiment],
+    ) -> tuple[_Candidate, ...]:
+        return self._candidates(user_id, assignments, experiments, -1)
+
+    def candidates_of(
+        self,
+        user_ids: Iterable[str],
+        assignments: Mapping[str, Sequence[Assignment]],
+        experiments: Mapping[str, Experiment],
+        experiment_ids: Iterable[str] | None = None,
+    ) -> dict[str, tuple[_Candidate, ...]]:
+        """Each user's candidates. `experiment_ids`, when given, must hold the experiment id of
+        every assignment of these users (it is computed when not given)."""
+        user_ids = list(user_ids)
+        no_assignments: tuple[Assignment, ...] = ()
+        if experiment_ids is None:
+            experiment_ids = {
+                a.experiment_id for user_id in user_ids for a in assignments.get(user_id, ())
+            }
+        seen = self._seen
+        changed = False
+        for experiment_id in experiment_ids:
+            current = experiments.get(experiment_id)
+            if experiment_id not in seen or seen[experiment_id] is not current:
+                seen[experiment_id] = current
+                changed = True
+        if changed:
+            self._generation += 1
+        # Every experiment of these users' assignments is now in `seen` as in `experiments`:
+        # an entry stamped with this generation was computed from the same objects.
+        generation = self._generation
+        entries = self._entries
+        prepared: dict[str, tuple[_Candidate, ...]] = {}
+        for user_id in user_ids:
+            user_assignments = assignments.get(user_id, no_assignments)
+            entry = entries.get(user_id)
+            if entry is not None and entry[3] == generation and entry[0] is user_assignments:
+                prepared[user_id] = entry[2]
+            else:
+                prepared[user_id] = self._candidates(
+                    user_id, user_assignments, experiments, generation
+                )
+        return prepared
+
+    def _candidates(
+        self,
+        user_id: str,
+        assignments: Sequence[Assignment],
+        experiments: Mapping[str, Experiment],
+        generation: int,
     ) -> tuple[_Candidate, ...]:
         entry = self._entries.get(user_id)
         if entry is not None and entry[0] is assignments:
@@ -110,6 +166,8 @@ class CandidateMemo:
                 if experiments.get(assignment.experiment_id) is not consulted[index]:
                     break
             else:
+                if entry[3] != generation:
+                    self._entries[user_id] = (*entry[:3], generation)
                 return entry[2]
         candidates = _candidates(assignments, experiments)
         if len(self._entries) >= self._max_users:
@@ -118,6 +176,7 @@ class CandidateMemo:
             assignments,
             tuple([experiments.get(a.experiment_id) for a in assignments]),
             candidates,
+            generation,
         )
         return candidates
 
@@ -136,19 +195,18 @@ def candidates_of_users(
     assignments: Mapping[str, Sequence[Assignment]],
     experiments: Mapping[str, Experiment],
     memo: CandidateMemo | None = None,
+    experiment_ids: Iterable[str] | None = None,
 ) -> dict[str, tuple[_Candidate, ...]]:
-    """Each user's running candidate assignments, sorted by experiment (see `attribute_batch`)."""
-    no_assignments: tuple[Assignment, ...] = ()
+    """Each user's running candidate assignments, sorted by experiment (see `attribute_batch`).
+    `experiment_ids`, when given, must hold the experiment id of every assignment of these
+    users."""
     if memo is None:
+        no_assignments: tuple[Assignment, ...] = ()
         return {
             user_id: _candidates(assignments.get(user_id, no_assignments), experiments)
             for user_id in user_ids
         }
-    candidates = memo.candidates
-    return {
-        user_id: candidates(user_id, assignments.get(user_id, no_assignments), experiments)
-        for user_id in user_ids
-    }
+    return memo.candidates_of(user_ids, assignments, experiments, experiment_ids)
 
 
 def match_batch(
