@@ -224,7 +224,7 @@ def match_batch(
     for accepted in events:
         event = accepted.event
         user_candidates = candidates[event.user_id]
-        event_us = (event.timestamp - _EPOCH) // _MICROSECOND
+        event_us = accepted.event_time_us
         if not user_candidates:
             append((accepted, event_us, nothing))
             continue

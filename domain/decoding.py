@@ -5,7 +5,7 @@ from __future__ import annotations
 import binascii
 import math
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from pydantic import ValidationError
@@ -14,6 +14,9 @@ from pydantic_core import ErrorDetails
 from domain.events import RESERVED_FIELD, AcceptedEvent, EventLimits, ExperimentEvent
 from domain.records import RawRecord
 from domain.rejections import DeadLetter, RejectionReason
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 _Rejector = Callable[[RejectionReason, str], DeadLetter]
 
@@ -64,10 +67,11 @@ def decode_record(
         event = _validate_json(payload)
     except ValidationError as error:
         return _classify_validation_error(error, payload, partial(_reject, record))
-    problem = _check_rules(event, limits, now)
+    accepted = AcceptedEvent(event, payload, record.coordinates)
+    problem = _check_rules(event, accepted.event_time_us, limits, now)
     if problem is not None:
         return _reject(record, *problem)
-    return AcceptedEvent(event, payload, record.coordinates)
+    return accepted
 
 
 def _reject(record: RawRecord, reason: RejectionReason, detail: str) -> DeadLetter:
@@ -107,9 +111,11 @@ def _describe(details: list[ErrorDetails]) -> str:
 
 
 def _check_rules(
-    event: ExperimentEvent, limits: EventLimits, now: datetime
+    event: ExperimentEvent, event_us: int, limits: EventLimits, now: datetime
 ) -> tuple[RejectionReason, str] | None:
-    if event.timestamp > now + limits.max_future_skew:
+    # In exact integer microseconds: comparing pydantic's `TzInfo` datetimes calls back into
+    # Python for their offsets.
+    if event_us > (now + limits.max_future_skew - _EPOCH) // _MICROSECOND:
         return (
             RejectionReason.FUTURE_TIMESTAMP,
             f"timestamp {event.timestamp.isoformat()} is more than "
