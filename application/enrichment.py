@@ -7,7 +7,14 @@ from collections.abc import Sequence
 from sys import intern
 
 from application.ports import AssignmentRepository, ExperimentRepository
-from domain.attribution import CandidateMemo, EnrichedEvent, attribute_batch
+from domain.attribution import (
+    Attribution,
+    CandidateMemo,
+    EnrichedEvent,
+    Matched,
+    candidates_of_users,
+    match_batch,
+)
 from domain.events import AcceptedEvent
 
 
@@ -24,6 +31,14 @@ class Enricher:
 
     def enrich(self, events: Sequence[AcceptedEvent]) -> list[EnrichedEvent]:
         """Raises TransientInfrastructureError when a lookup cannot be made now."""
+        return [
+            EnrichedEvent(accepted, tuple([Attribution(*match) for match in matches]), event_us)
+            for accepted, event_us, matches in self.match(events)
+        ]
+
+    def match(self, events: Sequence[AcceptedEvent]) -> list[Matched]:
+        """`enrich` as plain tuples (see `domain.attribution.match_batch`), for the batch's hot
+        path. Raises TransientInfrastructureError when a lookup cannot be made now."""
         # Interned, so that the warm cache keys and the counters' columns share one string per
         # user (see MetricAccumulator.add).
         user_ids = {intern(a.event.user_id) for a in events}
@@ -32,4 +47,11 @@ class Enricher:
             assignment.experiment_id for items in assignments.values() for assignment in items
         }
         experiments = self._experiments.experiments(experiment_ids) if experiment_ids else {}
-        return attribute_batch(events, assignments, experiments, self._memo)
+        candidates = candidates_of_users(
+            dict.fromkeys(a.event.user_id for a in events),
+            assignments,
+            experiments,
+            self._memo,
+            experiment_ids,
+        )
+        return match_batch(events, candidates)

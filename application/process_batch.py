@@ -133,7 +133,7 @@ class BatchProcessor:
             if enrichment_failed:
                 continue
             try:
-                enriched = self._enricher.enrich(unique)
+                matched = self._enricher.match(unique)
             except TransientInfrastructureError as error:
                 problems.append(str(error))
                 stage_errors["enrich"] = 1
@@ -149,22 +149,22 @@ class BatchProcessor:
             aggregated_at = monotonic()
             timings["enrich"] += aggregated_at - enriched_at
 
-            metrics.add(enriched)
+            metrics.add_matched(matched)
             archived_at = monotonic()
             timings["aggregate"] += archived_at - aggregated_at
 
             if archive is not None:
-                archive.add(enriched)
+                archive.add_matched(matched)
             done.extend(
                 (
-                    e.accepted.event.event_id,
-                    e.accepted.coordinates.shard_id,
-                    e.accepted.coordinates.sequence,
-                    len(e.attributions),
+                    accepted.event.event_id,
+                    accepted.coordinates.shard_id,
+                    accepted.coordinates.sequence,
+                    len(matches),
                 )
-                for e in enriched
+                for accepted, _, matches in matched
             )
-            del enriched
+            del matched
             timings["archive"] += monotonic() - archived_at
 
         if enrichment_failed:

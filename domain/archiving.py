@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring
 
-from domain.attribution import EnrichedEvent
-from domain.events import RESERVED_FIELD
+from domain.attribution import EnrichedEvent, Match, Matched
+from domain.events import RESERVED_FIELD, AcceptedEvent
 from domain.metrics import Granularity
 from domain.records import KinesisCoordinates, RawRecord, padded_sequence
 
@@ -76,47 +76,64 @@ class _LineWriter:
     __slots__ = ("_attribution_heads", "_shards")
 
     def __init__(self) -> None:
-        self._attribution_heads: dict[tuple[str, str], str] = {}
+        self._attribution_heads: dict[str, dict[str, str]] = {}
         self._shards: dict[str, str] = {}
 
     def line(self, enriched: EnrichedEvent) -> bytes:
-        accepted = enriched.accepted
+        return self.matched_line(
+            enriched.accepted,
+            [
+                (a.experiment_id, a.variant_id, a.time_since_assignment_seconds)
+                for a in enriched.attributions
+            ],
+        )
+
+    def matched_line(self, accepted: AcceptedEvent, matches: Sequence[Match]) -> bytes:
         coordinates = accepted.coordinates
-        heads = self._attribution_heads
-        attributions = []
-        for a in enriched.attributions:
-            head = heads.get((a.experiment_id, a.variant_id))
-            if head is None:
-                head = heads[(a.experiment_id, a.variant_id)] = (
-                    f'{{"experiment_id":{_json_string(a.experiment_id)},'
-                    f'"variant_id":{_json_string(a.variant_id)},"time_since_assignment_seconds":'
+        if matches:
+            heads = self._attribution_heads
+            attributions = []
+            for experiment_id, variant_id, elapsed in matches:
+                of_experiment = heads.get(experiment_id)
+                if of_experiment is None:
+                    of_experiment = heads[experiment_id] = {}
+                head = of_experiment.get(variant_id)
+                if head is None:
+                    head = of_experiment[variant_id] = (
+                        f'{{"experiment_id":{_json_string(experiment_id)},'
+                        f'"variant_id":{_json_string(variant_id)},"time_since_assignment_seconds":'
+                    )
+                attributions.append(
+                    head
+                    + (
+                        float.__repr__(elapsed)
+                        if type(elapsed) is float and elapsed - elapsed == 0.0
+                        else _json_number(elapsed)
+                    )
+                    + "}"
                 )
-            elapsed = a.time_since_assignment_seconds
-            attributions.append(
-                head
-                + (
-                    float.__repr__(elapsed)
-                    if type(elapsed) is float and elapsed - elapsed == 0.0
-                    else _json_number(elapsed)
-                )
-                + "}"
-            )
+            listed = ",".join(attributions)
+        else:
+            listed = ""
         shard = self._shards.get(coordinates.shard_id)
         if shard is None:
             shard = self._shards[coordinates.shard_id] = _json_string(coordinates.shard_id)
+        arrival = coordinates.approximate_arrival_timestamp
         suffix = _SUFFIX % (
-            ",".join(attributions),
+            listed,
             shard,
             _json_string(coordinates.sequence_number),
             _json_string(coordinates.partition_key),
-            _json_number(coordinates.approximate_arrival_timestamp),
+            float.__repr__(arrival)
+            if type(arrival) is float and arrival - arrival == 0.0
+            else _json_number(arrival),
             ARCHIVE_SCHEMA_VERSION_JSON,
         )
         payload = accepted.payload.rstrip()
         if b"\n" in payload or b"\r" in payload:
             payload = payload.replace(b"\r", b" ").replace(b"\n", b" ")
         # The payload is a validated, non-empty JSON object: it ends with "}" and has members.
-        return b"%s%s" % (payload[:-1], suffix.encode())
+        return payload[:-1] + suffix.encode()
 
 
 ARCHIVE_SCHEMA_VERSION_JSON = json.dumps(ARCHIVE_SCHEMA_VERSION)
@@ -172,6 +189,20 @@ class ArchiveAccumulator:
             event_us = enriched.event_time_us
             key = (event_us - event_us % _HOUR_US, coordinates.shard_id)
             member = (coordinates.sequence, line_of(enriched), accepted.event.event_id)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [member]
+            else:
+                group.append(member)
+
+    def add_matched(self, events: Iterable[Matched]) -> None:
+        """`add` for the pipeline's plain tuples (see `domain.attribution.match_batch`)."""
+        groups = self._groups
+        line_of = self._writer.matched_line
+        for accepted, event_us, matches in events:
+            coordinates = accepted.coordinates
+            key = (event_us - event_us % _HOUR_US, coordinates.shard_id)
+            member = (coordinates.sequence, line_of(accepted, matches), accepted.event.event_id)
             group = groups.get(key)
             if group is None:
                 groups[key] = [member]

@@ -87,21 +87,77 @@ class CandidateMemo:
     assignments sequence and, for each of its assignments, the same experiment object (or the
     same absence). The warm-container caches hand out the same objects until they expire, so
     a reuse is exact; anything else recomputes. Bounded: cleared once `max_users` is reached.
+
+    `candidates_of` checks the experiments once per batch instead of once per user: it counts
+    a generation up whenever an experiment it is shown differs from the one it saw last under
+    that id, and an entry stamped with the current generation needs no per-assignment check.
     """
 
-    __slots__ = ("_entries", "_max_users")
+    __slots__ = ("_entries", "_generation", "_max_users", "_seen")
 
     def __init__(self, max_users: int = 200_000) -> None:
         self._max_users = max_users
         self._entries: dict[
-            str, tuple[Sequence[Assignment], tuple[Experiment | None, ...], tuple[_Candidate, ...]]
+            str,
+            tuple[Sequence[Assignment], tuple[Experiment | None, ...], tuple[_Candidate, ...], int],
         ] = {}
+        self._seen: dict[str, Experiment | None] = {}
+        self._generation = 0
 
     def candidates(
         self,
         user_id: str,
         assignments: Sequence[Assignment],
         experiments: Mapping[str, Experiment],
+    ) -> tuple[_Candidate, ...]:
+        return self._candidates(user_id, assignments, experiments, -1)
+
+    def candidates_of(
+        self,
+        user_ids: Iterable[str],
+        assignments: Mapping[str, Sequence[Assignment]],
+        experiments: Mapping[str, Experiment],
+        experiment_ids: Iterable[str] | None = None,
+    ) -> dict[str, tuple[_Candidate, ...]]:
+        """Each user's candidates. `experiment_ids`, when given, must hold the experiment id of
+        every assignment of these users (it is computed when not given)."""
+        user_ids = list(user_ids)
+        no_assignments: tuple[Assignment, ...] = ()
+        if experiment_ids is None:
+            experiment_ids = {
+                a.experiment_id for user_id in user_ids for a in assignments.get(user_id, ())
+            }
+        seen = self._seen
+        changed = False
+        for experiment_id in experiment_ids:
+            current = experiments.get(experiment_id)
+            if experiment_id not in seen or seen[experiment_id] is not current:
+                seen[experiment_id] = current
+                changed = True
+        if changed:
+            self._generation += 1
+        # Every experiment of these users' assignments is now in `seen` as in `experiments`:
+        # an entry stamped with this generation was computed from the same objects.
+        generation = self._generation
+        entries = self._entries
+        prepared: dict[str, tuple[_Candidate, ...]] = {}
+        for user_id in user_ids:
+            user_assignments = assignments.get(user_id, no_assignments)
+            entry = entries.get(user_id)
+            if entry is not None and entry[3] == generation and entry[0] is user_assignments:
+                prepared[user_id] = entry[2]
+            else:
+                prepared[user_id] = self._candidates(
+                    user_id, user_assignments, experiments, generation
+                )
+        return prepared
+
+    def _candidates(
+        self,
+        user_id: str,
+        assignments: Sequence[Assignment],
+        experiments: Mapping[str, Experiment],
+        generation: int,
     ) -> tuple[_Candidate, ...]:
         entry = self._entries.get(user_id)
         if entry is not None and entry[0] is assignments:
@@ -110,6 +166,8 @@ class CandidateMemo:
                 if experiments.get(assignment.experiment_id) is not consulted[index]:
                     break
             else:
+                if entry[3] != generation:
+                    self._entries[user_id] = (*entry[:3], generation)
                 return entry[2]
         candidates = _candidates(assignments, experiments)
         if len(self._entries) >= self._max_users:
@@ -118,8 +176,73 @@ class CandidateMemo:
             assignments,
             tuple([experiments.get(a.experiment_id) for a in assignments]),
             candidates,
+            generation,
         )
         return candidates
+
+
+Match = tuple[str, str, float]
+"""(experiment_id, variant_id, time_since_assignment_seconds) of one attribution: what an
+`Attribution` holds, as a plain tuple for the batch's hot path."""
+
+Matched = tuple[AcceptedEvent, int, tuple[Match, ...]]
+"""An accepted event, its time in epoch microseconds and its attributions in `attribute`'s
+order: what `EnrichedEvent` holds, without building it (see `match_batch`)."""
+
+
+def candidates_of_users(
+    user_ids: Iterable[str],
+    assignments: Mapping[str, Sequence[Assignment]],
+    experiments: Mapping[str, Experiment],
+    memo: CandidateMemo | None = None,
+    experiment_ids: Iterable[str] | None = None,
+) -> dict[str, tuple[_Candidate, ...]]:
+    """Each user's running candidate assignments, sorted by experiment (see `attribute_batch`).
+    `experiment_ids`, when given, must hold the experiment id of every assignment of these
+    users."""
+    if memo is None:
+        no_assignments: tuple[Assignment, ...] = ()
+        return {
+            user_id: _candidates(assignments.get(user_id, no_assignments), experiments)
+            for user_id in user_ids
+        }
+    return memo.candidates_of(user_ids, assignments, experiments, experiment_ids)
+
+
+def match_batch(
+    events: Iterable[AcceptedEvent], candidates: Mapping[str, tuple[_Candidate, ...]]
+) -> list[Matched]:
+    """`attribute_batch`'s outcome as plain tuples, given every event's user's candidates.
+
+    The pipeline's hot path carries these instead of `EnrichedEvent`/`Attribution` objects
+    (one tuple per event instead of two or three objects); `attribute_batch` builds the
+    domain objects from them.
+    """
+    matched: list[Matched] = []
+    append = matched.append
+    nothing: tuple[Match, ...] = ()
+    for accepted in events:
+        event = accepted.event
+        user_candidates = candidates[event.user_id]
+        event_us = accepted.event_time_us
+        if not user_candidates:
+            append((accepted, event_us, nothing))
+            continue
+        only = event.experiment_id
+        append(
+            (
+                accepted,
+                event_us,
+                tuple(
+                    [
+                        (experiment_id, variant_id, (event_us - assigned_us) / 1_000_000)
+                        for experiment_id, variant_id, assigned_us in user_candidates
+                        if assigned_us <= event_us and (only is None or experiment_id == only)
+                    ]
+                ),
+            )
+        )
+    return matched
 
 
 def attribute_batch(
@@ -136,35 +259,13 @@ def attribute_batch(
     order `attribute` sorts them into; and instants are compared, and elapsed times computed,
     in exact integer microseconds, which is what timedelta.total_seconds() divides too.
     """
-    prepared: dict[str, tuple[_Candidate, ...]] = {}
-    enriched: list[EnrichedEvent] = []
-    append = enriched.append
-    no_assignments: tuple[Assignment, ...] = ()
-    for accepted in events:
-        event = accepted.event
-        user_id = event.user_id
-        candidates = prepared.get(user_id)
-        if candidates is None:
-            user_assignments = assignments.get(user_id, no_assignments)
-            if memo is None:
-                candidates = _candidates(user_assignments, experiments)
-            else:
-                candidates = memo.candidates(user_id, user_assignments, experiments)
-            prepared[user_id] = candidates
-        event_us = epoch_microseconds(event.timestamp)
-        if not candidates:
-            append(EnrichedEvent(accepted, (), event_us))
-            continue
-        only = event.experiment_id
-        attributions = tuple(
-            [
-                Attribution(experiment_id, variant_id, (event_us - assigned_us) / 1_000_000)
-                for experiment_id, variant_id, assigned_us in candidates
-                if assigned_us <= event_us and (only is None or experiment_id == only)
-            ]
-        )
-        append(EnrichedEvent(accepted, attributions, event_us))
-    return enriched
+    candidates = candidates_of_users(
+        dict.fromkeys(a.event.user_id for a in events), assignments, experiments, memo
+    )
+    return [
+        EnrichedEvent(accepted, tuple([Attribution(*match) for match in matches]), event_us)
+        for accepted, event_us, matches in match_batch(events, candidates)
+    ]
 
 
 def _candidates(

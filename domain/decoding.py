@@ -5,7 +5,7 @@ from __future__ import annotations
 import binascii
 import math
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from pydantic import ValidationError
@@ -15,7 +15,18 @@ from domain.events import RESERVED_FIELD, AcceptedEvent, EventLimits, Experiment
 from domain.records import RawRecord
 from domain.rejections import DeadLetter, RejectionReason
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
 _Rejector = Callable[[RejectionReason, str], DeadLetter]
+
+
+def _validate_json(payload: bytes) -> ExperimentEvent:
+    """`ExperimentEvent.model_validate_json(payload)` without its Python wrapper (which only
+    checks keyword arguments this call does not pass)."""
+    event: ExperimentEvent = ExperimentEvent.__pydantic_validator__.validate_json(payload)
+    return event
+
 
 _PYDANTIC_ERROR_REASONS: dict[str, RejectionReason] = {
     "missing": RejectionReason.MISSING_FIELD,
@@ -44,7 +55,7 @@ def decode_record(
         payload = binascii.a2b_base64(text, strict_mode=True)
     except (binascii.Error, ValueError) as error:
         return _reject(record, RejectionReason.INVALID_BASE64, f"data is not valid base64: {error}")
-    if not payload.strip():
+    if not payload or payload.isspace():
         return _reject(record, RejectionReason.EMPTY_RECORD, "record data decodes to nothing")
     if len(payload) > limits.max_record_bytes:
         return _reject(
@@ -53,13 +64,14 @@ def decode_record(
             f"record is {len(payload)} bytes, limit {limits.max_record_bytes}",
         )
     try:
-        event = ExperimentEvent.model_validate_json(payload)
+        event = _validate_json(payload)
     except ValidationError as error:
         return _classify_validation_error(error, payload, partial(_reject, record))
-    problem = _check_rules(event, limits, now)
+    accepted = AcceptedEvent(event, payload, record.coordinates)
+    problem = _check_rules(event, accepted.event_time_us, limits, now)
     if problem is not None:
         return _reject(record, *problem)
-    return AcceptedEvent(event, payload, record.coordinates)
+    return accepted
 
 
 def _reject(record: RawRecord, reason: RejectionReason, detail: str) -> DeadLetter:
@@ -99,24 +111,33 @@ def _describe(details: list[ErrorDetails]) -> str:
 
 
 def _check_rules(
-    event: ExperimentEvent, limits: EventLimits, now: datetime
+    event: ExperimentEvent, event_us: int, limits: EventLimits, now: datetime
 ) -> tuple[RejectionReason, str] | None:
-    if event.timestamp > now + limits.max_future_skew:
+    # In exact integer microseconds: comparing pydantic's `TzInfo` datetimes calls back into
+    # Python for their offsets.
+    if event_us > (now + limits.max_future_skew - _EPOCH) // _MICROSECOND:
         return (
             RejectionReason.FUTURE_TIMESTAMP,
             f"timestamp {event.timestamp.isoformat()} is more than "
             f"{limits.max_future_skew} after {now.isoformat()}",
         )
-    extra = event.model_extra or {}
-    if RESERVED_FIELD in extra:
-        return RejectionReason.RESERVED_FIELD, f"top-level field {RESERVED_FIELD!r} is reserved"
-    for value in extra.values():
-        if type(value) not in _LEAF_TYPES:
-            problem = _check_json_value(value, depth=1, limits=limits)
-            if problem is not None:
-                return problem
-    if event.properties is not None:
-        return _check_json_value(event.properties, depth=1, limits=limits)
+    extra = event.__pydantic_extra__
+    if extra:
+        if RESERVED_FIELD in extra:
+            return RejectionReason.RESERVED_FIELD, f"top-level field {RESERVED_FIELD!r} is reserved"
+        for value in extra.values():
+            if type(value) not in _LEAF_TYPES:
+                problem = _check_json_value(value, depth=1, limits=limits)
+                if problem is not None:
+                    return problem
+    properties = event.properties
+    if properties is not None:
+        if limits.max_nesting_depth < 1:
+            return _check_json_value(properties, depth=1, limits=limits)
+        # Most properties are leaves: only the others cost a call.
+        for value in properties.values():
+            if type(value) not in _LEAF_TYPES:
+                return _check_json_value(properties, depth=1, limits=limits)
     return None
 
 

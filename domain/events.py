@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
 from domain.records import KinesisCoordinates
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 RESERVED_FIELD = "_pipeline"
 """Top-level field the archive adds to each line; a producer may not send it."""
@@ -53,6 +56,12 @@ class AcceptedEvent:
     event: ExperimentEvent
     payload: bytes
     coordinates: KinesisCoordinates
+    event_time_us: int = field(init=False, compare=False, repr=False)
+    """The event's timestamp as exact integer microseconds since the Unix epoch, computed once
+    at construction (the future-timestamp rule, attribution and partitions use it)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "event_time_us", (self.event.timestamp - _EPOCH) // _MICROSECOND)
 
     @property
     def sequence(self) -> int:

@@ -10,7 +10,7 @@ from enum import StrEnum
 from itertools import pairwise
 from sys import intern
 
-from domain.attribution import EnrichedEvent
+from domain.attribution import EnrichedEvent, Matched
 
 
 class Granularity(StrEnum):
@@ -155,12 +155,26 @@ class MetricAccumulator:
         self._hourly: dict[_HourKey, _Column] = {}
 
     def add(self, events: Iterable[EnrichedEvent]) -> None:
+        self.add_matched(
+            (
+                enriched.accepted,
+                enriched.event_time_us,
+                tuple(
+                    [
+                        (a.experiment_id, a.variant_id, a.time_since_assignment_seconds)
+                        for a in enriched.attributions
+                    ]
+                ),
+            )
+            for enriched in events
+        )
+
+    def add_matched(self, events: Iterable[Matched]) -> None:
+        """`add` for the pipeline's plain tuples (see `domain.attribution.match_batch`)."""
         hourly = self._hourly
-        for enriched in events:
-            attributions = enriched.attributions
-            if not attributions:
+        for accepted, event_us, matches in events:
+            if not matches:
                 continue
-            accepted = enriched.accepted
             event = accepted.event
             coordinates = accepted.coordinates
             sequence = coordinates.sequence
@@ -169,11 +183,10 @@ class MetricAccumulator:
             # per user (the warm cache's key) instead of keeping each event's copy alive.
             user_id = intern(event.user_id)
             value = None if event.value is None else to_decimal(event.value)
-            event_us = enriched.event_time_us
             hour_us = event_us - event_us % _HOUR_US
             metric = event.event_type
-            for attribution in attributions:
-                key = (attribution.experiment_id, attribution.variant_id, metric, hour_us, shard_id)
+            for experiment_id, variant_id, _ in matches:
+                key = (experiment_id, variant_id, metric, hour_us, shard_id)
                 column = hourly.get(key)
                 if column is None:
                     hourly[key] = ([sequence], [user_id], [value])

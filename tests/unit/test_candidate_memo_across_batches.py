@@ -1,0 +1,98 @@
+"""A warm container's candidate memo gives what attributing without it gives, batch after batch,
+whatever the caches hand out: the same objects, replaced ones, or only some of them."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from domain.archiving import ArchiveAccumulator, ArchiveLimits
+from domain.attribution import (
+    CandidateMemo,
+    attribute_batch,
+    candidates_of_users,
+    match_batch,
+)
+from domain.events import AcceptedEvent
+from domain.experiments import Assignment, Experiment, ExperimentStatus
+from domain.metrics import MetricAccumulator
+from tests.unit.test_fast_paths_match_reference import accepted_events, reference_data
+
+_Data = tuple[dict[str, tuple[Assignment, ...]], dict[str, Experiment]]
+
+
+@st.composite
+def warm_batches(draw: st.DrawFn) -> list[tuple[list[AcceptedEvent], _Data]]:
+    """Batches whose reference data is, from one batch to the next, the very same objects,
+    copies of them (as after a cache refresh), other statuses, or a subset of them."""
+    batches = []
+    assignments, experiments = draw(reference_data())
+    for _ in range(draw(st.integers(1, 4))):
+        change = draw(st.sampled_from(["same", "copied", "status", "subset", "new"]))
+        if change == "copied":
+            experiments = {k: v.model_copy() for k, v in experiments.items()}
+        elif change == "status":
+            experiments = {
+                k: v.model_copy(
+                    update={
+                        "status": draw(
+                            st.sampled_from([ExperimentStatus.RUNNING, ExperimentStatus.PAUSED])
+                        )
+                    }
+                )
+                for k, v in experiments.items()
+            }
+        elif change == "subset":
+            experiments = {k: v for k, v in experiments.items() if draw(st.booleans())}
+        elif change == "new":
+            assignments, experiments = draw(reference_data())
+        batches.append((draw(accepted_events()), (assignments, experiments)))
+    return batches
+
+
+@settings(max_examples=100, deadline=None)
+@given(batches=warm_batches())
+def test_a_memo_kept_across_batches_attributes_as_no_memo_does(
+    batches: list[tuple[list[AcceptedEvent], _Data]],
+) -> None:
+    memo = CandidateMemo()
+    for events, (assignments, experiments) in batches:
+        expected = attribute_batch(events, assignments, experiments)
+        assert attribute_batch(events, assignments, experiments, memo) == expected
+        users = dict.fromkeys(e.event.user_id for e in events)
+        experiment_ids = {a.experiment_id for u in users for a in assignments.get(u, ())}
+        candidates = candidates_of_users(users, assignments, experiments, memo, experiment_ids)
+        matched = match_batch(events, candidates)
+        assert matched == [
+            (
+                e.accepted,
+                e.event_time_us,
+                tuple(
+                    (a.experiment_id, a.variant_id, a.time_since_assignment_seconds)
+                    for a in e.attributions
+                ),
+            )
+            for e in expected
+        ]
+
+
+@settings(max_examples=50, deadline=None)
+@given(events=accepted_events(), data=reference_data())
+def test_the_accumulators_fed_matched_tuples_equal_those_fed_enriched_events(
+    events: list[AcceptedEvent], data: _Data
+) -> None:
+    assignments, experiments = data
+    enriched = attribute_batch(events, assignments, experiments)
+    users = dict.fromkeys(e.event.user_id for e in events)
+    matched = match_batch(events, candidates_of_users(users, assignments, experiments))
+
+    from_enriched, from_matched = MetricAccumulator(), MetricAccumulator()
+    from_enriched.add(enriched)
+    from_matched.add_matched(matched)
+    assert from_matched.deltas() == from_enriched.deltas()
+
+    limits = ArchiveLimits(max_events_per_object=3)
+    archive_enriched, archive_matched = ArchiveAccumulator(limits), ArchiveAccumulator(limits)
+    archive_enriched.add(enriched)
+    archive_matched.add_matched(matched)
+    assert archive_matched.objects() == archive_enriched.objects()
