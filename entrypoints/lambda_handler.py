@@ -34,14 +34,21 @@ def container() -> Container:
 
 class LambdaDeadline(Deadline):
     """Stop starting new writes once less than `margin_ms` of the invocation is left, so the
-    batch ends with an honest partial response instead of being killed mid-write."""
+    batch ends with an honest partial response instead of being killed mid-write.
+
+    The margin never exceeds a quarter of the time the invocation started with: with a short
+    function timeout a fixed margin would expire at once and every batch would be sent back
+    for ever."""
+
+    MAX_SHARE_OF_INVOCATION = 0.25
 
     def __init__(self, context: LambdaContext, margin_ms: int) -> None:
         self._context = context
-        self._margin_ms = margin_ms
+        at_start = context.get_remaining_time_in_millis()
+        self._margin_ms = min(margin_ms, int(at_start * self.MAX_SHARE_OF_INVOCATION))
 
     def expired(self) -> bool:
-        return bool(self._context.get_remaining_time_in_millis() < self._margin_ms)
+        return bool(self._context.get_remaining_time_in_millis() <= self._margin_ms)
 
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)
