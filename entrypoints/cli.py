@@ -229,10 +229,7 @@ StreamName = Annotated[
 
 
 def _kinesis_client(container: Container) -> KinesisClient:
-    # The Lambda never creates a Kinesis client (the event-source mapping reads the stream),
-    # so the container has none; the command line's is built from the same session and config.
-    session = container.session()
-    client: KinesisClient = session.client("kinesis", config=container.botocore_config())
+    client: KinesisClient = container.kinesis_client()
     return client
 
 

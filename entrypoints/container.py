@@ -45,6 +45,7 @@ from infrastructure.tracing import (
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_kinesis import KinesisClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
@@ -93,6 +94,10 @@ def _sqs_client(session: boto3.session.Session, config: Config) -> SQSClient:
     return session.client("sqs", config=config)
 
 
+def _kinesis_client(session: boto3.session.Session, config: Config) -> KinesisClient:
+    return session.client("kinesis", config=config)
+
+
 def _encryption(settings: Settings) -> S3Encryption:
     if settings.kms_key_id:
         return S3Encryption("aws:kms", settings.kms_key_id)
@@ -126,6 +131,9 @@ class Container(containers.DeclarativeContainer):
     dynamodb_client = providers.Singleton(_dynamodb_client, session, botocore_config)
     s3_client = providers.Singleton(_s3_client, session, botocore_config)
     sqs_client = providers.Singleton(_sqs_client, session, botocore_config)
+    kinesis_client = providers.Singleton(_kinesis_client, session, botocore_config)
+    """Only the operators' tools read the stream; the Lambda's event-source mapping does it for
+    the function, which never builds this client."""
 
     clock = providers.Singleton(SystemClock)
     archive_codec = providers.Singleton(_archive_codec, settings)
