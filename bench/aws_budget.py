@@ -40,6 +40,7 @@ from domain.events import AcceptedEvent, EventLimits
 from domain.experiments import Assignment, Experiment, ExperimentStatus, Variant
 from domain.metrics import GRANULARITIES, MetricKey, to_decimal
 from domain.records import KinesisCoordinates, RawRecord
+from entrypoints.event_source_emulator import EmulatedLambdaContext, lambda_context
 from infrastructure.aws.dynamodb_metric_store import (
     counter_partition_key,
     counter_sort_key,
@@ -271,22 +272,9 @@ def lambda_event(records: Sequence[RawRecord]) -> dict[str, Any]:
     }
 
 
-@dataclass
-class BenchLambdaContext:
-    """The attributes Powertools and the handler read from a Lambda context (15-minute timeout)."""
-
-    function_name: str = "event-processor"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 1769
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:event-processor"
-    aws_request_id: str = "bench-0000"
-    log_group_name: str = "/aws/lambda/event-processor"
-    log_stream_name: str = "bench"
-    timeout_ms: int = 900_000
-    started: float = field(default_factory=time.monotonic)
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int(self.timeout_ms - 1000 * (time.monotonic() - self.started)))
+def bench_context() -> EmulatedLambdaContext:
+    """A 15-minute invocation with 1,769 MB (one full vCPU), starting now."""
+    return lambda_context(timeout_seconds=900, memory_limit_in_mb=1769)
 
 
 def aws_figures(workload: Workload, batch_size: int, naive_records: int) -> dict[str, Any]:
@@ -340,7 +328,7 @@ def aws_figures(workload: Workload, batch_size: int, naive_records: int) -> dict
             ours.attach(client)
         started = time.perf_counter()
         with redirect_stdout(io.StringIO()):  # Powertools prints its metrics (EMF) to stdout
-            response = lambda_handler.handler(lambda_event(batch), BenchLambdaContext())
+            response = lambda_handler.handler(lambda_event(batch), bench_context())
         ours_seconds = time.perf_counter() - started
         failures = len(response["batchItemFailures"])
 
@@ -354,7 +342,7 @@ def aws_figures(workload: Workload, batch_size: int, naive_records: int) -> dict
             event=lambda_event(sample),
             record_handler=handler,
             processor=BatchProcessor(event_type=EventType.KinesisDataStreams),
-            context=BenchLambdaContext(),  # type: ignore[arg-type]
+            context=bench_context(),  # type: ignore[arg-type]
         )
         naive_seconds = time.perf_counter() - started
         lambda_handler.container.cache_clear()

@@ -89,6 +89,33 @@ class EmulatedLambdaContext:
         return max(0, int((self.deadline - self.clock()) * 1000))
 
 
+def lambda_context(
+    function_name: str = "event-processor",
+    *,
+    timeout_seconds: float = 60.0,
+    memory_limit_in_mb: int = 1024,
+    region: str = "eu-west-1",
+    account_id: str = "123456789012",
+    request_id: str | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    started: float | None = None,
+) -> EmulatedLambdaContext:
+    """A context as Lambda hands one to an invocation that starts now (or at `started`)."""
+    request_id = request_id or str(uuid.uuid4())
+    begun = clock() if started is None else started
+    return EmulatedLambdaContext(
+        function_name=function_name,
+        function_version="$LATEST",
+        invoked_function_arn=f"arn:aws:lambda:{region}:{account_id}:function:{function_name}",
+        memory_limit_in_mb=memory_limit_in_mb,
+        aws_request_id=request_id,
+        log_group_name=f"/aws/lambda/{function_name}",
+        log_stream_name=f"local/[$LATEST]{request_id.replace('-', '')}",
+        deadline=begun + timeout_seconds,
+        clock=clock,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class EventSourceMappingSettings:
     """The event-source mapping's settings, named and defaulted as in Lambda's API.
@@ -427,19 +454,15 @@ class EventSourceMappingEmulator:
         request_id = str(uuid.uuid4())
         event = self._event(batch.records)
         started = self._clock()
-        context = EmulatedLambdaContext(
-            function_name=settings.function_name,
-            function_version="$LATEST",
-            invoked_function_arn=(
-                f"arn:aws:lambda:{settings.region}:{settings.account_id}:function:"
-                f"{settings.function_name}"
-            ),
+        context = lambda_context(
+            settings.function_name,
+            timeout_seconds=settings.function_timeout_seconds,
             memory_limit_in_mb=settings.memory_limit_in_mb,
-            aws_request_id=request_id,
-            log_group_name=f"/aws/lambda/{settings.function_name}",
-            log_stream_name=f"local/[$LATEST]{request_id.replace('-', '')}",
-            deadline=started + settings.function_timeout_seconds,
+            region=settings.region,
+            account_id=settings.account_id,
+            request_id=request_id,
             clock=self._clock,
+            started=started,
         )
         self.stats.invocations += 1
         self.stats.records_delivered += len(batch.records)

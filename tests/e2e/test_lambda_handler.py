@@ -15,7 +15,7 @@ from domain.experiments import Assignment, Experiment, ExperimentStatus, Variant
 from entrypoints.lambda_handler import handler
 from infrastructure.aws.reference_data import DynamoDbReferenceDataWriter
 from tests.e2e.conftest import Deployment
-from tests.lambda_support import FakeLambdaContext
+from tests.lambda_support import fresh_context
 
 EVENT_TIME = datetime.now(UTC).replace(minute=5, second=0, microsecond=0) - timedelta(hours=1)
 
@@ -114,7 +114,7 @@ def test_a_kinesis_batch_is_counted_archived_and_dead_lettered_end_to_end(
     )
     lambda_event = lambda_event_from_stream(kinesis_client, deployment)
 
-    response = handler(lambda_event, FakeLambdaContext())
+    response = handler(lambda_event, fresh_context())
 
     assert response == {"batchItemFailures": []}
     day = EVENT_TIME.strftime("%Y-%m-%d")
@@ -169,7 +169,7 @@ def test_an_invocation_without_time_left_asks_for_the_whole_batch_again(
     )
     lambda_event = lambda_event_from_stream(kinesis_client, deployment)
 
-    response = handler(lambda_event, FakeLambdaContext(timeout_ms=0))
+    response = handler(lambda_event, fresh_context(timeout_ms=0))
 
     expected = [r["kinesis"]["sequenceNumber"] for r in lambda_event["Records"]]
     assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == expected
@@ -190,4 +190,4 @@ def test_a_missing_table_fails_the_invocation_loudly(
     from domain.errors import InfrastructureConfigurationError
 
     with pytest.raises(InfrastructureConfigurationError):
-        handler(lambda_event_from_stream(kinesis_client, deployment), FakeLambdaContext())
+        handler(lambda_event_from_stream(kinesis_client, deployment), fresh_context())
