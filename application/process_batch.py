@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -182,16 +182,15 @@ class BatchProcessor:
                 _lower(lowest, letter.coordinates.shard_id, letter.sequence)
             unfinished = merge_unfinished(unfinished, lowest)
 
-        def in_scope(shard_id: str, sequence: int) -> bool:
-            cut = unfinished.get(shard_id)
-            return cut is None or sequence < cut
+        def below_cut(shard_id: str, sequence: int) -> bool:
+            return _before_cut(unfinished, shard_id, sequence)
 
         if unfinished:
-            done = [d for d in done if in_scope(d[1], d[2])]
-            letters = [d for d in letters if in_scope(d.coordinates.shard_id, d.sequence)]
-            metrics.restrict(in_scope)
+            done = [d for d in done if below_cut(d[1], d[2])]
+            letters = [d for d in letters if below_cut(d.coordinates.shard_id, d.sequence)]
+            metrics.restrict(below_cut)
             if archive is not None:
-                archive.restrict(in_scope)
+                archive.restrict(below_cut)
 
         started = monotonic()
         deltas = metrics.deltas()
@@ -225,20 +224,16 @@ class BatchProcessor:
             dead_letter_report.unfinished_from,
         )
 
-        def committed(shard_id: str, sequence: int) -> bool:
-            cut = unfinished.get(shard_id)
-            return cut is None or sequence < cut
-
         failures: tuple[KinesisCoordinates, ...] = ()
         if unfinished:
-            done = [d for d in done if committed(d[1], d[2])]
+            done = [d for d in done if below_cut(d[1], d[2])]
             failures = tuple(
                 record.coordinates
                 for record in records
-                if not committed(record.coordinates.shard_id, record.sequence)
+                if not below_cut(record.coordinates.shard_id, record.sequence)
             )
-            duplicates = [d for d in duplicates if committed(*d)]
-            letters = [d for d in letters if committed(d.coordinates.shard_id, d.sequence)]
+            duplicates = [d for d in duplicates if below_cut(*d)]
+            letters = [d for d in letters if below_cut(d.coordinates.shard_id, d.sequence)]
         self._recent_events.remember(
             {event_id: SeenEvent(shard_id, sequence) for event_id, shard_id, sequence, _ in done}
         )
@@ -319,6 +314,12 @@ def _sequence_order(records: Sequence[RawRecord]) -> Sequence[int] | None:
 
 def _by_index(item: tuple[int, DeadLetter]) -> int:
     return item[0]
+
+
+def _before_cut(cuts: Mapping[str, int], shard_id: str, sequence: int) -> bool:
+    """Below its shard's cut (or in a shard without one): every effect of the record is kept."""
+    cut = cuts.get(shard_id)
+    return cut is None or sequence < cut
 
 
 def _lower(lowest: dict[str, int], shard_id: str, sequence: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from application.enrichment import Enricher
@@ -33,6 +33,16 @@ do their archive lines. Their events were counted through the event-id ledger, n
 stream watermark, so an archive replay must send them back through the ledger too: under the
 watermark rule they would be counted again."""
 FILE_SHARD = REPLAY_SHARD_PREFIX + "file"
+
+
+def as_replayed(record: RawRecord) -> RawRecord:
+    """The record under its replay shard id (`replay-<original shard>`), which it keeps in the
+    archive; a record already under one is unchanged."""
+    original = record.coordinates
+    if original.shard_id.startswith(REPLAY_SHARD_PREFIX):
+        return record
+    coordinates = replace(original, shard_id=REPLAY_SHARD_PREFIX + original.shard_id)
+    return RawRecord(coordinates, record.data)
 
 
 class ReplayStatus(StrEnum):
@@ -126,7 +136,7 @@ class ReplayProcessor:
         accepted: list[tuple[str, AcceptedEvent]] = []
         seen: set[str] = set()
         for item in items:
-            decoded = decode_record(item.record, self._settings.event_limits, now)
+            decoded = decode_record(as_replayed(item.record), self._settings.event_limits, now)
             if isinstance(decoded, DeadLetter):
                 outcomes[item.source] = ItemOutcome(
                     item.source, ReplayStatus.INVALID, None, decoded.reason, decoded.detail

@@ -33,16 +33,18 @@ from entrypoints.cli_stream import (
     DEFAULT_STREAM,
     consumer_summary,
     environment,
-    lambda_context,
     progress_line,
     put_entries,
 )
+from entrypoints.event_source_emulator import lambda_context
 from infrastructure.aws.errors import translate
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
 
     from entrypoints.container import Container
+    from entrypoints.settings import Settings
+    from infrastructure.aws.provisioning import ResourceNames
 
 PIPED_WIDTH = 160
 EXIT_OK = 0
@@ -233,6 +235,21 @@ def _kinesis_client(container: Container) -> KinesisClient:
     return client
 
 
+def resource_names(settings: Settings, queue: str, stream: str, shards: int = 1) -> ResourceNames:
+    """The resources the configuration names, plus the queue and stream it leaves to the caller."""
+    from infrastructure.aws.provisioning import ResourceNames
+
+    return ResourceNames(
+        aggregation_table=settings.dynamodb_table,
+        archive_bucket=settings.s3_bucket,
+        dead_letter_queue=queue,
+        stream=stream,
+        assignments_table=settings.assignments_table,
+        experiments_table=settings.experiments_table,
+        stream_shards=shards,
+    )
+
+
 def _region(container: Container) -> str:
     region = container.session().region_name
     if not region:
@@ -254,20 +271,12 @@ def provision(
 ) -> None:
     """Create the stream, the tables, the bucket and the queue if missing (idempotent: run it
     again and nothing changes), and wait until they are usable."""
-    from infrastructure.aws.provisioning import ResourceNames, provision_all
+    from infrastructure.aws.provisioning import provision_all
 
     with aws_environment(endpoint_url):
         container = build_container()
         settings = container.settings()
-        names = ResourceNames(
-            aggregation_table=settings.dynamodb_table,
-            archive_bucket=settings.s3_bucket,
-            dead_letter_queue=queue,
-            stream=stream,
-            assignments_table=settings.assignments_table,
-            experiments_table=settings.experiments_table,
-            stream_shards=shards,
-        )
+        names = resource_names(settings, queue, stream, shards)
         region = _region(container)
         resources = run_against_aws(
             lambda: provision_all(
@@ -727,7 +736,7 @@ def demo(
         EventSourceMappingEmulator,
         EventSourceMappingSettings,
     )
-    from infrastructure.aws.provisioning import ResourceNames, provision_all
+    from infrastructure.aws.provisioning import provision_all
     from infrastructure.aws.reference_data import DynamoDbReferenceDataWriter
     from infrastructure.synthetic.workload import WorkloadSpec, generate
 
@@ -744,14 +753,7 @@ def demo(
         with environment(DEMO_ENVIRONMENT | {"AWS_ENDPOINT_URL": endpoint}):
             container = build_container()
             settings = container.settings()
-            names = ResourceNames(
-                aggregation_table=settings.dynamodb_table,
-                archive_bucket=settings.s3_bucket,
-                dead_letter_queue=DEFAULT_QUEUE,
-                stream=DEFAULT_STREAM,
-                assignments_table=settings.assignments_table,
-                experiments_table=settings.experiments_table,
-            )
+            names = resource_names(settings, DEFAULT_QUEUE, DEFAULT_STREAM)
             kinesis = _kinesis_client(container)
             resources = run_against_aws(
                 lambda: provision_all(
@@ -789,7 +791,7 @@ def demo(
             put = run_against_aws(lambda: put_entries(kinesis, names.stream, workload.entries))
             invalid = sum(1 for entry in workload.entries if not entry.valid)
             console.print(
-                f"{_since(started)} [bold]4.[/bold] put {put.records:,} records into {names.stream} "
+                f"{_since(started)} [bold]4.[/bold] put {len(put.placed):,} records into {names.stream} "
                 f"({invalid} of them invalid) in {put.calls} PutRecords calls"
             )
             with (

@@ -152,7 +152,8 @@ def replay_dead_letters(
             break
         handles = {letter.message_id: letter.receipt_handle for letter in received.letters}
         items = [
-            ReplayItem(letter.message_id, _record_of(letter.letter)) for letter in received.letters
+            ReplayItem(letter.message_id, RawRecord(letter.letter.coordinates, letter.letter.data))
+            for letter in received.letters
         ]
         result = processor.replay(items, options) if items else None
         summary.read += len(items) + len(received.unreadable)
@@ -171,17 +172,6 @@ def replay_dead_letters(
         on_progress(summary.read)
     summary.kept_messages = len(kept)
     _make_visible(sqs, queue_url, kept)
-
-
-def _record_of(letter: DeadLetter) -> RawRecord:
-    original = letter.coordinates
-    coordinates = KinesisCoordinates(
-        REPLAY_SHARD_PREFIX + original.shard_id,
-        original.sequence_number,
-        original.partition_key,
-        original.approximate_arrival_timestamp,
-    )
-    return RawRecord(coordinates, letter.data)
 
 
 def _make_visible(sqs: SQSClient, queue_url: str, receipt_handles: Sequence[str]) -> None:

@@ -8,35 +8,20 @@ from __future__ import annotations
 
 import json
 import os
-import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from domain.errors import TransientInfrastructureError
-from infrastructure.aws.errors import translate
+from infrastructure.aws.kinesis_producer import OutgoingRecord, PutOutcome, put_records
 from infrastructure.synthetic.workload import StreamEntry
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
-    from mypy_boto3_kinesis.type_defs import PutRecordsRequestEntryTypeDef
 
     from entrypoints.event_source_emulator import EmulatorStats
 
-PUT_RECORDS_LIMIT = 500
-PUT_RECORDS_BYTES = 5 * 1024 * 1024
 DEFAULT_STREAM = "experiment-events"
 DEFAULT_QUEUE = "event-dead-letters"
-
-
-@dataclass(frozen=True, slots=True)
-class PutSummary:
-    records: int
-    calls: int
 
 
 def put_entries(
@@ -44,86 +29,10 @@ def put_entries(
     stream_name: str,
     entries: Sequence[StreamEntry],
     on_progress: Callable[[int], None] | None = None,
-    max_attempts: int = 8,
-) -> PutSummary:
-    """Put every entry into the stream, in order per partition key, retrying the records that
-    PutRecords reports as failed (throttled) until all are in."""
-    calls = 0
-    done = 0
-    for chunk in _chunks(entries):
-        pending: list[PutRecordsRequestEntryTypeDef] = [
-            {"Data": e.data, "PartitionKey": e.partition_key} for e in chunk
-        ]
-        for attempt in range(max_attempts):
-            try:
-                response = kinesis.put_records(StreamName=stream_name, Records=pending)
-            except (BotoCoreError, ClientError) as error:
-                raise translate(error, "PutRecords") from error
-            calls += 1
-            if not response.get("FailedRecordCount"):
-                break
-            pending = [
-                entry
-                for entry, result in zip(pending, response["Records"], strict=True)
-                if "ErrorCode" in result
-            ]
-            time.sleep(min(1.0, 0.05 * 2**attempt))
-        else:
-            raise TransientInfrastructureError(
-                "PutRecords", f"{len(pending)} records still refused after {max_attempts} attempts"
-            )
-        done += len(chunk)
-        if on_progress is not None:
-            on_progress(done)
-    return PutSummary(done, calls)
-
-
-def _chunks(entries: Sequence[StreamEntry]) -> Iterator[Sequence[StreamEntry]]:
-    start = 0
-    while start < len(entries):
-        size = 0
-        end = start
-        while end < len(entries) and end - start < PUT_RECORDS_LIMIT:
-            record_size = len(entries[end].data) + len(entries[end].partition_key.encode())
-            if end > start and size + record_size > PUT_RECORDS_BYTES:
-                break
-            size += record_size
-            end += 1
-        yield entries[start:end]
-        start = end
-
-
-@dataclass(frozen=True, slots=True)
-class LocalLambdaContext:
-    """The Lambda context of a local invocation; its remaining time runs out at `deadline`."""
-
-    function_name: str
-    function_version: str
-    invoked_function_arn: str
-    memory_limit_in_mb: int
-    aws_request_id: str
-    log_group_name: str
-    log_stream_name: str
-    deadline: float
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.deadline - time.monotonic()) * 1000))
-
-
-def lambda_context(
-    function_name: str = "event-processor", timeout_seconds: float = 60.0
-) -> LocalLambdaContext:
-    """A context for one local invocation, as `sam local invoke` would give."""
-    return LocalLambdaContext(
-        function_name=function_name,
-        function_version="$LATEST",
-        invoked_function_arn=f"arn:aws:lambda:eu-west-1:123456789012:function:{function_name}",
-        memory_limit_in_mb=1024,
-        aws_request_id=str(uuid.uuid4()),
-        log_group_name=f"/aws/lambda/{function_name}",
-        log_stream_name="local",
-        deadline=time.monotonic() + timeout_seconds,
-    )
+) -> PutOutcome:
+    """Put the generated entries into the stream, in order, refused ones again."""
+    records = [OutgoingRecord(e.data, e.partition_key) for e in entries]
+    return put_records(kinesis, stream_name, records, on_progress)
 
 
 def progress_line(stats: EmulatorStats, now: float) -> str:

@@ -21,18 +21,15 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from domain.experiments import Assignment, Experiment
+from infrastructure.aws.kinesis_producer import OutgoingRecord, PlacedRecord, put_records
 from infrastructure.synthetic.bad_records import BadRecord, stream_safe_catalogue
 from infrastructure.synthetic.workload import WorkloadSpec, generate
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
-    from mypy_boto3_kinesis.type_defs import PutRecordsRequestEntryTypeDef
 
 
 DEFAULT_STREAM_START = datetime(2026, 11, 18, 0, 0, tzinfo=UTC)
-PUT_RECORDS_MAX_ENTRIES = 500
-PUT_RECORDS_MAX_BYTES = 4 * 1024 * 1024
-"""Below the 5 MiB request limit of PutRecords, leaving room for partition keys."""
 
 _EVENT_TYPES = (("exposure", 0.4), ("click", 0.3), ("conversion", 0.2), ("purchase", 0.1))
 _OFFSETS = (UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5, minutes=-30)))
@@ -70,10 +67,8 @@ class StreamEntry:
     """For a duplicate: the index of the entry it repeats."""
 
 
-@dataclass(frozen=True, slots=True)
-class PutResult:
-    shard_id: str
-    sequence_number: str
+PutResult = PlacedRecord
+"""Where one entry of the stream landed."""
 
 
 @dataclass(slots=True)
@@ -87,41 +82,9 @@ class GeneratedStream:
         return ((i, e) for i, e in enumerate(self.entries) if e.kind is kind)
 
     def put_into(self, kinesis: KinesisClient, stream_name: str) -> list[PutResult]:
-        """PutRecords in order, 500 entries a call; failed entries are put again."""
-        results: list[PutResult | None] = [None] * len(self.entries)
-        for chunk in _chunks(list(range(len(self.entries))), self.entries):
-            pending = chunk
-            while pending:
-                request: list[PutRecordsRequestEntryTypeDef] = [
-                    {"Data": self.entries[i].payload, "PartitionKey": self.entries[i].partition_key}
-                    for i in pending
-                ]
-                response = kinesis.put_records(StreamName=stream_name, Records=request)
-                failed = []
-                for index, outcome in zip(pending, response["Records"], strict=True):
-                    if "SequenceNumber" in outcome and "ShardId" in outcome:
-                        results[index] = PutResult(outcome["ShardId"], outcome["SequenceNumber"])
-                    else:
-                        failed.append(index)
-                pending = failed
-        return [r for r in results if r is not None]
-
-
-def _chunks(indices: list[int], entries: Sequence[StreamEntry]) -> Iterator[list[int]]:
-    chunk: list[int] = []
-    size = 0
-    for index in indices:
-        entry = entries[index]
-        entry_size = len(entry.payload) + len(entry.partition_key)
-        if chunk and (
-            len(chunk) >= PUT_RECORDS_MAX_ENTRIES or size + entry_size > PUT_RECORDS_MAX_BYTES
-        ):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(index)
-        size += entry_size
-    if chunk:
-        yield chunk
+        """PutRecords in order, within the call limits; refused entries are put again."""
+        records = [OutgoingRecord(e.payload, e.partition_key) for e in self.entries]
+        return put_records(kinesis, stream_name, records).placed
 
 
 def generate_stream(spec: StreamSpec) -> GeneratedStream:

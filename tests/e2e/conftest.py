@@ -25,6 +25,23 @@ class Deployment:
         return self.resources.names
 
 
+def point_the_service_at(
+    resources: ProvisionedResources, endpoint_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The environment the Lambda would be deployed with, naming these resources."""
+    names = resources.names
+    for variable, value in {
+        "AWS_ENDPOINT_URL": endpoint_url,
+        "S3_BUCKET": names.archive_bucket,
+        "DYNAMODB_TABLE": names.aggregation_table,
+        "DLQ_URL": resources.dead_letter_queue_url,
+        "ASSIGNMENTS_TABLE": names.assignments_table,
+        "EXPERIMENTS_TABLE": names.experiments_table,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(variable, value)
+
+
 @pytest.fixture
 def deployment(
     unique_name: str,
@@ -44,16 +61,7 @@ def deployment(
         experiments_table=f"{unique_name}-experiments",
     )
     resources = provision_all(names, dynamodb_client, s3_client, sqs_client, kinesis_client, REGION)
-    for variable, value in {
-        "AWS_ENDPOINT_URL": endpoint_url,
-        "S3_BUCKET": names.archive_bucket,
-        "DYNAMODB_TABLE": names.aggregation_table,
-        "DLQ_URL": resources.dead_letter_queue_url,
-        "ASSIGNMENTS_TABLE": names.assignments_table,
-        "EXPERIMENTS_TABLE": names.experiments_table,
-        "POWERTOOLS_TRACE_DISABLED": "true",
-    }.items():
-        monkeypatch.setenv(variable, value)
+    point_the_service_at(resources, endpoint_url, monkeypatch)
     lambda_handler.container.cache_clear()
     yield Deployment(resources)
     lambda_handler.container.cache_clear()

@@ -57,6 +57,7 @@ from infrastructure.synthetic.stream import (
     generate_stream,
 )
 from tests.conftest import REGION
+from tests.e2e.conftest import point_the_service_at
 from tests.faults.botocore_hooks import attach_request_faults
 from tests.faults.clock import SteppingClock
 from tests.faults.expectations import (
@@ -347,16 +348,7 @@ def run_on_real_handler(
     placed = stream.put_into(admin.kinesis, names.stream)
     assert len({p.shard_id for p in placed}) == scenario.shards
 
-    for variable, value in {
-        "AWS_ENDPOINT_URL": moto_endpoint,
-        "S3_BUCKET": names.archive_bucket,
-        "DYNAMODB_TABLE": names.aggregation_table,
-        "DLQ_URL": resources.dead_letter_queue_url,
-        "ASSIGNMENTS_TABLE": names.assignments_table,
-        "EXPERIMENTS_TABLE": names.experiments_table,
-        "POWERTOOLS_TRACE_DISABLED": "true",
-    }.items():
-        monkeypatch.setenv(variable, value)
+    point_the_service_at(resources, moto_endpoint, monkeypatch)
 
     clock = SteppingClock()
     plan = FaultPlan(seed=scenario.seed, rates=FaultRates.evenly(scenario.fault_rate))

@@ -84,3 +84,11 @@ def test_replayed_events_are_archived_with_their_enrichment() -> None:
     processor.replay([item("m1", event_payload(event_id="a"))], ReplayOptions())
     [line] = list(store.archive.lines())
     assert json.loads(line)["_pipeline"]["attributions"][0]["variant_id"] == "control"
+
+
+def test_replayed_events_are_archived_under_a_replay_shard_so_an_archive_replay_can_tell() -> None:
+    store, processor = setup()
+    processor.replay([item("m1", event_payload(event_id="a"), sequence=7)], ReplayOptions())
+    [line] = list(store.archive.lines())
+    kinesis = json.loads(line)["_pipeline"]["kinesis"]
+    assert (kinesis["shard_id"], kinesis["sequence_number"]) == ("replay-shardId-000000000000", "7")
