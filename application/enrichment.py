@@ -11,11 +11,11 @@ from domain.attribution import (
     Attribution,
     CandidateMemo,
     EnrichedEvent,
-    Matched,
+    Match,
     candidates_of_users,
-    match_batch,
+    match_columns,
 )
-from domain.events import AcceptedEvent
+from domain.events import AcceptedColumns, AcceptedEvent
 
 
 class Enricher:
@@ -31,27 +31,28 @@ class Enricher:
 
     def enrich(self, events: Sequence[AcceptedEvent]) -> list[EnrichedEvent]:
         """Raises TransientInfrastructureError when a lookup cannot be made now."""
+        columns = AcceptedColumns.of(events)
         return [
             EnrichedEvent(accepted, tuple([Attribution(*match) for match in matches]), event_us)
-            for accepted, event_us, matches in self.match(events)
+            for accepted, event_us, matches in zip(
+                events, columns.times_us, self.match(columns), strict=True
+            )
         ]
 
-    def match(self, events: Sequence[AcceptedEvent]) -> list[Matched]:
-        """`enrich` as plain tuples (see `domain.attribution.match_batch`), for the batch's hot
-        path. Raises TransientInfrastructureError when a lookup cannot be made now."""
-        # Interned, so that the warm cache keys and the counters' columns share one string per
-        # user (see MetricAccumulator.add).
-        user_ids = {intern(a.event.user_id) for a in events}
+    def match(self, events: AcceptedColumns) -> list[tuple[Match, ...]]:
+        """Each event's attributions as plain tuples (see `domain.attribution.match_columns`),
+        for the batch's hot path. Raises TransientInfrastructureError when a lookup cannot be
+        made now."""
+        # Interned, so that the warm cache keys and the counters' rows share one string per
+        # user (see MetricAccumulator.add_columns).
+        users = dict.fromkeys([intern(event.user_id) for event in events.events])
+        user_ids = users.keys()
         assignments = self._assignments.assignments_for(user_ids) if user_ids else {}
         experiment_ids = {
             assignment.experiment_id for items in assignments.values() for assignment in items
         }
         experiments = self._experiments.experiments(experiment_ids) if experiment_ids else {}
         candidates = candidates_of_users(
-            dict.fromkeys(a.event.user_id for a in events),
-            assignments,
-            experiments,
-            self._memo,
-            experiment_ids,
+            users, assignments, experiments, self._memo, experiment_ids
         )
-        return match_batch(events, candidates)
+        return match_columns(events.events, events.times_us, candidates)

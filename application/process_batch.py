@@ -26,9 +26,9 @@ from application.ports import (
 )
 from application.results import BatchResult
 from domain.archiving import ArchiveAccumulator, ArchiveLimits
-from domain.decoding import decode_record
+from domain.decoding import decode_records
 from domain.errors import TransientInfrastructureError
-from domain.events import AcceptedEvent, EventLimits
+from domain.events import AcceptedColumns, EventLimits
 from domain.metrics import MetricAccumulator
 from domain.records import KinesisCoordinates, RawRecord
 from domain.rejections import DeadLetter
@@ -112,28 +112,31 @@ class BatchProcessor:
 
         for chunk_start in range(0, len(records), chunk_records):
             started = monotonic()
-            accepted: list[AcceptedEvent] = []
-            for position in range(chunk_start, min(chunk_start + chunk_records, len(records))):
-                index = position if order is None else order[position]
-                outcome = decode_record(records[index], limits, now)
-                if isinstance(outcome, AcceptedEvent):
-                    accepted.append(outcome)
-                else:
-                    rejected.append((index, outcome))
+            positions = range(chunk_start, min(chunk_start + chunk_records, len(records)))
+            accepted, chunk_rejected = decode_records(
+                records,
+                positions if order is None else order[positions.start : positions.stop],
+                limits,
+                now,
+            )
+            rejected.extend(chunk_rejected)
             decoded = monotonic()
             timings["decode"] += decoded - started
 
             unique = self._drop_duplicates(accepted, in_batch, duplicates)
-            for item in unique:
-                lowest_unique.setdefault(item.coordinates.shard_id, item.sequence)
             del accepted
+            # Chunks come in sequence order: a shard's first unique record is its lowest.
+            for shard_id, sequence in {
+                c.shard_id: c.sequence for c in reversed(unique.coordinates)
+            }.items():
+                lowest_unique.setdefault(shard_id, sequence)
             enriched_at = monotonic()
             timings["deduplicate"] += enriched_at - decoded
 
             if enrichment_failed:
                 continue
             try:
-                matched = self._enricher.match(unique)
+                matches = self._enricher.match(unique)
             except TransientInfrastructureError as error:
                 problems.append(str(error))
                 stage_errors["enrich"] = 1
@@ -145,26 +148,25 @@ class BatchProcessor:
                 done.clear()
                 timings["enrich"] += monotonic() - enriched_at
                 continue
-            del unique
             aggregated_at = monotonic()
             timings["enrich"] += aggregated_at - enriched_at
 
-            metrics.add_matched(matched)
+            metrics.add_columns(unique, matches)
             archived_at = monotonic()
             timings["aggregate"] += archived_at - aggregated_at
 
             if archive is not None:
-                archive.add_matched(matched)
+                archive.add_columns(unique, matches)
             done.extend(
-                (
-                    accepted.event.event_id,
-                    accepted.coordinates.shard_id,
-                    accepted.coordinates.sequence,
-                    len(matches),
+                zip(
+                    [event.event_id for event in unique.events],
+                    [c.shard_id for c in unique.coordinates],
+                    [c.sequence for c in unique.coordinates],
+                    map(len, matches),
+                    strict=True,
                 )
-                for accepted, _, matches in matched
             )
-            del matched
+            del unique, matches
             timings["archive"] += monotonic() - archived_at
 
         if enrichment_failed:
@@ -257,29 +259,36 @@ class BatchProcessor:
 
     def _drop_duplicates(
         self,
-        accepted: list[AcceptedEvent],
+        accepted: AcceptedColumns,
         in_batch: set[str],
         duplicates: list[tuple[str, int]],
-    ) -> list[AcceptedEvent]:
+    ) -> AcceptedColumns:
         """Keep the first record of each event id (`accepted` comes in sequence order, chunk
         after chunk; `in_batch` holds the ids kept by earlier chunks); a record seen before in
         an earlier batch is a duplicate only if it is a different record (a redelivery of the
         same one is not). The duplicates' (shard, sequence) are appended to `duplicates`."""
-        seen = self._recent_events.lookup({a.event.event_id for a in accepted})
-        unique: list[AcceptedEvent] = []
-        for item in accepted:
-            event_id = item.event.event_id
-            coordinates = item.coordinates
+        event_ids = [event.event_id for event in accepted.events]
+        seen = self._recent_events.lookup(event_ids)
+        if not seen and in_batch.isdisjoint(event_ids):
+            before = len(in_batch)
+            in_batch.update(event_ids)
+            if len(in_batch) - before == len(event_ids):
+                return accepted  # the common case: no id seen before, none twice
+            in_batch.difference_update(event_ids)
+        keep: list[int] = []
+        for index, (event_id, coordinates) in enumerate(
+            zip(event_ids, accepted.coordinates, strict=True)
+        ):
             earlier = seen.get(event_id)
             is_other_record = earlier is not None and (
-                earlier.shard_id != coordinates.shard_id or earlier.sequence != item.sequence
+                earlier.shard_id != coordinates.shard_id or earlier.sequence != coordinates.sequence
             )
             if event_id in in_batch or is_other_record:
-                duplicates.append((coordinates.shard_id, item.sequence))
+                duplicates.append((coordinates.shard_id, coordinates.sequence))
             else:
                 in_batch.add(event_id)
-                unique.append(item)
-        return unique
+                keep.append(index)
+        return accepted if len(keep) == len(event_ids) else accepted.select(keep)
 
     @contextmanager
     def _timed(self, stage: str, timings: dict[str, float]) -> Iterator[None]:

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring
 
-from domain.attribution import EnrichedEvent, Match, Matched
-from domain.events import RESERVED_FIELD, AcceptedEvent
+from domain.attribution import EnrichedEvent, Match
+from domain.events import RESERVED_FIELD, AcceptedColumns
 from domain.metrics import Granularity
 from domain.records import KinesisCoordinates, RawRecord, padded_sequence
 
@@ -81,15 +81,17 @@ class _LineWriter:
 
     def line(self, enriched: EnrichedEvent) -> bytes:
         return self.matched_line(
-            enriched.accepted,
+            enriched.accepted.payload,
+            enriched.accepted.coordinates,
             [
                 (a.experiment_id, a.variant_id, a.time_since_assignment_seconds)
                 for a in enriched.attributions
             ],
         )
 
-    def matched_line(self, accepted: AcceptedEvent, matches: Sequence[Match]) -> bytes:
-        coordinates = accepted.coordinates
+    def matched_line(
+        self, payload: bytes, coordinates: KinesisCoordinates, matches: Sequence[Match]
+    ) -> bytes:
         if matches:
             heads = self._attribution_heads
             attributions = []
@@ -129,7 +131,7 @@ class _LineWriter:
             else _json_number(arrival),
             ARCHIVE_SCHEMA_VERSION_JSON,
         )
-        payload = accepted.payload.rstrip()
+        payload = payload.rstrip()
         if b"\n" in payload or b"\r" in payload:
             payload = payload.replace(b"\r", b" ").replace(b"\n", b" ")
         # The payload is a validated, non-empty JSON object: it ends with "}" and has members.
@@ -181,28 +183,39 @@ class ArchiveAccumulator:
         self._groups: dict[tuple[int, str], list[_Member]] = {}
 
     def add(self, events: Iterable[EnrichedEvent]) -> None:
-        groups = self._groups
-        line_of = self._writer.line
-        for enriched in events:
-            accepted = enriched.accepted
-            coordinates = accepted.coordinates
-            event_us = enriched.event_time_us
-            key = (event_us - event_us % _HOUR_US, coordinates.shard_id)
-            member = (coordinates.sequence, line_of(enriched), accepted.event.event_id)
-            group = groups.get(key)
-            if group is None:
-                groups[key] = [member]
-            else:
-                group.append(member)
+        events = list(events)
+        self.add_columns(
+            AcceptedColumns.of(enriched.accepted for enriched in events),
+            [
+                tuple(
+                    [
+                        (a.experiment_id, a.variant_id, a.time_since_assignment_seconds)
+                        for a in enriched.attributions
+                    ]
+                )
+                for enriched in events
+            ],
+        )
 
-    def add_matched(self, events: Iterable[Matched]) -> None:
-        """`add` for the pipeline's plain tuples (see `domain.attribution.match_batch`)."""
+    def add_columns(self, events: AcceptedColumns, matches: Iterable[tuple[Match, ...]]) -> None:
+        """`add` for the pipeline's columns: the events and each one's attributions (see
+        `domain.attribution.match_columns`)."""
         groups = self._groups
         line_of = self._writer.matched_line
-        for accepted, event_us, matches in events:
-            coordinates = accepted.coordinates
+        for event, payload, coordinates, event_us, event_matches in zip(
+            events.events,
+            events.payloads,
+            events.coordinates,
+            events.times_us,
+            matches,
+            strict=True,
+        ):
             key = (event_us - event_us % _HOUR_US, coordinates.shard_id)
-            member = (coordinates.sequence, line_of(accepted, matches), accepted.event.event_id)
+            member = (
+                coordinates.sequence,
+                line_of(payload, coordinates, event_matches),
+                event.event_id,
+            )
             group = groups.get(key)
             if group is None:
                 groups[key] = [member]

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from domain.events import AcceptedEvent
+from domain.events import AcceptedEvent, ExperimentEvent
 from domain.experiments import Assignment, Experiment
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -185,10 +185,6 @@ Match = tuple[str, str, float]
 """(experiment_id, variant_id, time_since_assignment_seconds) of one attribution: what an
 `Attribution` holds, as a plain tuple for the batch's hot path."""
 
-Matched = tuple[AcceptedEvent, int, tuple[Match, ...]]
-"""An accepted event, its time in epoch microseconds and its attributions in `attribute`'s
-order: what `EnrichedEvent` holds, without building it (see `match_batch`)."""
-
 
 def candidates_of_users(
     user_ids: Iterable[str],
@@ -209,37 +205,33 @@ def candidates_of_users(
     return memo.candidates_of(user_ids, assignments, experiments, experiment_ids)
 
 
-def match_batch(
-    events: Iterable[AcceptedEvent], candidates: Mapping[str, tuple[_Candidate, ...]]
-) -> list[Matched]:
-    """`attribute_batch`'s outcome as plain tuples, given every event's user's candidates.
+def match_columns(
+    events: Sequence[ExperimentEvent],
+    times_us: Sequence[int],
+    candidates: Mapping[str, tuple[_Candidate, ...]],
+) -> list[tuple[Match, ...]]:
+    """Each event's attributions in `attribute`'s order, as plain tuples, given each event's
+    time in epoch microseconds and every event's user's candidates (`candidates_of_users`).
 
-    The pipeline's hot path carries these instead of `EnrichedEvent`/`Attribution` objects
-    (one tuple per event instead of two or three objects); `attribute_batch` builds the
-    domain objects from them.
+    The pipeline's hot path carries these instead of `EnrichedEvent`/`Attribution` objects;
+    `attribute_batch` builds the domain objects from them.
     """
-    matched: list[Matched] = []
+    matched: list[tuple[Match, ...]] = []
     append = matched.append
     nothing: tuple[Match, ...] = ()
-    for accepted in events:
-        event = accepted.event
+    for event, event_us in zip(events, times_us, strict=True):
         user_candidates = candidates[event.user_id]
-        event_us = accepted.event_time_us
         if not user_candidates:
-            append((accepted, event_us, nothing))
+            append(nothing)
             continue
         only = event.experiment_id
         append(
-            (
-                accepted,
-                event_us,
-                tuple(
-                    [
-                        (experiment_id, variant_id, (event_us - assigned_us) / 1_000_000)
-                        for experiment_id, variant_id, assigned_us in user_candidates
-                        if assigned_us <= event_us and (only is None or experiment_id == only)
-                    ]
-                ),
+            tuple(
+                [
+                    (experiment_id, variant_id, (event_us - assigned_us) / 1_000_000)
+                    for experiment_id, variant_id, assigned_us in user_candidates
+                    if assigned_us <= event_us and (only is None or experiment_id == only)
+                ]
             )
         )
     return matched
@@ -262,9 +254,11 @@ def attribute_batch(
     candidates = candidates_of_users(
         dict.fromkeys(a.event.user_id for a in events), assignments, experiments, memo
     )
+    times_us = [accepted.event_time_us for accepted in events]
+    matched = match_columns([accepted.event for accepted in events], times_us, candidates)
     return [
         EnrichedEvent(accepted, tuple([Attribution(*match) for match in matches]), event_us)
-        for accepted, event_us, matches in match_batch(events, candidates)
+        for accepted, event_us, matches in zip(events, times_us, matched, strict=True)
     ]
 
 

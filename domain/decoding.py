@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import binascii
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from domain.events import RESERVED_FIELD, AcceptedEvent, EventLimits, ExperimentEvent
+from domain.events import (
+    RESERVED_FIELD,
+    AcceptedColumns,
+    AcceptedEvent,
+    EventLimits,
+    ExperimentEvent,
+)
 from domain.records import RawRecord
 from domain.rejections import DeadLetter, RejectionReason
 
@@ -68,10 +74,84 @@ def decode_record(
     except ValidationError as error:
         return _classify_validation_error(error, payload, partial(_reject, record))
     accepted = AcceptedEvent(event, payload, record.coordinates)
-    problem = _check_rules(event, accepted.event_time_us, limits, now)
+    problem = _check_rules(event, accepted.event_time_us, limits, now, _latest_us(limits, now))
     if problem is not None:
         return _reject(record, *problem)
     return accepted
+
+
+def decode_records(
+    records: Sequence[RawRecord], positions: Iterable[int], limits: EventLimits, now: datetime
+) -> tuple[AcceptedColumns, list[tuple[int, DeadLetter]]]:
+    """`decode_record` of the records at `positions`, in that order: the accepted events as
+    columns, and each dead letter with its record's position.
+
+    The outcome is `decode_record`'s, record for record. A record is accepted here directly
+    only when it passes the same steps (size bound, strict base64, validation from bytes, the
+    rules); any record that fails a step, or is not a plain case of the rules, goes through
+    `decode_record` itself, which gives the reason.
+    """
+    accepted = AcceptedColumns()
+    events, payloads, coordinates, times = (
+        accepted.events,
+        accepted.payloads,
+        accepted.coordinates,
+        accepted.times_us,
+    )
+    rejected: list[tuple[int, DeadLetter]] = []
+    max_bytes = limits.max_record_bytes
+    latest_us = _latest_us(limits, now)
+    leaves_are_flat = limits.max_nesting_depth >= 1
+    leaf_types = _LEAF_TYPES
+    a2b_base64 = binascii.a2b_base64
+    validate = ExperimentEvent.__pydantic_validator__.validate_json
+    epoch, microsecond = _EPOCH, _MICROSECOND
+    for position in positions:
+        record = records[position]
+        text = record.data
+        if len(text) // 4 * 3 <= max_bytes + 2:
+            try:
+                payload = a2b_base64(text, strict_mode=True)
+                event: ExperimentEvent = validate(payload)
+            except ValueError:  # binascii.Error, pydantic's ValidationError: see below
+                pass
+            else:
+                if len(payload) <= max_bytes:
+                    event_us = (event.timestamp - epoch) // microsecond
+                    properties = event.properties
+                    if (
+                        event_us <= latest_us
+                        and not event.__pydantic_extra__
+                        and (
+                            properties is None
+                            or (
+                                leaves_are_flat
+                                and leaf_types.issuperset(map(type, properties.values()))
+                            )
+                        )
+                    ):
+                        problem = None
+                    else:
+                        problem = _check_rules(event, event_us, limits, now, latest_us)
+                    if problem is None:
+                        events.append(event)
+                        payloads.append(payload)
+                        coordinates.append(record.coordinates)
+                        times.append(event_us)
+                    else:
+                        rejected.append((position, _reject(record, *problem)))
+                    continue
+        outcome = decode_record(record, limits, now)
+        if isinstance(outcome, AcceptedEvent):
+            accepted.append(outcome)
+        else:
+            rejected.append((position, outcome))
+    return accepted, rejected
+
+
+def _latest_us(limits: EventLimits, now: datetime) -> int:
+    """The latest event time accepted, as `AcceptedEvent.event_time_us`."""
+    return (now + limits.max_future_skew - _EPOCH) // _MICROSECOND
 
 
 def _reject(record: RawRecord, reason: RejectionReason, detail: str) -> DeadLetter:
@@ -111,11 +191,11 @@ def _describe(details: list[ErrorDetails]) -> str:
 
 
 def _check_rules(
-    event: ExperimentEvent, event_us: int, limits: EventLimits, now: datetime
+    event: ExperimentEvent, event_us: int, limits: EventLimits, now: datetime, latest_us: int
 ) -> tuple[RejectionReason, str] | None:
     # In exact integer microseconds: comparing pydantic's `TzInfo` datetimes calls back into
     # Python for their offsets.
-    if event_us > (now + limits.max_future_skew - _EPOCH) // _MICROSECOND:
+    if event_us > latest_us:
         return (
             RejectionReason.FUTURE_TIMESTAMP,
             f"timestamp {event.timestamp.isoformat()} is more than "

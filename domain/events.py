@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -70,3 +71,50 @@ class AcceptedEvent:
     @property
     def timestamp(self) -> datetime:
         return self.event.timestamp
+
+
+@dataclass(slots=True)
+class AcceptedColumns:
+    """Accepted events as parallel columns, in the order accepted: what a list of
+    `AcceptedEvent`s holds, without an object per event. The batch's hot path carries these;
+    `rows()` gives the `AcceptedEvent`s back."""
+
+    events: list[ExperimentEvent] = field(default_factory=list)
+    payloads: list[bytes] = field(default_factory=list)
+    coordinates: list[KinesisCoordinates] = field(default_factory=list)
+    times_us: list[int] = field(default_factory=list)
+    """Each event's `AcceptedEvent.event_time_us`."""
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def append(self, accepted: AcceptedEvent) -> None:
+        self.events.append(accepted.event)
+        self.payloads.append(accepted.payload)
+        self.coordinates.append(accepted.coordinates)
+        self.times_us.append(accepted.event_time_us)
+
+    @classmethod
+    def of(cls, accepted: Iterable[AcceptedEvent]) -> AcceptedColumns:
+        columns = cls()
+        for item in accepted:
+            columns.append(item)
+        return columns
+
+    def rows(self) -> list[AcceptedEvent]:
+        return [
+            AcceptedEvent(event, payload, coordinates)
+            for event, payload, coordinates in zip(
+                self.events, self.payloads, self.coordinates, strict=True
+            )
+        ]
+
+    def select(self, positions: Iterable[int]) -> AcceptedColumns:
+        """The events at `positions`, in that order."""
+        positions = list(positions)
+        return AcceptedColumns(
+            [self.events[i] for i in positions],
+            [self.payloads[i] for i in positions],
+            [self.coordinates[i] for i in positions],
+            [self.times_us[i] for i in positions],
+        )

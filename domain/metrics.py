@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from itertools import pairwise
+from operator import itemgetter
 from sys import intern
 
-from domain.attribution import EnrichedEvent, Matched
+from domain.attribution import EnrichedEvent, Match
+from domain.events import AcceptedColumns
 
 
 class Granularity(StrEnum):
@@ -124,7 +126,9 @@ def _window_start_of(window_us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=window_us)
 
 
-_Column = tuple[list[int], list[str], list[Decimal | None]]
+_Row = tuple[int, str, Decimal | None]
+"""(sequence, user id, value) of one record counted by one counter; the same tuple serves
+every counter a record counts for."""
 
 
 def aggregate(events: Iterable[EnrichedEvent]) -> list[MetricDelta]:
@@ -152,96 +156,92 @@ class MetricAccumulator:
     __slots__ = ("_hourly",)
 
     def __init__(self) -> None:
-        self._hourly: dict[_HourKey, _Column] = {}
+        self._hourly: dict[_HourKey, list[_Row]] = {}
 
     def add(self, events: Iterable[EnrichedEvent]) -> None:
-        self.add_matched(
-            (
-                enriched.accepted,
-                enriched.event_time_us,
+        events = list(events)
+        self.add_columns(
+            AcceptedColumns.of(enriched.accepted for enriched in events),
+            [
                 tuple(
                     [
                         (a.experiment_id, a.variant_id, a.time_since_assignment_seconds)
                         for a in enriched.attributions
                     ]
-                ),
-            )
-            for enriched in events
+                )
+                for enriched in events
+            ],
         )
 
-    def add_matched(self, events: Iterable[Matched]) -> None:
-        """`add` for the pipeline's plain tuples (see `domain.attribution.match_batch`)."""
+    def add_columns(self, events: AcceptedColumns, matches: Iterable[tuple[Match, ...]]) -> None:
+        """`add` for the pipeline's columns: the events and each one's attributions (see
+        `domain.attribution.match_columns`)."""
         hourly = self._hourly
-        for accepted, event_us, matches in events:
-            if not matches:
+        for event, coordinates, event_us, event_matches in zip(
+            events.events, events.coordinates, events.times_us, matches, strict=True
+        ):
+            if not event_matches:
                 continue
-            event = accepted.event
-            coordinates = accepted.coordinates
-            sequence = coordinates.sequence
-            shard_id = coordinates.shard_id
-            # Interned: the columns, and the unique-user sets they end in, then share one string
+            value = event.value
+            # Interned: the rows, and the unique-user sets they end in, then share one string
             # per user (the warm cache's key) instead of keeping each event's copy alive.
-            user_id = intern(event.user_id)
-            value = None if event.value is None else to_decimal(event.value)
-            hour_us = event_us - event_us % _HOUR_US
+            row = (
+                coordinates.sequence,
+                intern(event.user_id),
+                None if value is None else to_decimal(value),
+            )
             metric = event.event_type
-            for experiment_id, variant_id, _ in matches:
+            hour_us = event_us - event_us % _HOUR_US
+            shard_id = coordinates.shard_id
+            for experiment_id, variant_id, _ in event_matches:
                 key = (experiment_id, variant_id, metric, hour_us, shard_id)
-                column = hourly.get(key)
-                if column is None:
-                    hourly[key] = ([sequence], [user_id], [value])
+                rows = hourly.get(key)
+                if rows is None:
+                    hourly[key] = [row]
                 else:
-                    column[0].append(sequence)
-                    column[1].append(user_id)
-                    column[2].append(value)
+                    rows.append(row)
 
     def restrict(self, keep: Callable[[str, int], bool]) -> None:
         """Forget the records of which `keep(shard_id, sequence)` is false."""
         for key in list(self._hourly):
-            sequences, user_ids, values = self._hourly[key]
             shard_id = key[4]
-            kept = [i for i, sequence in enumerate(sequences) if keep(shard_id, sequence)]
-            if not kept:
+            kept = [row for row in self._hourly[key] if keep(shard_id, row[0])]
+            if kept:
+                self._hourly[key] = kept
+            else:
                 del self._hourly[key]
-            elif len(kept) < len(sequences):
-                self._hourly[key] = (
-                    [sequences[i] for i in kept],
-                    [user_ids[i] for i in kept],
-                    [values[i] for i in kept],
-                )
 
     def deltas(self) -> list[MetricDelta]:
         hourly = self._hourly
-        daily: dict[_HourKey, list[_Column]] = {}
-        for (experiment_id, variant_id, metric, hour_us, shard_id), column in hourly.items():
+        daily: dict[_HourKey, list[_Row]] = {}
+        for (experiment_id, variant_id, metric, hour_us, shard_id), rows in hourly.items():
             day_key = (experiment_id, variant_id, metric, hour_us - hour_us % _DAY_US, shard_id)
-            daily.setdefault(day_key, []).append(column)
+            day_rows = daily.get(day_key)
+            if day_rows is None:
+                daily[day_key] = list(rows)
+            else:
+                day_rows.extend(rows)
 
         windows: dict[int, datetime] = {}
-        keyed: list[tuple[tuple[str, str, str, Granularity, int, str], _Column]] = []
-        for (experiment_id, variant_id, metric, hour_us, shard_id), column in hourly.items():
+        keyed: list[tuple[tuple[str, str, str, Granularity, int, str], list[_Row]]] = []
+        for (experiment_id, variant_id, metric, hour_us, shard_id), rows in hourly.items():
             keyed.append(
-                ((experiment_id, variant_id, metric, Granularity.HOUR, hour_us, shard_id), column)
+                ((experiment_id, variant_id, metric, Granularity.HOUR, hour_us, shard_id), rows)
             )
-        for (experiment_id, variant_id, metric, day_us, shard_id), columns in daily.items():
-            merged: _Column = ([], [], [])
-            for hour_column in columns:
-                merged[0].extend(hour_column[0])
-                merged[1].extend(hour_column[1])
-                merged[2].extend(hour_column[2])
+        for (experiment_id, variant_id, metric, day_us, shard_id), rows in daily.items():
             keyed.append(
-                ((experiment_id, variant_id, metric, Granularity.DAY, day_us, shard_id), merged)
+                ((experiment_id, variant_id, metric, Granularity.DAY, day_us, shard_id), rows)
             )
         # The order of (MetricKey, shard): key fields in declaration order, window start as
         # instant.
         keyed.sort(key=lambda item: item[0])
 
         deltas = []
-        for (experiment_id, variant_id, metric, granularity, window_us, shard_id), column in keyed:
+        for (experiment_id, variant_id, metric, granularity, window_us, shard_id), rows in keyed:
             window_start = windows.get(window_us)
             if window_start is None:
                 window_start = windows[window_us] = _window_start_of(window_us)
-            sequences, user_ids, values = _in_sequence_order(column)
+            sequences, user_ids, values = _in_sequence_order(rows)
             deltas.append(
                 MetricDelta(
                     MetricKey(experiment_id, variant_id, metric, granularity, window_start),
@@ -255,14 +255,13 @@ class MetricAccumulator:
 
 
 def _in_sequence_order(
-    column: _Column,
+    rows: list[_Row],
 ) -> tuple[tuple[int, ...], tuple[str, ...], tuple[Decimal | None, ...]]:
-    sequences, user_ids, values = column
-    if all(a < b for a, b in pairwise(sequences)):
-        return tuple(sequences), tuple(user_ids), tuple(values)
-    order = sorted(range(len(sequences)), key=sequences.__getitem__)
-    return (
-        tuple(sequences[i] for i in order),
-        tuple(user_ids[i] for i in order),
-        tuple(values[i] for i in order),
-    )
+    """The rows' columns in sequence order (a stable sort, skipped when they already are)."""
+    if not all(a[0] < b[0] for a, b in pairwise(rows)):
+        rows = sorted(rows, key=_sequence_of)
+    sequences, user_ids, values = zip(*rows, strict=True)
+    return sequences, user_ids, values
+
+
+_sequence_of = itemgetter(0)

@@ -11,9 +11,9 @@ from domain.attribution import (
     CandidateMemo,
     attribute_batch,
     candidates_of_users,
-    match_batch,
+    match_columns,
 )
-from domain.events import AcceptedEvent
+from domain.events import AcceptedColumns, AcceptedEvent
 from domain.experiments import Assignment, Experiment, ExperimentStatus
 from domain.metrics import MetricAccumulator
 from tests.unit.test_fast_paths_match_reference import accepted_events, reference_data
@@ -62,37 +62,40 @@ def test_a_memo_kept_across_batches_attributes_as_no_memo_does(
         users = dict.fromkeys(e.event.user_id for e in events)
         experiment_ids = {a.experiment_id for u in users for a in assignments.get(u, ())}
         candidates = candidates_of_users(users, assignments, experiments, memo, experiment_ids)
-        matched = match_batch(events, candidates)
+        columns = AcceptedColumns.of(events)
+        matched = match_columns(columns.events, columns.times_us, candidates)
         assert matched == [
-            (
-                e.accepted,
-                e.event_time_us,
-                tuple(
-                    (a.experiment_id, a.variant_id, a.time_since_assignment_seconds)
-                    for a in e.attributions
-                ),
+            tuple(
+                (a.experiment_id, a.variant_id, a.time_since_assignment_seconds)
+                for a in e.attributions
             )
             for e in expected
         ]
+        assert columns.times_us == [e.event_time_us for e in expected]
 
 
 @settings(max_examples=50, deadline=None)
 @given(events=accepted_events(), data=reference_data())
-def test_the_accumulators_fed_matched_tuples_equal_those_fed_enriched_events(
+def test_the_accumulators_fed_columns_equal_those_fed_enriched_events(
     events: list[AcceptedEvent], data: _Data
 ) -> None:
     assignments, experiments = data
     enriched = attribute_batch(events, assignments, experiments)
     users = dict.fromkeys(e.event.user_id for e in events)
-    matched = match_batch(events, candidates_of_users(users, assignments, experiments))
+    columns = AcceptedColumns.of(events)
+    matched = match_columns(
+        columns.events,
+        columns.times_us,
+        candidates_of_users(users, assignments, experiments),
+    )
 
     from_enriched, from_matched = MetricAccumulator(), MetricAccumulator()
     from_enriched.add(enriched)
-    from_matched.add_matched(matched)
+    from_matched.add_columns(columns, matched)
     assert from_matched.deltas() == from_enriched.deltas()
 
     limits = ArchiveLimits(max_events_per_object=3)
     archive_enriched, archive_matched = ArchiveAccumulator(limits), ArchiveAccumulator(limits)
     archive_enriched.add(enriched)
-    archive_matched.add_matched(matched)
+    archive_matched.add_columns(columns, matched)
     assert archive_matched.objects() == archive_enriched.objects()
