@@ -11,7 +11,7 @@ from domain.attribution import (
     Attribution,
     CandidateMemo,
     EnrichedEvent,
-    Match,
+    Matches,
     candidates_of_users,
     match_columns,
 )
@@ -32,14 +32,17 @@ class Enricher:
     def enrich(self, events: Sequence[AcceptedEvent]) -> list[EnrichedEvent]:
         """Raises TransientInfrastructureError when a lookup cannot be made now."""
         columns = AcceptedColumns.of(events)
+        matches = self.match(columns)
         return [
-            EnrichedEvent(accepted, tuple([Attribution(*match) for match in matches]), event_us)
-            for accepted, event_us, matches in zip(
-                events, columns.times_us, self.match(columns), strict=True
+            EnrichedEvent(
+                accepted,
+                tuple([Attribution(*match) for match in matches.of_event(index)]),
+                event_us,
             )
+            for index, (accepted, event_us) in enumerate(zip(events, columns.times_us, strict=True))
         ]
 
-    def match(self, events: AcceptedColumns) -> list[tuple[Match, ...]]:
+    def match(self, events: AcceptedColumns) -> Matches:
         """Each event's attributions as plain tuples (see `domain.attribution.match_columns`),
         for the batch's hot path. Raises TransientInfrastructureError when a lookup cannot be
         made now."""

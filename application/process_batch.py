@@ -25,7 +25,7 @@ from application.ports import (
     merge_unfinished,
 )
 from application.results import BatchResult
-from domain.archiving import ArchiveAccumulator, ArchiveLimits
+from domain.archiving import ArchiveAccumulator, ArchiveLimits, ArchiveLineWriter
 from domain.decoding import decode_records
 from domain.errors import TransientInfrastructureError
 from domain.events import AcceptedColumns, EventLimits
@@ -75,6 +75,7 @@ class BatchProcessor:
         self._telemetry = telemetry
         self._settings = settings
         self._enricher = Enricher(assignments, experiments)
+        self._line_writer = ArchiveLineWriter()
 
     def process(
         self, records: Sequence[RawRecord], deadline: Deadline | None = None
@@ -102,7 +103,11 @@ class BatchProcessor:
         timings["decode"] += monotonic() - started
 
         metrics = MetricAccumulator()
-        archive = ArchiveAccumulator(settings.archive_limits) if settings.archive_events else None
+        archive = (
+            ArchiveAccumulator(settings.archive_limits, self._line_writer)
+            if settings.archive_events
+            else None
+        )
         rejected: list[tuple[int, DeadLetter]] = []
         duplicates: list[tuple[str, int]] = []
         done: list[_Done] = []
@@ -144,14 +149,14 @@ class BatchProcessor:
                 # Nothing of this batch is enriched: drop what earlier chunks prepared.
                 metrics = MetricAccumulator()
                 if archive is not None:
-                    archive = ArchiveAccumulator(settings.archive_limits)
+                    archive = ArchiveAccumulator(settings.archive_limits, self._line_writer)
                 done.clear()
                 timings["enrich"] += monotonic() - enriched_at
                 continue
             aggregated_at = monotonic()
             timings["enrich"] += aggregated_at - enriched_at
 
-            metrics.add_columns(unique, matches)
+            metrics.add_columns(unique, matches.variants)
             archived_at = monotonic()
             timings["aggregate"] += archived_at - aggregated_at
 
@@ -162,7 +167,7 @@ class BatchProcessor:
                     [event.event_id for event in unique.events],
                     [c.shard_id for c in unique.coordinates],
                     [c.sequence for c in unique.coordinates],
-                    map(len, matches),
+                    map(len, matches.variants),
                     strict=True,
                 )
             )

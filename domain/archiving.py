@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring
 
-from domain.attribution import EnrichedEvent, Match
+from domain.attribution import EnrichedEvent, Matches, Variant
 from domain.events import RESERVED_FIELD, AcceptedColumns
 from domain.metrics import Granularity
 from domain.records import KinesisCoordinates, RawRecord, padded_sequence
@@ -69,81 +69,82 @@ def _json_number(number: float) -> str:
     return json.dumps(number)
 
 
-class _LineWriter:
-    """Builds archive lines; the JSON of values that repeat within a batch (attributions, shard
-    ids) is encoded once per batch instead of once per event."""
+class ArchiveLineWriter:
+    """Builds archive lines from one bytes template per (shard, attributed variants): the JSON
+    of everything but the event, its elapsed times and its record's coordinates is written
+    once, and each line is one C-level format of the template. Keep one writer across batches
+    (the templates repeat); it holds at most `max_templates` of them."""
 
-    __slots__ = ("_attribution_heads", "_shards")
+    __slots__ = ("_max_templates", "_template_count", "_templates")
 
-    def __init__(self) -> None:
-        self._attribution_heads: dict[str, dict[str, str]] = {}
-        self._shards: dict[str, str] = {}
+    def __init__(self, max_templates: int = 50_000) -> None:
+        self._max_templates = max_templates
+        self._templates: dict[str, dict[tuple[Variant, ...], bytes]] = {}
+        self._template_count = 0
 
     def line(self, enriched: EnrichedEvent) -> bytes:
+        attributions = enriched.attributions
         return self.matched_line(
             enriched.accepted.payload,
             enriched.accepted.coordinates,
-            [
-                (a.experiment_id, a.variant_id, a.time_since_assignment_seconds)
-                for a in enriched.attributions
-            ],
+            tuple([(a.experiment_id, a.variant_id) for a in attributions]),
+            tuple([a.time_since_assignment_seconds for a in attributions]),
         )
 
     def matched_line(
-        self, payload: bytes, coordinates: KinesisCoordinates, matches: Sequence[Match]
+        self,
+        payload: bytes,
+        coordinates: KinesisCoordinates,
+        variants: tuple[Variant, ...],
+        elapsed_seconds: tuple[float, ...],
     ) -> bytes:
-        if matches:
-            heads = self._attribution_heads
-            attributions = []
-            for experiment_id, variant_id, elapsed in matches:
-                of_experiment = heads.get(experiment_id)
-                if of_experiment is None:
-                    of_experiment = heads[experiment_id] = {}
-                head = of_experiment.get(variant_id)
-                if head is None:
-                    head = of_experiment[variant_id] = (
-                        f'{{"experiment_id":{_json_string(experiment_id)},'
-                        f'"variant_id":{_json_string(variant_id)},"time_since_assignment_seconds":'
-                    )
-                attributions.append(
-                    head
-                    + (
-                        float.__repr__(elapsed)
-                        if type(elapsed) is float and elapsed - elapsed == 0.0
-                        else _json_number(elapsed)
-                    )
-                    + "}"
-                )
-            listed = ",".join(attributions)
-        else:
-            listed = ""
-        shard = self._shards.get(coordinates.shard_id)
-        if shard is None:
-            shard = self._shards[coordinates.shard_id] = _json_string(coordinates.shard_id)
+        by_variants = self._templates.get(coordinates.shard_id)
+        template = None if by_variants is None else by_variants.get(variants)
+        if template is None:
+            template = self._new_template(coordinates.shard_id, variants)
         arrival = coordinates.approximate_arrival_timestamp
-        suffix = _SUFFIX % (
-            listed,
-            shard,
-            _json_string(coordinates.sequence_number),
-            _json_string(coordinates.partition_key),
-            float.__repr__(arrival)
-            if type(arrival) is float and arrival - arrival == 0.0
-            else _json_number(arrival),
-            ARCHIVE_SCHEMA_VERSION_JSON,
-        )
         payload = payload.rstrip()
         if b"\n" in payload or b"\r" in payload:
             payload = payload.replace(b"\r", b" ").replace(b"\n", b" ")
         # The payload is a validated, non-empty JSON object: it ends with "}" and has members.
-        return payload[:-1] + suffix.encode()
+        # `%r` of a float is float.__repr__, which json.dumps writes for a finite float (the
+        # elapsed times are finite: differences of integers).
+        return template % (
+            payload[:-1],
+            *elapsed_seconds,
+            _json_string(coordinates.sequence_number).encode(),
+            _json_string(coordinates.partition_key).encode(),
+            float.__repr__(arrival).encode()
+            if type(arrival) is float and arrival - arrival == 0.0
+            else _json_number(arrival).encode(),
+        )
+
+    def _new_template(self, shard_id: str, variants: tuple[Variant, ...]) -> bytes:
+        if self._template_count >= self._max_templates:
+            self._templates.clear()
+            self._template_count = 0
+        attributions = ",".join(
+            f'{{"experiment_id":{_template_text(experiment_id)},'
+            f'"variant_id":{_template_text(variant_id)},"time_since_assignment_seconds":%r}}'
+            for experiment_id, variant_id in variants
+        )
+        template = (
+            f'%s,"{RESERVED_FIELD}":{{"attributions":[{attributions}],'
+            f'"kinesis":{{"shard_id":{_template_text(shard_id)},"sequence_number":%s,'
+            '"partition_key":%s,"approximate_arrival_timestamp":%s},'
+            f'"archive_schema_version":{ARCHIVE_SCHEMA_VERSION_JSON}}}}}\n'
+        ).encode()
+        self._templates.setdefault(shard_id, {})[variants] = template
+        self._template_count += 1
+        return template
+
+
+def _template_text(text: str) -> str:
+    """A str as JSON, escaped for a %-format template."""
+    return _json_string(text).replace("%", "%%")
 
 
 ARCHIVE_SCHEMA_VERSION_JSON = json.dumps(ARCHIVE_SCHEMA_VERSION)
-_SUFFIX = (
-    f',"{RESERVED_FIELD}":{{"attributions":[%s],'
-    '"kinesis":{"shard_id":%s,"sequence_number":%s,"partition_key":%s,'
-    '"approximate_arrival_timestamp":%s},"archive_schema_version":%s}}\n'
-)
 
 
 def archive_line(enriched: EnrichedEvent) -> bytes:
@@ -154,7 +155,7 @@ def archive_line(enriched: EnrichedEvent) -> bytes:
     line. The `_pipeline` object is what `json.dumps(..., separators=(",", ":"),
     ensure_ascii=False)` would write, built from pre-encoded pieces.
     """
-    return _LineWriter().line(enriched)
+    return ArchiveLineWriter().line(enriched)
 
 
 def build_archive_objects(
@@ -177,43 +178,45 @@ class ArchiveAccumulator:
 
     __slots__ = ("_groups", "_limits", "_writer")
 
-    def __init__(self, limits: ArchiveLimits) -> None:
+    def __init__(self, limits: ArchiveLimits, writer: ArchiveLineWriter | None = None) -> None:
         self._limits = limits
-        self._writer = _LineWriter()
+        self._writer = writer or ArchiveLineWriter()
         self._groups: dict[tuple[int, str], list[_Member]] = {}
 
     def add(self, events: Iterable[EnrichedEvent]) -> None:
         events = list(events)
         self.add_columns(
             AcceptedColumns.of(enriched.accepted for enriched in events),
-            [
-                tuple(
-                    [
-                        (a.experiment_id, a.variant_id, a.time_since_assignment_seconds)
-                        for a in enriched.attributions
-                    ]
-                )
-                for enriched in events
-            ],
+            Matches(
+                [
+                    tuple([(a.experiment_id, a.variant_id) for a in enriched.attributions])
+                    for enriched in events
+                ],
+                [
+                    tuple([a.time_since_assignment_seconds for a in enriched.attributions])
+                    for enriched in events
+                ],
+            ),
         )
 
-    def add_columns(self, events: AcceptedColumns, matches: Iterable[tuple[Match, ...]]) -> None:
-        """`add` for the pipeline's columns: the events and each one's attributions (see
+    def add_columns(self, events: AcceptedColumns, matches: Matches) -> None:
+        """`add` for the pipeline's columns: the events and their attributions (see
         `domain.attribution.match_columns`)."""
         groups = self._groups
         line_of = self._writer.matched_line
-        for event, payload, coordinates, event_us, event_matches in zip(
+        for event, payload, coordinates, event_us, variants, elapsed in zip(
             events.events,
             events.payloads,
             events.coordinates,
             events.times_us,
-            matches,
+            matches.variants,
+            matches.elapsed_seconds,
             strict=True,
         ):
             key = (event_us - event_us % _HOUR_US, coordinates.shard_id)
             member = (
                 coordinates.sequence,
-                line_of(payload, coordinates, event_matches),
+                line_of(payload, coordinates, variants, elapsed),
                 event.event_id,
             )
             group = groups.get(key)

@@ -76,8 +76,26 @@ def attribute(
     return EnrichedEvent(accepted, tuple(attributions))
 
 
-_Candidate = tuple[str, str, int]
-"""(experiment_id, variant_id, assigned_at in epoch microseconds) of a running experiment."""
+Variant = tuple[str, str]
+"""(experiment_id, variant_id): one variant an event counts for."""
+
+_EARLIEST_US = -(2**63)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """A user's assignments to running experiments, sorted by experiment (stably): what any
+    event of the user can count for, prepared once per user."""
+
+    variants: tuple[Variant, ...]
+    assigned_us: tuple[int, ...]
+    """When each variant was assigned, in epoch microseconds."""
+    latest_us: int
+    """The latest of `assigned_us`: an event at or after it that names no experiment counts
+    for every variant."""
+
+
+NO_CANDIDATES = Candidates((), (), _EARLIEST_US)
 
 
 class CandidateMemo:
@@ -99,7 +117,7 @@ class CandidateMemo:
         self._max_users = max_users
         self._entries: dict[
             str,
-            tuple[Sequence[Assignment], tuple[Experiment | None, ...], tuple[_Candidate, ...], int],
+            tuple[Sequence[Assignment], tuple[Experiment | None, ...], Candidates, int],
         ] = {}
         self._seen: dict[str, Experiment | None] = {}
         self._generation = 0
@@ -109,7 +127,7 @@ class CandidateMemo:
         user_id: str,
         assignments: Sequence[Assignment],
         experiments: Mapping[str, Experiment],
-    ) -> tuple[_Candidate, ...]:
+    ) -> Candidates:
         return self._candidates(user_id, assignments, experiments, -1)
 
     def candidates_of(
@@ -118,7 +136,7 @@ class CandidateMemo:
         assignments: Mapping[str, Sequence[Assignment]],
         experiments: Mapping[str, Experiment],
         experiment_ids: Iterable[str] | None = None,
-    ) -> dict[str, tuple[_Candidate, ...]]:
+    ) -> dict[str, Candidates]:
         """Each user's candidates. `experiment_ids`, when given, must hold the experiment id of
         every assignment of these users (it is computed when not given)."""
         user_ids = list(user_ids)
@@ -140,7 +158,7 @@ class CandidateMemo:
         # an entry stamped with this generation was computed from the same objects.
         generation = self._generation
         entries = self._entries
-        prepared: dict[str, tuple[_Candidate, ...]] = {}
+        prepared: dict[str, Candidates] = {}
         for user_id in user_ids:
             user_assignments = assignments.get(user_id, no_assignments)
             entry = entries.get(user_id)
@@ -158,7 +176,7 @@ class CandidateMemo:
         assignments: Sequence[Assignment],
         experiments: Mapping[str, Experiment],
         generation: int,
-    ) -> tuple[_Candidate, ...]:
+    ) -> Candidates:
         entry = self._entries.get(user_id)
         if entry is not None and entry[0] is assignments:
             consulted = entry[1]
@@ -183,7 +201,40 @@ class CandidateMemo:
 
 Match = tuple[str, str, float]
 """(experiment_id, variant_id, time_since_assignment_seconds) of one attribution: what an
-`Attribution` holds, as a plain tuple for the batch's hot path."""
+`Attribution` holds, as a plain tuple."""
+
+
+@dataclass(slots=True)
+class Matches:
+    """The attributions of a list of events, as two columns: for each event, the variants it
+    counts for in `attribute`'s order, and the time since each of those assignments in
+    seconds. The variants of an event that counts for all of its user's candidates are the
+    user's `Candidates.variants` object itself."""
+
+    variants: list[tuple[Variant, ...]]
+    elapsed_seconds: list[tuple[float, ...]]
+
+    def __len__(self) -> int:
+        return len(self.variants)
+
+    def of_event(self, index: int) -> tuple[Match, ...]:
+        return tuple(
+            [
+                (experiment_id, variant_id, elapsed)
+                for (experiment_id, variant_id), elapsed in zip(
+                    self.variants[index], self.elapsed_seconds[index], strict=True
+                )
+            ]
+        )
+
+    @classmethod
+    def of(cls, matches: Iterable[Sequence[Match]]) -> Matches:
+        variants: list[tuple[Variant, ...]] = []
+        elapsed: list[tuple[float, ...]] = []
+        for event_matches in matches:
+            variants.append(tuple([(m[0], m[1]) for m in event_matches]))
+            elapsed.append(tuple([m[2] for m in event_matches]))
+        return cls(variants, elapsed)
 
 
 def candidates_of_users(
@@ -192,7 +243,7 @@ def candidates_of_users(
     experiments: Mapping[str, Experiment],
     memo: CandidateMemo | None = None,
     experiment_ids: Iterable[str] | None = None,
-) -> dict[str, tuple[_Candidate, ...]]:
+) -> dict[str, Candidates]:
     """Each user's running candidate assignments, sorted by experiment (see `attribute_batch`).
     `experiment_ids`, when given, must hold the experiment id of every assignment of these
     users."""
@@ -208,33 +259,34 @@ def candidates_of_users(
 def match_columns(
     events: Sequence[ExperimentEvent],
     times_us: Sequence[int],
-    candidates: Mapping[str, tuple[_Candidate, ...]],
-) -> list[tuple[Match, ...]]:
-    """Each event's attributions in `attribute`'s order, as plain tuples, given each event's
-    time in epoch microseconds and every event's user's candidates (`candidates_of_users`).
+    candidates: Mapping[str, Candidates],
+) -> Matches:
+    """Each event's attributions in `attribute`'s order, given each event's time in epoch
+    microseconds and every event's user's candidates (`candidates_of_users`).
 
-    The pipeline's hot path carries these instead of `EnrichedEvent`/`Attribution` objects;
-    `attribute_batch` builds the domain objects from them.
+    The pipeline's hot path carries these columns instead of `EnrichedEvent`/`Attribution`
+    objects; `attribute_batch` builds the domain objects from them.
     """
-    matched: list[tuple[Match, ...]] = []
-    append = matched.append
-    nothing: tuple[Match, ...] = ()
+    variants_column: list[tuple[Variant, ...]] = []
+    elapsed_column: list[tuple[float, ...]] = []
+    add_variants = variants_column.append
+    add_elapsed = elapsed_column.append
     for event, event_us in zip(events, times_us, strict=True):
-        user_candidates = candidates[event.user_id]
-        if not user_candidates:
-            append(nothing)
-            continue
+        user = candidates[event.user_id]
         only = event.experiment_id
-        append(
-            tuple(
-                [
-                    (experiment_id, variant_id, (event_us - assigned_us) / 1_000_000)
-                    for experiment_id, variant_id, assigned_us in user_candidates
-                    if assigned_us <= event_us and (only is None or experiment_id == only)
-                ]
-            )
-        )
-    return matched
+        if only is None and user.latest_us <= event_us:
+            # Every candidate (none, for a user without any).
+            add_variants(user.variants)
+            add_elapsed(tuple([(event_us - assigned) / 1_000_000 for assigned in user.assigned_us]))
+            continue
+        kept = [
+            index
+            for index, assigned in enumerate(user.assigned_us)
+            if assigned <= event_us and (only is None or user.variants[index][0] == only)
+        ]
+        add_variants(tuple([user.variants[index] for index in kept]))
+        add_elapsed(tuple([(event_us - user.assigned_us[index]) / 1_000_000 for index in kept]))
+    return Matches(variants_column, elapsed_column)
 
 
 def attribute_batch(
@@ -255,27 +307,36 @@ def attribute_batch(
         dict.fromkeys(a.event.user_id for a in events), assignments, experiments, memo
     )
     times_us = [accepted.event_time_us for accepted in events]
-    matched = match_columns([accepted.event for accepted in events], times_us, candidates)
+    matches = match_columns([accepted.event for accepted in events], times_us, candidates)
     return [
-        EnrichedEvent(accepted, tuple([Attribution(*match) for match in matches]), event_us)
-        for accepted, event_us, matches in zip(events, times_us, matched, strict=True)
+        EnrichedEvent(
+            accepted,
+            tuple([Attribution(*match) for match in matches.of_event(index)]),
+            event_us,
+        )
+        for index, (accepted, event_us) in enumerate(zip(events, times_us, strict=True))
     ]
 
 
 def _candidates(
     assignments: Iterable[Assignment], experiments: Mapping[str, Experiment]
-) -> tuple[_Candidate, ...]:
-    candidates = []
+) -> Candidates:
+    running = []
     for assignment in assignments:
         experiment = experiments.get(assignment.experiment_id)
         if experiment is None or not experiment.is_running:
             continue
-        candidates.append(
+        running.append(
             (
-                assignment.experiment_id,
-                assignment.variant_id,
+                (assignment.experiment_id, assignment.variant_id),
                 epoch_microseconds(assignment.assigned_at),
             )
         )
-    candidates.sort(key=lambda candidate: candidate[0])
-    return tuple(candidates)
+    if not running:
+        return NO_CANDIDATES
+    running.sort(key=lambda candidate: candidate[0][0])
+    return Candidates(
+        tuple([variant for variant, _ in running]),
+        tuple([assigned for _, assigned in running]),
+        max(assigned for _, assigned in running),
+    )

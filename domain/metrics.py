@@ -11,7 +11,7 @@ from itertools import pairwise
 from operator import itemgetter
 from sys import intern
 
-from domain.attribution import EnrichedEvent, Match
+from domain.attribution import EnrichedEvent, Variant
 from domain.events import AcceptedColumns
 
 
@@ -147,40 +147,39 @@ def aggregate(events: Iterable[EnrichedEvent]) -> list[MetricDelta]:
 _HourKey = tuple[str, str, str, int, str]
 """(experiment_id, variant_id, metric, hour start in epoch microseconds, shard_id)."""
 
+_Context = tuple[str, int, str]
+"""(metric, hour start in epoch microseconds, shard_id): what the events of one hourly counter
+share besides the variant."""
+
 
 class MetricAccumulator:
     """`aggregate` in installments: events are added part by part (a batch processed in
-    chunks keeps only these columns, not its events), and `deltas()` is what `aggregate` of
+    chunks keeps only these rows, not its events), and `deltas()` is what `aggregate` of
     all the events added, in the order added, returns."""
 
     __slots__ = ("_hourly",)
 
     def __init__(self) -> None:
-        self._hourly: dict[_HourKey, list[_Row]] = {}
+        self._hourly: dict[_Context, dict[Variant, list[_Row]]] = {}
 
     def add(self, events: Iterable[EnrichedEvent]) -> None:
         events = list(events)
         self.add_columns(
             AcceptedColumns.of(enriched.accepted for enriched in events),
             [
-                tuple(
-                    [
-                        (a.experiment_id, a.variant_id, a.time_since_assignment_seconds)
-                        for a in enriched.attributions
-                    ]
-                )
+                tuple([(a.experiment_id, a.variant_id) for a in enriched.attributions])
                 for enriched in events
             ],
         )
 
-    def add_columns(self, events: AcceptedColumns, matches: Iterable[tuple[Match, ...]]) -> None:
-        """`add` for the pipeline's columns: the events and each one's attributions (see
+    def add_columns(self, events: AcceptedColumns, variants: Iterable[tuple[Variant, ...]]) -> None:
+        """`add` for the pipeline's columns: the events and the variants each counts for (see
         `domain.attribution.match_columns`)."""
         hourly = self._hourly
-        for event, coordinates, event_us, event_matches in zip(
-            events.events, events.coordinates, events.times_us, matches, strict=True
+        for event, coordinates, event_us, event_variants in zip(
+            events.events, events.coordinates, events.times_us, variants, strict=True
         ):
-            if not event_matches:
+            if not event_variants:
                 continue
             value = event.value
             # Interned: the rows, and the unique-user sets they end in, then share one string
@@ -190,29 +189,37 @@ class MetricAccumulator:
                 intern(event.user_id),
                 None if value is None else to_decimal(value),
             )
-            metric = event.event_type
-            hour_us = event_us - event_us % _HOUR_US
-            shard_id = coordinates.shard_id
-            for experiment_id, variant_id, _ in event_matches:
-                key = (experiment_id, variant_id, metric, hour_us, shard_id)
-                rows = hourly.get(key)
+            context = (event.event_type, event_us - event_us % _HOUR_US, coordinates.shard_id)
+            by_variant = hourly.get(context)
+            if by_variant is None:
+                by_variant = hourly[context] = {}
+            for variant in event_variants:
+                rows = by_variant.get(variant)
                 if rows is None:
-                    hourly[key] = [row]
+                    by_variant[variant] = [row]
                 else:
                     rows.append(row)
 
     def restrict(self, keep: Callable[[str, int], bool]) -> None:
         """Forget the records of which `keep(shard_id, sequence)` is false."""
-        for key in list(self._hourly):
-            shard_id = key[4]
-            kept = [row for row in self._hourly[key] if keep(shard_id, row[0])]
-            if kept:
-                self._hourly[key] = kept
-            else:
-                del self._hourly[key]
+        for context in list(self._hourly):
+            shard_id = context[2]
+            by_variant = self._hourly[context]
+            for variant in list(by_variant):
+                kept = [row for row in by_variant[variant] if keep(shard_id, row[0])]
+                if kept:
+                    by_variant[variant] = kept
+                else:
+                    del by_variant[variant]
+            if not by_variant:
+                del self._hourly[context]
 
     def deltas(self) -> list[MetricDelta]:
-        hourly = self._hourly
+        hourly = {
+            (experiment_id, variant_id, metric, hour_us, shard_id): rows
+            for (metric, hour_us, shard_id), by_variant in self._hourly.items()
+            for (experiment_id, variant_id), rows in by_variant.items()
+        }
         daily: dict[_HourKey, list[_Row]] = {}
         for (experiment_id, variant_id, metric, hour_us, shard_id), rows in hourly.items():
             day_key = (experiment_id, variant_id, metric, hour_us - hour_us % _DAY_US, shard_id)

@@ -64,7 +64,7 @@ def test_a_memo_kept_across_batches_attributes_as_no_memo_does(
         candidates = candidates_of_users(users, assignments, experiments, memo, experiment_ids)
         columns = AcceptedColumns.of(events)
         matched = match_columns(columns.events, columns.times_us, candidates)
-        assert matched == [
+        assert [matched.of_event(index) for index in range(len(matched))] == [
             tuple(
                 (a.experiment_id, a.variant_id, a.time_since_assignment_seconds)
                 for a in e.attributions
@@ -91,7 +91,7 @@ def test_the_accumulators_fed_columns_equal_those_fed_enriched_events(
 
     from_enriched, from_matched = MetricAccumulator(), MetricAccumulator()
     from_enriched.add(enriched)
-    from_matched.add_columns(columns, matched)
+    from_matched.add_columns(columns, matched.variants)
     assert from_matched.deltas() == from_enriched.deltas()
 
     limits = ArchiveLimits(max_events_per_object=3)
