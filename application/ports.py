@@ -123,10 +123,8 @@ class DeadLetterQueue(abc.ABC):
         """Keep each dead letter durably, with its reason and the original data."""
 
 
-@dataclass(frozen=True, slots=True)
-class SeenEvent:
-    shard_id: str
-    sequence: int
+SeenEvent = tuple[str, int]
+"""(shard_id, sequence) of the record that first carried an event id."""
 
 
 class RecentEventIndex(abc.ABC):

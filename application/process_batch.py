@@ -6,7 +6,8 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import pairwise
+from itertools import islice
+from operator import le
 
 from application.enrichment import Enricher
 from application.ports import (
@@ -20,7 +21,6 @@ from application.ports import (
     MetricStore,
     NoDeadline,
     RecentEventIndex,
-    SeenEvent,
     Telemetry,
     merge_unfinished,
 )
@@ -242,7 +242,7 @@ class BatchProcessor:
             duplicates = [d for d in duplicates if below_cut(*d)]
             letters = [d for d in letters if below_cut(d.coordinates.shard_id, d.sequence)]
         self._recent_events.remember(
-            {event_id: SeenEvent(shard_id, sequence) for event_id, shard_id, sequence, _ in done}
+            {event_id: (shard_id, sequence) for event_id, shard_id, sequence, _ in done}
         )
         attributions = sum(d[3] for d in done)
         result = BatchResult(
@@ -285,8 +285,9 @@ class BatchProcessor:
             zip(event_ids, accepted.coordinates, strict=True)
         ):
             earlier = seen.get(event_id)
-            is_other_record = earlier is not None and (
-                earlier.shard_id != coordinates.shard_id or earlier.sequence != coordinates.sequence
+            is_other_record = earlier is not None and earlier != (
+                coordinates.shard_id,
+                coordinates.sequence,
             )
             if event_id in in_batch or is_other_record:
                 duplicates.append((coordinates.shard_id, coordinates.sequence))
@@ -321,9 +322,10 @@ _Done = tuple[str, str, int, int]
 def _sequence_order(records: Sequence[RawRecord]) -> Sequence[int] | None:
     """The positions of the records in sequence order (a stable sort), or None when they are in
     order already, as Kinesis delivers one shard's records."""
-    if any(a.sequence > b.sequence for a, b in pairwise(records)):
-        return sorted(range(len(records)), key=lambda index: records[index].sequence)
-    return None
+    sequences = [record.coordinates.sequence for record in records]
+    if all(map(le, sequences, islice(sequences, 1, None))):
+        return None
+    return sorted(range(len(records)), key=sequences.__getitem__)
 
 
 def _by_index(item: tuple[int, DeadLetter]) -> int:

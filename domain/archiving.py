@@ -73,14 +73,16 @@ class ArchiveLineWriter:
     """Builds archive lines from one bytes template per (shard, attributed variants): the JSON
     of everything but the event, its elapsed times and its record's coordinates is written
     once, and each line is one C-level format of the template. Keep one writer across batches
-    (the templates repeat); it holds at most `max_templates` of them."""
+    (the templates and partition keys repeat); it holds at most `max_entries` templates and as
+    many encoded partition keys."""
 
-    __slots__ = ("_max_templates", "_template_count", "_templates")
+    __slots__ = ("_max_entries", "_partition_keys", "_template_count", "_templates")
 
-    def __init__(self, max_templates: int = 50_000) -> None:
-        self._max_templates = max_templates
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self._max_entries = max_entries
         self._templates: dict[str, dict[tuple[Variant, ...], bytes]] = {}
         self._template_count = 0
+        self._partition_keys: dict[str, bytes] = {}
 
     def line(self, enriched: EnrichedEvent) -> bytes:
         attributions = enriched.attributions
@@ -98,29 +100,47 @@ class ArchiveLineWriter:
         variants: tuple[Variant, ...],
         elapsed_seconds: tuple[float, ...],
     ) -> bytes:
+        """The line of one event; `elapsed_seconds` are finite (as `attribute` computes them)."""
         by_variants = self._templates.get(coordinates.shard_id)
         template = None if by_variants is None else by_variants.get(variants)
         if template is None:
             template = self._new_template(coordinates.shard_id, variants)
+        partition_key = self._partition_keys.get(coordinates.partition_key)
+        if partition_key is None:
+            partition_key = self._encoded_partition_key(coordinates.partition_key)
+        sequence_number = coordinates.sequence_number
         arrival = coordinates.approximate_arrival_timestamp
         payload = payload.rstrip()
         if b"\n" in payload or b"\r" in payload:
             payload = payload.replace(b"\r", b" ").replace(b"\n", b" ")
         # The payload is a validated, non-empty JSON object: it ends with "}" and has members.
-        # `%r` of a float is float.__repr__, which json.dumps writes for a finite float (the
-        # elapsed times are finite: differences of integers).
-        return template % (
+        # `%r` of a finite float is float.__repr__, which is what json.dumps writes for it. A
+        # Kinesis sequence number is decimal digits: its JSON is itself in quotes.
+        if (
+            type(arrival) is float
+            and arrival - arrival == 0.0
+            and sequence_number.isdigit()
+            and sequence_number.isascii()
+        ):
+            return template % (
+                payload[:-1],
+                *elapsed_seconds,
+                sequence_number.encode(),
+                partition_key,
+                arrival,
+            )
+        return template.replace(b'"%s","partition_key"', b'%s,"partition_key"').replace(
+            b'"approximate_arrival_timestamp":%r', b'"approximate_arrival_timestamp":%s'
+        ) % (
             payload[:-1],
             *elapsed_seconds,
-            _json_string(coordinates.sequence_number).encode(),
-            _json_string(coordinates.partition_key).encode(),
-            float.__repr__(arrival).encode()
-            if type(arrival) is float and arrival - arrival == 0.0
-            else _json_number(arrival).encode(),
+            _json_string(sequence_number).encode(),
+            partition_key,
+            _json_number(arrival).encode(),
         )
 
     def _new_template(self, shard_id: str, variants: tuple[Variant, ...]) -> bytes:
-        if self._template_count >= self._max_templates:
+        if self._template_count >= self._max_entries:
             self._templates.clear()
             self._template_count = 0
         attributions = ",".join(
@@ -130,13 +150,19 @@ class ArchiveLineWriter:
         )
         template = (
             f'%s,"{RESERVED_FIELD}":{{"attributions":[{attributions}],'
-            f'"kinesis":{{"shard_id":{_template_text(shard_id)},"sequence_number":%s,'
-            '"partition_key":%s,"approximate_arrival_timestamp":%s},'
+            f'"kinesis":{{"shard_id":{_template_text(shard_id)},"sequence_number":"%s",'
+            '"partition_key":%s,"approximate_arrival_timestamp":%r},'
             f'"archive_schema_version":{ARCHIVE_SCHEMA_VERSION_JSON}}}}}\n'
         ).encode()
         self._templates.setdefault(shard_id, {})[variants] = template
         self._template_count += 1
         return template
+
+    def _encoded_partition_key(self, partition_key: str) -> bytes:
+        if len(self._partition_keys) >= self._max_entries:
+            self._partition_keys.clear()
+        encoded = self._partition_keys[partition_key] = _json_string(partition_key).encode()
+        return encoded
 
 
 def _template_text(text: str) -> str:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from itertools import pairwise
-from operator import itemgetter
+from itertools import islice
+from operator import itemgetter, lt
 from sys import intern
 
 from domain.attribution import EnrichedEvent, Variant
@@ -265,9 +265,10 @@ def _in_sequence_order(
     rows: list[_Row],
 ) -> tuple[tuple[int, ...], tuple[str, ...], tuple[Decimal | None, ...]]:
     """The rows' columns in sequence order (a stable sort, skipped when they already are)."""
-    if not all(a[0] < b[0] for a, b in pairwise(rows)):
-        rows = sorted(rows, key=_sequence_of)
     sequences, user_ids, values = zip(*rows, strict=True)
+    if all(map(lt, sequences, islice(sequences, 1, None))):
+        return sequences, user_ids, values
+    sequences, user_ids, values = zip(*sorted(rows, key=_sequence_of), strict=True)
     return sequences, user_ids, values
 
 

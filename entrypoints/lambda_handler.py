@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import gc
 import os
 from typing import Any
 
@@ -13,6 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from application.ports import Deadline
 from entrypoints.container import Container
 from entrypoints.kinesis_event import raw_records
+from infrastructure.garbage_collection import collector_paused, freeze_warm_heap
 from infrastructure.powertools_telemetry import PowertoolsTelemetry
 
 # Powertools' three utilities are the documented module-level singletons: they hold no
@@ -62,7 +62,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, list[dic
         logger.append_keys(shard_id=first.shard_id, first_sequence_number=first.sequence_number)
     root = container()
     deadline = LambdaDeadline(context, root.settings().deadline_margin_ms)
-    result = root.batch_processor().process(records, deadline)
+    with collector_paused():
+        result = root.batch_processor().process(records, deadline)
     _freeze_warm_heap()
     return {"batchItemFailures": result.batch_item_failures()}
 
@@ -70,8 +71,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, list[dic
 @functools.cache
 def _freeze_warm_heap() -> None:
     """Once, after the first invocation: move what is alive then (imports, container, clients,
-    filled caches) out of the cyclic garbage collector's reach, so that later collections
-    walk only the objects of the batch at hand (see docs/performance.md). Frozen objects are
-    still freed when no longer referenced."""
-    gc.collect()
-    gc.freeze()
+    filled caches) out of the cyclic garbage collector's reach (see
+    `infrastructure.garbage_collection`)."""
+    freeze_warm_heap()

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Collection, Mapping
+from itertools import islice
 
 from application.ports import RecentEventIndex, SeenEvent
 
 
 class InMemoryRecentEventIndex(RecentEventIndex):
-    """Least recently used ids are forgotten first once `capacity` is reached."""
+    """Holds the ids of the last `capacity` events committed: once full, the ids committed
+    first are forgotten first. An id committed again (a redelivered record) keeps the record
+    it was first committed with, and its place."""
 
     def __init__(self, capacity: int = 100_000) -> None:
         self._capacity = capacity
         self._lock = threading.Lock()
-        self._seen: OrderedDict[str, SeenEvent] = OrderedDict()
+        self._seen: dict[str, SeenEvent] = {}
 
     def lookup(self, event_ids: Collection[str]) -> dict[str, SeenEvent]:
         with self._lock:
@@ -27,13 +29,12 @@ class InMemoryRecentEventIndex(RecentEventIndex):
             return
         with self._lock:
             seen = self._seen
-            for event_id, where in events.items():
-                if event_id in seen:
-                    seen.move_to_end(event_id)
-                    continue
-                seen[event_id] = where
-            while len(seen) > self._capacity:
-                seen.popitem(last=False)
+            # New ids go to the end; ids already held keep their record and place.
+            seen.update({key: where for key, where in events.items() if key not in seen})
+            excess = len(seen) - self._capacity
+            if excess > 0:
+                for event_id in list(islice(seen, excess)):
+                    del seen[event_id]
 
     def __len__(self) -> int:
         return len(self._seen)
