@@ -1,4 +1,4 @@
-"""Archive compression codecs: gzip by default (every tool reads it), zstd when chosen (cheaper).
+"""Archive compression codecs: gzip by default (every tool reads it), zstd when chosen (smaller).
 
 gzip is written by ISA-L (Intel's igzip, through python-isal) unless a level is set: ISA-L makes
 standard gzip (one member, RFC 1952) at about a fifth of zlib's CPU, but knows only levels 0-3.
@@ -102,14 +102,14 @@ DEFAULT_CODECS: dict[CodecName, ArchiveCodec] = {
     CodecName.GZIP: ArchiveCodec(Compressor.ISAL, 2),
     CodecName.ZSTD: ArchiveCodec(Compressor.ZSTD, 3),
 }
-"""What each codec writes when no level is set, chosen on the reference workload's archive
-objects (lines of 756 bytes; docs/performance.md, `make bench`). CPU per event, ratio:
+"""What each codec writes when no level is set, chosen on the archive objects of one reference
+batch (lines of 756 bytes; docs/performance.md "Codecs", `make bench`). CPU per event, ratio:
 
-- gzip: ISA-L level 2, 1.06 µs, 6.78 — ISA-L 0: 0.99 µs, 4.96; ISA-L 1: 1.11 µs, 6.74; ISA-L 3:
-  2.37 µs, 6.69 (its slower strategy does not pay on these small objects). zlib, the previous
-  default, for comparison: level 3 5.00 µs, 6.93; level 6 10.7 µs, 7.94; level 9 27.9 µs, 8.39.
+- gzip: ISA-L level 2, 0.86 µs, 6.78. ISA-L 0: 0.84 µs, 4.96; ISA-L 1: 0.84 µs, 6.74; ISA-L 3:
+  2.13 µs, 6.69 (its slower strategy does not pay on objects this small). zlib, the writer of the
+  levels one sets: 3 (the previous default) 4.34 µs, 6.93; 6: 9.01 µs, 7.94; 9: 24.8 µs, 8.39.
   ISA-L 2 costs a fifth of zlib 3 for objects 2% larger.
-- zstd: level 3, 1.82 µs, 7.89 (level 1: 1.32 µs, 8.30) — beats gzip-zlib-6's ratio.
+- zstd: level 3, 1.64 µs, 7.89 (level 1: 1.19 µs, 8.30): zlib 6's ratio at a fifth of its CPU.
 """
 
 
