@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring
 
-from domain.attribution import EnrichedEvent, Matches, Variant
+from domain.attribution import EnrichedEvent, Matches, VariantKey
 from domain.events import RESERVED_FIELD, AcceptedColumns
 from domain.metrics import Granularity
 from domain.records import KinesisCoordinates, RawRecord, padded_sequence
@@ -70,99 +70,77 @@ def _json_number(number: float) -> str:
 
 
 class ArchiveLineWriter:
-    """Builds archive lines from one bytes template per (shard, attributed variants): the JSON
-    of everything but the event, its elapsed times and its record's coordinates is written
-    once, and each line is one C-level format of the template. Keep one writer across batches
-    (the templates and partition keys repeat); it holds at most `max_entries` templates and as
-    many encoded partition keys."""
+    """What archive lines are built from, kept across batches: one bytes template per (shard,
+    attributed variants), holding the JSON of everything but the event, its elapsed times and
+    its record's coordinates, and the JSON of partition keys and arrival times seen recently
+    (they repeat: a user's partition key, the records of one put). Each cache holds at most
+    `max_entries` entries."""
 
-    __slots__ = ("_max_entries", "_partition_keys", "_template_count", "_templates")
+    __slots__ = ("_arrivals", "_max_entries", "_partition_keys", "_template_count", "_templates")
 
     def __init__(self, max_entries: int = 50_000) -> None:
         self._max_entries = max_entries
-        self._templates: dict[str, dict[tuple[Variant, ...], bytes]] = {}
+        self._templates: dict[str, dict[tuple[VariantKey, ...], bytes]] = {}
         self._template_count = 0
         self._partition_keys: dict[str, bytes] = {}
+        self._arrivals: dict[float, bytes] = {}
 
-    def line(self, enriched: EnrichedEvent) -> bytes:
-        attributions = enriched.attributions
-        return self.matched_line(
-            enriched.accepted.payload,
-            enriched.accepted.coordinates,
-            tuple([(a.experiment_id, a.variant_id) for a in attributions]),
-            tuple([a.time_since_assignment_seconds for a in attributions]),
-        )
-
-    def matched_line(
-        self,
-        payload: bytes,
-        coordinates: KinesisCoordinates,
-        variants: tuple[Variant, ...],
-        elapsed_seconds: tuple[float, ...],
-    ) -> bytes:
-        """The line of one event; `elapsed_seconds` are finite (as `attribute` computes them)."""
-        by_variants = self._templates.get(coordinates.shard_id)
-        template = None if by_variants is None else by_variants.get(variants)
-        if template is None:
-            template = self._new_template(coordinates.shard_id, variants)
-        partition_key = self._partition_keys.get(coordinates.partition_key)
-        if partition_key is None:
-            partition_key = self._encoded_partition_key(coordinates.partition_key)
-        sequence_number = coordinates.sequence_number
-        arrival = coordinates.approximate_arrival_timestamp
-        payload = payload.rstrip()
-        if b"\n" in payload or b"\r" in payload:
-            payload = payload.replace(b"\r", b" ").replace(b"\n", b" ")
-        # The payload is a validated, non-empty JSON object: it ends with "}" and has members.
-        # `%r` of a finite float is float.__repr__, which is what json.dumps writes for it. A
-        # Kinesis sequence number is decimal digits: its JSON is itself in quotes.
-        if (
-            type(arrival) is float
-            and arrival - arrival == 0.0
-            and sequence_number.isdigit()
-            and sequence_number.isascii()
-        ):
-            return template % (
-                payload[:-1],
-                *elapsed_seconds,
-                sequence_number.encode(),
-                partition_key,
-                arrival,
-            )
-        return template.replace(b'"%s","partition_key"', b'%s,"partition_key"').replace(
-            b'"approximate_arrival_timestamp":%r', b'"approximate_arrival_timestamp":%s'
-        ) % (
-            payload[:-1],
-            *elapsed_seconds,
-            _json_string(sequence_number).encode(),
-            partition_key,
-            _json_number(arrival).encode(),
-        )
-
-    def _new_template(self, shard_id: str, variants: tuple[Variant, ...]) -> bytes:
+    def templates_of_shard(self, shard_id: str) -> dict[tuple[VariantKey, ...], bytes]:
         if self._template_count >= self._max_entries:
             self._templates.clear()
             self._template_count = 0
+        templates = self._templates.get(shard_id)
+        if templates is None:
+            templates = self._templates[shard_id] = {}
+        return templates
+
+    def new_template(self, shard_id: str, variants: tuple[VariantKey, ...]) -> bytes:
+        """The line of an event of `shard_id` attributed to `variants` is this template
+        formatted with the event's JSON without its closing brace, the elapsed seconds of each
+        attribution (`%.6f`: to the microsecond), the sequence number's JSON without quotes,
+        and the JSON of the partition key and of the arrival time."""
         attributions = ",".join(
             f'{{"experiment_id":{_template_text(experiment_id)},'
-            f'"variant_id":{_template_text(variant_id)},"time_since_assignment_seconds":%r}}'
+            f'"variant_id":{_template_text(variant_id)},"time_since_assignment_seconds":%.6f}}'
             for experiment_id, variant_id in variants
         )
         template = (
             f'%s,"{RESERVED_FIELD}":{{"attributions":[{attributions}],'
             f'"kinesis":{{"shard_id":{_template_text(shard_id)},"sequence_number":"%s",'
-            '"partition_key":%s,"approximate_arrival_timestamp":%r},'
+            '"partition_key":%s,"approximate_arrival_timestamp":%s},'
             f'"archive_schema_version":{ARCHIVE_SCHEMA_VERSION_JSON}}}}}\n'
         ).encode()
-        self._templates.setdefault(shard_id, {})[variants] = template
+        self.templates_of_shard(shard_id)[variants] = template
         self._template_count += 1
         return template
 
-    def _encoded_partition_key(self, partition_key: str) -> bytes:
+    @property
+    def partition_keys(self) -> dict[str, bytes]:
         if len(self._partition_keys) >= self._max_entries:
             self._partition_keys.clear()
-        encoded = self._partition_keys[partition_key] = _json_string(partition_key).encode()
-        return encoded
+        return self._partition_keys
+
+    @property
+    def arrivals(self) -> dict[float, bytes]:
+        if len(self._arrivals) >= self._max_entries:
+            self._arrivals.clear()
+        return self._arrivals
+
+
+def _sequence_number_content(sequence_number: str) -> bytes:
+    """The JSON of a sequence number without its quotes (a Kinesis one is decimal digits)."""
+    if sequence_number.isdigit() and sequence_number.isascii():
+        return sequence_number.encode()
+    return _json_string(sequence_number)[1:-1].encode()
+
+
+def _one_line(payload: bytes) -> bytes:
+    """The payload without trailing whitespace, its line breaks (between JSON tokens: a valid
+    JSON string holds none) turned into spaces."""
+    payload = payload.rstrip()
+    if b"\n" in payload or b"\r" in payload:
+        payload = payload.replace(b"\r", b" ").replace(b"\n", b" ")
+    return payload
 
 
 def _template_text(text: str) -> str:
@@ -181,7 +159,10 @@ def archive_line(enriched: EnrichedEvent) -> bytes:
     line. The `_pipeline` object is what `json.dumps(..., separators=(",", ":"),
     ensure_ascii=False)` would write, built from pre-encoded pieces.
     """
-    return ArchiveLineWriter().line(enriched)
+    accumulator = ArchiveAccumulator(ArchiveLimits())
+    accumulator.add([enriched])
+    ((_, line, _),) = accumulator._groups.popitem()[1]
+    return line
 
 
 def build_archive_objects(
@@ -227,9 +208,14 @@ class ArchiveAccumulator:
 
     def add_columns(self, events: AcceptedColumns, matches: Matches) -> None:
         """`add` for the pipeline's columns: the events and their attributions (see
-        `domain.attribution.match_columns`)."""
+        `domain.attribution.match_columns`). Each event's line is built here, from the
+        writer's template (see `ArchiveLineWriter.new_template`)."""
         groups = self._groups
-        line_of = self._writer.matched_line
+        writer = self._writer
+        partition_keys = writer.partition_keys
+        arrivals = writer.arrivals
+        shard_id = None
+        templates: dict[tuple[VariantKey, ...], bytes] = {}
         for event, payload, coordinates, event_us, variants, elapsed in zip(
             events.events,
             events.payloads,
@@ -239,12 +225,39 @@ class ArchiveAccumulator:
             matches.elapsed_seconds,
             strict=True,
         ):
-            key = (event_us - event_us % _HOUR_US, coordinates.shard_id)
+            if coordinates.shard_id is not shard_id:  # one shard per Lambda batch
+                shard_id = coordinates.shard_id
+                templates = writer.templates_of_shard(shard_id)
+            template = templates.get(variants)
+            if template is None:
+                template = writer.new_template(shard_id, variants)
+            partition_key = partition_keys.get(coordinates.partition_key)
+            if partition_key is None:
+                partition_key = partition_keys[coordinates.partition_key] = _json_string(
+                    coordinates.partition_key
+                ).encode()
+            arrival_time = coordinates.approximate_arrival_timestamp
+            arrival = arrivals.get(arrival_time) if type(arrival_time) is float else None
+            if arrival is None:
+                arrival = _json_number(arrival_time).encode()
+                if type(arrival_time) is float:  # not an int equal to a cached float
+                    arrivals[arrival_time] = arrival
+            # A validated JSON object ends with "}"; line breaks can only be whitespace.
+            if payload[-1] != 125 or b"\n" in payload or b"\r" in payload:
+                payload = _one_line(payload)
             member = (
                 coordinates.sequence,
-                line_of(payload, coordinates, variants, elapsed),
+                template
+                % (
+                    payload[:-1],
+                    *elapsed,
+                    _sequence_number_content(coordinates.sequence_number),
+                    partition_key,
+                    arrival,
+                ),
                 event.event_id,
             )
+            key = (event_us - event_us % _HOUR_US, shard_id)
             group = groups.get(key)
             if group is None:
                 groups[key] = [member]

@@ -76,7 +76,7 @@ def attribute(
     return EnrichedEvent(accepted, tuple(attributions))
 
 
-Variant = tuple[str, str]
+VariantKey = tuple[str, str]
 """(experiment_id, variant_id): one variant an event counts for."""
 
 _EARLIEST_US = -(2**63)
@@ -87,7 +87,7 @@ class Candidates:
     """A user's assignments to running experiments, sorted by experiment (stably): what any
     event of the user can count for, prepared once per user."""
 
-    variants: tuple[Variant, ...]
+    variants: tuple[VariantKey, ...]
     assigned_us: tuple[int, ...]
     """When each variant was assigned, in epoch microseconds."""
     latest_us: int
@@ -211,7 +211,7 @@ class Matches:
     seconds. The variants of an event that counts for all of its user's candidates are the
     user's `Candidates.variants` object itself."""
 
-    variants: list[tuple[Variant, ...]]
+    variants: list[tuple[VariantKey, ...]]
     elapsed_seconds: list[tuple[float, ...]]
 
     def __len__(self) -> int:
@@ -229,7 +229,7 @@ class Matches:
 
     @classmethod
     def of(cls, matches: Iterable[Sequence[Match]]) -> Matches:
-        variants: list[tuple[Variant, ...]] = []
+        variants: list[tuple[VariantKey, ...]] = []
         elapsed: list[tuple[float, ...]] = []
         for event_matches in matches:
             variants.append(tuple([(m[0], m[1]) for m in event_matches]))
@@ -267,7 +267,7 @@ def match_columns(
     The pipeline's hot path carries these columns instead of `EnrichedEvent`/`Attribution`
     objects; `attribute_batch` builds the domain objects from them.
     """
-    variants_column: list[tuple[Variant, ...]] = []
+    variants_column: list[tuple[VariantKey, ...]] = []
     elapsed_column: list[tuple[float, ...]] = []
     add_variants = variants_column.append
     add_elapsed = elapsed_column.append

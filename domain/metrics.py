@@ -11,7 +11,7 @@ from itertools import islice
 from operator import itemgetter, lt
 from sys import intern
 
-from domain.attribution import EnrichedEvent, Variant
+from domain.attribution import EnrichedEvent, VariantKey
 from domain.events import AcceptedColumns
 
 
@@ -160,7 +160,7 @@ class MetricAccumulator:
     __slots__ = ("_hourly",)
 
     def __init__(self) -> None:
-        self._hourly: dict[_Context, dict[Variant, list[_Row]]] = {}
+        self._hourly: dict[_Context, dict[VariantKey, list[_Row]]] = {}
 
     def add(self, events: Iterable[EnrichedEvent]) -> None:
         events = list(events)
@@ -172,7 +172,9 @@ class MetricAccumulator:
             ],
         )
 
-    def add_columns(self, events: AcceptedColumns, variants: Iterable[tuple[Variant, ...]]) -> None:
+    def add_columns(
+        self, events: AcceptedColumns, variants: Iterable[tuple[VariantKey, ...]]
+    ) -> None:
         """`add` for the pipeline's columns: the events and the variants each counts for (see
         `domain.attribution.match_columns`)."""
         hourly = self._hourly

@@ -98,9 +98,14 @@ def reference_archive_line(enriched: EnrichedEvent) -> bytes:
     payload = accepted.payload.rstrip()
     if b"\n" in payload or b"\r" in payload:
         payload = payload.replace(b"\r", b" ").replace(b"\n", b" ")
-    suffix = json.dumps(pipeline, separators=(",", ":"), ensure_ascii=False).encode()
+    suffix = json.dumps(pipeline, separators=(",", ":"), ensure_ascii=False)
+    # Elapsed times are written to the microsecond, always with six decimals.
+    for attribution in enriched.attributions:
+        elapsed = f'"time_since_assignment_seconds":{attribution.time_since_assignment_seconds!r}'
+        fixed = f'"time_since_assignment_seconds":{attribution.time_since_assignment_seconds:.6f}'
+        suffix = suffix.replace(elapsed + "}", fixed + "}", 1)
     # The payload is a validated, non-empty JSON object: it ends with "}" and has members.
-    return b'%s,"%s":%s}\n' % (payload[:-1], RESERVED_FIELD.encode(), suffix)
+    return b'%s,"%s":%s}\n' % (payload[:-1], RESERVED_FIELD.encode(), suffix.encode())
 
 
 def reference_build_archive_objects(
