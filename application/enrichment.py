@@ -51,9 +51,7 @@ class Enricher:
         users = dict.fromkeys([intern(event.user_id) for event in events.events])
         user_ids = users.keys()
         assignments = self._assignments.assignments_for(user_ids) if user_ids else {}
-        experiment_ids = {
-            assignment.experiment_id for items in assignments.values() for assignment in items
-        }
+        experiment_ids = self._memo.experiment_ids_for(user_ids, assignments)
         experiments = self._experiments.experiments(experiment_ids) if experiment_ids else {}
         candidates = candidates_of_users(
             users, assignments, experiments, self._memo, experiment_ids

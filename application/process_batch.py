@@ -274,12 +274,18 @@ class BatchProcessor:
         same one is not). The duplicates' (shard, sequence) are appended to `duplicates`."""
         event_ids = [event.event_id for event in accepted.events]
         seen = self._recent_events.lookup(event_ids)
-        if not seen and in_batch.isdisjoint(event_ids):
-            before = len(in_batch)
-            in_batch.update(event_ids)
-            if len(in_batch) - before == len(event_ids):
-                return accepted  # the common case: no id seen before, none twice
-            in_batch.difference_update(event_ids)
+        positions = dict(zip(event_ids, range(len(event_ids)), strict=True))
+        if len(positions) == len(event_ids) and in_batch.isdisjoint(event_ids):
+            # No id twice: only ids seen in earlier batches can be duplicates, and those only
+            # if they came in another record (a redelivery of the same record is not one).
+            where = accepted.coordinates
+            for event_id, (shard_id, sequence) in seen.items():
+                other = where[positions[event_id]]
+                if other.sequence != sequence or other.shard_id != shard_id:
+                    break
+            else:
+                in_batch.update(event_ids)
+                return accepted  # the common case
         keep: list[int] = []
         for index, (event_id, coordinates) in enumerate(
             zip(event_ids, accepted.coordinates, strict=True)

@@ -130,6 +130,24 @@ class CandidateMemo:
     ) -> Candidates:
         return self._candidates(user_id, assignments, experiments, -1)
 
+    def experiment_ids_for(
+        self, user_ids: Iterable[str], assignments: Mapping[str, Sequence[Assignment]]
+    ) -> set[str]:
+        """The experiment ids to look up for `candidates_of` these users: every experiment this
+        memo has seen (the experiments of each entry it holds were seen when it was made), and
+        the experiments of the assignments it holds no entry for. This is every experiment of
+        these users' assignments, without reading the assignments of users already prepared."""
+        experiment_ids = set(self._seen)
+        entries = self._entries
+        for user_id in user_ids:
+            user_assignments = assignments.get(user_id)
+            if not user_assignments:
+                continue
+            entry = entries.get(user_id)
+            if entry is None or entry[0] is not user_assignments or entry[3] < 0:
+                experiment_ids.update([a.experiment_id for a in user_assignments])
+        return experiment_ids
+
     def candidates_of(
         self,
         user_ids: Iterable[str],

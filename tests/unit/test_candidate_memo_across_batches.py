@@ -58,10 +58,12 @@ def test_a_memo_kept_across_batches_attributes_as_no_memo_does(
     memo = CandidateMemo()
     for events, (assignments, experiments) in batches:
         expected = attribute_batch(events, assignments, experiments)
-        assert attribute_batch(events, assignments, experiments, memo) == expected
         users = dict.fromkeys(e.event.user_id for e in events)
-        experiment_ids = {a.experiment_id for u in users for a in assignments.get(u, ())}
-        candidates = candidates_of_users(users, assignments, experiments, memo, experiment_ids)
+        experiment_ids = memo.experiment_ids_for(users, assignments)
+        assert experiment_ids >= {a.experiment_id for u in users for a in assignments.get(u, ())}
+        # As the enricher does: only the experiments the memo asks for are looked up.
+        shown = {key: value for key, value in experiments.items() if key in experiment_ids}
+        candidates = candidates_of_users(users, assignments, shown, memo, experiment_ids)
         columns = AcceptedColumns.of(events)
         matched = match_columns(columns.events, columns.times_us, candidates)
         assert [matched.of_event(index) for index in range(len(matched))] == [
@@ -72,6 +74,7 @@ def test_a_memo_kept_across_batches_attributes_as_no_memo_does(
             for e in expected
         ]
         assert columns.times_us == [e.event_time_us for e in expected]
+        assert attribute_batch(events, assignments, experiments, memo) == expected
 
 
 @settings(max_examples=50, deadline=None)
