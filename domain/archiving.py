@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import accumulate, islice
 from json.encoder import encode_basestring
+from operator import lt
 
 from domain.attribution import EnrichedEvent, Matches, VariantKey
 from domain.events import RESERVED_FIELD, AcceptedColumns
@@ -128,9 +131,8 @@ class ArchiveLineWriter:
 
 
 def _sequence_number_content(sequence_number: str) -> bytes:
-    """The JSON of a sequence number without its quotes (a Kinesis one is decimal digits)."""
-    if sequence_number.isdigit() and sequence_number.isascii():
-        return sequence_number.encode()
+    """The JSON of a sequence number without its quotes (see `ArchiveAccumulator.add_columns`
+    for the common case of decimal digits, inlined there)."""
     return _json_string(sequence_number)[1:-1].encode()
 
 
@@ -242,6 +244,11 @@ class ArchiveAccumulator:
                 arrival = _json_number(arrival_time).encode()
                 if type(arrival_time) is float:  # not an int equal to a cached float
                     arrivals[arrival_time] = arrival
+            sequence_number = coordinates.sequence_number
+            if sequence_number.isdigit() and sequence_number.isascii():
+                sequence = sequence_number.encode()  # a Kinesis one: decimal digits
+            else:
+                sequence = _sequence_number_content(sequence_number)
             # A validated JSON object ends with "}"; line breaks can only be whitespace.
             if payload[-1] != 125 or b"\n" in payload or b"\r" in payload:
                 payload = _one_line(payload)
@@ -251,7 +258,7 @@ class ArchiveAccumulator:
                 % (
                     payload[:-1],
                     *elapsed,
-                    _sequence_number_content(coordinates.sequence_number),
+                    sequence,
                     partition_key,
                     arrival,
                 ),
@@ -285,39 +292,33 @@ class ArchiveAccumulator:
         for hour_us, shard_id in sorted(groups, key=lambda key: (partitions[key[0]], key[1])):
             partition = partitions[hour_us]
             members = groups.pop((hour_us, shard_id))
-            members.sort(key=_by_sequence)
-            lines: list[bytes] = []
-            ids: list[str] = []
-            first = last = 0
-            size = 0
-            for sequence, line, event_id in members:
-                full = len(lines) >= limits.max_events_per_object
-                if lines and (full or size + len(line) > limits.max_bytes_per_object):
-                    objects.append(
-                        ArchiveObject(
-                            partition,
-                            shard_id,
-                            first,
-                            last,
-                            len(lines),
-                            b"".join(lines),
-                            tuple(ids),
-                        )
-                    )
-                    lines, ids, size = [], [], 0
-                if not lines:
-                    first = sequence
-                last = sequence
-                lines.append(line)
-                ids.append(event_id)
-                size += len(line)
+            sequences, lines, event_ids = zip(*members, strict=True)
+            if not all(map(lt, sequences, islice(sequences, 1, None))):
+                members.sort(key=_by_sequence)
+                sequences, lines, event_ids = zip(*members, strict=True)
             del members
-            if lines:
+            # Cut into objects of at most max_events_per_object lines and, unless one line is
+            # larger, max_bytes_per_object bytes: sizes[i] is the size of lines[: i + 1].
+            sizes = list(accumulate(map(len, lines)))
+            start = 0
+            while start < len(lines):
+                end = min(start + limits.max_events_per_object, len(lines))
+                before = sizes[start - 1] if start else 0
+                if sizes[end - 1] - before > limits.max_bytes_per_object:
+                    limit = before + limits.max_bytes_per_object
+                    end = max(start + 1, bisect_right(sizes, limit, start, end))
                 objects.append(
                     ArchiveObject(
-                        partition, shard_id, first, last, len(lines), b"".join(lines), tuple(ids)
+                        partition,
+                        shard_id,
+                        sequences[start],
+                        sequences[end - 1],
+                        end - start,
+                        b"".join(lines[start:end]),
+                        event_ids[start:end],
                     )
                 )
+                start = end
         return objects
 
 

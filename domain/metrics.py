@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -56,7 +57,7 @@ def to_decimal(value: float) -> Decimal:
 class MetricDelta:
     """What one batch adds to one counter, with the records it came from.
 
-    The per-record columns (`sequences`, `user_ids`, `values`, in sequence order) let a store
+    The per-record columns (`sequences`, `user_ids`, `values`, in strictly increasing sequence order) let a store
     that has already applied a prefix of these records apply only the rest (see `after`).
     """
 
@@ -94,15 +95,16 @@ class MetricDelta:
         """The part of this delta from records beyond `watermark`; None when nothing is left."""
         if watermark < self.first_sequence:
             return self
-        keep = [index for index, sequence in enumerate(self.sequences) if sequence > watermark]
-        if not keep:
+        # Sequences are strictly increasing within a delta.
+        start = bisect_right(self.sequences, watermark)
+        if start == len(self.sequences):
             return None
         return MetricDelta(
             self.key,
             self.shard_id,
-            tuple(self.sequences[i] for i in keep),
-            tuple(self.user_ids[i] for i in keep),
-            tuple(self.values[i] for i in keep),
+            self.sequences[start:],
+            self.user_ids[start:],
+            self.values[start:],
         )
 
     def first_sequence_of_users(self) -> dict[str, int]:
