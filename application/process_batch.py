@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
@@ -21,11 +21,13 @@ from application.ports import (
     MetricStore,
     NoDeadline,
     RecentEventIndex,
+    SeenEvent,
     Telemetry,
     merge_unfinished,
 )
 from application.results import BatchResult
 from domain.archiving import ArchiveAccumulator, ArchiveLimits, ArchiveLineWriter
+from domain.attribution import VariantKey
 from domain.decoding import decode_records
 from domain.errors import TransientInfrastructureError
 from domain.events import AcceptedColumns, EventLimits
@@ -110,7 +112,7 @@ class BatchProcessor:
         )
         rejected: list[tuple[int, DeadLetter]] = []
         duplicates: list[tuple[str, int]] = []
-        done: list[_Done] = []
+        done = _Done()
         in_batch: set[str] = set()
         lowest_unique: dict[str, int] = {}
         enrichment_failed = False
@@ -128,7 +130,7 @@ class BatchProcessor:
             decoded = monotonic()
             timings["decode"] += decoded - started
 
-            unique = self._drop_duplicates(accepted, in_batch, duplicates)
+            unique, unique_ids = self._drop_duplicates(accepted, in_batch, duplicates)
             del accepted
             # Chunks come in sequence order: a shard's first unique record is its lowest.
             for shard_id, sequence in {
@@ -162,16 +164,8 @@ class BatchProcessor:
 
             if archive is not None:
                 archive.add_columns(unique, matches)
-            done.extend(
-                zip(
-                    [event.event_id for event in unique.events],
-                    [c.shard_id for c in unique.coordinates],
-                    [c.sequence for c in unique.coordinates],
-                    map(len, matches.variants),
-                    strict=True,
-                )
-            )
-            del unique, matches
+            done.add(unique_ids, unique.coordinates, matches.variants)
+            del unique, unique_ids, matches
             timings["archive"] += monotonic() - archived_at
 
         if enrichment_failed:
@@ -183,7 +177,7 @@ class BatchProcessor:
         if deadline.expired():
             problems.append("deadline reached before writing")
             lowest: dict[str, int] = {}
-            for _, shard_id, sequence, _ in done:
+            for shard_id, sequence in zip(done.shard_ids, done.sequences, strict=True):
                 _lower(lowest, shard_id, sequence)
             for letter in letters:
                 _lower(lowest, letter.coordinates.shard_id, letter.sequence)
@@ -193,7 +187,7 @@ class BatchProcessor:
             return _before_cut(unfinished, shard_id, sequence)
 
         if unfinished:
-            done = [d for d in done if below_cut(d[1], d[2])]
+            done.restrict(below_cut)
             letters = [d for d in letters if below_cut(d.coordinates.shard_id, d.sequence)]
             metrics.restrict(below_cut)
             if archive is not None:
@@ -233,7 +227,7 @@ class BatchProcessor:
 
         failures: tuple[KinesisCoordinates, ...] = ()
         if unfinished:
-            done = [d for d in done if below_cut(d[1], d[2])]
+            done.restrict(below_cut)
             failures = tuple(
                 record.coordinates
                 for record in records
@@ -241,16 +235,14 @@ class BatchProcessor:
             )
             duplicates = [d for d in duplicates if below_cut(*d)]
             letters = [d for d in letters if below_cut(d.coordinates.shard_id, d.sequence)]
-        self._recent_events.remember(
-            {event_id: (shard_id, sequence) for event_id, shard_id, sequence, _ in done}
-        )
-        attributions = sum(d[3] for d in done)
+        self._recent_events.remember(done.seen_events())
+        attributions = sum(done.attributions)
         result = BatchResult(
             records=len(records),
-            processed=len(done),
+            processed=len(done.event_ids),
             duplicates=len(duplicates),
             dead_lettered=dict(Counter(d.reason for d in letters)),
-            unattributed=sum(1 for d in done if not d[3]),
+            unattributed=done.attributions.count(0),
             attributions=attributions,
             archived_objects=len(objects),
             metric_keys_updated=metric_keys_updated,
@@ -267,11 +259,12 @@ class BatchProcessor:
         accepted: AcceptedColumns,
         in_batch: set[str],
         duplicates: list[tuple[str, int]],
-    ) -> AcceptedColumns:
+    ) -> tuple[AcceptedColumns, list[str]]:
         """Keep the first record of each event id (`accepted` comes in sequence order, chunk
         after chunk; `in_batch` holds the ids kept by earlier chunks); a record seen before in
         an earlier batch is a duplicate only if it is a different record (a redelivery of the
-        same one is not). The duplicates' (shard, sequence) are appended to `duplicates`."""
+        same one is not). The duplicates' (shard, sequence) are appended to `duplicates`; the
+        kept events are returned with their ids."""
         event_ids = [event.event_id for event in accepted.events]
         seen = self._recent_events.lookup(event_ids)
         positions = dict(zip(event_ids, range(len(event_ids)), strict=True))
@@ -285,7 +278,7 @@ class BatchProcessor:
                     break
             else:
                 in_batch.update(event_ids)
-                return accepted  # the common case
+                return accepted, event_ids  # the common case
         keep: list[int] = []
         for index, (event_id, coordinates) in enumerate(
             zip(event_ids, accepted.coordinates, strict=True)
@@ -300,7 +293,9 @@ class BatchProcessor:
             else:
                 in_batch.add(event_id)
                 keep.append(index)
-        return accepted if len(keep) == len(event_ids) else accepted.select(keep)
+        if len(keep) == len(event_ids):
+            return accepted, event_ids
+        return accepted.select(keep), [event_ids[i] for i in keep]
 
     @contextmanager
     def _timed(self, stage: str, timings: dict[str, float]) -> Iterator[None]:
@@ -321,8 +316,51 @@ _STAGES = (
     "dead_letter",
 )
 
-_Done = tuple[str, str, int, int]
-"""(event_id, shard_id, sequence, number of attributions) of an enriched event."""
+
+@dataclass(slots=True)
+class _Done:
+    """The enriched events of a batch, as columns: what the result and the recent-event index
+    need of them."""
+
+    event_ids: list[str] = field(default_factory=list)
+    shard_ids: list[str] = field(default_factory=list)
+    sequences: list[int] = field(default_factory=list)
+    attributions: list[int] = field(default_factory=list)
+
+    def add(
+        self,
+        event_ids: list[str],
+        coordinates: list[KinesisCoordinates],
+        variants: list[tuple[VariantKey, ...]],
+    ) -> None:
+        self.event_ids.extend(event_ids)
+        self.shard_ids.extend([c.shard_id for c in coordinates])
+        self.sequences.extend([c.sequence for c in coordinates])
+        self.attributions.extend(map(len, variants))
+
+    def clear(self) -> None:
+        for column in (self.event_ids, self.shard_ids, self.sequences, self.attributions):
+            column.clear()
+
+    def restrict(self, keep: Callable[[str, int], bool]) -> None:
+        """Forget the events of which `keep(shard_id, sequence)` is false."""
+        kept = [
+            index
+            for index, (shard_id, sequence) in enumerate(
+                zip(self.shard_ids, self.sequences, strict=True)
+            )
+            if keep(shard_id, sequence)
+        ]
+        if len(kept) < len(self.event_ids):
+            self.event_ids = [self.event_ids[i] for i in kept]
+            self.shard_ids = [self.shard_ids[i] for i in kept]
+            self.sequences = [self.sequences[i] for i in kept]
+            self.attributions = [self.attributions[i] for i in kept]
+
+    def seen_events(self) -> dict[str, SeenEvent]:
+        return dict(
+            zip(self.event_ids, zip(self.shard_ids, self.sequences, strict=True), strict=True)
+        )
 
 
 def _sequence_order(records: Sequence[RawRecord]) -> Sequence[int] | None:

@@ -82,20 +82,43 @@ VariantKey = tuple[str, str]
 _EARLIEST_US = -(2**63)
 
 
+Choice = tuple[tuple[VariantKey, ...], tuple[int, ...], int]
+"""Variants an event may count for, when each was assigned (epoch microseconds), and the latest
+of those instants: an event at or after it counts for every one of them."""
+
+NO_CHOICE: Choice = ((), (), _EARLIEST_US)
+
+
 @dataclass(frozen=True, slots=True)
 class Candidates:
     """A user's assignments to running experiments, sorted by experiment (stably): what any
     event of the user can count for, prepared once per user."""
 
-    variants: tuple[VariantKey, ...]
-    assigned_us: tuple[int, ...]
-    """When each variant was assigned, in epoch microseconds."""
-    latest_us: int
-    """The latest of `assigned_us`: an event at or after it that names no experiment counts
-    for every variant."""
+    every: Choice
+    """All of them: for an event that names no experiment."""
+    by_experiment: Mapping[str, Choice]
+    """Those of each experiment: for an event that names one."""
+
+    @classmethod
+    def of(cls, running: Sequence[tuple[VariantKey, int]]) -> Candidates:
+        """From (variant, assigned at) pairs sorted by experiment."""
+        if not running:
+            return NO_CANDIDATES
+        experiments: dict[str, list[tuple[VariantKey, int]]] = {}
+        for variant, assigned in running:
+            experiments.setdefault(variant[0], []).append((variant, assigned))
+        return cls(_choice(running), {key: _choice(pairs) for key, pairs in experiments.items()})
 
 
-NO_CANDIDATES = Candidates((), (), _EARLIEST_US)
+def _choice(pairs: Sequence[tuple[VariantKey, int]]) -> Choice:
+    return (
+        tuple([variant for variant, _ in pairs]),
+        tuple([assigned for _, assigned in pairs]),
+        max(assigned for _, assigned in pairs),
+    )
+
+
+NO_CANDIDATES = Candidates(NO_CHOICE, {})
 
 
 class CandidateMemo:
@@ -289,21 +312,33 @@ def match_columns(
     elapsed_column: list[tuple[float, ...]] = []
     add_variants = variants_column.append
     add_elapsed = elapsed_column.append
+    m = 1_000_000
     for event, event_us in zip(events, times_us, strict=True):
         user = candidates[event.user_id]
         only = event.experiment_id
-        if only is None and user.latest_us <= event_us:
-            # Every candidate (none, for a user without any).
-            add_variants(user.variants)
-            add_elapsed(tuple([(event_us - assigned) / 1_000_000 for assigned in user.assigned_us]))
+        variants, assigned, latest = (
+            user.every if only is None else user.by_experiment.get(only, NO_CHOICE)
+        )
+        if latest <= event_us:  # every one of them (or none)
+            add_variants(variants)
+            # Unrolled for the usual counts: a comprehension costs more than the arithmetic.
+            count = len(assigned)
+            if count == 0:
+                add_elapsed(assigned)
+            elif count == 1:
+                add_elapsed(((event_us - assigned[0]) / m,))
+            elif count == 2:
+                a, b = assigned
+                add_elapsed(((event_us - a) / m, (event_us - b) / m))
+            elif count == 3:
+                a, b, c = assigned
+                add_elapsed(((event_us - a) / m, (event_us - b) / m, (event_us - c) / m))
+            else:
+                add_elapsed(tuple([(event_us - at) / m for at in assigned]))
             continue
-        kept = [
-            index
-            for index, assigned in enumerate(user.assigned_us)
-            if assigned <= event_us and (only is None or user.variants[index][0] == only)
-        ]
-        add_variants(tuple([user.variants[index] for index in kept]))
-        add_elapsed(tuple([(event_us - user.assigned_us[index]) / 1_000_000 for index in kept]))
+        kept = [index for index, at in enumerate(assigned) if at <= event_us]
+        add_variants(tuple([variants[index] for index in kept]))
+        add_elapsed(tuple([(event_us - assigned[index]) / m for index in kept]))
     return Matches(variants_column, elapsed_column)
 
 
@@ -350,11 +385,5 @@ def _candidates(
                 epoch_microseconds(assignment.assigned_at),
             )
         )
-    if not running:
-        return NO_CANDIDATES
     running.sort(key=lambda candidate: candidate[0][0])
-    return Candidates(
-        tuple([variant for variant, _ in running]),
-        tuple([assigned for _, assigned in running]),
-        max(assigned for _, assigned in running),
-    )
+    return Candidates.of(running)

@@ -30,7 +30,10 @@ class InMemoryRecentEventIndex(RecentEventIndex):
         with self._lock:
             seen = self._seen
             # New ids go to the end; ids already held keep their record and place.
-            seen.update({key: where for key, where in events.items() if key not in seen})
+            if seen.keys().isdisjoint(events):
+                seen.update(events)  # a batch of new ids, the usual case
+            elif not events.keys() <= seen.keys():
+                seen.update({key: where for key, where in events.items() if key not in seen})
             excess = len(seen) - self._capacity
             if excess > 0:
                 for event_id in list(islice(seen, excess)):
