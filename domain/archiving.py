@@ -75,17 +75,15 @@ def _json_number(number: float) -> str:
 class ArchiveLineWriter:
     """What archive lines are built from, kept across batches: one bytes template per (shard,
     attributed variants), holding the JSON of everything but the event, its elapsed times and
-    its record's coordinates, and the JSON of partition keys and arrival times seen recently
-    (they repeat: a user's partition key, the records of one put). Each cache holds at most
-    `max_entries` entries."""
+    its record's coordinates, and the JSON of recent arrival times (the records of one put
+    share theirs). Each cache holds at most `max_entries` entries (a template is ~600 bytes)."""
 
-    __slots__ = ("_arrivals", "_max_entries", "_partition_keys", "_template_count", "_templates")
+    __slots__ = ("_arrivals", "_max_entries", "_template_count", "_templates")
 
-    def __init__(self, max_entries: int = 50_000) -> None:
+    def __init__(self, max_entries: int = 10_000) -> None:
         self._max_entries = max_entries
         self._templates: dict[str, dict[tuple[VariantKey, ...], bytes]] = {}
         self._template_count = 0
-        self._partition_keys: dict[str, bytes] = {}
         self._arrivals: dict[float, bytes] = {}
 
     def templates_of_shard(self, shard_id: str) -> dict[tuple[VariantKey, ...], bytes]:
@@ -110,18 +108,12 @@ class ArchiveLineWriter:
         template = (
             f'%s,"{RESERVED_FIELD}":{{"attributions":[{attributions}],'
             f'"kinesis":{{"shard_id":{_template_text(shard_id)},"sequence_number":"%s",'
-            '"partition_key":%s,"approximate_arrival_timestamp":%s},'
+            '"partition_key":"%s","approximate_arrival_timestamp":%s},'
             f'"archive_schema_version":{ARCHIVE_SCHEMA_VERSION_JSON}}}}}\n'
         ).encode()
         self.templates_of_shard(shard_id)[variants] = template
         self._template_count += 1
         return template
-
-    @property
-    def partition_keys(self) -> dict[str, bytes]:
-        if len(self._partition_keys) >= self._max_entries:
-            self._partition_keys.clear()
-        return self._partition_keys
 
     @property
     def arrivals(self) -> dict[float, bytes]:
@@ -214,7 +206,6 @@ class ArchiveAccumulator:
         writer's template (see `ArchiveLineWriter.new_template`)."""
         groups = self._groups
         writer = self._writer
-        partition_keys = writer.partition_keys
         arrivals = writer.arrivals
         shard_id = None
         templates: dict[tuple[VariantKey, ...], bytes] = {}
@@ -233,11 +224,16 @@ class ArchiveAccumulator:
             template = templates.get(variants)
             if template is None:
                 template = writer.new_template(shard_id, variants)
-            partition_key = partition_keys.get(coordinates.partition_key)
-            if partition_key is None:
-                partition_key = partition_keys[coordinates.partition_key] = _json_string(
-                    coordinates.partition_key
-                ).encode()
+            partition_key = coordinates.partition_key
+            if (
+                partition_key.isascii()
+                and partition_key.isprintable()
+                and '"' not in partition_key
+                and "\\" not in partition_key
+            ):
+                partition_bytes = partition_key.encode()  # nothing to escape in JSON
+            else:
+                partition_bytes = _json_string(partition_key)[1:-1].encode()
             arrival_time = coordinates.approximate_arrival_timestamp
             arrival = arrivals.get(arrival_time) if type(arrival_time) is float else None
             if arrival is None:
@@ -259,7 +255,7 @@ class ArchiveAccumulator:
                     payload[:-1],
                     *elapsed,
                     sequence,
-                    partition_key,
+                    partition_bytes,
                     arrival,
                 ),
                 event.event_id,

@@ -82,43 +82,24 @@ VariantKey = tuple[str, str]
 _EARLIEST_US = -(2**63)
 
 
-Choice = tuple[tuple[VariantKey, ...], tuple[int, ...], int]
-"""Variants an event may count for, when each was assigned (epoch microseconds), and the latest
-of those instants: an event at or after it counts for every one of them."""
+Candidates = tuple[tuple[VariantKey, ...], tuple[int, ...], int]
+"""A user's assignments to running experiments, sorted by experiment (stably): what any event
+of the user can count for, prepared once per user. The variants, when each was assigned (epoch
+microseconds), and the latest of those instants: an event at or after it that names no
+experiment counts for every variant. A plain tuple: one is held per warm user."""
 
-NO_CHOICE: Choice = ((), (), _EARLIEST_US)
-
-
-@dataclass(frozen=True, slots=True)
-class Candidates:
-    """A user's assignments to running experiments, sorted by experiment (stably): what any
-    event of the user can count for, prepared once per user."""
-
-    every: Choice
-    """All of them: for an event that names no experiment."""
-    by_experiment: Mapping[str, Choice]
-    """Those of each experiment: for an event that names one."""
-
-    @classmethod
-    def of(cls, running: Sequence[tuple[VariantKey, int]]) -> Candidates:
-        """From (variant, assigned at) pairs sorted by experiment."""
-        if not running:
-            return NO_CANDIDATES
-        experiments: dict[str, list[tuple[VariantKey, int]]] = {}
-        for variant, assigned in running:
-            experiments.setdefault(variant[0], []).append((variant, assigned))
-        return cls(_choice(running), {key: _choice(pairs) for key, pairs in experiments.items()})
+NO_CANDIDATES: Candidates = ((), (), _EARLIEST_US)
 
 
-def _choice(pairs: Sequence[tuple[VariantKey, int]]) -> Choice:
+def candidates_from(running: Sequence[tuple[VariantKey, int]]) -> Candidates:
+    """From (variant, assigned at) pairs sorted by experiment."""
+    if not running:
+        return NO_CANDIDATES
     return (
-        tuple([variant for variant, _ in pairs]),
-        tuple([assigned for _, assigned in pairs]),
-        max(assigned for _, assigned in pairs),
+        tuple([variant for variant, _ in running]),
+        tuple([assigned for _, assigned in running]),
+        max(assigned for _, assigned in running),
     )
-
-
-NO_CANDIDATES = Candidates(NO_CHOICE, {})
 
 
 class CandidateMemo:
@@ -134,7 +115,7 @@ class CandidateMemo:
     that id, and an entry stamped with the current generation needs no per-assignment check.
     """
 
-    __slots__ = ("_entries", "_generation", "_max_users", "_seen")
+    __slots__ = ("_entries", "_generation", "_max_users", "_seen", "_variants")
 
     def __init__(self, max_users: int = 200_000) -> None:
         self._max_users = max_users
@@ -144,6 +125,8 @@ class CandidateMemo:
         ] = {}
         self._seen: dict[str, Experiment | None] = {}
         self._generation = 0
+        self._variants: dict[VariantKey, VariantKey] = {}
+        """One `VariantKey` object per variant, shared by every user's candidates."""
 
     def candidates(
         self,
@@ -228,7 +211,9 @@ class CandidateMemo:
                 if entry[3] != generation:
                     self._entries[user_id] = (*entry[:3], generation)
                 return entry[2]
-        candidates = _candidates(assignments, experiments)
+        if len(self._variants) >= self._max_users:
+            self._variants.clear()
+        candidates = _candidates(assignments, experiments, self._variants)
         if len(self._entries) >= self._max_users:
             self._entries.clear()
         self._entries[user_id] = (
@@ -314,11 +299,14 @@ def match_columns(
     add_elapsed = elapsed_column.append
     m = 1_000_000
     for event, event_us in zip(events, times_us, strict=True):
-        user = candidates[event.user_id]
+        variants, assigned, latest = candidates[event.user_id]
         only = event.experiment_id
-        variants, assigned, latest = (
-            user.every if only is None else user.by_experiment.get(only, NO_CHOICE)
-        )
+        if only is not None:  # only that experiment's variants (usually one)
+            chosen = [index for index, variant in enumerate(variants) if variant[0] == only]
+            if len(chosen) != len(variants):
+                variants = tuple([variants[index] for index in chosen])
+                assigned = tuple([assigned[index] for index in chosen])
+                latest = max(assigned, default=_EARLIEST_US)
         if latest <= event_us:  # every one of them (or none)
             add_variants(variants)
             # Unrolled for the usual counts: a comprehension costs more than the arithmetic.
@@ -372,18 +360,19 @@ def attribute_batch(
 
 
 def _candidates(
-    assignments: Iterable[Assignment], experiments: Mapping[str, Experiment]
+    assignments: Iterable[Assignment],
+    experiments: Mapping[str, Experiment],
+    shared: dict[VariantKey, VariantKey] | None = None,
 ) -> Candidates:
+    """`shared`, when given, keeps one object per variant across calls."""
     running = []
     for assignment in assignments:
         experiment = experiments.get(assignment.experiment_id)
         if experiment is None or not experiment.is_running:
             continue
-        running.append(
-            (
-                (assignment.experiment_id, assignment.variant_id),
-                epoch_microseconds(assignment.assigned_at),
-            )
-        )
+        variant = (assignment.experiment_id, assignment.variant_id)
+        if shared is not None:
+            variant = shared.setdefault(variant, variant)
+        running.append((variant, epoch_microseconds(assignment.assigned_at)))
     running.sort(key=lambda candidate: candidate[0][0])
-    return Candidates.of(running)
+    return candidates_from(running)
