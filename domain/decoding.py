@@ -5,12 +5,12 @@ from __future__ import annotations
 import binascii
 import math
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import partial
 
 from pybase64 import b64decode
 from pydantic import ValidationError
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, TzInfo
 
 from domain.events import (
     RESERVED_FIELD,
@@ -26,6 +26,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 _Rejector = Callable[[RejectionReason, str], DeadLetter]
+
+_FIXED_OFFSET_ZONES: frozenset[type] = frozenset({TzInfo, timezone})
+"""Time zones whose offset is the same at every instant (what pydantic gives aware datetimes)."""
 
 
 def _validate_json(payload: bytes) -> ExperimentEvent:
@@ -110,6 +113,12 @@ def decode_records(
     leaf_types = _LEAF_TYPES
     validate = ExperimentEvent.__pydantic_validator__.validate_json
     epoch, microsecond = _EPOCH, _MICROSECOND
+    # The epoch in the time zone of the last event, and that zone's offset: pydantic hands out
+    # one tzinfo object per offset, and the difference of two datetimes sharing one is plain
+    # arithmetic, where comparing across zones calls the tzinfo's Python-level utcoffset.
+    zone: tzinfo | None = None
+    zone_epoch = epoch
+    zone_offset_us = 0
     for position in positions:
         record = records[position]
         text = record.data
@@ -121,7 +130,16 @@ def decode_records(
                 pass
             else:
                 if len(payload) <= max_bytes:
-                    event_us = (event.timestamp - epoch) // microsecond
+                    moment = event.timestamp
+                    if moment.tzinfo is zone:
+                        event_us = (moment - zone_epoch) // microsecond - zone_offset_us
+                    else:
+                        event_us = (moment - epoch) // microsecond
+                        offset = moment.utcoffset()
+                        if offset is not None and type(moment.tzinfo) in _FIXED_OFFSET_ZONES:
+                            zone = moment.tzinfo
+                            zone_epoch = datetime(1970, 1, 1, tzinfo=zone)
+                            zone_offset_us = offset // microsecond
                     properties = event.properties
                     if (
                         event_us <= latest_us
