@@ -235,10 +235,16 @@ class ArchiveAccumulator:
             else:
                 partition_bytes = _json_string(partition_key)[1:-1].encode()
             arrival_time = coordinates.approximate_arrival_timestamp
-            arrival = arrivals.get(arrival_time) if type(arrival_time) is float else None
+            # Only positive floats are cached: no other value equals one of them (an int may
+            # equal a float, -0.0 equals 0.0, and NaN nothing) while writing otherwise.
+            arrival = (
+                arrivals.get(arrival_time)
+                if type(arrival_time) is float and arrival_time > 0.0
+                else None
+            )
             if arrival is None:
                 arrival = _json_number(arrival_time).encode()
-                if type(arrival_time) is float:  # not an int equal to a cached float
+                if type(arrival_time) is float and arrival_time > 0.0:
                     arrivals[arrival_time] = arrival
             sequence_number = coordinates.sequence_number
             if sequence_number.isdigit() and sequence_number.isascii():

@@ -238,6 +238,39 @@ def test_an_archive_line_is_byte_for_byte_the_reference(
     assert archive_line(enriched) == expected
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    records=st.lists(
+        st.tuples(
+            st.sampled_from(["user-1", 'p"k', "p\\k", "ü", "a b", "\x01", "", "50%"]),
+            st.sampled_from(["1", "00042", "١٢", " 7 ", "1_000", "49590338271490256608"]),
+            st.sampled_from(
+                [0.0, -0.0, 5, 5.0, 1.5, float("nan"), float("inf"), 1_795_168_800.123]
+            ),
+            st.sampled_from([(), (("exp-%s", "control"),), (("a", "b"), ("c", "d%"))]),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_the_lines_of_one_batch_share_their_caches_and_are_byte_for_byte_the_reference(
+    records: list[tuple[str, str, float, tuple[tuple[str, str], ...]]],
+) -> None:
+    events = []
+    for index, (partition_key, sequence_number, arrival, variants) in enumerate(records):
+        body = {"event_id": f"e{index}", "event_type": "click", "user_id": "u"}
+        payload = json.dumps({**body, "timestamp": NOW.isoformat()}).encode()
+        accepted = AcceptedEvent(
+            ExperimentEvent.model_validate_json(payload),
+            payload,
+            KinesisCoordinates("shard-1", sequence_number, partition_key, arrival),
+        )
+        attributions = tuple(Attribution(e, v, 1.5 + index) for e, v in variants)
+        events.append(EnrichedEvent(accepted, attributions))
+    limits = ArchiveLimits(max_events_per_object=5)
+    assert build_archive_objects(events, limits) == reference_build_archive_objects(events, limits)
+
+
 def test_epoch_microseconds_are_exact_for_any_offset() -> None:
     moment = datetime(2026, 11, 20, 10, 0, 0, 123_457, tzinfo=timezone(timedelta(hours=5)))
     assert epoch_microseconds(moment) == 1_795_150_800_123_457
