@@ -415,7 +415,11 @@ def replay(
         bool, typer.Option("--from-archive", help="Replay the S3 archive of --start..--end.")
     ] = False,
     from_dlq: Annotated[
-        bool, typer.Option("--from-dlq", help="Replay the dead-letter queue (DLQ_URL).")
+        bool,
+        typer.Option(
+            "--from-dlq",
+            help="Replay the dead letters: the queue (DLQ_URL), or without one those kept in S3.",
+        ),
     ] = False,
     from_file: Annotated[
         Path | None,
@@ -453,6 +457,7 @@ def replay(
         replay_archive,
         replay_dead_letters,
         replay_items,
+        replay_stored_dead_letters,
         whole_days,
     )
 
@@ -495,12 +500,27 @@ def replay(
                     container.replay_processor(), items, summary, batch_size, progress
                 )
             )
+        elif source == "dlq" and not settings.dlq_url:
+            from infrastructure.aws.sqs_dead_letters import S3DeadLetterReader
+
+            # Without a queue the handler keeps dead letters in S3 (S3DeadLetterQueue).
+            _stderr().print(
+                f"no DLQ_URL: replaying the dead letters kept in "
+                f"s3://{settings.s3_bucket}/{settings.dead_letter_prefix}"
+            )
+            stored = S3DeadLetterReader(
+                container.s3_client(), settings.s3_bucket, settings.dead_letter_prefix
+            )
+            run_against_aws(
+                lambda: replay_stored_dead_letters(
+                    container.replay_processor(), stored, summary, batch_size, progress
+                )
+            )
         elif source == "dlq":
             from infrastructure.aws.sqs_dead_letters import SqsDeadLetterReader
 
-            if not settings.dlq_url:
-                fail("--from-dlq needs DLQ_URL (the dead-letter queue's URL)", EXIT_USAGE)
             queue_url = settings.dlq_url
+            assert queue_url is not None
             reader = SqsDeadLetterReader(
                 container.sqs_client(), queue_url, container.s3_client(), wait_seconds=1
             )

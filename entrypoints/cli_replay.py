@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     from application.process_batch import ProcessingSettings
     from infrastructure.aws.s3_archive import S3ArchiveReader
-    from infrastructure.aws.sqs_dead_letters import SqsDeadLetterReader
+    from infrastructure.aws.sqs_dead_letters import S3DeadLetterReader, SqsDeadLetterReader
 
 
 def whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime]:
@@ -172,6 +172,45 @@ def replay_dead_letters(
         on_progress(summary.read)
     summary.kept_messages = len(kept)
     _make_visible(sqs, queue_url, kept)
+
+
+def replay_stored_dead_letters(
+    processor: ReplayProcessor,
+    reader: S3DeadLetterReader,
+    summary: ReplaySummary,
+    batch_size: int,
+    on_progress: Callable[[int], None] = lambda done: None,
+) -> None:
+    """Replay the dead letters kept in S3 (a deployment without a dead-letter queue), a batch
+    of objects at a time; delete an object only once its event is settled, as a queue message
+    would be. Objects kept (still invalid, failed, unreadable, or every one of a dry run) stay
+    for the next run or a person to look at."""
+    from infrastructure.aws.dead_letter_format import MalformedDeadLetterError
+
+    options = ReplayOptions(archive=True, dry_run=summary.dry_run)
+    keys = list(reader.keys())  # listed first: deleting while paginating would skip keys
+    for start in range(0, len(keys), batch_size):
+        chunk = keys[start : start + batch_size]
+        summary.read += len(chunk)
+        items = []
+        for key in chunk:
+            try:
+                letter = reader.read(key).letter()
+            except MalformedDeadLetterError as error:
+                summary.outcomes["unreadable"] += 1
+                summary.problems.append(f"object {key}: {error}")
+                summary.kept_messages += 1
+                continue
+            items.append(ReplayItem(key, RawRecord(letter.coordinates, letter.data)))
+        if items:
+            result = processor.replay(items, options)
+            summary.add(result)
+            settled = set() if summary.dry_run else set(result.settled_sources())
+            done = [item.source for item in items if item.source in settled]
+            not_deleted = reader.delete(done) if done else []
+            summary.deleted_messages += len(done) - len(not_deleted)
+            summary.kept_messages += len(items) - len(done) + len(not_deleted)
+        on_progress(summary.read)
 
 
 def _make_visible(sqs: SQSClient, queue_url: str, receipt_handles: Sequence[str]) -> None:

@@ -503,3 +503,23 @@ class S3DeadLetterReader:
     def letters(self) -> Iterator[DeadLetter]:
         for key in self.keys():
             yield self.read(key).letter()
+
+    def delete(self, keys: Sequence[str]) -> list[str]:
+        """Delete the objects of letters whose events are settled; returns the keys that could
+        not be deleted (they stay, and a later replay finds them settled)."""
+        not_deleted: list[str] = []
+        for start in range(0, len(keys), S3_MAX_DELETE_KEYS):
+            chunk = keys[start : start + S3_MAX_DELETE_KEYS]
+            try:
+                response = self._s3.delete_objects(
+                    Bucket=self._bucket,
+                    Delete={"Objects": [{"Key": key} for key in chunk], "Quiet": True},
+                )
+            except (ClientError, BotoCoreError) as error:
+                raise translate(error, "s3:DeleteObject") from error
+            not_deleted.extend(failure.get("Key", "") for failure in response.get("Errors", []))
+        return not_deleted
+
+
+S3_MAX_DELETE_KEYS = 1_000
+"""Keys one DeleteObjects request takes at most."""

@@ -141,6 +141,54 @@ def test_a_still_invalid_dead_letter_stays_in_the_queue(
     assert second["read"] == 1
 
 
+def test_without_a_queue_the_dead_letters_kept_in_s3_are_replayed_once_and_deleted(
+    provisioned: dict[str, str], endpoint_url: str, workload: Workload, tmp_path: Path
+) -> None:
+    no_queue = {**provisioned, "DLQ_URL": ""}
+    seed_workload(no_queue, endpoint_url, workload, tmp_path)
+    user = next(a for a in workload.assignments if a.experiment_id == "exp-00")
+    big = {
+        "event_id": "evt-oversize-2",
+        "event_type": "purchase",
+        "user_id": user.user_id,
+        "timestamp": "2026-11-20T10:30:00Z",
+        "value": 7.25,
+        "properties": {"note": "x" * OVERSIZE_PADDING},
+    }
+    workload.entries = [
+        StreamEntry(json.dumps(big).encode(), user.user_id),
+        StreamEntry(b'{"event_id": "x", "event_type": "click"', "bad-1", valid=False),
+    ]
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(kinesis_event(workload)))
+    assert run(["invoke", str(event_file)], no_queue, endpoint_url).exit_code == 0
+    s3 = boto3.client("s3", endpoint_url=endpoint_url, region_name=REGION)
+
+    def kept() -> list[str]:
+        listed = s3.list_objects_v2(Bucket=no_queue["S3_BUCKET"], Prefix="dead-letters/")
+        return [entry["Key"] for entry in listed.get("Contents", [])]
+
+    assert len(kept()) == 2
+    raised_limit = {**no_queue, "MAX_RECORD_BYTES": str(256 * 1024)}
+
+    dry = _summary(["replay", "--from-dlq", "--dry-run"], raised_limit, endpoint_url)
+    first = _summary(["replay", "--from-dlq"], raised_limit, endpoint_url)
+    second = _summary(["replay", "--from-dlq"], raised_limit, endpoint_url)
+
+    assert dry["outcomes"] == {"valid": 1, "invalid": 1}
+    assert dry["kept_messages"] == 2
+    assert first["outcomes"] == {"applied": 1, "invalid": 1}
+    assert first["invalid_reasons"] == {"invalid_json": 1}
+    assert (first["deleted_messages"], first["kept_messages"]) == (1, 1)
+    assert second["outcomes"] == {"invalid": 1}
+    assert len(kept()) == 1
+    purchases = [s for s in _counters(provisioned, endpoint_url) if s.key.metric == "purchase"]
+    assert {(s.key.granularity, s.event_count, str(s.value_sum)) for s in purchases} == {
+        (Granularity.HOUR, 1, "7.25"),
+        (Granularity.DAY, 1, "7.25"),
+    }
+
+
 def test_replaying_a_file_twice_counts_its_events_once(
     provisioned: dict[str, str], endpoint_url: str, workload: Workload, tmp_path: Path
 ) -> None:
