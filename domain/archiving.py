@@ -98,8 +98,8 @@ class ArchiveLineWriter:
     def new_template(self, shard_id: str, variants: tuple[VariantKey, ...]) -> bytes:
         """The line of an event of `shard_id` attributed to `variants` is this template
         formatted with the event's JSON without its closing brace, the elapsed seconds of each
-        attribution (`%.6f`: to the microsecond), the sequence number's JSON without quotes,
-        and the JSON of the partition key and of the arrival time."""
+        attribution (`%.6f`: to the microsecond), the JSON of the sequence number and of the
+        partition key without their quotes, and the JSON of the arrival time."""
         attributions = ",".join(
             f'{{"experiment_id":{_template_text(experiment_id)},'
             f'"variant_id":{_template_text(variant_id)},"time_since_assignment_seconds":%.6f}}'
@@ -122,10 +122,10 @@ class ArchiveLineWriter:
         return self._arrivals
 
 
-def _sequence_number_content(sequence_number: str) -> bytes:
-    """The JSON of a sequence number without its quotes (see `ArchiveAccumulator.add_columns`
-    for the common case of decimal digits, inlined there)."""
-    return _json_string(sequence_number)[1:-1].encode()
+def _json_content(text: str) -> bytes:
+    """A str as JSON, without its quotes (`ArchiveAccumulator.add_columns` skips this call for
+    the usual sequence numbers and partition keys, which need no escaping)."""
+    return _json_string(text)[1:-1].encode()
 
 
 def _one_line(payload: bytes) -> bytes:
@@ -151,12 +151,11 @@ def archive_line(enriched: EnrichedEvent) -> bytes:
     The producer's bytes are kept (no re-serialisation: unknown fields, key order and number
     formatting survive); newlines between JSON tokens become spaces so that one event is one
     line. The `_pipeline` object is what `json.dumps(..., separators=(",", ":"),
-    ensure_ascii=False)` would write, built from pre-encoded pieces.
+    ensure_ascii=False)` would write, except that elapsed times are written with six decimals
+    (to the microsecond); it is built from a template (see `ArchiveLineWriter`).
     """
-    accumulator = ArchiveAccumulator(ArchiveLimits())
-    accumulator.add([enriched])
-    ((_, line, _),) = accumulator._groups.popitem()[1]
-    return line
+    (item,) = build_archive_objects([enriched], ArchiveLimits())
+    return item.body
 
 
 def build_archive_objects(
@@ -233,7 +232,7 @@ class ArchiveAccumulator:
             ):
                 partition_bytes = partition_key.encode()  # nothing to escape in JSON
             else:
-                partition_bytes = _json_string(partition_key)[1:-1].encode()
+                partition_bytes = _json_content(partition_key)
             arrival_time = coordinates.approximate_arrival_timestamp
             # Only positive floats are cached: no other value equals one of them (an int may
             # equal a float, -0.0 equals 0.0, and NaN nothing) while writing otherwise.
@@ -250,7 +249,7 @@ class ArchiveAccumulator:
             if sequence_number.isdigit() and sequence_number.isascii():
                 sequence = sequence_number.encode()  # a Kinesis one: decimal digits
             else:
-                sequence = _sequence_number_content(sequence_number)
+                sequence = _json_content(sequence_number)
             # A validated JSON object ends with "}"; line breaks can only be whitespace.
             if payload[-1] != 125 or b"\n" in payload or b"\r" in payload:
                 payload = _one_line(payload)

@@ -126,7 +126,7 @@ def decode_records(
             try:
                 payload = b64decode(text, validate=True)
                 event: ExperimentEvent = validate(payload)
-            except ValueError:  # binascii.Error, pydantic's ValidationError: see below
+            except ValueError:  # binascii.Error, ValidationError: decode_record gives the reason
                 pass
             else:
                 if len(payload) <= max_bytes:
