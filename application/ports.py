@@ -136,10 +136,15 @@ class RecentEventIndex(abc.ABC):
     """
 
     @abc.abstractmethod
-    def lookup(self, event_ids: Collection[str]) -> dict[str, SeenEvent]: ...
+    def lookup(self, event_ids: Collection[str]) -> dict[str, SeenEvent]:
+        """The record each known id was remembered with; unknown ids are absent. Raises
+        `TransientInfrastructureError` when the index cannot be read now."""
 
     @abc.abstractmethod
-    def remember(self, events: Mapping[str, SeenEvent]) -> None: ...
+    def remember(self, events: Mapping[str, SeenEvent]) -> None:
+        """Durable when it returns, or raises `TransientInfrastructureError` (then some, none or
+        all of `events` may be held). Called before a batch's writes, with ids that `lookup`
+        found unknown or carried by the same record."""
 
 
 class Telemetry(abc.ABC):

@@ -55,6 +55,14 @@ class BatchProcessor:
     sequence number on is reported as a failure, so Kinesis redelivers exactly that suffix; all
     records below it have every effect durable. Redelivered records are never counted twice
     because the metric store skips records at or below its per-shard watermark.
+
+    The recent-event index is remembered first, before any write of the batch: a crash after the
+    counters' writes then cannot leave a counted id unknown to it (a later re-send would be
+    counted again), and a redelivery of records remembered but not written is recognised as the
+    same records, not as duplicates. When the index cannot be read, nothing of the batch is
+    counted and each shard is redelivered from its lowest valid record; when it cannot be
+    written, nothing is written and each shard is redelivered from its lowest record that was to
+    be counted or dead-lettered.
     """
 
     def __init__(
@@ -116,6 +124,9 @@ class BatchProcessor:
         in_batch: set[str] = set()
         lowest_unique: dict[str, int] = {}
         enrichment_failed = False
+        lookup_failed = False
+        lowest_valid: dict[str, int] = {}
+        """Filled only once the index could not be read: each shard's lowest valid record."""
 
         for chunk_start in range(0, len(records), chunk_records):
             started = monotonic()
@@ -130,7 +141,28 @@ class BatchProcessor:
             decoded = monotonic()
             timings["decode"] += decoded - started
 
-            unique, unique_ids = self._drop_duplicates(accepted, in_batch, duplicates)
+            if lookup_failed:
+                _lower_each(lowest_valid, accepted.coordinates)
+                timings["deduplicate"] += monotonic() - decoded
+                continue
+            try:
+                unique, unique_ids = self._drop_duplicates(accepted, in_batch, duplicates)
+            except TransientInfrastructureError as error:
+                problems.append(str(error))
+                stage_errors["deduplicate"] = 1
+                lookup_failed = True
+                # No id of this batch can be told new: nothing of it is counted, and every valid
+                # record (a duplicate found so far included) is redelivered.
+                metrics = MetricAccumulator()
+                if archive is not None:
+                    archive = ArchiveAccumulator(settings.archive_limits, self._line_writer)
+                done.clear()
+                lowest_valid = merge_unfinished(lowest_unique)
+                for shard_id, sequence in duplicates:
+                    _lower(lowest_valid, shard_id, sequence)
+                _lower_each(lowest_valid, accepted.coordinates)
+                timings["deduplicate"] += monotonic() - decoded
+                continue
             del accepted
             # Chunks come in sequence order: a shard's first unique record is its lowest.
             for shard_id, sequence in {
@@ -170,18 +202,15 @@ class BatchProcessor:
 
         if enrichment_failed:
             unfinished = merge_unfinished(unfinished, lowest_unique)
+        if lookup_failed:
+            unfinished = merge_unfinished(unfinished, lowest_valid)
         rejected.sort(key=_by_index)  # dead letters go out in arrival order
         letters = [letter for _, letter in rejected]
         del rejected
 
         if deadline.expired():
             problems.append("deadline reached before writing")
-            lowest: dict[str, int] = {}
-            for shard_id, sequence in zip(done.shard_ids, done.sequences, strict=True):
-                _lower(lowest, shard_id, sequence)
-            for letter in letters:
-                _lower(lowest, letter.coordinates.shard_id, letter.sequence)
-            unfinished = merge_unfinished(unfinished, lowest)
+            unfinished = merge_unfinished(unfinished, _lowest_to_write(done, letters))
 
         def below_cut(shard_id: str, sequence: int) -> bool:
             return _before_cut(unfinished, shard_id, sequence)
@@ -192,6 +221,22 @@ class BatchProcessor:
             metrics.restrict(below_cut)
             if archive is not None:
                 archive.restrict(below_cut)
+
+        if done.event_ids:
+            # Remembered first: see the class docstring.
+            started = monotonic()
+            try:
+                self._recent_events.remember(done.seen_events())
+            except TransientInfrastructureError as error:
+                problems.append(str(error))
+                stage_errors["deduplicate"] = 1
+                unfinished = merge_unfinished(unfinished, _lowest_to_write(done, letters))
+                done.restrict(below_cut)
+                letters = [d for d in letters if below_cut(d.coordinates.shard_id, d.sequence)]
+                metrics.restrict(below_cut)
+                if archive is not None:
+                    archive.restrict(below_cut)
+            timings["deduplicate"] += monotonic() - started
 
         started = monotonic()
         deltas = metrics.deltas()
@@ -235,7 +280,6 @@ class BatchProcessor:
             )
             duplicates = [d for d in duplicates if below_cut(*d)]
             letters = [d for d in letters if below_cut(d.coordinates.shard_id, d.sequence)]
-        self._recent_events.remember(done.seen_events())
         attributions = sum(done.attributions)
         result = BatchResult(
             records=len(records),
@@ -386,3 +430,18 @@ def _lower(lowest: dict[str, int], shard_id: str, sequence: int) -> None:
     current = lowest.get(shard_id)
     if current is None or sequence < current:
         lowest[shard_id] = sequence
+
+
+def _lower_each(lowest: dict[str, int], coordinates: Sequence[KinesisCoordinates]) -> None:
+    for where in coordinates:
+        _lower(lowest, where.shard_id, where.sequence)
+
+
+def _lowest_to_write(done: _Done, letters: Sequence[DeadLetter]) -> dict[str, int]:
+    """Each shard's lowest record that the batch's writes would count or dead-letter."""
+    lowest: dict[str, int] = {}
+    for shard_id, sequence in zip(done.shard_ids, done.sequences, strict=True):
+        _lower(lowest, shard_id, sequence)
+    for letter in letters:
+        _lower(lowest, letter.coordinates.shard_id, letter.sequence)
+    return lowest

@@ -26,8 +26,9 @@ class BatchResult:
     problems: tuple[str, ...] = ()
     stage_seconds: Mapping[str, float] = field(default_factory=dict)
     stage_errors: Mapping[str, int] = field(default_factory=dict)
-    """Stages whose port reported work it could not finish (enrich, write_metrics, archive,
-    dead_letter), so that each kind of infrastructure trouble has its own alarm."""
+    """Stages whose port reported work it could not finish (deduplicate: the recent-event index,
+    enrich, write_metrics, archive, dead_letter), so that each kind of infrastructure trouble has
+    its own alarm."""
 
     @property
     def dead_lettered_total(self) -> int:

@@ -11,7 +11,7 @@ from aws_lambda_powertools import Tracer
 from botocore.config import Config
 from dependency_injector import containers, providers
 
-from application.ports import Clock, DeadLetterQueue, Telemetry
+from application.ports import Clock, DeadLetterQueue, RecentEventIndex, Telemetry
 from application.process_batch import BatchProcessor, ProcessingSettings
 from application.replay import ReplayProcessor
 from domain.archiving import ArchiveLimits
@@ -19,6 +19,7 @@ from domain.events import EventLimits
 from entrypoints.settings import Settings
 from infrastructure.aws.client_config import client_config
 from infrastructure.aws.dynamodb_metric_store import DynamoDbMetricStore
+from infrastructure.aws.dynamodb_recent_events import DynamoDbRecentEventIndex
 from infrastructure.aws.dynamodb_replay_store import DynamoDbReplayMetricStore
 from infrastructure.aws.dynamodb_repositories import (
     DynamoDbAssignmentRepository,
@@ -35,6 +36,7 @@ from infrastructure.clock import SystemClock
 from infrastructure.codecs import ArchiveCodec, codec_named
 from infrastructure.in_memory.recent_events import InMemoryRecentEventIndex
 from infrastructure.in_memory.telemetry import InMemoryTelemetry
+from infrastructure.layered_recent_events import LayeredRecentEventIndex
 from infrastructure.tracing import (
     TracedAssignmentRepository,
     TracedDeadLetterQueue,
@@ -210,9 +212,27 @@ class Container(containers.DeclarativeContainer):
         ),
         tracer,
     )
-    recent_events = providers.Singleton(
+    recent_events_in_memory = providers.Singleton(
         InMemoryRecentEventIndex, capacity=settings.provided.recent_event_ids
     )
+    recent_events: providers.Provider[RecentEventIndex] = providers.Selector(
+        settings.provided.event_id_index,
+        memory=recent_events_in_memory,
+        dynamodb=providers.Singleton(
+            LayeredRecentEventIndex,
+            recent_events_in_memory,
+            providers.Singleton(
+                DynamoDbRecentEventIndex,
+                dynamodb_client,
+                settings.provided.dynamodb_table,
+                clock,
+                ttl_days=settings.provided.event_id_ttl_days,
+                max_workers=settings.provided.write_concurrency,
+            ),
+        ),
+    )
+    """EVENT_ID_INDEX: the warm container's memory alone (default), or that memory in front of
+    the aggregation table, which remembers ids across cold starts."""
     processing_settings = providers.Singleton(_processing_settings, settings)
 
     replay_processor = providers.Factory(

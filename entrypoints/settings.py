@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     cache_max_entries: int = Field(default=200_000, ge=0)
     cache_ttl_seconds: float = Field(default=300, ge=0)
     recent_event_ids: int = Field(default=200_000, ge=0)
+    event_id_index: Literal["memory", "dynamodb"] = "memory"
+    """Where committed event ids are remembered, to drop producer re-sends (the same event id in
+    another record): `memory`, the warm container's (forgotten at a cold start); or `dynamodb`,
+    also in the aggregation table, which survives cold starts at one write unit per event and a
+    BatchGetItem per 100 events the container does not hold (docs/exactly-once.md)."""
+    event_id_ttl_days: int = Field(default=7, ge=1)
+    """How long the `dynamodb` event-id index keeps an id (the table's TTL removes it after)."""
     write_concurrency: int = Field(default=16, ge=1, le=128)
     marker_ttl_days: int | None = Field(default=None, ge=1)
     marker_cache_entries: int = Field(default=500_000, ge=0)

@@ -122,6 +122,7 @@ def get_items(
     projection: str,
     attribute_names: Mapping[str, str],
     backoff: Backoff,
+    consistent_read: bool = False,
 ) -> tuple[list[Item], list[Item]]:
     """Read at most 100 items with BatchGetItem, retrying unprocessed keys.
 
@@ -140,6 +141,7 @@ def get_items(
             "Keys": pending,
             "ProjectionExpression": projection,
             "ExpressionAttributeNames": attribute_names,
+            "ConsistentRead": consistent_read,
         }
         response = client.batch_get_item(RequestItems={table_name: request})
         found.extend(response.get("Responses", {}).get(table_name, []))

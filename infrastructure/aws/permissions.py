@@ -18,7 +18,10 @@ class Resource(StrEnum):
 
 
 LAMBDA_PERMISSIONS: dict[Resource, frozenset[str]] = {
-    Resource.AGGREGATION_TABLE: frozenset({"dynamodb:UpdateItem", "dynamodb:BatchWriteItem"}),
+    # BatchGetItem: the durable event-id index (EVENT_ID_INDEX=dynamodb) reads committed ids.
+    Resource.AGGREGATION_TABLE: frozenset(
+        {"dynamodb:UpdateItem", "dynamodb:BatchWriteItem", "dynamodb:BatchGetItem"}
+    ),
     Resource.ASSIGNMENTS_TABLE: frozenset({"dynamodb:BatchGetItem"}),
     Resource.EXPERIMENTS_TABLE: frozenset({"dynamodb:BatchGetItem"}),
     Resource.ARCHIVE_BUCKET: frozenset({"s3:PutObject", "s3:PutObjectTagging"}),

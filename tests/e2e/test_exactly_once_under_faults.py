@@ -291,6 +291,8 @@ def stored_aggregates(
     for page in dynamodb.get_paginator("scan").paginate(TableName=table):
         for item in page["Items"]:
             partition, sort = item["partition_key"]["S"], item["sort_key"]["S"]
+            if partition.startswith("EVENT#") and sort == "EVENT":
+                continue  # the event-id index (EVENT_ID_INDEX=dynamodb), not an aggregate
             if partition.startswith("EXP#"):
                 granularity, label, variant, metric = (unquote(p) for p in sort.split("#"))
                 key = (unquote(partition[4:]), variant, metric, granularity, label)

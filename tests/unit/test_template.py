@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
@@ -222,6 +222,18 @@ def test_every_variable_the_template_sets_is_one_the_service_reads() -> None:
     ours = {name for name in variables if not name.startswith("POWERTOOLS_")}
     assert ours <= understood, ours - understood
     assert variables["KMS_KEY_ID"]["Fn::If"][0] == "HasArchiveKmsKey"
+
+
+def test_the_durable_event_id_index_is_opt_in_and_configured_like_the_service_defaults() -> None:
+    variables = properties("EventProcessorFunction")["Environment"]["Variables"]
+    assert variables["EVENT_ID_INDEX"] == ref("EventIdIndex")
+    assert variables["EVENT_ID_TTL_DAYS"] == ref("EventIdTtlDays")
+    index = Settings.model_fields["event_id_index"]
+    assert parameter_default("EventIdIndex") == index.default == "memory"
+    assert set(TEMPLATE["Parameters"]["EventIdIndex"]["AllowedValues"]) == set(
+        get_args(index.annotation)
+    )
+    assert parameter_default("EventIdTtlDays") == Settings.model_fields["event_id_ttl_days"].default
 
 
 # ------------------------------------------------------------------------------- event source
