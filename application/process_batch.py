@@ -200,6 +200,7 @@ class BatchProcessor:
             del unique, unique_ids, matches
             timings["archive"] += monotonic() - archived_at
 
+        del in_batch  # the batch's ids: not held while the writes run
         if enrichment_failed:
             unfinished = merge_unfinished(unfinished, lowest_unique)
         if lookup_failed:
