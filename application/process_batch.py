@@ -113,11 +113,7 @@ class BatchProcessor:
         timings["decode"] += monotonic() - started
 
         metrics = MetricAccumulator()
-        archive = (
-            ArchiveAccumulator(settings.archive_limits, self._line_writer)
-            if settings.archive_events
-            else None
-        )
+        archive = self._new_archive()
         rejected: list[tuple[int, DeadLetter]] = []
         duplicates: list[tuple[str, int]] = []
         done = _Done()
@@ -148,14 +144,10 @@ class BatchProcessor:
             try:
                 unique, unique_ids = self._drop_duplicates(accepted, in_batch, duplicates)
             except TransientInfrastructureError as error:
-                problems.append(str(error))
-                stage_errors["deduplicate"] = 1
                 lookup_failed = True
                 # No id of this batch can be told new: nothing of it is counted, and every valid
                 # record (a duplicate found so far included) is redelivered.
-                metrics = MetricAccumulator()
-                if archive is not None:
-                    archive = ArchiveAccumulator(settings.archive_limits, self._line_writer)
+                metrics, archive = self._discarded(error, "deduplicate", problems, stage_errors)
                 done.clear()
                 lowest_valid = merge_unfinished(lowest_unique)
                 for shard_id, sequence in duplicates:
@@ -177,13 +169,9 @@ class BatchProcessor:
             try:
                 matches = self._enricher.match(unique)
             except TransientInfrastructureError as error:
-                problems.append(str(error))
-                stage_errors["enrich"] = 1
                 enrichment_failed = True
                 # Nothing of this batch is enriched: drop what earlier chunks prepared.
-                metrics = MetricAccumulator()
-                if archive is not None:
-                    archive = ArchiveAccumulator(settings.archive_limits, self._line_writer)
+                metrics, archive = self._discarded(error, "enrich", problems, stage_errors)
                 done.clear()
                 timings["enrich"] += monotonic() - enriched_at
                 continue
@@ -298,6 +286,26 @@ class BatchProcessor:
         )
         self._telemetry.publish(result)
         return result
+
+    def _discarded(
+        self,
+        error: TransientInfrastructureError,
+        stage: str,
+        problems: list[str],
+        stage_errors: dict[str, int],
+    ) -> tuple[MetricAccumulator, ArchiveAccumulator | None]:
+        """Record a stage's failure; the empty accumulators that replace what earlier chunks
+        prepared (nothing of the batch is written)."""
+        problems.append(str(error))
+        stage_errors[stage] = 1
+        return MetricAccumulator(), self._new_archive()
+
+    def _new_archive(self) -> ArchiveAccumulator | None:
+        """None when the batch's events are not archived (a replay of the archive itself)."""
+        settings = self._settings
+        if not settings.archive_events:
+            return None
+        return ArchiveAccumulator(settings.archive_limits, self._line_writer)
 
     def _drop_duplicates(
         self,

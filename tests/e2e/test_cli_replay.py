@@ -38,6 +38,20 @@ def _counters(env: dict[str, str], endpoint_url: str) -> list[MetricSnapshot]:
     ]
 
 
+def _oversize_purchase(workload: Workload, event_id: str, value: float) -> StreamEntry:
+    """A purchase of an assigned user, too large for the default MAX_RECORD_BYTES."""
+    user = next(a for a in workload.assignments if a.experiment_id == "exp-00")
+    big = {
+        "event_id": event_id,
+        "event_type": "purchase",
+        "user_id": user.user_id,
+        "timestamp": "2026-11-20T10:30:00Z",
+        "value": value,
+        "properties": {"note": "x" * OVERSIZE_PADDING},
+    }
+    return StreamEntry(json.dumps(big).encode(), user.user_id)
+
+
 def _summary(args: list[str], env: dict[str, str], endpoint_url: str) -> dict[str, object]:
     result = run([*args, "--format", "json"], env, endpoint_url)
     assert result.exit_code == 0, result.output
@@ -86,16 +100,7 @@ def test_dead_letters_that_became_valid_are_counted_once_and_deleted(
     provisioned: dict[str, str], endpoint_url: str, workload: Workload, tmp_path: Path
 ) -> None:
     seed_workload(provisioned, endpoint_url, workload, tmp_path)
-    user = next(a for a in workload.assignments if a.experiment_id == "exp-00")
-    big = {
-        "event_id": "evt-oversize-1",
-        "event_type": "purchase",
-        "user_id": user.user_id,
-        "timestamp": "2026-11-20T10:30:00Z",
-        "value": 12.5,
-        "properties": {"note": "x" * OVERSIZE_PADDING},
-    }
-    workload.entries = [StreamEntry(json.dumps(big).encode(), user.user_id)]
+    workload.entries = [_oversize_purchase(workload, "evt-oversize-1", 12.5)]
     event_file = tmp_path / "event.json"
     event_file.write_text(json.dumps(kinesis_event(workload)))
     assert run(["invoke", str(event_file)], provisioned, endpoint_url).exit_code == 0
@@ -146,17 +151,8 @@ def test_without_a_queue_the_dead_letters_kept_in_s3_are_replayed_once_and_delet
 ) -> None:
     no_queue = {**provisioned, "DLQ_URL": ""}
     seed_workload(no_queue, endpoint_url, workload, tmp_path)
-    user = next(a for a in workload.assignments if a.experiment_id == "exp-00")
-    big = {
-        "event_id": "evt-oversize-2",
-        "event_type": "purchase",
-        "user_id": user.user_id,
-        "timestamp": "2026-11-20T10:30:00Z",
-        "value": 7.25,
-        "properties": {"note": "x" * OVERSIZE_PADDING},
-    }
     workload.entries = [
-        StreamEntry(json.dumps(big).encode(), user.user_id),
+        _oversize_purchase(workload, "evt-oversize-2", 7.25),
         StreamEntry(b'{"event_id": "x", "event_type": "click"', "bad-1", valid=False),
     ]
     event_file = tmp_path / "event.json"
