@@ -636,19 +636,30 @@ def main(argv: list[str] | None = None) -> None:
         default=100,
         help="records the naive per-record handler processes (its time is scaled to the batch)",
     )
-    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.json")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="where to write the figures (default bench/results.json for a full run; "
+        "bench/results-partial.json with --quick or --skip-aws, so that a partial run does not "
+        "replace the full one)",
+    )
     parser.add_argument("--memory-probe", type=int, metavar="RECORDS", help=argparse.SUPPRESS)
     parser.add_argument("--chunk-records", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_probe:
         print(json.dumps(memory_probe(args.memory_probe, args.chunk_records)))
         return
+    partial = args.quick or args.skip_aws
+    output: Path = args.output or ROOT / "bench" / (
+        "results-partial.json" if partial else "results.json"
+    )
     results = run(args.quick, not args.skip_aws, args.naive_records)
-    if chart(results, args.output.with_name("scaling.png")):
-        results["chart"] = "bench/scaling.png"
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    figure = output.with_name("scaling-partial.png" if partial else "scaling.png")
+    if chart(results, figure):
+        results["chart"] = str(figure.relative_to(ROOT))
+    output.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
-    print(f"wrote {args.output.relative_to(ROOT)}")
+    print(f"wrote {output.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
