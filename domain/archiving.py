@@ -12,7 +12,7 @@ from itertools import accumulate, islice
 from json.encoder import encode_basestring
 from operator import lt
 
-from domain.attribution import EnrichedEvent, Matches, VariantKey
+from domain.attribution import EnrichedEvent, Matches, VariantKey, as_columns
 from domain.events import RESERVED_FIELD, AcceptedColumns
 from domain.metrics import Granularity
 from domain.records import KinesisCoordinates, RawRecord, padded_sequence
@@ -184,20 +184,7 @@ class ArchiveAccumulator:
         self._groups: dict[tuple[int, str], list[_Member]] = {}
 
     def add(self, events: Iterable[EnrichedEvent]) -> None:
-        events = list(events)
-        self.add_columns(
-            AcceptedColumns.of(enriched.accepted for enriched in events),
-            Matches(
-                [
-                    tuple([(a.experiment_id, a.variant_id) for a in enriched.attributions])
-                    for enriched in events
-                ],
-                [
-                    tuple([a.time_since_assignment_seconds for a in enriched.attributions])
-                    for enriched in events
-                ],
-            ),
-        )
+        self.add_columns(*as_columns(list(events)))
 
     def add_columns(self, events: AcceptedColumns, matches: Matches) -> None:
         """`add` for the pipeline's columns: the events and their attributions (see

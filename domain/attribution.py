@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from domain.events import AcceptedEvent, ExperimentEvent
+from domain.events import AcceptedColumns, AcceptedEvent, ExperimentEvent
 from domain.experiments import Assignment, Experiment
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -253,14 +253,22 @@ class Matches:
             ]
         )
 
-    @classmethod
-    def of(cls, matches: Iterable[Sequence[Match]]) -> Matches:
-        variants: list[tuple[VariantKey, ...]] = []
-        elapsed: list[tuple[float, ...]] = []
-        for event_matches in matches:
-            variants.append(tuple([(m[0], m[1]) for m in event_matches]))
-            elapsed.append(tuple([m[2] for m in event_matches]))
-        return cls(variants, elapsed)
+
+def as_columns(events: Sequence[EnrichedEvent]) -> tuple[AcceptedColumns, Matches]:
+    """Enriched events as the hot path's columns (`attribute_batch` goes the other way)."""
+    return (
+        AcceptedColumns.of(enriched.accepted for enriched in events),
+        Matches(
+            [
+                tuple([(a.experiment_id, a.variant_id) for a in enriched.attributions])
+                for enriched in events
+            ],
+            [
+                tuple([a.time_since_assignment_seconds for a in enriched.attributions])
+                for enriched in events
+            ],
+        ),
+    )
 
 
 def candidates_of_users(

@@ -12,7 +12,7 @@ from itertools import islice
 from operator import itemgetter, lt
 from sys import intern
 
-from domain.attribution import EnrichedEvent, VariantKey
+from domain.attribution import EnrichedEvent, VariantKey, as_columns
 from domain.events import AcceptedColumns
 
 
@@ -165,14 +165,8 @@ class MetricAccumulator:
         self._hourly: dict[_Context, dict[VariantKey, list[_Row]]] = {}
 
     def add(self, events: Iterable[EnrichedEvent]) -> None:
-        events = list(events)
-        self.add_columns(
-            AcceptedColumns.of(enriched.accepted for enriched in events),
-            [
-                tuple([(a.experiment_id, a.variant_id) for a in enriched.attributions])
-                for enriched in events
-            ],
-        )
+        columns, matches = as_columns(list(events))
+        self.add_columns(columns, matches.variants)
 
     def add_columns(
         self, events: AcceptedColumns, variants: Iterable[tuple[VariantKey, ...]]
