@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -18,16 +18,26 @@ if TYPE_CHECKING:
     from application.results import BatchResult
 
 
+RecordId = tuple[str, int]
+"""(shard_id, sequence) of one record of the batch."""
+
+
 @dataclass(frozen=True, slots=True)
 class WriteReport:
     """What a write port could not make durable.
 
     `unfinished_from` maps a shard to the lowest sequence number whose effects in this call are
     not known to be durable; everything below it in that shard is. Empty means all is durable.
+
+    `refused` names the records whose data the store refused for good (a DynamoDB
+    `ValidationException` on a number or key size, say), with the store's message: the port
+    isolated them (the rest of the call was written) and the use case dead-letters them as
+    `unstorable`. A refused record is not unfinished: redelivering it cannot help.
     """
 
     unfinished_from: Mapping[str, int]
     problems: tuple[str, ...] = ()
+    refused: Mapping[RecordId, str] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -123,7 +133,7 @@ class DeadLetterQueue(abc.ABC):
         """Keep each dead letter durably, with its reason and the original data."""
 
 
-SeenEvent = tuple[str, int]
+SeenEvent = RecordId
 """(shard_id, sequence) of the record that first carried an event id."""
 
 

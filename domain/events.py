@@ -15,7 +15,34 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 RESERVED_FIELD = "_pipeline"
-"""Top-level field the archive adds to each line; a producer may not send it."""
+"""Top-level field the archive adds to each line; a producer may not send it (in any case:
+the archive's readers compare names case-insensitively)."""
+
+IDENTIFIER_MAX_BYTES = 256
+"""UTF-8 bytes of `event_id`, `user_id`, `experiment_id`, `variant_id` and `session_id` (also of
+experiment and variant ids read from the assignment service). The DynamoDB keys built from them
+fit with room to spare: the longest, the unique-user marker's partition key, holds an
+experiment id and a variant id percent-escaped (at most 3x) in DynamoDB's 2,048 bytes."""
+
+VALUE_MAX_MAGNITUDE = 10**12
+"""`value` is refused at or beyond a trillion in magnitude..."""
+VALUE_MAX_FRACTION_DIGITS = 18
+"""...and with more than 18 digits after the decimal point (as the producer wrote it, i.e. the
+shortest repr of the double). A counter's sum then has at most 18 fractional digits and, below
+10^20 (one hundred million values of the largest magnitude in one counter), at most 38 digits in
+all: DynamoDB stores it exactly and no sum is ever rounded (`domain.limits.COUNTER_CONTEXT`)."""
+
+EARLIEST_EVENT_TIME = datetime(2024, 1, 1, tzinfo=UTC)
+"""Default lower bound of event times: the first year the archive's Athena projection reads
+(template.yaml, `projection.year.range`)."""
+
+
+def identifier_problem(name: str, value: str) -> str | None:
+    """Why `value` cannot be an identifier of the contract, or None."""
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > IDENTIFIER_MAX_BYTES:
+        return f"{name} is {size} bytes in UTF-8, limit {IDENTIFIER_MAX_BYTES}"
+    return None
 
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 MetricName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
@@ -48,6 +75,7 @@ class EventLimits:
     max_record_bytes: int = 64 * 1024
     max_nesting_depth: int = 8
     max_future_skew: timedelta = timedelta(hours=1)
+    earliest_event_time: datetime = EARLIEST_EVENT_TIME
 
 
 @dataclass(frozen=True, slots=True)

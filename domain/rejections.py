@@ -12,6 +12,11 @@ class Stage(StrEnum):
     DECODE = "decode"
     PARSE = "parse"
     VALIDATE = "validate"
+    PROCESS = "process"
+    """A pure stage raised from the record's values (defence in depth: the contract should
+    have refused it)."""
+    STORE = "store"
+    """A store refused the record's data for good (defence in depth, as above)."""
 
 
 class RejectionReason(StrEnum):
@@ -28,6 +33,13 @@ class RejectionReason(StrEnum):
     NON_FINITE_NUMBER = "non_finite_number"
     TOO_DEEPLY_NESTED = "too_deeply_nested"
     RESERVED_FIELD = "reserved_field"
+    DUPLICATE_KEY = "duplicate_key"
+    INVALID_TIMESTAMP = "invalid_timestamp"
+    TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
+    VALUE_OUT_OF_RANGE = "value_out_of_range"
+    IDENTIFIER_TOO_LONG = "identifier_too_long"
+    UNPROCESSABLE = "unprocessable"
+    UNSTORABLE = "unstorable"
 
 
 STAGE_OF_REASON: dict[RejectionReason, Stage] = {
@@ -44,6 +56,13 @@ STAGE_OF_REASON: dict[RejectionReason, Stage] = {
     RejectionReason.NON_FINITE_NUMBER: Stage.VALIDATE,
     RejectionReason.TOO_DEEPLY_NESTED: Stage.VALIDATE,
     RejectionReason.RESERVED_FIELD: Stage.VALIDATE,
+    RejectionReason.DUPLICATE_KEY: Stage.VALIDATE,
+    RejectionReason.INVALID_TIMESTAMP: Stage.VALIDATE,
+    RejectionReason.TIMESTAMP_OUT_OF_RANGE: Stage.VALIDATE,
+    RejectionReason.VALUE_OUT_OF_RANGE: Stage.VALIDATE,
+    RejectionReason.IDENTIFIER_TOO_LONG: Stage.VALIDATE,
+    RejectionReason.UNPROCESSABLE: Stage.PROCESS,
+    RejectionReason.UNSTORABLE: Stage.STORE,
 }
 
 
