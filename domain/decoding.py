@@ -8,17 +8,23 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import partial
 
+import jiter
 from pybase64 import b64decode
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails, TzInfo
 
 from domain.events import (
+    INVALID_TIMESTAMP_ERROR,
     RESERVED_FIELD,
+    VALUE_MAX_FRACTION_DIGITS,
+    VALUE_MAX_MAGNITUDE,
     AcceptedColumns,
     AcceptedEvent,
     EventLimits,
     ExperimentEvent,
+    identifier_problem,
 )
+from domain.metrics import to_decimal
 from domain.records import RawRecord
 from domain.rejections import DeadLetter, RejectionReason
 
@@ -40,6 +46,7 @@ def _validate_json(payload: bytes) -> ExperimentEvent:
 
 _PYDANTIC_ERROR_REASONS: dict[str, RejectionReason] = {
     "missing": RejectionReason.MISSING_FIELD,
+    INVALID_TIMESTAMP_ERROR: RejectionReason.INVALID_TIMESTAMP,
     "timezone_aware": RejectionReason.NAIVE_TIMESTAMP,
     "finite_number": RejectionReason.NON_FINITE_NUMBER,
     "model_type": RejectionReason.NOT_AN_OBJECT,
@@ -78,7 +85,15 @@ def decode_record(
     except ValidationError as error:
         return _classify_validation_error(error, payload, partial(_reject, record))
     accepted = AcceptedEvent(event, payload, record.coordinates)
-    problem = _check_rules(event, accepted.event_time_us, limits, now, _latest_us(limits, now))
+    problem = _check_rules(
+        event,
+        payload,
+        accepted.event_time_us,
+        limits,
+        now,
+        _earliest_us(limits),
+        _latest_us(limits, now),
+    )
     if problem is not None:
         return _reject(record, *problem)
     return accepted
@@ -109,6 +124,7 @@ def decode_records(
     # `len(text) // 4 * 3 <= max_bytes + 2`, decode_record's bound on the base64 text.
     max_text = 4 * ((max_bytes + 2) // 3 + 1)
     latest_us = _latest_us(limits, now)
+    earliest_us = _earliest_us(limits)
     leaves_are_flat = limits.max_nesting_depth >= 1
     leaf_types = _LEAF_TYPES
     validate = ExperimentEvent.__pydantic_validator__.validate_json
@@ -141,20 +157,38 @@ def decode_records(
                             zone_epoch = datetime(1970, 1, 1, tzinfo=zone)
                             zone_offset_us = offset // microsecond
                     properties = event.properties
+                    value = event.value
+                    # The plain case, each rule by a cheap sufficient test (see _check_rules
+                    # for the rules themselves): an ASCII payload without \u escapes has
+                    # identifiers of one byte a character (<= 256 by the model); one `":` per
+                    # key and no space after any quote means no key was written twice.
                     if (
-                        event_us <= latest_us
+                        earliest_us <= event_us <= latest_us
                         and not event.__pydantic_extra__
+                        and (value is None or value == 0 or _PLAIN_MIN <= abs(value) < _PLAIN_MAX)
+                        and payload.isascii()
+                        and b"\\u" not in payload
                         and (
                             properties is None
                             or (
                                 leaves_are_flat
                                 and leaf_types.issuperset(map(type, properties.values()))
+                                and all(map(str.islower, properties))
                             )
                         )
+                        and payload.count(b'":')
+                        == len(event.__pydantic_fields_set__)
+                        + (0 if properties is None else len(properties))
+                        and b'" ' not in payload
+                        and b'"\n' not in payload
+                        and b'"\r' not in payload
+                        and b'"\t' not in payload
                     ):
                         problem = None
                     else:
-                        problem = _check_rules(event, event_us, limits, now, latest_us)
+                        problem = _check_rules(
+                            event, payload, event_us, limits, now, earliest_us, latest_us
+                        )
                     if problem is None:
                         events.append(event)
                         payloads.append(payload)
@@ -174,6 +208,19 @@ def decode_records(
 def _latest_us(limits: EventLimits, now: datetime) -> int:
     """The latest event time accepted, as `AcceptedEvent.event_time_us`."""
     return (now + limits.max_future_skew - _EPOCH) // _MICROSECOND
+
+
+def _earliest_us(limits: EventLimits) -> int:
+    """The earliest event time accepted, as `AcceptedEvent.event_time_us`."""
+    return (limits.earliest_event_time - _EPOCH) // _MICROSECOND
+
+
+_PLAIN_MIN = 0.01
+"""A double of at least this magnitude has at most 18 digits after the point in its shortest
+repr (17 significant digits, at most one zero after the point): no exact check needed."""
+_PLAIN_MAX = float(VALUE_MAX_MAGNITUDE)
+
+_IDENTIFIER_FIELDS = ("event_id", "user_id", "experiment_id", "variant_id", "session_id")
 
 
 def _reject(record: RawRecord, reason: RejectionReason, detail: str) -> DeadLetter:
@@ -198,6 +245,10 @@ def _classify_validation_error(
             )
         return reject(RejectionReason.INVALID_JSON, f"data is not valid JSON: {first['msg']}")
     reason = _PYDANTIC_ERROR_REASONS.get(first["type"], RejectionReason.INVALID_FIELD)
+    if first["loc"] == ("timestamp",) and first["type"].startswith("datetime"):
+        reason = RejectionReason.INVALID_TIMESTAMP
+    elif first["type"] == "string_too_long" and first["loc"][0] in _IDENTIFIER_FIELDS:
+        reason = RejectionReason.IDENTIFIER_TOO_LONG
     return reject(reason, _describe(details))
 
 
@@ -213,8 +264,21 @@ def _describe(details: list[ErrorDetails]) -> str:
 
 
 def _check_rules(
-    event: ExperimentEvent, event_us: int, limits: EventLimits, now: datetime, latest_us: int
+    event: ExperimentEvent,
+    payload: bytes,
+    event_us: int,
+    limits: EventLimits,
+    now: datetime,
+    earliest_us: int,
+    latest_us: int,
 ) -> tuple[RejectionReason, str] | None:
+    """The rules the model cannot state, in order: keys the archive's readers can tell apart,
+    the time window, identifiers and values every store can hold, then JSON that every reader
+    accepts."""
+    extra = event.__pydantic_extra__
+    problem = _key_problem(payload, extra)
+    if problem is not None:
+        return problem
     # In exact integer microseconds: comparing pydantic's `TzInfo` datetimes calls back into
     # Python for their offsets.
     if event_us > latest_us:
@@ -223,10 +287,23 @@ def _check_rules(
             f"timestamp {event.timestamp.isoformat()} is more than "
             f"{limits.max_future_skew} after {now.isoformat()}",
         )
-    extra = event.__pydantic_extra__
+    if event_us < earliest_us:
+        return (
+            RejectionReason.TIMESTAMP_OUT_OF_RANGE,
+            f"timestamp {event.timestamp.isoformat()} is before the earliest event time "
+            f"accepted, {limits.earliest_event_time.isoformat()}",
+        )
+    for name in _IDENTIFIER_FIELDS:
+        identifier = getattr(event, name)
+        if identifier is not None:
+            too_long = identifier_problem(name, identifier)
+            if too_long is not None:
+                return RejectionReason.IDENTIFIER_TOO_LONG, too_long
+    if event.value is not None:
+        problem = _value_problem(event.value)
+        if problem is not None:
+            return problem
     if extra:
-        if RESERVED_FIELD in extra:
-            return RejectionReason.RESERVED_FIELD, f"top-level field {RESERVED_FIELD!r} is reserved"
         for value in extra.values():
             if type(value) not in _LEAF_TYPES:
                 problem = _check_json_value(value, depth=1, limits=limits)
@@ -240,6 +317,76 @@ def _check_rules(
         for value in properties.values():
             if type(value) not in _LEAF_TYPES:
                 return _check_json_value(properties, depth=1, limits=limits)
+    return None
+
+
+def _value_problem(value: float) -> tuple[RejectionReason, str] | None:
+    if value == 0 or _PLAIN_MIN <= abs(value) < _PLAIN_MAX:
+        return None
+    if abs(value) >= _PLAIN_MAX:
+        return (
+            RejectionReason.VALUE_OUT_OF_RANGE,
+            f"value {value!r} is not below {VALUE_MAX_MAGNITUDE:.0e} in magnitude",
+        )
+    exponent = to_decimal(value).as_tuple().exponent
+    assert isinstance(exponent, int)  # a finite number: the model refuses NaN and Infinity
+    if -exponent > VALUE_MAX_FRACTION_DIGITS:
+        return (
+            RejectionReason.VALUE_OUT_OF_RANGE,
+            f"value {value!r} has {-exponent} digits after the decimal point, "
+            f"at most {VALUE_MAX_FRACTION_DIGITS}",
+        )
+    return None
+
+
+def _key_problem(
+    payload: bytes, extra: dict[str, object] | None
+) -> tuple[RejectionReason, str] | None:
+    """Keys every reader of the archive can tell apart: none written twice in one object, at
+    any depth, and none equal to another but for case (Athena's JSON SerDe folds case), the
+    reserved field in no case at all."""
+    if extra:
+        for name in extra:
+            if name.lower() == RESERVED_FIELD:
+                return (
+                    RejectionReason.RESERVED_FIELD,
+                    f"top-level field {name!r} is reserved ({RESERVED_FIELD!r} in any case)",
+                )
+    try:
+        parsed = jiter.from_json(payload, catch_duplicate_keys=True, cache_mode="keys")
+    except ValueError as error:
+        if "duplicate key" in str(error):
+            return RejectionReason.DUPLICATE_KEY, f"a key is written twice: {error}"
+        return None  # the model accepted it: any other complaint is not about keys
+    collision = _case_collision(parsed)
+    if collision is not None:
+        return (
+            RejectionReason.DUPLICATE_KEY,
+            f"keys {collision[0]!r} and {collision[1]!r} differ only in case",
+        )
+    return None
+
+
+def _case_collision(value: object) -> tuple[str, str] | None:
+    """Two keys of one object, at any depth, that are equal ignoring case."""
+    if isinstance(value, dict):
+        if len(value) > 1:
+            first_of: dict[str, str] = {}
+            for name in value:
+                lowered = name.lower()
+                other = first_of.setdefault(lowered, name)
+                if other != name:
+                    return other, name
+        children: Iterable[object] = value.values()
+    elif isinstance(value, list):
+        children = value
+    else:
+        return None
+    for child in children:
+        if type(child) not in _LEAF_TYPES:
+            collision = _case_collision(child)
+            if collision is not None:
+                return collision
     return None
 
 

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from domain.records import KinesisCoordinates
 
@@ -44,11 +54,22 @@ def identifier_problem(name: str, value: str) -> str | None:
         return f"{name} is {size} bytes in UTF-8, limit {IDENTIFIER_MAX_BYTES}"
     return None
 
+
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 MetricName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 UserId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 FiniteNumber = Annotated[float, Field(allow_inf_nan=False)]
+
+ISO_8601_TIMESTAMP = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?"
+    r"(?:[Zz]|[+-][0-9]{2}(?::?[0-9]{2})?)?"
+)
+"""What a timestamp must look like before it is parsed: a date with a four-digit year and a time
+(the zone is checked by the parser, so that a missing zone keeps its own reason). The parser
+alone would also take "0" or "1795168800" as seconds since the epoch."""
+
+INVALID_TIMESTAMP_ERROR = "invalid_timestamp"
 
 
 class ExperimentEvent(BaseModel):
@@ -59,13 +80,26 @@ class ExperimentEvent(BaseModel):
     event_id: EventId
     event_type: MetricName
     user_id: UserId
-    timestamp: AwareDatetime
+    timestamp: Annotated[AwareDatetime, Field(strict=False)]
+    """Lax only after `_timestamp_is_an_iso_8601_string` passed the raw string: the parser then
+    reads it as in strict mode."""
     experiment_id: Identifier | None = None
     variant_id: Identifier | None = None
     value: FiniteNumber | None = None
     session_id: Identifier | None = None
     properties: dict[str, JsonValue] | None = None
     schema_version: Identifier | int | None = None
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _timestamp_is_an_iso_8601_string(cls, value: object) -> object:
+        if type(value) is str and ISO_8601_TIMESTAMP.fullmatch(value):
+            return value
+        raise PydanticCustomError(
+            INVALID_TIMESTAMP_ERROR,
+            "timestamp must be an ISO 8601 string with a four-digit year, "
+            "e.g. 2026-11-20T10:42:17.350Z",
+        )
 
 
 @dataclass(frozen=True, slots=True)

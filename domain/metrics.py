@@ -14,6 +14,7 @@ from sys import intern
 
 from domain.attribution import EnrichedEvent, VariantKey, as_columns
 from domain.events import AcceptedColumns
+from domain.limits import COUNTER_CONTEXT
 
 
 class Granularity(StrEnum):
@@ -73,7 +74,14 @@ class MetricDelta:
 
     @property
     def value_sum(self) -> Decimal:
-        return sum((value for value in self.values if value is not None), Decimal(0))
+        """Exact: raises `decimal.Inexact` (a `decimal.DecimalException`) rather than round,
+        which the contract's bound on `value` keeps out of reach of any batch."""
+        total = Decimal(0)
+        add = COUNTER_CONTEXT.add
+        for value in self.values:
+            if value is not None:
+                total = add(total, value)
+        return total
 
     @property
     def value_count(self) -> int:

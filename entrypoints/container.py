@@ -68,6 +68,7 @@ def _processing_settings(settings: Settings) -> ProcessingSettings:
             max_record_bytes=settings.max_record_bytes,
             max_nesting_depth=settings.max_nesting_depth,
             max_future_skew=timedelta(seconds=settings.max_future_skew_seconds),
+            earliest_event_time=settings.earliest_event_time,
         ),
         archive_limits=ArchiveLimits(
             max_events_per_object=settings.archive_max_events,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import AwareDatetime, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.events import EARLIEST_EVENT_TIME
 from infrastructure.codecs import codec_named
 
 
@@ -34,6 +35,9 @@ class Settings(BaseSettings):
     max_record_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
     max_nesting_depth: int = Field(default=8, ge=1)
     max_future_skew_seconds: int = Field(default=3_600, ge=0)
+    earliest_event_time: AwareDatetime = EARLIEST_EVENT_TIME
+    """Events stamped earlier are dead-lettered (`timestamp_out_of_range`). Keep it within the
+    archive table's Athena projection (template.yaml, `projection.year.range`)."""
     cache_max_entries: int = Field(default=200_000, ge=0)
     cache_ttl_seconds: float = Field(default=300, ge=0)
     recent_event_ids: int = Field(default=200_000, ge=0)

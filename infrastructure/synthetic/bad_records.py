@@ -102,7 +102,7 @@ def bad_record_catalogue(moment: datetime, max_nesting_depth: int = 8) -> list[B
         BadRecord("event_type_list", _json({**base, "event_type": ["click"]}), r.INVALID_FIELD),
         BadRecord("user_id_number", _json({**base, "user_id": 1234}), r.INVALID_FIELD),
         BadRecord("user_id_null", _json({**base, "user_id": None}), r.INVALID_FIELD),
-        BadRecord("timestamp_epoch_number", _json({**base, "timestamp": 1.7e9}), r.INVALID_FIELD),
+        BadRecord("timestamp_epoch_number", _json({**base, "timestamp": 1.7e9}), r.INVALID_TIMESTAMP),
         BadRecord("value_string", _json({**base, "value": "12.50"}), r.INVALID_FIELD),
         BadRecord("value_boolean", _json({**base, "value": True}), r.INVALID_FIELD),
         BadRecord("properties_list", _json({**base, "properties": [1, 2]}), r.INVALID_FIELD),
@@ -111,19 +111,19 @@ def bad_record_catalogue(moment: datetime, max_nesting_depth: int = 8) -> list[B
         BadRecord("empty_event_id", _json({**base, "event_id": ""}), r.INVALID_FIELD),
         BadRecord("empty_user_id", _json({**base, "user_id": ""}), r.INVALID_FIELD),
         BadRecord("empty_event_type", _json({**base, "event_type": ""}), r.INVALID_FIELD),
-        BadRecord("event_id_too_long", _json({**base, "event_id": "e" * 257}), r.INVALID_FIELD),
-        BadRecord("user_id_too_long", _json({**base, "user_id": "u" * 257}), r.INVALID_FIELD),
+        BadRecord("event_id_too_long", _json({**base, "event_id": "e" * 257}), r.IDENTIFIER_TOO_LONG),
+        BadRecord("user_id_too_long", _json({**base, "user_id": "u" * 257}), r.IDENTIFIER_TOO_LONG),
         BadRecord("event_type_too_long", _json({**base, "event_type": "a" * 65}), r.INVALID_FIELD),
         BadRecord(
             "event_type_pattern", _json({**base, "event_type": "Add To Cart!"}), r.INVALID_FIELD
         ),
         BadRecord(
-            "timestamp_unparsable", _json({**base, "timestamp": "yesterday"}), r.INVALID_FIELD
+            "timestamp_unparsable", _json({**base, "timestamp": "yesterday"}), r.INVALID_TIMESTAMP
         ),
         BadRecord(
             "timestamp_impossible_date",
             _json({**base, "timestamp": "2026-02-30T10:00:00Z"}),
-            r.INVALID_FIELD,
+            r.INVALID_TIMESTAMP,
         ),
         BadRecord("timestamp_naive", _json({**base, "timestamp": naive}), r.NAIVE_TIMESTAMP),
         BadRecord(

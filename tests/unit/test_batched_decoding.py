@@ -139,3 +139,39 @@ def test_every_catalogued_bad_record_is_rejected_by_the_batch_decoder_as_by_the_
     batch = [_record(bad.data, sequence) for sequence, bad in enumerate(CATALOGUE)]
     _, rejected = decode_records(batch, range(len(batch)), EventLimits(), NOW)
     assert [letter.reason for _, letter in rejected] == [bad.reason for bad in CATALOGUE]
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    keys=st.lists(
+        st.sampled_from(["user_id", "USER_ID", "a", "A", "_pipeline", "_Pipeline", "x\u00e9"]),
+        max_size=4,
+    ),
+    in_properties=st.booleans(),
+    separator=st.sampled_from([":", " :", ": ", "\n:"]),
+    value=st.sampled_from(["1", '"v"', '"a\\":b"', "1e-300", "1e300", '"\\u00e9"']),
+)
+def test_hand_written_keys_are_judged_by_the_batch_decoder_as_by_the_record_one(
+    keys: list[str], in_properties: bool, separator: str, value: str
+) -> None:
+    fields = [
+        f'"event_id"{separator}"e"',
+        f'"event_type"{separator}"click"',
+        f'"user_id"{separator}"u"',
+        f'"timestamp"{separator}"2026-11-20T11:00:00Z"',
+    ]
+    extra = [f'"{key}"{separator}{value}' for key in keys]
+    if in_properties:
+        fields.append(f'"properties"{separator}{{' + ",".join(extra) + "}")
+    else:
+        fields.extend(extra)
+    payload = ("{" + ",".join(fields) + "}").encode()
+    record = RawRecord(
+        KinesisCoordinates("shardId-0", "1", "pk", 0.0), base64.b64encode(payload).decode()
+    )
+    expected = decode_record(record, EventLimits(), NOW)
+    accepted, rejected = decode_records([record], [0], EventLimits(), NOW)
+    if isinstance(expected, AcceptedEvent):
+        assert accepted.rows() == [expected]
+    else:
+        assert [letter for _, letter in rejected] == [expected]

@@ -81,12 +81,12 @@ def test_each_required_field_is_required(field: str) -> None:
         ({"event_id": 42}, RejectionReason.INVALID_FIELD),
         ({"event_type": "Click"}, RejectionReason.INVALID_FIELD),
         ({"event_type": "a" * 65}, RejectionReason.INVALID_FIELD),
-        ({"user_id": "u" * 257}, RejectionReason.INVALID_FIELD),
+        ({"user_id": "u" * 257}, RejectionReason.IDENTIFIER_TOO_LONG),
         ({"value": "12.5"}, RejectionReason.INVALID_FIELD),
         ({"properties": [1, 2]}, RejectionReason.INVALID_FIELD),
         ({"timestamp": "2026-11-20T11:30:00"}, RejectionReason.NAIVE_TIMESTAMP),
         ({"timestamp": "2026-11-20T13:30:00Z"}, RejectionReason.FUTURE_TIMESTAMP),
-        ({"timestamp": "yesterday"}, RejectionReason.INVALID_FIELD),
+        ({"timestamp": "yesterday"}, RejectionReason.INVALID_TIMESTAMP),
         ({"_pipeline": {}}, RejectionReason.RESERVED_FIELD),
     ],
 )
@@ -132,3 +132,91 @@ def test_a_dead_letter_keeps_the_original_data_and_coordinates() -> None:
     assert isinstance(letter, DeadLetter)
     assert letter.data == data
     assert letter.coordinates == record.coordinates
+
+
+def _raw_event(**fields: str) -> bytes:
+    """An event written by hand: each field's JSON text as given."""
+    parts = {
+        "event_id": '"e"',
+        "event_type": '"click"',
+        "user_id": '"u"',
+        "timestamp": '"2026-11-20T11:00:00Z"',
+        **fields,
+    }
+    return ("{" + ",".join(f'"{name}":{value}' for name, value in parts.items()) + "}").encode()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"event_id":"e","event_type":"click","user_id":"a","user_id":"b","timestamp":"2026-11-20T11:00:00Z"}',
+        b'{"event_id" : "e","event_type":"click","user_id":"a","user_id" : "b","timestamp":"2026-11-20T11:00:00Z"}',
+        b'{"event_id":"e","event_type":"click","user_id":"a","USER_ID":"b","timestamp":"2026-11-20T11:00:00Z"}',
+        b'{"event_id":"e","event_type":"click","user_id":"u","timestamp":"2026-11-20T11:00:00Z","properties":{"a":1,"a":2}}',
+        b'{"event_id":"e","event_type":"click","user_id":"u","timestamp":"2026-11-20T11:00:00Z","properties":{"Page":1,"page":2}}',
+        b'{"event_id":"e","event_type":"click","user_id":"u","timestamp":"2026-11-20T11:00:00Z","properties":{"x":[{"k":1,"K":2}]}}',
+        b'{"event_id":"e","event_type":"click","user_id":"u","timestamp":"2026-11-20T11:00:00Z","extra":{"k":1,"k":2}}',
+    ],
+)
+def test_keys_that_the_archive_readers_cannot_tell_apart_are_refused(raw: bytes) -> None:
+    assert rejection_of(raw).reason is RejectionReason.DUPLICATE_KEY
+
+
+@pytest.mark.parametrize("name", ["_Pipeline", "_PIPELINE", "_pipeline"])
+def test_the_reserved_field_is_refused_in_any_case(name: str) -> None:
+    assert rejection_of(_raw_event(**{name: "{}"})).reason is RejectionReason.RESERVED_FIELD
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "reason"),
+    [
+        ("0", RejectionReason.INVALID_TIMESTAMP),
+        ('"0"', RejectionReason.INVALID_TIMESTAMP),
+        ('"1795168800"', RejectionReason.INVALID_TIMESTAMP),
+        ('"1-01-01T05:00:00Z"', RejectionReason.INVALID_TIMESTAMP),
+        ('"12026-11-20T11:00:00Z"', RejectionReason.INVALID_TIMESTAMP),
+        ('"2026-11-20T11:00:00+01"', RejectionReason.INVALID_TIMESTAMP),
+        ('"0001-01-01T00:00:00+14:00"', RejectionReason.TIMESTAMP_OUT_OF_RANGE),
+        ('"1970-01-01T00:00:00Z"', RejectionReason.TIMESTAMP_OUT_OF_RANGE),
+        ('"2023-12-31T23:59:59.999999Z"', RejectionReason.TIMESTAMP_OUT_OF_RANGE),
+    ],
+)
+def test_timestamps_outside_the_iso_8601_strings_of_the_event_window_are_refused(
+    timestamp: str, reason: RejectionReason
+) -> None:
+    assert rejection_of(_raw_event(timestamp=timestamp)).reason is reason
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    ["2024-01-01T00:00:00Z", "2026-11-20 11:00:00+01:00", "2026-11-20T11:00:00.123456789+0530"],
+)
+def test_timestamps_in_the_window_are_accepted_in_every_iso_8601_form(timestamp: str) -> None:
+    outcome = decode_record(record_of(event_payload(timestamp=timestamp)), LIMITS, NOW)
+    assert isinstance(outcome, AcceptedEvent)
+
+
+@pytest.mark.parametrize("value", [1e200, -1e12, 1e12, 1e-200, 1.5e-19, 5e-324])
+def test_values_no_counter_could_sum_exactly_are_refused(value: float) -> None:
+    assert rejection_of(event_payload(value=value)).reason is RejectionReason.VALUE_OUT_OF_RANGE
+
+
+@pytest.mark.parametrize("value", [0.0, -0.0, 999_999_999_999.99, 0.30000000000000004, 1.5e-17])
+def test_values_a_counter_sums_exactly_are_accepted(value: float) -> None:
+    outcome = decode_record(record_of(event_payload(value=value)), LIMITS, NOW)
+    assert isinstance(outcome, AcceptedEvent)
+
+
+@pytest.mark.parametrize(
+    "field", ["event_id", "user_id", "experiment_id", "variant_id", "session_id"]
+)
+@pytest.mark.parametrize("identifier", ["😀" * 65, "é" * 129, "u" * 257])
+def test_identifiers_over_256_utf8_bytes_are_refused(field: str, identifier: str) -> None:
+    for ensure_ascii in (True, False):
+        payload = json.dumps(event_payload(**{field: identifier}), ensure_ascii=ensure_ascii)
+        assert rejection_of(payload.encode()).reason is RejectionReason.IDENTIFIER_TOO_LONG
+
+
+def test_identifiers_of_256_utf8_bytes_are_accepted() -> None:
+    payload = json.dumps(event_payload(user_id="😀" * 64, event_id="é" * 128), ensure_ascii=False)
+    assert isinstance(decode_record(record_of(payload.encode()), LIMITS, NOW), AcceptedEvent)
