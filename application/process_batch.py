@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import islice
 from operator import le
 
@@ -21,6 +22,7 @@ from application.ports import (
     MetricStore,
     NoDeadline,
     RecentEventIndex,
+    RecordId,
     SeenEvent,
     Telemetry,
     merge_unfinished,
@@ -28,12 +30,12 @@ from application.ports import (
 from application.results import BatchResult
 from domain.archiving import ArchiveAccumulator, ArchiveLimits, ArchiveLineWriter
 from domain.attribution import VariantKey
-from domain.decoding import decode_records
+from domain.decoding import decode_record, decode_records
 from domain.errors import TransientInfrastructureError
 from domain.events import AcceptedColumns, EventLimits
 from domain.metrics import MetricAccumulator
 from domain.records import KinesisCoordinates, RawRecord
-from domain.rejections import DeadLetter
+from domain.rejections import DeadLetter, RejectionReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,12 +129,15 @@ class BatchProcessor:
         for chunk_start in range(0, len(records), chunk_records):
             started = monotonic()
             positions = range(chunk_start, min(chunk_start + chunk_records, len(records)))
-            accepted, chunk_rejected = decode_records(
-                records,
-                positions if order is None else order[positions.start : positions.stop],
-                limits,
-                now,
+            chunk_positions = (
+                positions if order is None else order[positions.start : positions.stop]
             )
+            try:
+                accepted, chunk_rejected = decode_records(records, chunk_positions, limits, now)
+            except Exception as error:  # defence in depth: see _decode_one_by_one
+                accepted, chunk_rejected = _decode_one_by_one(
+                    records, chunk_positions, limits, now, error
+                )
             rejected.extend(chunk_rejected)
             decoded = monotonic()
             timings["decode"] += decoded - started
@@ -167,7 +172,16 @@ class BatchProcessor:
             if enrichment_failed:
                 continue
             try:
-                matches = self._enricher.match(unique)
+                try:
+                    self._prepare(unique, unique_ids, metrics, archive, done, timings)
+                except TransientInfrastructureError:
+                    raise
+                except Exception as error:  # defence in depth: see _isolate
+                    rejected.extend(
+                        self._isolate(
+                            records, unique, unique_ids, metrics, archive, done, timings, error
+                        )
+                    )
             except TransientInfrastructureError as error:
                 enrichment_failed = True
                 # Nothing of this batch is enriched: drop what earlier chunks prepared.
@@ -175,18 +189,14 @@ class BatchProcessor:
                 done.clear()
                 timings["enrich"] += monotonic() - enriched_at
                 continue
-            aggregated_at = monotonic()
-            timings["enrich"] += aggregated_at - enriched_at
+            del unique, unique_ids
 
-            metrics.add_columns(unique, matches.variants)
-            archived_at = monotonic()
-            timings["aggregate"] += archived_at - aggregated_at
-
-            if archive is not None:
-                archive.add_columns(unique, matches)
-            done.add(unique_ids, unique.coordinates, matches.variants)
-            del unique, unique_ids, matches
-            timings["archive"] += monotonic() - archived_at
+        unplaceable = metrics.unplaceable()
+        if archive is not None:
+            unplaceable.update(archive.unplaceable())
+        if unplaceable:
+            self._drop(unplaceable, metrics, archive, done)
+            rejected.extend(_letters(records, unplaceable, RejectionReason.UNPROCESSABLE))
 
         del in_batch  # the batch's ids: not held while the writes run
         if enrichment_failed:
@@ -235,12 +245,23 @@ class BatchProcessor:
             metric_report = self._metrics.apply(deltas, deadline)
         metric_keys_updated = len(deltas)
         del deltas  # written: not held while the archive objects are built
+        if metric_report.refused:
+            # Not archived either: the dead letter keeps the record.
+            self._drop(metric_report.refused, None, archive, done)
         with self._timed("archive", timings):
             if archive is not None:
                 objects = archive.objects()
                 archive_report = self._archive.store(objects, deadline)
             else:
                 objects, archive_report = [], COMPLETE
+        refused = {**archive_report.refused, **metric_report.refused}
+        if refused:
+            done.restrict(lambda shard_id, sequence: (shard_id, sequence) not in refused)
+            letters.extend(
+                letter
+                for _, letter in _letters(records, refused, RejectionReason.UNSTORABLE)
+                if below_cut(letter.coordinates.shard_id, letter.sequence)
+            )
         with self._timed("dead_letter", timings):
             dead_letter_report = self._dead_letters.send(letters, deadline)
 
@@ -286,6 +307,89 @@ class BatchProcessor:
         )
         self._telemetry.publish(result)
         return result
+
+    def _prepare(
+        self,
+        unique: AcceptedColumns,
+        unique_ids: list[str],
+        metrics: MetricAccumulator,
+        archive: ArchiveAccumulator | None,
+        done: _Done,
+        timings: dict[str, float],
+    ) -> None:
+        """Enrich a chunk's unique events and add them to what the writes need."""
+        monotonic = self._clock.monotonic
+        enriched_at = monotonic()
+        matches = self._enricher.match(unique)
+        aggregated_at = monotonic()
+        timings["enrich"] += aggregated_at - enriched_at
+        metrics.add_columns(unique, matches.variants)
+        archived_at = monotonic()
+        timings["aggregate"] += archived_at - aggregated_at
+        if archive is not None:
+            archive.add_columns(unique, matches)
+        done.add(unique_ids, unique.coordinates, matches.variants)
+        timings["archive"] += monotonic() - archived_at
+
+    def _isolate(
+        self,
+        records: Sequence[RawRecord],
+        unique: AcceptedColumns,
+        unique_ids: list[str],
+        metrics: MetricAccumulator,
+        archive: ArchiveAccumulator | None,
+        done: _Done,
+        timings: dict[str, float],
+        error: Exception,
+    ) -> list[tuple[int, DeadLetter]]:
+        """A stage raised on a chunk: one record's values must never fail a batch. What the
+        chunk added is taken back, each record is prepared alone to find those that raise, and
+        the others are prepared again; the ones that raise are dead letters (`unprocessable`).
+        Never taken for valid data: the contract should have refused whatever gets here."""
+        chunk = {(where.shard_id, where.sequence) for where in unique.coordinates}
+        self._drop(chunk, metrics, archive, done)
+        good: list[int] = []
+        failed: dict[RecordId, str] = {}
+        for index, where in enumerate(unique.coordinates):
+            try:
+                self._prepare(
+                    unique.select([index]),
+                    [unique_ids[index]],
+                    MetricAccumulator(),
+                    self._new_archive(),
+                    _Done(),
+                    dict(timings),
+                )
+            except TransientInfrastructureError:
+                raise
+            except Exception as single:
+                failed[(where.shard_id, where.sequence)] = f"{type(single).__name__}: {single}"
+            else:
+                good.append(index)
+        if not failed:
+            raise error  # not one record's doing: a defect, which must not pass as bad data
+        self._prepare(
+            unique.select(good), [unique_ids[i] for i in good], metrics, archive, done, timings
+        )
+        return _letters(records, failed, RejectionReason.UNPROCESSABLE)
+
+    @staticmethod
+    def _drop(
+        dropped: Collection[RecordId],
+        metrics: MetricAccumulator | None,
+        archive: ArchiveAccumulator | None,
+        done: _Done,
+    ) -> None:
+        """Forget the records `dropped` in what the writes would make of them."""
+
+        def keep(shard_id: str, sequence: int) -> bool:
+            return (shard_id, sequence) not in dropped
+
+        if metrics is not None:
+            metrics.restrict(keep)
+        if archive is not None:
+            archive.restrict(keep)
+        done.restrict(keep)
 
     def _discarded(
         self,
@@ -414,6 +518,49 @@ class _Done:
         return dict(
             zip(self.event_ids, zip(self.shard_ids, self.sequences, strict=True), strict=True)
         )
+
+
+def _decode_one_by_one(
+    records: Sequence[RawRecord],
+    positions: Sequence[int],
+    limits: EventLimits,
+    now: datetime,
+    error: Exception,
+) -> tuple[AcceptedColumns, list[tuple[int, DeadLetter]]]:
+    """`decode_records` record by record, after it raised: a record whose decoding raises is a
+    dead letter (`unprocessable`) instead of failing the batch. Decoding never raises for bad
+    input by design; if no single record raises, the defect is not the data's."""
+    accepted = AcceptedColumns()
+    rejected: list[tuple[int, DeadLetter]] = []
+    for position in positions:
+        record = records[position]
+        try:
+            outcome = decode_record(record, limits, now)
+        except Exception as single:
+            outcome = DeadLetter(
+                RejectionReason.UNPROCESSABLE,
+                f"decode: {type(single).__name__}: {single}",
+                record.coordinates,
+                record.data,
+            )
+        if isinstance(outcome, DeadLetter):
+            rejected.append((position, outcome))
+        else:
+            accepted.append(outcome)
+    if not any(letter.reason is RejectionReason.UNPROCESSABLE for _, letter in rejected):
+        raise error
+    return accepted, rejected
+
+
+def _letters(
+    records: Sequence[RawRecord], why: Mapping[RecordId, str], reason: RejectionReason
+) -> list[tuple[int, DeadLetter]]:
+    """Dead letters of `reason` for the records named in `why`, with their positions."""
+    return [
+        (position, DeadLetter(reason, why[where], record.coordinates, record.data))
+        for position, record in enumerate(records)
+        if (where := (record.coordinates.shard_id, record.sequence)) in why
+    ]
 
 
 def _sequence_order(records: Sequence[RawRecord]) -> Sequence[int] | None:

@@ -269,6 +269,20 @@ class ArchiveAccumulator:
             else:
                 del self._groups[key]
 
+    def unplaceable(self) -> dict[tuple[str, int], str]:
+        """Forget the events whose hour has no archive partition (a date out of the calendar's
+        range), and name each (shard_id, sequence) with why: defence in depth, the contract's
+        time window keeps every accepted event placeable."""
+        refused: dict[tuple[str, int], str] = {}
+        for key in list(self._groups):
+            hour_us, shard_id = key
+            try:
+                _partition_of_hour(hour_us)
+            except (OverflowError, ValueError) as error:
+                for member in self._groups.pop(key):
+                    refused[(shard_id, member[0])] = f"no archive partition for its hour: {error}"
+        return refused
+
     def objects(self) -> list[ArchiveObject]:
         """The objects, in (partition, shard) order; the lines are handed over (this empties
         the accumulator), so that each line is held once, in its object's body."""

@@ -220,6 +220,22 @@ class MetricAccumulator:
             if not by_variant:
                 del self._hourly[context]
 
+    def unplaceable(self) -> dict[tuple[str, int], str]:
+        """Forget the records whose hour or day has no window start (a date out of the
+        calendar's range), and name each (shard_id, sequence) with why: defence in depth, the
+        contract's time window keeps every accepted event placeable."""
+        refused: dict[tuple[str, int], str] = {}
+        for context in list(self._hourly):
+            _metric, hour_us, shard_id = context
+            try:
+                _window_start_of(hour_us - hour_us % _DAY_US)
+                _window_start_of(hour_us)
+            except (OverflowError, ValueError) as error:
+                for rows in self._hourly.pop(context).values():
+                    for row in rows:
+                        refused[(shard_id, row[0])] = f"no counter window for its time: {error}"
+        return refused
+
     def deltas(self) -> list[MetricDelta]:
         hourly = {
             (experiment_id, variant_id, metric, hour_us, shard_id): rows
