@@ -34,6 +34,13 @@ class PowertoolsTelemetry(Telemetry):
             value=by_stage[Stage.DECODE] + by_stage[Stage.PARSE],
         )
         add(name="ValidationErrors", unit=MetricUnit.Count, value=by_stage[Stage.VALIDATE])
+        # Records the contract accepted that a stage or a store then refused: each one is a
+        # gap in the contract to close (dead-lettered `unprocessable` / `unstorable`).
+        add(
+            name="ContractEscapes",
+            unit=MetricUnit.Count,
+            value=by_stage[Stage.PROCESS] + by_stage[Stage.STORE],
+        )
         add(name="EnrichmentMisses", unit=MetricUnit.Count, value=result.unattributed)
         add(name="DeadLetters", unit=MetricUnit.Count, value=result.dead_lettered_total)
         add(name="ReportedFailures", unit=MetricUnit.Count, value=len(result.failures))
