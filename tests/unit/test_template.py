@@ -478,3 +478,15 @@ def test_the_projected_location_is_where_the_archive_puts_an_events_hour() -> No
         EnrichedEvent(accepted, event.attributions)
     )
     assert location == expected
+
+
+def test_every_event_time_the_contract_accepts_lies_in_the_athena_projections_years() -> None:
+    first, last = (
+        int(year) for year in glue_table()["Parameters"]["projection.year.range"].split(",")
+    )
+    limits = EventLimits()
+    latest = datetime.now(UTC) + limits.max_future_skew
+
+    assert first <= limits.earliest_event_time.year
+    assert latest.year <= last
+    assert Settings().earliest_event_time == limits.earliest_event_time
