@@ -14,7 +14,6 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails, TzInfo
 
 from domain.events import (
-    INVALID_TIMESTAMP_ERROR,
     RESERVED_FIELD,
     VALUE_MAX_FRACTION_DIGITS,
     VALUE_MAX_MAGNITUDE,
@@ -46,7 +45,6 @@ def _validate_json(payload: bytes) -> ExperimentEvent:
 
 _PYDANTIC_ERROR_REASONS: dict[str, RejectionReason] = {
     "missing": RejectionReason.MISSING_FIELD,
-    INVALID_TIMESTAMP_ERROR: RejectionReason.INVALID_TIMESTAMP,
     "timezone_aware": RejectionReason.NAIVE_TIMESTAMP,
     "finite_number": RejectionReason.NON_FINITE_NUMBER,
     "model_type": RejectionReason.NOT_AN_OBJECT,
@@ -159,31 +157,41 @@ def decode_records(
                     properties = event.properties
                     value = event.value
                     # The plain case, each rule by a cheap sufficient test (see _check_rules
-                    # for the rules themselves): an ASCII payload without \u escapes has
-                    # identifiers of one byte a character (<= 256 by the model); one `":` per
-                    # key and no space after any quote means no key was written twice.
+                    # for the rules themselves). An ASCII payload without a backslash has no
+                    # escapes: its identifiers are one byte a character (<= 256 by the model).
+                    # Every '"' of such a payload delimits a string, a key or a string value:
+                    # with exactly two per key and string value the parser kept, no key was
+                    # written twice. Top-level keys are the model's own (no extras), distinct
+                    # in any case; property keys are lower case, so distinct in any case too.
                     if (
                         earliest_us <= event_us <= latest_us
                         and not event.__pydantic_extra__
                         and (value is None or value == 0 or _PLAIN_MIN <= abs(value) < _PLAIN_MAX)
                         and payload.isascii()
-                        and b"\\u" not in payload
-                        and (
-                            properties is None
-                            or (
+                        and b"\\" not in payload
+                    ):
+                        strings = (
+                            len(event.__pydantic_fields_set__)
+                            + _REQUIRED_STRINGS
+                            + (event.experiment_id is not None)
+                            + (event.variant_id is not None)
+                            + (event.session_id is not None)
+                            + (type(event.schema_version) is str)
+                        )
+                        if properties is None:
+                            plain = True
+                        else:
+                            kinds = list(map(type, properties.values()))
+                            plain = (
                                 leaves_are_flat
-                                and leaf_types.issuperset(map(type, properties.values()))
+                                and leaf_types.issuperset(kinds)
                                 and all(map(str.islower, properties))
                             )
-                        )
-                        and payload.count(b'":')
-                        == len(event.__pydantic_fields_set__)
-                        + (0 if properties is None else len(properties))
-                        and b'" ' not in payload
-                        and b'"\n' not in payload
-                        and b'"\r' not in payload
-                        and b'"\t' not in payload
-                    ):
+                            strings += len(kinds) + kinds.count(str)
+                        plain = plain and payload.count(b'"') == 2 * strings
+                    else:
+                        plain = False
+                    if plain:
                         problem = None
                     else:
                         problem = _check_rules(
@@ -222,6 +230,9 @@ _PLAIN_MAX = float(VALUE_MAX_MAGNITUDE)
 
 _IDENTIFIER_FIELDS = ("event_id", "user_id", "experiment_id", "variant_id", "session_id")
 
+_REQUIRED_STRINGS = 4
+"""`event_id`, `event_type`, `user_id` and `timestamp`: string values in every valid event."""
+
 
 def _reject(record: RawRecord, reason: RejectionReason, detail: str) -> DeadLetter:
     return DeadLetter(reason, detail, record.coordinates, record.data)
@@ -245,7 +256,7 @@ def _classify_validation_error(
             )
         return reject(RejectionReason.INVALID_JSON, f"data is not valid JSON: {first['msg']}")
     reason = _PYDANTIC_ERROR_REASONS.get(first["type"], RejectionReason.INVALID_FIELD)
-    if first["loc"] == ("timestamp",) and first["type"].startswith("datetime"):
+    if first["loc"] == ("timestamp",) and reason is RejectionReason.INVALID_FIELD:
         reason = RejectionReason.INVALID_TIMESTAMP
     elif first["type"] == "string_too_long" and first["loc"][0] in _IDENTIFIER_FIELDS:
         reason = RejectionReason.IDENTIFIER_TOO_LONG
