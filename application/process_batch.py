@@ -31,7 +31,7 @@ from application.results import BatchResult
 from domain.archiving import ArchiveAccumulator, ArchiveLimits, ArchiveLineWriter
 from domain.attribution import VariantKey
 from domain.decoding import decode_record, decode_records
-from domain.errors import TransientInfrastructureError
+from domain.errors import PipelineError, TransientInfrastructureError
 from domain.events import AcceptedColumns, EventLimits
 from domain.metrics import MetricAccumulator
 from domain.records import KinesisCoordinates, RawRecord
@@ -174,8 +174,8 @@ class BatchProcessor:
             try:
                 try:
                     self._prepare(unique, unique_ids, metrics, archive, done, timings)
-                except TransientInfrastructureError:
-                    raise
+                except PipelineError:
+                    raise  # a port's failure (transient, or configuration: fails loudly)
                 except Exception as error:  # defence in depth: see _isolate
                     rejected.extend(
                         self._isolate(
@@ -360,7 +360,7 @@ class BatchProcessor:
                     _Done(),
                     dict(timings),
                 )
-            except TransientInfrastructureError:
+            except PipelineError:
                 raise
             except Exception as single:
                 failed[(where.shard_id, where.sequence)] = f"{type(single).__name__}: {single}"

@@ -69,19 +69,26 @@ reason). The parser alone would also take 0, "0" or "1795168800" as seconds sinc
 
 
 class _Iso8601Timestamp:
-    """An aware datetime written as an ISO 8601 string: a string matching `ISO_8601_TIMESTAMP`
-    (pydantic-core's regex), then parsed. Both steps run in pydantic-core, with no Python call
-    per event."""
+    """An aware datetime written as an ISO 8601 string: from JSON, a string matching
+    `ISO_8601_TIMESTAMP` (pydantic-core's regex), then parsed. Both steps run in pydantic-core,
+    with no Python call per event."""
 
     @classmethod
     def __get_pydantic_core_schema__(
         cls, source: object, handler: GetCoreSchemaHandler
     ) -> CoreSchema:
-        return core_schema.chain_schema(
+        from_text = core_schema.chain_schema(
             [
                 core_schema.str_schema(pattern=ISO_8601_TIMESTAMP, strict=True),
                 core_schema.datetime_schema(tz_constraint="aware", strict=False),
             ]
+        )
+        return core_schema.json_or_python_schema(
+            json_schema=from_text,
+            # Built in Python (tests, replays): an aware datetime as it is, or the same text.
+            python_schema=core_schema.union_schema(
+                [core_schema.datetime_schema(tz_constraint="aware", strict=True), from_text]
+            ),
         )
 
 

@@ -4,18 +4,22 @@ costs that record a dead letter with the reason, and the rest of the batch is pr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import timedelta
+
+import pytest
 
 from application.ports import Deadline, WriteReport
 from domain.archiving import ArchiveAccumulator, ArchiveLimits
 from domain.attribution import Matches
+from domain.errors import InfrastructureConfigurationError
 from domain.events import AcceptedColumns, ExperimentEvent
 from domain.experiments import Assignment
 from domain.metrics import Granularity, MetricAccumulator, MetricDelta
 from domain.records import KinesisCoordinates
 from domain.rejections import RejectionReason, Stage
 from infrastructure.in_memory.metric_store import InMemoryMetricStore
+from infrastructure.in_memory.repositories import InMemoryAssignmentRepository
 from tests.factories import NOW, SHARD
 from tests.unit.test_process_batch import back_end, click, daily, processor_for
 
@@ -121,3 +125,19 @@ def test_accumulators_hand_back_records_whose_time_has_no_window_or_partition() 
     assert set(archive.unplaceable()) == {(SHARD, 1)}
     assert [delta.sequences for delta in metrics.deltas()] == [(2,), (2,)]
     assert [obj.event_ids for obj in archive.objects()] == [("e",)]
+
+
+class _MisconfiguredAssignments(InMemoryAssignmentRepository):
+    """The repository as a missing table answers: a configuration error for every lookup."""
+
+    def assignments_for(self, user_ids: Collection[str]) -> dict[str, tuple[Assignment, ...]]:
+        raise InfrastructureConfigurationError("BatchGetItem", "ResourceNotFoundException")
+
+
+def test_a_configuration_error_fails_the_batch_loudly_instead_of_dead_lettering_records() -> None:
+    store = back_end()
+
+    with pytest.raises(InfrastructureConfigurationError):
+        processor_for(store, assignments=_MisconfiguredAssignments()).process([click(1)])
+
+    assert store.dead_letters.letters() == []
