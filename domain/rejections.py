@@ -66,6 +66,16 @@ STAGE_OF_REASON: dict[RejectionReason, Stage] = {
 }
 
 
+DEFENCE_IN_DEPTH_REASONS: frozenset[RejectionReason] = frozenset(
+    {RejectionReason.UNPROCESSABLE, RejectionReason.UNSTORABLE}
+)
+"""Reasons no input reaches while the contract holds: a stage or a store refused what the
+contract accepted."""
+
+CONTRACT_REASONS: frozenset[RejectionReason] = frozenset(RejectionReason) - DEFENCE_IN_DEPTH_REASONS
+"""The reasons the contract itself gives (decode, parse, validate)."""
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A permanently invalid record, kept whole with why it was refused."""

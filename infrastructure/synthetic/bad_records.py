@@ -102,7 +102,9 @@ def bad_record_catalogue(moment: datetime, max_nesting_depth: int = 8) -> list[B
         BadRecord("event_type_list", _json({**base, "event_type": ["click"]}), r.INVALID_FIELD),
         BadRecord("user_id_number", _json({**base, "user_id": 1234}), r.INVALID_FIELD),
         BadRecord("user_id_null", _json({**base, "user_id": None}), r.INVALID_FIELD),
-        BadRecord("timestamp_epoch_number", _json({**base, "timestamp": 1.7e9}), r.INVALID_TIMESTAMP),
+        BadRecord(
+            "timestamp_epoch_number", _json({**base, "timestamp": 1.7e9}), r.INVALID_TIMESTAMP
+        ),
         BadRecord("value_string", _json({**base, "value": "12.50"}), r.INVALID_FIELD),
         BadRecord("value_boolean", _json({**base, "value": True}), r.INVALID_FIELD),
         BadRecord("properties_list", _json({**base, "properties": [1, 2]}), r.INVALID_FIELD),
@@ -111,7 +113,9 @@ def bad_record_catalogue(moment: datetime, max_nesting_depth: int = 8) -> list[B
         BadRecord("empty_event_id", _json({**base, "event_id": ""}), r.INVALID_FIELD),
         BadRecord("empty_user_id", _json({**base, "user_id": ""}), r.INVALID_FIELD),
         BadRecord("empty_event_type", _json({**base, "event_type": ""}), r.INVALID_FIELD),
-        BadRecord("event_id_too_long", _json({**base, "event_id": "e" * 257}), r.IDENTIFIER_TOO_LONG),
+        BadRecord(
+            "event_id_too_long", _json({**base, "event_id": "e" * 257}), r.IDENTIFIER_TOO_LONG
+        ),
         BadRecord("user_id_too_long", _json({**base, "user_id": "u" * 257}), r.IDENTIFIER_TOO_LONG),
         BadRecord("event_type_too_long", _json({**base, "event_type": "a" * 65}), r.INVALID_FIELD),
         BadRecord(
@@ -151,6 +155,99 @@ def bad_record_catalogue(moment: datetime, max_nesting_depth: int = 8) -> list[B
             r.TOO_DEEPLY_NESTED,
         ),
         BadRecord("reserved_pipeline_field", _json({**base, "_pipeline": {}}), r.RESERVED_FIELD),
+        BadRecord("reserved_field_other_case", _json({**base, "_Pipeline": {}}), r.RESERVED_FIELD),
+        # Keys the archive's readers cannot tell apart (Athena's JSON SerDe).
+        BadRecord(
+            "duplicate_top_level_key",
+            _json(base)[:-1] + b',"user_id":"another-user"}',
+            r.DUPLICATE_KEY,
+        ),
+        BadRecord(
+            "duplicate_key_spaced_before_colon",
+            _json(base)[:-1] + b',"user_id" : "another-user"}',
+            r.DUPLICATE_KEY,
+        ),
+        BadRecord(
+            "key_differing_only_in_case", _json({**base, "USER_ID": "another"}), r.DUPLICATE_KEY
+        ),
+        BadRecord(
+            "duplicate_property_key",
+            _json(base)[:-1] + b',"properties":{"page":"/a","page":"/b"}}',
+            r.DUPLICATE_KEY,
+        ),
+        BadRecord(
+            "nested_keys_differing_only_in_case",
+            _json({**base, "properties": {"cart": [{"sku": 1, "SKU": 2}]}}),
+            r.DUPLICATE_KEY,
+        ),
+        # Timestamps: ISO 8601 strings with a four-digit year, inside the event window.
+        BadRecord("timestamp_zero", _json({**base, "timestamp": 0}), r.INVALID_TIMESTAMP),
+        BadRecord("timestamp_zero_string", _json({**base, "timestamp": "0"}), r.INVALID_TIMESTAMP),
+        BadRecord(
+            "timestamp_epoch_string",
+            _json({**base, "timestamp": "1795168800"}),
+            r.INVALID_TIMESTAMP,
+        ),
+        BadRecord(
+            "timestamp_short_year",
+            _json({**base, "timestamp": "1-01-01T05:00:00Z"}),
+            r.INVALID_TIMESTAMP,
+        ),
+        BadRecord(
+            "timestamp_five_digit_year",
+            _json({**base, "timestamp": "12026-11-20T10:00:00Z"}),
+            r.INVALID_TIMESTAMP,
+        ),
+        BadRecord(
+            "timestamp_year_one_east_of_utc",
+            _json({**base, "timestamp": "0001-01-01T00:00:00+14:00"}),
+            r.TIMESTAMP_OUT_OF_RANGE,
+        ),
+        BadRecord(
+            "timestamp_epoch_start",
+            _json({**base, "timestamp": "1970-01-01T00:00:00Z"}),
+            r.TIMESTAMP_OUT_OF_RANGE,
+        ),
+        # Values every counter sums exactly in DynamoDB's 38 digits.
+        BadRecord(
+            "value_beyond_dynamodb_range", _json({**base, "value": 1e200}), r.VALUE_OUT_OF_RANGE
+        ),
+        BadRecord(
+            "value_below_dynamodb_range", _json({**base, "value": 1e-200}), r.VALUE_OUT_OF_RANGE
+        ),
+        BadRecord(
+            "value_half_the_dynamodb_maximum", _json({**base, "value": 5e125}), r.VALUE_OUT_OF_RANGE
+        ),
+        BadRecord("value_a_trillion", _json({**base, "value": 1e12}), r.VALUE_OUT_OF_RANGE),
+        BadRecord(
+            "value_too_many_fraction_digits",
+            _json({**base, "value": 1.5e-19}),
+            r.VALUE_OUT_OF_RANGE,
+        ),
+        # Identifiers whose DynamoDB keys would not fit.
+        BadRecord(
+            "user_id_of_1024_utf8_bytes",
+            json.dumps({**base, "user_id": "\U0001f600" * 256}, ensure_ascii=False).encode(),
+            r.IDENTIFIER_TOO_LONG,
+        ),
+        BadRecord(
+            "user_id_of_1024_utf8_bytes_escaped",
+            _json({**base, "user_id": "\U0001f600" * 256}),
+            r.IDENTIFIER_TOO_LONG,
+        ),
+        BadRecord(
+            "variant_id_over_256_utf8_bytes",
+            _json({**base, "variant_id": "\u00e9" * 129}),
+            r.IDENTIFIER_TOO_LONG,
+        ),
+        BadRecord(
+            "experiment_id_over_256_utf8_bytes",
+            json.dumps({**base, "experiment_id": "\u00e9" * 129}, ensure_ascii=False).encode(),
+            r.IDENTIFIER_TOO_LONG,
+        ),
+        BadRecord(
+            "session_id_too_long", _json({**base, "session_id": "s" * 257}), r.IDENTIFIER_TOO_LONG
+        ),
         BadRecord(
             "huge_property_string",
             _json({**base, "properties": {"blob": "x" * (80 * 1024)}}),
