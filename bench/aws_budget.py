@@ -41,14 +41,14 @@ from domain.experiments import Assignment, Experiment, ExperimentStatus, Variant
 from domain.metrics import GRANULARITIES, MetricKey, to_decimal
 from domain.records import KinesisCoordinates, RawRecord
 from entrypoints.event_source_emulator import EmulatedLambdaContext, lambda_context
-from infrastructure.aws.dynamodb_metric_store import (
+from infrastructure.aws.provisioning import ResourceNames, ensure_aggregation_table, provision_all
+from infrastructure.aws.reference_data import DynamoDbReferenceDataWriter
+from infrastructure.dynamodb_layout import (
     counter_partition_key,
     counter_sort_key,
     marker_partition_key,
     marker_sort_key,
 )
-from infrastructure.aws.provisioning import ResourceNames, ensure_aggregation_table, provision_all
-from infrastructure.aws.reference_data import DynamoDbReferenceDataWriter
 from infrastructure.synthetic.workload import Workload
 
 if TYPE_CHECKING:

@@ -7,6 +7,7 @@ The figures are AWS's documented limits; where moto does not enforce one, the te
 from __future__ import annotations
 
 import decimal
+from collections.abc import Iterable
 from decimal import Decimal
 
 DYNAMODB_PARTITION_KEY_BYTES = 2048
@@ -31,28 +32,72 @@ COUNTER_CONTEXT = decimal.Context(
         decimal.Underflow,
         decimal.Subnormal,
         decimal.Inexact,
-        decimal.Rounded,
     ],
 )
 """Decimal arithmetic as DynamoDB stores numbers, except that nothing is ever rounded: a sum
 that would need more than 38 significant digits, or leave DynamoDB's range, raises
-(`decimal.Inexact`, `decimal.Overflow`, ...) instead of being silently rounded."""
+(`decimal.Inexact`, `decimal.Overflow`, ...) instead of being silently rounded. (`Rounded` alone
+is not a loss: 0 + 5E+125 drops only zeros.)"""
+
+
+NUMBER_OVERFLOW = (
+    "Number overflow. Attempting to store a number with magnitude larger than supported range"
+)
+NUMBER_UNDERFLOW = (
+    "Number underflow. Attempting to store a number with magnitude smaller than supported range"
+)
+NUMBER_PRECISION = "Attempting to store more than 38 significant digits in a Number"
 
 
 def dynamodb_number_problem(value: Decimal) -> str | None:
-    """Why DynamoDB would refuse `value` as a number, or None when it is storable."""
+    """DynamoDB's words for refusing `value` as a number, or None when it is storable."""
     if not value.is_finite():
         return f"{value} is not a finite number"
     if value.is_zero():
         return None
     digits = len(value.normalize(decimal.Context(prec=1000)).as_tuple().digits)
     if digits > DYNAMODB_NUMBER_DIGITS:
-        return f"{value} has {digits} significant digits, more than {DYNAMODB_NUMBER_DIGITS}"
-    magnitude = value.copy_abs()
-    if magnitude.adjusted() > DYNAMODB_NUMBER_MAX_EXPONENT:
-        return f"{value} is larger in magnitude than DynamoDB's range (9.99E+125)"
-    if magnitude.adjusted() < DYNAMODB_NUMBER_MIN_EXPONENT:
-        return f"{value} is smaller in magnitude than DynamoDB's range (1E-130)"
+        return NUMBER_PRECISION
+    if value.adjusted() > DYNAMODB_NUMBER_MAX_EXPONENT:
+        return NUMBER_OVERFLOW
+    if value.adjusted() < DYNAMODB_NUMBER_MIN_EXPONENT:
+        return NUMBER_UNDERFLOW
+    return None
+
+
+_WIDE = decimal.Context(prec=1_000, Emax=999_999, Emin=-999_999)
+"""Wide enough to add any numbers the stores could be asked to hold, exactly."""
+
+
+def counter_sum_problem(*terms: Decimal) -> str | None:
+    """DynamoDB's words for refusing the sum of `terms` (or a term itself), or None: what a
+    counter's `ADD` of these terms would store."""
+    total = Decimal(0)
+    for term in terms:
+        problem = dynamodb_number_problem(term)
+        if problem is not None:
+            return problem
+        total = _WIDE.add(total, term)
+    return dynamodb_number_problem(total)
+
+
+def delta_sum_problem(values: Iterable[Decimal | None]) -> str | None:
+    """DynamoDB's words for refusing the sum of `values` (a counter update's operand), or None:
+    what `COUNTER_CONTEXT` would raise on, named."""
+    checking = COUNTER_CONTEXT.copy()
+    checking.traps = dict.fromkeys(checking.traps, False)
+    checking.clear_flags()
+    total = Decimal(0)
+    for value in values:
+        if value is not None:
+            total = checking.add(total, value)
+    flags = checking.flags
+    if flags[decimal.Overflow]:
+        return NUMBER_OVERFLOW
+    if flags[decimal.Underflow] or flags[decimal.Subnormal]:
+        return NUMBER_UNDERFLOW
+    if flags[decimal.Inexact] or flags[decimal.InvalidOperation]:
+        return NUMBER_PRECISION
     return None
 
 

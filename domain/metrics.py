@@ -115,6 +115,16 @@ class MetricDelta:
             self.values[start:],
         )
 
+    def part(self, start: int, stop: int) -> MetricDelta:
+        """The records at positions [start, stop) of this delta, as a delta of their own."""
+        return MetricDelta(
+            self.key,
+            self.shard_id,
+            self.sequences[start:stop],
+            self.user_ids[start:stop],
+            self.values[start:stop],
+        )
+
     def first_sequence_of_users(self) -> dict[str, int]:
         """Each user's earliest record in this delta (for reporting unfinished unique-user work)."""
         first: dict[str, int] = {}

@@ -170,6 +170,30 @@ def reference_check_json_value(
     return None
 
 
+def reference_key_rules(document: object) -> tuple[RejectionReason, str] | None:
+    """The first two keys of one object, depth first in document order, that are equal but for
+    case (a parsed document holds no key twice)."""
+    if isinstance(document, dict):
+        first_of: dict[str, str] = {}
+        for name in document:
+            if name.lower() in first_of:
+                return (
+                    RejectionReason.DUPLICATE_KEY,
+                    f"keys {first_of[name.lower()]!r} and {name!r} differ only in case",
+                )
+            first_of[name.lower()] = name
+        children: list[object] = list(document.values())
+    elif isinstance(document, list):
+        children = document
+    else:
+        return None
+    for child in children:
+        problem = reference_key_rules(child)
+        if problem is not None:
+            return problem
+    return None
+
+
 def reference_json_rules(
     extra: dict[str, object], properties: object, limits: EventLimits
 ) -> tuple[RejectionReason, str] | None:

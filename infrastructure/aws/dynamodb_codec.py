@@ -60,12 +60,6 @@ def read_int(item: Mapping[str, AttributeValueTypeDef], name: str) -> int:
     return int(number_value)
 
 
-def key_part(identifier: str) -> str:
-    """An identifier as one segment of a composite key: '%' and '#' are percent-escaped, so a '#'
-    inside an id can never shift the segments of two different keys onto the same string."""
-    return identifier.replace("%", "%25").replace("#", "%23")
-
-
 def chunked(items: Sequence[T], size: int) -> list[Sequence[T]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
 

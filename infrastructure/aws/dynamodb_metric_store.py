@@ -9,8 +9,9 @@ import threading
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import DecimalException
 from typing import TYPE_CHECKING, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -22,19 +23,21 @@ from application.ports import (
     Deadline,
     MetricSnapshot,
     MetricStore,
+    RecordId,
     WriteReport,
     merge_unfinished,
 )
 from domain.errors import InfrastructureConfigurationError
+from domain.limits import delta_sum_problem
 from domain.metrics import Granularity, MetricDelta, MetricKey
 from domain.records import padded_sequence
+from infrastructure.aws.client_config import refund_retry_quota_on_answers
 from infrastructure.aws.dynamodb_codec import (
     BATCH_WRITE_LIMIT,
     Backoff,
     Item,
     MalformedItemError,
     chunked,
-    key_part,
     number,
     put_items,
     read_decimal,
@@ -42,14 +45,21 @@ from infrastructure.aws.dynamodb_codec import (
     read_string,
     string,
 )
-from infrastructure.aws.errors import is_transient, translate
+from infrastructure.aws.errors import is_data_refusal, is_transient, translate
 from infrastructure.clock import SystemClock
+from infrastructure.dynamodb_layout import (
+    counter_partition_key,
+    counter_sort_key,
+    granularity_prefix,
+    marker_partition_key,
+    marker_sort_key,
+    watermark_attribute,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, QueryInputTypeDef
 
-WATERMARK_PREFIX = "wm#"
 CONDITION_FAILED = "ConditionalCheckFailedException"
 
 _COUNTER_UPDATE = (
@@ -68,33 +78,6 @@ _IDENTITY_NAMES = {
 }
 
 
-def counter_partition_key(experiment_id: str) -> str:
-    return f"EXP#{experiment_id}"
-
-
-def granularity_prefix(granularity: Granularity) -> str:
-    return f"{granularity.value.upper()}#"
-
-
-def counter_sort_key(key: MetricKey) -> str:
-    return (
-        f"{granularity_prefix(key.granularity)}{key.window_label}#"
-        f"{key_part(key.variant_id)}#{key.metric}"
-    )
-
-
-def marker_partition_key(experiment_id: str, variant_id: str, metric: str, day: datetime) -> str:
-    return f"USERS#{key_part(experiment_id)}#{key_part(variant_id)}#{metric}#{day:%Y-%m-%d}"
-
-
-def marker_sort_key(hour: datetime, user_id: str) -> str:
-    return f"{hour:%H}#{user_id}"
-
-
-def watermark_attribute(shard_id: str) -> str:
-    return f"{WATERMARK_PREFIX}{shard_id}"
-
-
 MarkerKey = tuple[str, str]
 """(partition_key, sort_key) of one unique-user marker."""
 
@@ -103,6 +86,7 @@ MarkerKey = tuple[str, str]
 class _Outcome:
     unfinished: Mapping[str, int]
     problems: tuple[str, ...] = ()
+    refused: Mapping[RecordId, str] = field(default_factory=dict)
 
 
 _DONE = _Outcome({})
@@ -129,6 +113,8 @@ class DynamoDbMetricStore(MetricStore):
         marker_cache_size: int = 50_000,
         backoff: Backoff | None = None,
         max_condition_retries: int = 5,
+        max_transient_retries: int = 4,
+        watermark_cache_size: int = 200_000,
     ) -> None:
         self._client = client
         self._table_name = table_name
@@ -142,6 +128,15 @@ class DynamoDbMetricStore(MetricStore):
         self._markers_lock = threading.Lock()
         self._backoff = backoff or Backoff()
         self._max_condition_retries = max_condition_retries
+        self._max_transient_retries = max_transient_retries
+        self._confirmed: LRUCache[tuple[MetricKey, str], int] = LRUCache(
+            maxsize=watermark_cache_size
+        )
+        """The watermark this container knows each (counter, shard) has reached: a redelivery
+        sends nothing for records at or below it. Safe because a shard's records only move
+        forward (one batch per shard at a time, in order) and a watermark never goes down."""
+        self._confirmed_lock = threading.Lock()
+        refund_retry_quota_on_answers(client, frozenset({CONDITION_FAILED}))
 
     def close(self) -> None:
         if self._owns_executor:
@@ -154,8 +149,19 @@ class DynamoDbMetricStore(MetricStore):
         # Deltas of one counter and shard go in sequence order through one worker: applied out
         # of order, a later delta would raise the watermark above an earlier one's records.
         per_counter: dict[tuple[MetricKey, str], list[MetricDelta]] = defaultdict(list)
+        with self._confirmed_lock:
+            confirmed = {
+                counter: watermark
+                for delta in deltas
+                if (watermark := self._confirmed.get(counter := (delta.key, delta.shard_id)))
+                is not None
+            }
         for delta in deltas:
-            per_counter[(delta.key, delta.shard_id)].append(delta)
+            counter = (delta.key, delta.shard_id)
+            known = confirmed.get(counter)
+            fresh = delta if known is None else delta.after(known)
+            if fresh is not None:
+                per_counter[counter].append(fresh)
         futures: list[Future[_Outcome]] = [
             self._executor.submit(self._apply_counter_deltas, same_counter, deadline)
             for same_counter in per_counter.values()
@@ -178,6 +184,7 @@ class DynamoDbMetricStore(MetricStore):
     def _collect(self, futures: list[Future[_Outcome]]) -> WriteReport:
         unfinished: dict[str, int] = {}
         problems: list[str] = []
+        refused: dict[RecordId, str] = {}
         configuration_errors: list[InfrastructureConfigurationError] = []
         for future in futures:
             try:
@@ -187,16 +194,19 @@ class DynamoDbMetricStore(MetricStore):
                 continue
             unfinished = merge_unfinished(unfinished, outcome.unfinished)
             problems.extend(outcome.problems)
+            refused.update(outcome.refused)
         if configuration_errors:
             raise configuration_errors[0]
-        if not unfinished and not problems:
+        if not unfinished and not problems and not refused:
             return COMPLETE
-        return WriteReport(unfinished, tuple(dict.fromkeys(problems)))
+        return WriteReport(unfinished, tuple(dict.fromkeys(problems)), refused)
 
     def _apply_counter_deltas(self, deltas: list[MetricDelta], deadline: Deadline) -> _Outcome:
         deltas.sort(key=lambda delta: delta.first_sequence)
+        refused: dict[RecordId, str] = {}
         for index, delta in enumerate(deltas):
             outcome = self._apply_counter(delta, deadline)
+            refused.update(outcome.refused)
             if outcome.unfinished:
                 return _Outcome(
                     merge_unfinished(
@@ -204,42 +214,100 @@ class DynamoDbMetricStore(MetricStore):
                         *({d.shard_id: d.first_sequence} for d in deltas[index + 1 :]),
                     ),
                     outcome.problems,
+                    refused,
                 )
-        return _DONE
+        return _Outcome({}, (), refused) if refused else _DONE
 
     def _apply_counter(self, delta: MetricDelta, deadline: Deadline) -> _Outcome:
+        """One conditional update, trimmed by the old image when the condition fails, retried
+        with backoff while a transient failure lasts and the deadline allows (each try is a
+        request the redelivery would otherwise cost, and a batch cut at this counter's first
+        record)."""
         remaining = delta
+        counter = (delta.key, delta.shard_id)
         watermark_name = watermark_attribute(delta.shard_id)
-        for _ in range(self._max_condition_retries):
+        condition_failures = 0
+        transient_failures = 0
+        while True:
             if deadline.expired():
                 return _Outcome(
                     {delta.shard_id: remaining.first_sequence},
                     ("deadline reached before updating every metric counter",),
                 )
+            failure: ClientError | BotoCoreError
             try:
                 self._update_counter(remaining)
-                return _DONE
+            except DecimalException:
+                # The update's own numbers are out of DynamoDB's reach: refused before sending.
+                message = delta_sum_problem(remaining.values) or "unstorable number"
+                return self._isolate_refused(remaining, deadline, message)
             except ClientError as error:
-                if error.response.get("Error", {}).get("Code") != CONDITION_FAILED:
-                    return self._failed(
-                        error, "UpdateItem", {delta.shard_id: remaining.first_sequence}
-                    )
-                watermark = _watermark_in(error, watermark_name)
-                if watermark is None:
-                    return _Outcome(
-                        {delta.shard_id: remaining.first_sequence},
-                        (f"UpdateItem: condition failed without a readable {watermark_name}",),
-                    )
-                trimmed = remaining.after(watermark)
-                if trimmed is None:
-                    return _DONE
-                remaining = trimmed
+                if error.response.get("Error", {}).get("Code") == CONDITION_FAILED:
+                    watermark = _watermark_in(error, watermark_name)
+                    if watermark is None:
+                        return _Outcome(
+                            {delta.shard_id: remaining.first_sequence},
+                            (f"UpdateItem: condition failed without a readable {watermark_name}",),
+                        )
+                    self._confirm(counter, watermark)
+                    trimmed = remaining.after(watermark)
+                    if trimmed is None:
+                        return _DONE
+                    remaining = trimmed
+                    condition_failures += 1
+                    if condition_failures >= self._max_condition_retries:
+                        return _Outcome(
+                            {delta.shard_id: remaining.first_sequence},
+                            (
+                                "UpdateItem: the watermark kept moving; another writer applies "
+                                "the same shard",
+                            ),
+                        )
+                    continue
+                if is_data_refusal(error):
+                    message = error.response.get("Error", {}).get("Message", "")
+                    return self._isolate_refused(remaining, deadline, message)
+                failure = error
             except BotoCoreError as error:
-                return self._failed(error, "UpdateItem", {delta.shard_id: remaining.first_sequence})
+                failure = error
+            else:
+                self._confirm(counter, remaining.last_sequence)
+                return _DONE
+            transient_failures += 1
+            if not is_transient(failure) or transient_failures > self._max_transient_retries:
+                return self._failed(
+                    failure, "UpdateItem", {delta.shard_id: remaining.first_sequence}
+                )
+            self._backoff.pause(transient_failures - 1)
+
+    def _isolate_refused(self, delta: MetricDelta, deadline: Deadline, message: str) -> _Outcome:
+        """DynamoDB refused this update's data: find the records responsible by halves (the
+        first half before the second, so the watermark rule holds) and apply the rest."""
+        if delta.event_count == 1:
+            return _Outcome(
+                {},
+                (),
+                {
+                    (
+                        delta.shard_id,
+                        delta.first_sequence,
+                    ): f"UpdateItem: ValidationException: {message}"
+                },
+            )
+        middle = delta.event_count // 2
+        first = self._apply_counter(delta.part(0, middle), deadline)
+        if first.unfinished:
+            return _Outcome(first.unfinished, first.problems, first.refused)
+        second = self._apply_counter(delta.part(middle, delta.event_count), deadline)
         return _Outcome(
-            {delta.shard_id: remaining.first_sequence},
-            ("UpdateItem: the watermark kept moving; another writer applies the same shard",),
+            second.unfinished, first.problems + second.problems, {**first.refused, **second.refused}
         )
+
+    def _confirm(self, counter: tuple[MetricKey, str], watermark: int) -> None:
+        with self._confirmed_lock:
+            known = self._confirmed.get(counter)
+            if known is None or known < watermark:
+                self._confirmed[counter] = watermark
 
     def _update_counter(self, delta: MetricDelta) -> None:
         key = delta.key
@@ -303,20 +371,29 @@ class DynamoDbMetricStore(MetricStore):
         def unfinished_of(keys: Sequence[MarkerKey]) -> dict[str, int]:
             return merge_unfinished(*(sources[key] for key in keys))
 
-        if deadline.expired():
-            return _Outcome(
-                unfinished_of(chunk), ("deadline reached before writing every unique-user marker",)
-            )
-        try:
-            left = put_items(
-                self._client,
-                self._table_name,
-                [self._marker_item(key) for key in chunk],
-                self._backoff,
-                deadline,
-            )
-        except (ClientError, BotoCoreError) as error:
-            return self._failed(error, "BatchWriteItem", unfinished_of(chunk))
+        transient_failures = 0
+        while True:
+            if deadline.expired():
+                return _Outcome(
+                    unfinished_of(chunk),
+                    ("deadline reached before writing every unique-user marker",),
+                )
+            try:
+                left = put_items(
+                    self._client,
+                    self._table_name,
+                    [self._marker_item(key) for key in chunk],
+                    self._backoff,
+                    deadline,
+                )
+                break
+            except (ClientError, BotoCoreError) as error:
+                if is_data_refusal(error):
+                    return self._isolate_refused_markers(chunk, sources, deadline, error)
+                transient_failures += 1
+                if not is_transient(error) or transient_failures > self._max_transient_retries:
+                    return self._failed(error, "BatchWriteItem", unfinished_of(chunk))
+                self._backoff.pause(transient_failures - 1)
         not_written = {
             (read_string(item, "partition_key"), read_string(item, "sort_key")) for item in left
         }
@@ -329,6 +406,31 @@ class DynamoDbMetricStore(MetricStore):
         return _Outcome(
             unfinished_of(sorted(not_written)),
             (f"BatchWriteItem: {len(not_written)} unique-user markers still unprocessed",),
+        )
+
+    def _isolate_refused_markers(
+        self,
+        chunk: list[MarkerKey],
+        sources: Mapping[MarkerKey, Mapping[str, int]],
+        deadline: Deadline,
+        error: ClientError | BotoCoreError,
+    ) -> _Outcome:
+        """DynamoDB refused this batch's data: write the markers one by one; a marker refused
+        alone is reported through the records that needed it first."""
+        if len(chunk) == 1:
+            message = getattr(error, "response", {}).get("Error", {}).get("Message", "")
+            return _Outcome(
+                {},
+                (),
+                dict.fromkeys(
+                    sources[chunk[0]].items(), f"BatchWriteItem (unique-user marker): {message}"
+                ),
+            )
+        outcomes = [self._write_markers([key], sources, deadline) for key in chunk]
+        return _Outcome(
+            merge_unfinished(*(outcome.unfinished for outcome in outcomes)),
+            tuple(problem for outcome in outcomes for problem in outcome.problems),
+            {where: why for outcome in outcomes for where, why in outcome.refused.items()},
         )
 
     def _marker_item(self, key: MarkerKey) -> Item:

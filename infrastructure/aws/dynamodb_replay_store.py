@@ -21,12 +21,9 @@ from application.ports import (
 )
 from domain.metrics import MetricKey
 from infrastructure.aws.dynamodb_codec import Backoff, number, string
-from infrastructure.aws.dynamodb_metric_store import (
-    DynamoDbMetricStore,
-    counter_partition_key,
-    counter_sort_key,
-)
+from infrastructure.aws.dynamodb_metric_store import DynamoDbMetricStore
 from infrastructure.aws.errors import is_transient, translate
+from infrastructure.dynamodb_layout import counter_partition_key, counter_sort_key
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -46,6 +46,31 @@ _TRANSIENT_TRANSPORT_ERRORS = (
 )
 
 
+_DATA_REFUSALS = (
+    "Number overflow",
+    "Number underflow",
+    "significant digits",
+    "Item size has exceeded",
+    "Item size to update has exceeded",
+    "Size of hashkey has exceeded",
+    "size of all range keys has exceeded",
+)
+"""How DynamoDB words a `ValidationException` about the data itself (a number's precision or
+range, a key's or an item's size) rather than about the request's shape or the table."""
+
+
+def is_data_refusal(error: Exception) -> bool:
+    """DynamoDB refused the data of this request for good: retrying cannot help, and neither is
+    it a configuration error; the records responsible are to be isolated and dead-lettered."""
+    if not isinstance(error, ClientError):
+        return False
+    details = error.response.get("Error", {})
+    if details.get("Code") != "ValidationException":
+        return False
+    message = details.get("Message", "")
+    return any(marker.lower() in message.lower() for marker in _DATA_REFUSALS)
+
+
 def is_transient(error: Exception) -> bool:
     if isinstance(error, ClientError):
         code = error.response.get("Error", {}).get("Code", "")

@@ -8,8 +8,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from application.ports import COMPLETE, Deadline, MetricSnapshot, MetricStore, WriteReport
+from application.ports import (
+    COMPLETE,
+    Deadline,
+    MetricSnapshot,
+    MetricStore,
+    RecordId,
+    WriteReport,
+)
+from domain.limits import COUNTER_CONTEXT, counter_sum_problem, delta_sum_problem
 from domain.metrics import Granularity, MetricDelta, MetricKey
+from infrastructure.dynamodb_layout import (
+    counter_partition_key,
+    counter_sort_key,
+    key_size_problem,
+    marker_partition_key,
+    marker_sort_key,
+)
 
 
 @dataclass(slots=True)
@@ -27,28 +42,78 @@ class InMemoryMetricStore(MetricStore):
         self._counters: dict[MetricKey, _Counter] = {}
 
     def apply(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
+        """As the DynamoDB store applies them, refusals included: a counter whose numbers or
+        keys DynamoDB would refuse is refused for the records responsible (found by halves, the
+        rest applied), and a user whose unique-user marker key is too large is refused through
+        the first record that needed it."""
         unfinished: dict[str, int] = {}
+        refused: dict[RecordId, str] = {}
         with self._lock:
             for delta in deltas:
                 if deadline.expired():
                     previous = unfinished.get(delta.shard_id, delta.first_sequence)
                     unfinished[delta.shard_id] = min(previous, delta.first_sequence)
                     continue
+                self._apply_delta(delta, refused)
                 counter = self._counters.get(delta.key)
-                if counter is None:
-                    counter = self._counters[delta.key] = _Counter()
-                watermark = counter.watermarks.get(delta.shard_id, -1)
-                counter.users.update(delta.user_ids)
-                fresh = delta.after(watermark)
-                if fresh is None:
-                    continue
-                counter.event_count += fresh.event_count
-                counter.value_sum += fresh.value_sum
-                counter.value_count += fresh.value_count
-                counter.watermarks[delta.shard_id] = fresh.last_sequence
+                if counter is not None:
+                    # Every user of the delta, as DynamoDB's markers are written apart from the
+                    # counter (a record the counter refused still marks its user).
+                    counter.users.update(self._markable_users(delta, refused))
         if unfinished:
-            return WriteReport(unfinished, ("deadline reached while applying metric deltas",))
-        return COMPLETE
+            return WriteReport(
+                unfinished, ("deadline reached while applying metric deltas",), refused
+            )
+        return WriteReport({}, (), refused) if refused else COMPLETE
+
+    def _apply_delta(self, delta: MetricDelta, refused: dict[RecordId, str]) -> None:
+        key = delta.key
+        counter = self._counters.get(key)
+        problem = key_size_problem(counter_partition_key(key.experiment_id), counter_sort_key(key))
+        if problem is None:
+            watermark = -1 if counter is None else counter.watermarks.get(delta.shard_id, -1)
+            fresh = delta.after(watermark)
+            if fresh is None:
+                return
+            stored_sum = Decimal(0) if counter is None else counter.value_sum
+            problem = delta_sum_problem(fresh.values) or counter_sum_problem(
+                stored_sum, *(value for value in fresh.values if value is not None)
+            )
+        else:
+            fresh = delta
+        if problem is not None:
+            if fresh.event_count == 1:
+                refused[(fresh.shard_id, fresh.first_sequence)] = f"UpdateItem: {problem}"
+                return
+            middle = fresh.event_count // 2
+            self._apply_delta(fresh.part(0, middle), refused)
+            self._apply_delta(fresh.part(middle, fresh.event_count), refused)
+            return
+        if counter is None:
+            counter = self._counters[key] = _Counter()
+        counter.event_count += fresh.event_count
+        counter.value_sum = COUNTER_CONTEXT.add(counter.value_sum, fresh.value_sum)
+        counter.value_count += fresh.value_count
+        counter.watermarks[delta.shard_id] = fresh.last_sequence
+
+    @staticmethod
+    def _markable_users(delta: MetricDelta, refused: dict[RecordId, str]) -> set[str]:
+        """The delta's users whose marker keys DynamoDB takes; the others are refused through
+        the first record of theirs (as the DynamoDB store's marker writes are)."""
+        key = delta.key
+        partition = marker_partition_key(
+            key.experiment_id, key.variant_id, key.metric, key.window_start
+        )
+        users = set()
+        for user_id, sequence in delta.first_sequence_of_users().items():
+            problem = key_size_problem(partition, marker_sort_key(key.window_start, user_id))
+            if problem is None:
+                users.add(user_id)
+            elif key.granularity is Granularity.HOUR:
+                refused[(delta.shard_id, sequence)] = (
+                    f"BatchWriteItem (unique-user marker): {problem}"
+                )
+        return users
 
     def add_unconditionally(self, deltas: Sequence[MetricDelta]) -> None:
         """Add deltas whatever the watermarks say (replays bring their own idempotence)."""

@@ -16,7 +16,7 @@ from mypy_boto3_dynamodb import DynamoDBClient
 from application.ports import Deadline, MetricSnapshot, MetricStore, NoDeadline
 from domain.errors import InfrastructureConfigurationError
 from domain.metrics import Granularity
-from infrastructure.aws.client_config import client_config
+from infrastructure.aws.client_config import _retry_quota_checker, client_config
 from infrastructure.aws.dynamodb_codec import Backoff
 from infrastructure.aws.dynamodb_metric_store import DynamoDbMetricStore
 from infrastructure.aws.permissions import LAMBDA_PERMISSIONS, Resource
@@ -25,6 +25,7 @@ from infrastructure.in_memory.metric_store import InMemoryMetricStore
 from tests.aws_calls import CallRecorder
 from tests.botocore_faults import LoseResponses, RefuseRequests, WithholdBatchItems
 from tests.conftest import REGION
+from tests.dynamodb_limits import DynamoDbNumberLimits
 from tests.metric_deltas import SHARD_A, SHARD_B, Seen, deltas_of
 
 DAY = datetime(2026, 11, 20, tzinfo=UTC)
@@ -59,8 +60,13 @@ def store(request: pytest.FixtureRequest) -> Iterator[MetricStore]:
     if request.param == "in_memory":
         yield InMemoryMetricStore()
         return
-    client: DynamoDBClient = request.getfixturevalue("dynamodb_client")
+    endpoint_url: str = request.getfixturevalue("endpoint_url")
+    reader: DynamoDBClient = request.getfixturevalue("dynamodb_client")
     table: str = request.getfixturevalue("aggregation_table")
+    client: DynamoDBClient = boto3.client(
+        "dynamodb", endpoint_url=endpoint_url, region_name=REGION, config=client_config()
+    )
+    DynamoDbNumberLimits(reader).attach(client)  # moto takes any number; DynamoDB does not
     dynamodb_store = DynamoDbMetricStore(client, table, max_workers=8, backoff=FAST_BACKOFF)
     yield dynamodb_store
     dynamodb_store.close()
@@ -496,3 +502,123 @@ def test_the_lambda_path_calls_only_what_the_function_is_granted(
     recorder.operations.clear()
     store.snapshots("exp-1", HOUR)
     assert recorder.actions == {"dynamodb:Query"}
+
+
+# -- what DynamoDB refuses, both stores refuse alike ----------------------------------------
+
+
+@pytest.mark.parametrize("value", [1e200, 1e-200])
+def test_a_record_whose_number_dynamodb_cannot_store_is_refused_and_the_rest_applied(
+    store: MetricStore, value: float
+) -> None:
+    records = [
+        Seen(1, "u1", at(10, 1), value=2.5),
+        Seen(2, "u2", at(10, 2), value=value),
+        Seen(3, "u3", at(10, 3), value=1.5),
+        Seen(4, "u4", at(10, 4)),
+    ]
+
+    report = store.apply(deltas_of(records), NoDeadline())
+
+    assert report.complete
+    assert set(report.refused) == {(SHARD_A, 2)}
+    assert "magnitude" in report.refused[(SHARD_A, 2)]
+    # The refused record's user is marked: markers are written apart from the counters.
+    assert counts(by_window(store)[("control", "click", at(10))]) == (3, Decimal("4.0"), 2, 4)
+    assert counts(by_window(store, DAILY)[("control", "click", DAY)]) == (3, Decimal("4.0"), 2, 4)
+
+
+def test_a_sum_beyond_dynamodb_range_is_refused_for_the_record_that_would_overflow_it(
+    store: MetricStore,
+) -> None:
+    apply(store, Seen(1, "u1", at(10, 1), value=5e125))
+
+    report = store.apply(deltas_of([Seen(2, "u2", at(10, 2), value=5e125)]), NoDeadline())
+
+    assert set(report.refused) == {(SHARD_A, 2)}
+    assert "overflow" in report.refused[(SHARD_A, 2)].lower()
+    assert counts(by_window(store)[("control", "click", at(10))]) == (1, Decimal("5E+125"), 1, 2)
+
+
+def test_a_sum_that_would_need_more_than_38_digits_is_refused_not_rounded(
+    store: MetricStore,
+) -> None:
+    apply(store, Seen(1, "u1", at(10, 1), value=1e30))
+
+    report = store.apply(deltas_of([Seen(2, "u2", at(10, 2), value=1e-10)]), NoDeadline())
+
+    assert set(report.refused) == {(SHARD_A, 2)}
+    assert counts(by_window(store)[("control", "click", at(10))])[1] == Decimal("1E+30")
+
+
+def test_a_user_whose_marker_key_dynamodb_cannot_hold_is_refused_and_counted_nowhere_else(
+    store: MetricStore,
+) -> None:
+    too_long = "\U0001f600" * 256  # 1,024 bytes: the marker's sort key is over DynamoDB's limit
+    report = store.apply(
+        deltas_of([Seen(1, "u1", at(10, 1)), Seen(2, too_long, at(10, 2))]), NoDeadline()
+    )
+
+    assert report.complete
+    assert set(report.refused) == {(SHARD_A, 2)}
+    hourly = by_window(store)[("control", "click", at(10))]
+    assert hourly.unique_users == 1
+
+
+# -- forward progress: a redelivery costs requests only for what is not yet durable ---------
+
+
+def test_a_redelivery_to_a_warm_container_sends_no_update_for_counters_already_applied(
+    dynamodb_client: DynamoDBClient, aggregation_table: str, recorder: CallRecorder
+) -> None:
+    recorder.attach(dynamodb_client)
+    store = dynamodb_store(dynamodb_client, aggregation_table)
+    first = [Seen(n, f"u{n}", at(10 + n % 2, n)) for n in range(1, 7)]
+    apply(store, *first)
+    updates_of_the_first_delivery = [op for _, op, _ in recorder.operations].count("UpdateItem")
+
+    apply(store, *first, Seen(7, "u7", at(11, 7)))
+
+    operations = [op for _, op, _ in recorder.operations]
+    assert updates_of_the_first_delivery == 3  # hour 10, hour 11 and the day
+    # The redelivery brings one new record: only its two counters are sent.
+    assert operations.count("UpdateItem") - updates_of_the_first_delivery == 2
+    assert counts(by_window(store, DAILY)[("control", "click", DAY)]) == (7, Decimal(0), 0, 7)
+
+
+def test_an_update_refused_for_a_while_is_retried_within_the_call_until_it_lands(
+    endpoint_url: str, aggregation_table: str
+) -> None:
+    client = single_try_client(endpoint_url)
+    refusals = iter(range(3))
+    throttle = RefuseRequests(matches=lambda body: next(refusals, None) is not None)
+    throttle.attach(client, "UpdateItem")
+    store = dynamodb_store(client, aggregation_table, max_workers=1)
+
+    report = store.apply(deltas_of([Seen(1, "u1", at(10, 1))]), NoDeadline())
+
+    assert throttle.refused == 3
+    assert report.complete
+    assert by_window(store, DAILY)[("control", "click", DAY)].event_count == 1
+
+
+def test_an_expected_conditional_failure_after_a_retry_gives_the_retry_quota_back(
+    endpoint_url: str, dynamodb_client: DynamoDBClient, aggregation_table: str
+) -> None:
+    records = [Seen(1, "u1", at(10, 1))]
+    apply(dynamodb_store(dynamodb_client, aggregation_table), *records)
+    client: DynamoDBClient = boto3.client(
+        "dynamodb", endpoint_url=endpoint_url, region_name=REGION, config=client_config()
+    )
+    first_attempts = iter(range(1))  # the first try of the first update: a 500, then a retry
+    RefuseRequests(
+        matches=lambda body: next(first_attempts, None) is not None,
+        code="InternalServerError",
+        status=500,
+    ).attach(client, "UpdateItem")
+    cold = dynamodb_store(client, aggregation_table, max_workers=1)
+    quota = _retry_quota_checker(client, "dynamodb")._quota  # type: ignore[attr-defined]
+
+    apply(cold, *records)  # each retry is answered ConditionalCheckFailed: already applied
+
+    assert quota.available_capacity == quota._max_capacity

@@ -30,6 +30,7 @@ from tests.reference_pipeline import (
     reference_archive_line,
     reference_build_archive_objects,
     reference_json_rules,
+    reference_key_rules,
 )
 
 EXPERIMENT_IDS = ("exp-a", "exp-b", 'exp-"c"', "éxp-ü")
@@ -308,7 +309,9 @@ def test_the_json_rules_reject_exactly_what_the_full_walk_rejects(
     }
     outcome = decode_record(record_of(json.dumps(body).encode()), limits, NOW)
     parsed = ExperimentEvent.model_validate_json(json.dumps(body))
-    expected = reference_json_rules(parsed.model_extra or {}, parsed.properties, limits)
+    expected = reference_key_rules(body) or reference_json_rules(
+        parsed.model_extra or {}, parsed.properties, limits
+    )
     if expected is None:
         assert isinstance(outcome, AcceptedEvent)
     else:

@@ -1,0 +1,60 @@
+"""Where the aggregation table keeps what: the key layout of counters and unique-user markers
+(docs/storage.md), shared by the DynamoDB adapter and the in-memory one that must refuse the keys
+DynamoDB refuses. No boto3 here."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from domain.limits import DYNAMODB_PARTITION_KEY_BYTES, DYNAMODB_SORT_KEY_BYTES, utf8_length
+from domain.metrics import Granularity, MetricKey
+
+WATERMARK_PREFIX = "wm#"
+
+
+def key_part(identifier: str) -> str:
+    """An identifier as one segment of a composite key: '%' and '#' are percent-escaped, so a '#'
+    inside an id can never shift the segments of two different keys onto the same string."""
+    return identifier.replace("%", "%25").replace("#", "%23")
+
+
+def counter_partition_key(experiment_id: str) -> str:
+    return f"EXP#{experiment_id}"
+
+
+def granularity_prefix(granularity: Granularity) -> str:
+    return f"{granularity.value.upper()}#"
+
+
+def counter_sort_key(key: MetricKey) -> str:
+    return (
+        f"{granularity_prefix(key.granularity)}{key.window_label}#"
+        f"{key_part(key.variant_id)}#{key.metric}"
+    )
+
+
+def marker_partition_key(experiment_id: str, variant_id: str, metric: str, day: datetime) -> str:
+    return f"USERS#{key_part(experiment_id)}#{key_part(variant_id)}#{metric}#{day:%Y-%m-%d}"
+
+
+def marker_sort_key(hour: datetime, user_id: str) -> str:
+    return f"{hour:%H}#{user_id}"
+
+
+def watermark_attribute(shard_id: str) -> str:
+    return f"{WATERMARK_PREFIX}{shard_id}"
+
+
+def key_size_problem(partition_key: str, sort_key: str) -> str | None:
+    """DynamoDB's words for a key it refuses for its size, or None when it fits."""
+    if utf8_length(partition_key) > DYNAMODB_PARTITION_KEY_BYTES:
+        return (
+            "One or more parameter values were invalid: Size of hashkey has exceeded the "
+            f"maximum size limit of {DYNAMODB_PARTITION_KEY_BYTES} bytes"
+        )
+    if utf8_length(sort_key) > DYNAMODB_SORT_KEY_BYTES:
+        return (
+            "One or more parameter values were invalid: Aggregated size of all range keys has "
+            f"exceeded the size limit of {DYNAMODB_SORT_KEY_BYTES} bytes"
+        )
+    return None
