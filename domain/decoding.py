@@ -375,7 +375,19 @@ def _key_problem(
             RejectionReason.DUPLICATE_KEY,
             f"keys {collision[0]!r} and {collision[1]!r} differ only in case",
         )
+    if extra:
+        for name in extra:
+            field = _FIELDS_BY_LOWER_NAME.get(name.lower())
+            if field is not None:
+                # Athena's SerDe would read it as the field the pipeline found absent.
+                return (
+                    RejectionReason.RESERVED_FIELD,
+                    f"top-level field {name!r} is the contract's field {field!r} in another case",
+                )
     return None
+
+
+_FIELDS_BY_LOWER_NAME = {name.lower(): name for name in ExperimentEvent.model_fields}
 
 
 def _case_collision(value: object) -> tuple[str, str] | None:

@@ -61,7 +61,7 @@ FiniteNumber = Annotated[float, Field(allow_inf_nan=False)]
 
 ISO_8601_TIMESTAMP = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?"
-    r"(?:[Zz]|[+-][0-9]{2}(?::?[0-9]{2})?)?$"
+    r"(?:[Zz]|[+-][0-9]{2}:?[0-9]{2})?$"
 )
 """What a timestamp must look like before it is parsed: a string of a date with a four-digit
 year and a time (the zone is checked by the parser, so that a missing zone keeps its own

@@ -156,6 +156,12 @@ def bad_record_catalogue(moment: datetime, max_nesting_depth: int = 8) -> list[B
         ),
         BadRecord("reserved_pipeline_field", _json({**base, "_pipeline": {}}), r.RESERVED_FIELD),
         BadRecord("reserved_field_other_case", _json({**base, "_Pipeline": {}}), r.RESERVED_FIELD),
+        BadRecord("contract_field_other_case", _json({**base, "VALUE": 5}), r.RESERVED_FIELD),
+        BadRecord(
+            "timestamp_offset_hours_only",
+            _json({**base, "timestamp": "2026-11-20T10:00+00"}),
+            r.INVALID_TIMESTAMP,
+        ),
         # Keys the archive's readers cannot tell apart (Athena's JSON SerDe).
         BadRecord(
             "duplicate_top_level_key",

@@ -168,6 +168,17 @@ def test_the_reserved_field_is_refused_in_any_case(name: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "fields",
+    [{"VALUE": "5"}, {"Properties": "{}"}, {"Experiment_Id": '"exp"'}, {"SESSION_ID": '"s"'}],
+)
+def test_a_contract_field_in_another_case_is_refused(fields: dict[str, str]) -> None:
+    """Athena's SerDe folds case: it would read `VALUE` as the value the pipeline found absent."""
+    rejection = rejection_of(_raw_event(**fields))
+    assert rejection.reason is RejectionReason.RESERVED_FIELD
+    assert next(iter(fields)) in rejection.detail
+
+
+@pytest.mark.parametrize(
     ("timestamp", "reason"),
     [
         ("0", RejectionReason.INVALID_TIMESTAMP),
@@ -176,6 +187,7 @@ def test_the_reserved_field_is_refused_in_any_case(name: str) -> None:
         ('"1-01-01T05:00:00Z"', RejectionReason.INVALID_TIMESTAMP),
         ('"12026-11-20T11:00:00Z"', RejectionReason.INVALID_TIMESTAMP),
         ('"2026-11-20T11:00:00+01"', RejectionReason.INVALID_TIMESTAMP),
+        ('"2026-11-20T11:00+00"', RejectionReason.INVALID_TIMESTAMP),
         ('"0001-01-01T00:00:00+14:00"', RejectionReason.TIMESTAMP_OUT_OF_RANGE),
         ('"1970-01-01T00:00:00Z"', RejectionReason.TIMESTAMP_OUT_OF_RANGE),
         ('"2023-12-31T23:59:59.999999Z"', RejectionReason.TIMESTAMP_OUT_OF_RANGE),
