@@ -139,6 +139,9 @@ class EventSourceMappingSettings:
     maximum_retry_attempts: int | None = None
     idle_poll_seconds: float = 1.0
     """How long to wait before polling again a shard that had nothing new (not when draining)."""
+    shard_ids: frozenset[str] | None = None
+    """Poll only these shards (None: every shard). Lambda polls each shard on its own, in its
+    own warm container; one emulator per shard, each in its own process, does the same."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= 10_000:
@@ -147,6 +150,8 @@ class EventSourceMappingSettings:
             raise ValueError("maximum_retry_attempts must be >= 0 or None")
         if self.function_timeout_seconds <= 0:
             raise ValueError("function_timeout_seconds must be positive")
+        if self.shard_ids is not None and not self.shard_ids:
+            raise ValueError("shard_ids must name at least one shard (None: every shard)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +341,8 @@ class EventSourceMappingEmulator:
         for shard in self._list_shards():
             shard_id = shard["ShardId"]
             if shard_id in self._shards:
+                continue
+            if self._settings.shard_ids is not None and shard_id not in self._settings.shard_ids:
                 continue
             parents = tuple(
                 p for p in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if p

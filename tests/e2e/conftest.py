@@ -14,6 +14,7 @@ from mypy_boto3_sqs import SQSClient
 from entrypoints import lambda_handler
 from infrastructure.aws.provisioning import ProvisionedResources, ResourceNames, provision_all
 from tests.conftest import REGION
+from tests.faults.aws_world import AdminClients, service_environment
 
 
 @dataclass(frozen=True)
@@ -29,17 +30,19 @@ def point_the_service_at(
     resources: ProvisionedResources, endpoint_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The environment the Lambda would be deployed with, naming these resources."""
-    names = resources.names
-    for variable, value in {
-        "AWS_ENDPOINT_URL": endpoint_url,
-        "S3_BUCKET": names.archive_bucket,
-        "DYNAMODB_TABLE": names.aggregation_table,
-        "DLQ_URL": resources.dead_letter_queue_url,
-        "ASSIGNMENTS_TABLE": names.assignments_table,
-        "EXPERIMENTS_TABLE": names.experiments_table,
-        "POWERTOOLS_TRACE_DISABLED": "true",
-    }.items():
+    for variable, value in service_environment(resources, endpoint_url).items():
         monkeypatch.setenv(variable, value)
+
+
+@pytest.fixture
+def admin(
+    dynamodb_client: DynamoDBClient,
+    s3_client: S3Client,
+    sqs_client: SQSClient,
+    kinesis_client: KinesisClient,
+) -> AdminClients:
+    """Fault-free clients straight to moto."""
+    return AdminClients(dynamodb_client, s3_client, sqs_client, kinesis_client)
 
 
 @pytest.fixture

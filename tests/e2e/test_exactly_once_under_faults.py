@@ -9,24 +9,17 @@ The larger runs are selected with FAULT_INJECTION_LARGE=1 (or `-m slow`).
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 from dataclasses import dataclass
 from decimal import Decimal
-from urllib.parse import unquote
 
-import boto3
 import pytest
-from mypy_boto3_dynamodb import DynamoDBClient
 from mypy_boto3_kinesis import KinesisClient
-from mypy_boto3_s3 import S3Client
-from mypy_boto3_sqs import SQSClient
 
 from application.process_batch import BatchProcessor, ProcessingSettings
 from domain.metrics import Granularity
 from domain.rejections import RejectionReason
-from entrypoints import lambda_handler
 from entrypoints.event_source_emulator import (
     EmulatedLambdaContext,
     EmulatorStats,
@@ -34,10 +27,6 @@ from entrypoints.event_source_emulator import (
     EventSourceMappingSettings,
     Outcome,
 )
-from infrastructure.aws.client_config import client_config
-from infrastructure.aws.provisioning import ResourceNames, provision_all
-from infrastructure.aws.reference_data import DynamoDbReferenceDataWriter
-from infrastructure.aws.sqs_dead_letters import SqsDeadLetterReader
 from infrastructure.clock import SystemClock
 from infrastructure.in_memory.archive import InMemoryEventArchive
 from infrastructure.in_memory.dead_letters import InMemoryDeadLetterQueue
@@ -48,17 +37,22 @@ from infrastructure.in_memory.repositories import (
     InMemoryExperimentRepository,
 )
 from infrastructure.in_memory.telemetry import InMemoryTelemetry
-from infrastructure.synthetic.bad_records import SQS_MESSAGE_LIMIT, bad_record_catalogue
+from infrastructure.synthetic.bad_records import bad_record_catalogue
 from infrastructure.synthetic.stream import (
     DEFAULT_STREAM_START,
-    EntryKind,
     GeneratedStream,
     StreamSpec,
     generate_stream,
 )
 from tests.conftest import REGION
 from tests.e2e.conftest import point_the_service_at
-from tests.faults.botocore_hooks import attach_request_faults
+from tests.faults.aws_world import (
+    AdminClients,
+    DrainPlan,
+    assert_stores_hold_exactly_the_stream,
+    drain_through_handler,
+    provision_proof_stream,
+)
 from tests.faults.clock import SteppingClock
 from tests.faults.expectations import (
     AggregateKey,
@@ -67,15 +61,13 @@ from tests.faults.expectations import (
     expected_event_ids,
 )
 from tests.faults.handlers import use_case_handler
-from tests.faults.invocation import InvocationFaults
-from tests.faults.plan import DROPS, LOSSES, REFUSALS, FaultPlan, FaultRates
+from tests.faults.plan import DROPS, LOSSES, REFUSALS
 from tests.faults.ports import (
     FaultyDeadLetterQueue,
     FaultyEventArchive,
     FaultyMetricStore,
     PortFaults,
 )
-from tests.faults.proxy import lossy_proxy
 
 LARGE = os.environ.get("FAULT_INJECTION_LARGE") == "1"
 FUNCTION_TIMEOUT = 60.0
@@ -223,96 +215,6 @@ def test_large_streams_stay_exact_under_faults_on_the_in_memory_back_end(
 # -- The real Lambda handler on the AWS adapters, under every kind of fault -------------------
 
 
-@dataclass(slots=True)
-class FaultyAws:
-    """Clients for the faulted services, pointed at the lossy proxy, with every fault attached.
-
-    Two attempts in all: most faults reach the pipeline and are healed by Kinesis redelivering
-    through the emulator (the path under proof), and botocore's backoff stays cheap."""
-
-    dynamodb: DynamoDBClient
-    s3: S3Client
-    sqs: SQSClient
-
-
-def faulty_clients(
-    proxy_url: str, plan: FaultPlan, invocation_faults: InvocationFaults, max_attempts: int
-) -> FaultyAws:
-    config = client_config(max_attempts=max_attempts, connect_timeout=2, read_timeout=10)
-    dynamodb: DynamoDBClient = boto3.client(
-        "dynamodb", endpoint_url=proxy_url, region_name=REGION, config=config
-    )
-    s3: S3Client = boto3.client("s3", endpoint_url=proxy_url, region_name=REGION, config=config)
-    sqs: SQSClient = boto3.client("sqs", endpoint_url=proxy_url, region_name=REGION, config=config)
-    for client in (dynamodb, s3, sqs):
-        attach_request_faults(client, plan)
-        invocation_faults.attach(client)
-    return FaultyAws(dynamodb, s3, sqs)
-
-
-def archived_event_ids(s3: S3Client, bucket: str) -> set[str]:
-    ids = set()
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="events/"):
-        for entry in page.get("Contents", []):
-            blob = s3.get_object(Bucket=bucket, Key=entry["Key"])["Body"].read()
-            for line in gzip.decompress(blob).splitlines():
-                ids.add(json.loads(line)["event_id"])
-    return ids
-
-
-def dead_lettered(
-    sqs: SQSClient, queue_url: str, s3: S3Client
-) -> tuple[dict[tuple[str, int], set[RejectionReason]], set[tuple[str, int]]]:
-    """Every dead letter in the queue (with its S3 overflow): reasons by coordinates, and the
-    coordinates of the letters whose data had to live in S3."""
-    reader = SqsDeadLetterReader(sqs, queue_url, s3, wait_seconds=0, visibility_timeout=600)
-    reasons: dict[tuple[str, int], set[RejectionReason]] = {}
-    overflowed: set[tuple[str, int]] = set()
-    while not (received := reader.receive()).empty:
-        assert received.unreadable == ()
-        for item in received.letters:
-            where = (item.letter.coordinates.shard_id, item.letter.sequence)
-            reasons.setdefault(where, set()).add(item.letter.reason)
-            if item.data_location is not None:
-                overflowed.add(where)
-    return reasons, overflowed
-
-
-def stored_aggregates(
-    dynamodb: DynamoDBClient, table: str
-) -> dict[AggregateKey, tuple[int, Decimal, int, int]]:
-    """The aggregation table read back item by item, by its documented layout (docs/storage.md):
-    counters `EXP#<experiment>` / `<HOUR|DAY>#<window>#<variant>#<metric>`, unique-user markers
-    `USERS#<experiment>#<variant>#<metric>#<day>` / `<HH>#<user>`. Hourly unique users are the
-    markers of that hour; daily ones the distinct users over the day's markers."""
-    counters: dict[AggregateKey, tuple[int, Decimal, int]] = {}
-    hourly_users: dict[AggregateKey, set[str]] = {}
-    daily_users: dict[AggregateKey, set[str]] = {}
-    for page in dynamodb.get_paginator("scan").paginate(TableName=table):
-        for item in page["Items"]:
-            partition, sort = item["partition_key"]["S"], item["sort_key"]["S"]
-            if partition.startswith("EVENT#") and sort == "EVENT":
-                continue  # the event-id index (EVENT_ID_INDEX=dynamodb), not an aggregate
-            if partition.startswith("EXP#"):
-                granularity, label, variant, metric = (unquote(p) for p in sort.split("#"))
-                key = (unquote(partition[4:]), variant, metric, granularity, label)
-                counters[key] = (
-                    int(item["event_count"]["N"]),
-                    Decimal(item["value_sum"]["N"]),
-                    int(item["value_count"]["N"]),
-                )
-            else:
-                kind, experiment, variant, metric, day = (unquote(p) for p in partition.split("#"))
-                assert kind == "USERS", f"unexpected item {partition} / {sort}"
-                hour, user = sort.split("#", 1)
-                base = (experiment, variant, metric)
-                hourly_users.setdefault((*base, "HOUR", f"{day}T{hour}"), set()).add(user)
-                daily_users.setdefault((*base, "DAY", day), set()).add(user)
-    users = hourly_users | daily_users
-    assert set(users) <= set(counters), "unique-user markers without a counter"
-    return {key: (*counters[key], len(users.get(key, ()))) for key in counters}
-
-
 def run_on_real_handler(
     moto_endpoint: str,
     admin: AdminClients,
@@ -321,18 +223,11 @@ def run_on_real_handler(
     monkeypatch: pytest.MonkeyPatch,
 ) -> EmulatorStats:
     """The stream drained through `entrypoints.lambda_handler.handler`, whose container's
-    DynamoDB, S3 and SQS clients go through the lossy proxy and the before-send faults."""
-    names = ResourceNames(
-        aggregation_table=f"{name}-aggregations",
-        archive_bucket=f"{name}-archive",
-        dead_letter_queue=f"{name}-dlq",
-        stream=f"{name}-events",
-        assignments_table=f"{name}-assignments",
-        experiments_table=f"{name}-experiments",
-        stream_shards=scenario.shards,
-    )
-    resources = provision_all(names, admin.dynamodb, admin.s3, admin.sqs, admin.kinesis, REGION)
-    stream = generate_stream(
+    DynamoDB, S3 and SQS clients go through the lossy proxy and the before-send faults, and
+    whose invocations crash and run out of time."""
+    proof = provision_proof_stream(
+        admin,
+        name,
         StreamSpec(
             valid_events=scenario.valid_events,
             seed=scenario.seed,
@@ -340,109 +235,53 @@ def run_on_real_handler(
             time_ordered=True,
             experiments=scenario.experiments,
             users=scenario.users,
-        )
+        ),
+        scenario.shards,
     )
-    writer = DynamoDbReferenceDataWriter(
-        admin.dynamodb, names.assignments_table, names.experiments_table
+    point_the_service_at(proof.resources, moto_endpoint, monkeypatch)
+
+    drained = drain_through_handler(
+        DrainPlan(
+            moto_endpoint=moto_endpoint,
+            stream_name=proof.names.stream,
+            seed=scenario.seed,
+            fault_rate=scenario.fault_rate,
+            batch_size=scenario.batch_size,
+            function_timeout_seconds=FUNCTION_TIMEOUT,
+            maximum_retry_attempts=MAX_RETRIES,
+            max_attempts=scenario.max_attempts,
+            # Per invocation, at the fault rate itself: few invocations, and each must be able
+            # to die.
+            crash_rate=scenario.fault_rate,
+            timeout_rate=scenario.fault_rate,
+        ),
+        admin.kinesis,
     )
-    writer.write_experiments(stream.experiments)
-    writer.write_assignments(stream.assignments)
-    placed = stream.put_into(admin.kinesis, names.stream)
-    assert len({p.shard_id for p in placed}) == scenario.shards
+    stats = drained.stats
 
-    point_the_service_at(resources, moto_endpoint, monkeypatch)
-
-    clock = SteppingClock()
-    plan = FaultPlan(seed=scenario.seed, rates=FaultRates.evenly(scenario.fault_rate))
-    invocation_faults = InvocationFaults(
-        seed=scenario.seed,
-        # Per invocation, at the fault rate itself: few invocations, and each must be able to die.
-        crash_rate=scenario.fault_rate,
-        timeout_rate=scenario.fault_rate,
-        clock=clock,
-        function_timeout_seconds=FUNCTION_TIMEOUT,
-        max_writes_before_fault=10,
-    )
-    lambda_handler.container.cache_clear()
-    root = lambda_handler.container()
-    try:
-        with lossy_proxy(moto_endpoint, plan) as proxy:
-            aws = faulty_clients(proxy.endpoint_url, plan, invocation_faults, scenario.max_attempts)
-            with (
-                root.dynamodb_client.override(aws.dynamodb),
-                root.s3_client.override(aws.s3),
-                root.sqs_client.override(aws.sqs),
-            ):
-                emulator = EventSourceMappingEmulator(
-                    admin.kinesis,
-                    invocation_faults.wrap(lambda_handler.handler),
-                    EventSourceMappingSettings(
-                        stream_name=names.stream,
-                        batch_size=scenario.batch_size,
-                        function_timeout_seconds=FUNCTION_TIMEOUT,
-                        bisect_batch_on_function_error=True,
-                        maximum_retry_attempts=MAX_RETRIES,
-                    ),
-                    clock=clock,
-                )
-                stats = emulator.run(until_drained=True)
-                plan.enabled = False
-                # The handler's writers really were the faulty clients.
-                assert root.dynamodb_client() is aws.dynamodb
-    finally:
-        plan.enabled = False
-        root.dynamodb_metric_store().close()
-        lambda_handler.container.cache_clear()
-
-    assert_progress_without_loss(stats, emulator)
-    assert plan.total(*REFUSALS) > 0
-    assert plan.total(*DROPS) > 0
-    assert plan.total(*LOSSES) > 0
-    assert {service for (service, _), n in plan.injected.items() if n} == {"dynamodb", "s3", "sqs"}
+    assert stats.discarded_batches == [], "a batch was given up: its records were never counted"
+    assert stats.records_checkpointed == stats.records_read
+    assert stats.retries > 0, "the faults never made Lambda redeliver anything"
+    assert drained.injected_total(*REFUSALS) > 0
+    assert drained.injected_total(*DROPS) > 0
+    assert drained.injected_total(*LOSSES) > 0
+    assert {service for (service, _), n in drained.injected.items() if n} == {
+        "dynamodb",
+        "s3",
+        "sqs",
+    }
     lost_dynamodb = sum(
-        n for (where, kind), n in plan.injected.items() if where == "dynamodb" and kind in LOSSES
+        n for (where, kind), n in drained.injected.items() if where == "dynamodb" and kind in LOSSES
     )
     assert lost_dynamodb > 0, "no counter update took effect behind a lost response"
-    assert invocation_faults.injected["crash"] > 0
-    assert invocation_faults.injected["timeout"] > 0
+    assert drained.invocation_faults["crash"] > 0
+    assert drained.invocation_faults["timeout"] > 0
     assert stats.count(Outcome.FUNCTION_ERROR) > 0
     assert stats.count(Outcome.TIMEOUT) > 0
     assert stats.count(Outcome.PARTIAL_FAILURE) > 0
 
-    assert stored_aggregates(admin.dynamodb, names.aggregation_table) == expected_aggregates(stream)
-    assert archived_event_ids(admin.s3, names.archive_bucket) == expected_event_ids(stream)
-
-    reasons, overflowed = dead_lettered(admin.sqs, resources.dead_letter_queue_url, admin.s3)
-    expected = expected_dead_letters(stream, placed)
-    assert reasons == {where: {reason} for where, reason in expected.items()}
-    oversize = {
-        (placed[i].shard_id, int(placed[i].sequence_number))
-        for i, entry in stream.of_kind(EntryKind.BAD)
-        if entry.bad is not None and len(entry.bad.payload) > SQS_MESSAGE_LIMIT
-    }
-    assert oversize
-    assert oversize <= overflowed
+    assert_stores_hold_exactly_the_stream(admin, proof)
     return stats
-
-
-@dataclass(frozen=True, slots=True)
-class AdminClients:
-    """Fault-free clients straight to moto: provisioning, feeding the stream, reading back."""
-
-    dynamodb: DynamoDBClient
-    s3: S3Client
-    sqs: SQSClient
-    kinesis: KinesisClient
-
-
-@pytest.fixture
-def admin(
-    dynamodb_client: DynamoDBClient,
-    s3_client: S3Client,
-    sqs_client: SQSClient,
-    kinesis_client: KinesisClient,
-) -> AdminClients:
-    return AdminClients(dynamodb_client, s3_client, sqs_client, kinesis_client)
 
 
 HANDLER_SCENARIOS = [

@@ -313,6 +313,35 @@ def test_serves_the_shards_in_turn_and_reports_progress(
     assert set(emulator_.checkpoints()) == set(shards)
 
 
+def test_an_emulator_given_shard_ids_polls_those_shards_alone(
+    kinesis_client: KinesisClient, unique_name: str
+) -> None:
+    make_stream(kinesis_client, unique_name, shards=2)
+    for key in ("a", "b", "c", "d", "e", "f", "g", "h"):
+        put(kinesis_client, unique_name, [key.encode()] * 2, key=key)
+    shard_ids = [s["ShardId"] for s in kinesis_client.list_shards(StreamName=unique_name)["Shards"]]
+    handlers = {shard_id: RecordingHandler() for shard_id in shard_ids}
+
+    for shard_id, handler in handlers.items():
+        EventSourceMappingEmulator(
+            kinesis_client,
+            handler,
+            EventSourceMappingSettings(stream_name=unique_name, shard_ids=frozenset({shard_id})),
+        ).run()
+
+    for shard_id, handler in handlers.items():
+        assert handler.events, f"{shard_id} was never polled"
+        assert {r["eventID"].split(":")[0] for e in handler.events for r in e["Records"]} == {
+            shard_id
+        }
+    assert sum(len(e["Records"]) for h in handlers.values() for e in h.events) == 16
+
+
+def test_an_empty_shard_selection_is_refused() -> None:
+    with pytest.raises(ValueError, match="shard_ids"):
+        EventSourceMappingSettings(stream_name="s", shard_ids=frozenset())
+
+
 def test_a_resumed_consumer_starts_after_its_checkpoints(
     kinesis_client: KinesisClient, unique_name: str
 ) -> None:
