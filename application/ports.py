@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -61,6 +62,10 @@ class Deadline(abc.ABC):
 
     @abc.abstractmethod
     def expired(self) -> bool: ...
+
+    def remaining_seconds(self) -> float:
+        """The time left before it expires (infinite when the deadline cannot tell)."""
+        return 0.0 if self.expired() else math.inf
 
 
 class NoDeadline(Deadline):

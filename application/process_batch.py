@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -47,6 +48,19 @@ class ProcessingSettings:
     chunk_records: int = 2_500
     """Records decoded and enriched at a time: memory holds one chunk's events, not the batch's
     (see docs/performance.md). The outcome does not depend on it."""
+    segment_records: int = 1_000
+    """When the invocation's time is limited, the first part of a larger batch that is made
+    fully durable (counted, marked, archived, dead-lettered) before the rest is begun; each
+    later part is sized to the time left (see `BatchProcessor.process`)."""
+
+    def __post_init__(self) -> None:
+        if self.chunk_records < 1 or self.segment_records < 1:
+            raise ValueError("chunk_records and segment_records must be at least 1")
+
+
+SEGMENT_TIME_SHARE = 0.5
+"""The share of the time left that the next segment is sized to fill at the pace of the last
+(a segment's writes grow more slowly than its records, so the estimate errs on the safe side)."""
 
 
 class BatchProcessor:
@@ -92,14 +106,76 @@ class BatchProcessor:
     def process(
         self, records: Sequence[RawRecord], deadline: Deadline | None = None
     ) -> BatchResult:
-        """Process the batch chunk by chunk, in sequence order.
+        """Process the batch as consecutive segments in sequence order, each made fully durable
+        before the next is begun, so that an invocation whose time runs out has still made a
+        prefix of the batch durable and the checkpoint moves: a batch larger than one invocation
+        can write drains over several, and its redelivery costs only what is not yet durable.
+
+        A batch of at most `segment_records`, or one with no time limit, is one segment (the
+        writes of each counter are amortised over the whole batch). Otherwise the first
+        segment has `segment_records` records and each next one is sized to fill
+        `SEGMENT_TIME_SHARE` of the time left at the pace of the last. Processing stops after a
+        segment that could not make everything durable, or when that share of the time left is
+        shorter than the last segment took; every record not begun is reported for redelivery.
+        """
+        deadline = deadline or NoDeadline()
+        order = _sequence_order(records)
+        ordered = records if order is None else [records[i] for i in order]
+        monotonic = self._clock.monotonic
+        segments: list[BatchResult] = []
+        start = 0
+        size = (
+            len(ordered)
+            if math.isinf(deadline.remaining_seconds())
+            else min(len(ordered), self._settings.segment_records)
+        )
+        while True:
+            begun = monotonic()
+            segment = ordered[start : start + size]
+            result = self._process_segment(segment, deadline)
+            segments.append(result)
+            start += len(segment)
+            left = len(ordered) - start
+            if not left or result.failures or deadline.expired():
+                break
+            size = self._next_segment_size(len(segment), monotonic() - begun, deadline, left)
+            if not size:
+                break
+        not_begun = [r.coordinates for r in ordered[start:]]
+        if not_begun:
+            why = (
+                "a segment before them is not yet durable"
+                if result.failures
+                else "too little time is left to make them durable"
+            )
+            problems: tuple[str, ...] = (f"{len(not_begun)} records not begun: {why}",)
+        else:
+            problems = ()
+        combined = _combined(len(records), segments, not_begun, problems)
+        self._telemetry.publish(combined)
+        return combined
+
+    @staticmethod
+    def _next_segment_size(done: int, seconds: float, deadline: Deadline, left: int) -> int:
+        """How many records the next segment takes: as many as fill `SEGMENT_TIME_SHARE` of
+        the time left at the pace of the last segment, and 0 when that share is shorter than the
+        last segment took. A segment's cost is partly fixed (its counters and markers are
+        written once whatever its size), so a smaller segment is not assumed to be quicker."""
+        budget = deadline.remaining_seconds() * SEGMENT_TIME_SHARE
+        if seconds <= 0 or math.isinf(budget):
+            return left
+        if budget < seconds:
+            return 0
+        return min(left, int(done * budget / seconds))
+
+    def _process_segment(self, records: Sequence[RawRecord], deadline: Deadline) -> BatchResult:
+        """Process one segment chunk by chunk, in sequence order.
 
         Each chunk is decoded, deduplicated, enriched and reduced to what the writes need (the
         counters' columns and the archive lines); its events are dropped before the next chunk,
         so memory holds one chunk of events, not the batch. The writes are issued once, at the
         end, for the whole batch, and the outcome is the same as processing the batch at once.
         """
-        deadline = deadline or NoDeadline()
         timings = dict.fromkeys(_STAGES, 0.0)
         problems: list[str] = []
         unfinished: dict[str, int] = {}
@@ -291,7 +367,7 @@ class BatchProcessor:
             duplicates = [d for d in duplicates if below_cut(*d)]
             letters = [d for d in letters if below_cut(d.coordinates.shard_id, d.sequence)]
         attributions = sum(done.attributions)
-        result = BatchResult(
+        return BatchResult(
             records=len(records),
             processed=len(done.event_ids),
             duplicates=len(duplicates),
@@ -305,8 +381,6 @@ class BatchProcessor:
             stage_seconds=timings,
             stage_errors=stage_errors,
         )
-        self._telemetry.publish(result)
-        return result
 
     def _prepare(
         self,
@@ -561,6 +635,41 @@ def _letters(
         for position, record in enumerate(records)
         if (where := (record.coordinates.shard_id, record.sequence)) in why
     ]
+
+
+def _combined(
+    records: int,
+    segments: Sequence[BatchResult],
+    not_begun: Sequence[KinesisCoordinates],
+    problems_of_batch: Sequence[str],
+) -> BatchResult:
+    """One result for the batch from its segments' and the records of segments not begun."""
+    if len(segments) == 1 and not not_begun:
+        return segments[0]
+    dead_lettered: Counter[RejectionReason] = Counter()
+    stage_seconds: Counter[str] = Counter()
+    stage_errors: dict[str, int] = {}
+    for segment in segments:
+        dead_lettered.update(segment.dead_lettered)
+        stage_seconds.update(segment.stage_seconds)
+        for stage, errors in segment.stage_errors.items():
+            stage_errors[stage] = max(stage_errors.get(stage, 0), errors)
+    problems = [p for segment in segments for p in segment.problems]
+    problems.extend(problems_of_batch)
+    return BatchResult(
+        records=records,
+        processed=sum(s.processed for s in segments),
+        duplicates=sum(s.duplicates for s in segments),
+        dead_lettered=dict(dead_lettered),
+        unattributed=sum(s.unattributed for s in segments),
+        attributions=sum(s.attributions for s in segments),
+        archived_objects=sum(s.archived_objects for s in segments),
+        metric_keys_updated=sum(s.metric_keys_updated for s in segments),
+        failures=(*(c for s in segments for c in s.failures), *not_begun),
+        problems=tuple(dict.fromkeys(problems)),
+        stage_seconds=dict(stage_seconds),
+        stage_errors=stage_errors,
+    )
 
 
 def _sequence_order(records: Sequence[RawRecord]) -> Sequence[int] | None:

@@ -48,7 +48,10 @@ class LambdaDeadline(Deadline):
         self._margin_ms = min(margin_ms, int(at_start * self.MAX_SHARE_OF_INVOCATION))
 
     def expired(self) -> bool:
-        return bool(self._context.get_remaining_time_in_millis() <= self._margin_ms)
+        return self.remaining_seconds() <= 0
+
+    def remaining_seconds(self) -> float:
+        return max(0, self._context.get_remaining_time_in_millis() - self._margin_ms) / 1000
 
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)

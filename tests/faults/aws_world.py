@@ -165,6 +165,19 @@ class Drained:
     invocation_faults: Counter[str]
     deliveries: Counter[str] = field(default_factory=Counter)
     attempts: int = 0
+    starts: list[str] = field(default_factory=list)
+    """The `eventID` of each invocation's first record, in invocation order."""
+
+    def stalls(self) -> int:
+        """Invocations that began at the same record as the shard's invocation before them:
+        the checkpoint did not move in between."""
+        last: dict[str, str] = {}
+        stalled = 0
+        for event_id in self.starts:
+            shard = event_id.partition(":")[0]
+            stalled += last.get(shard) == event_id
+            last[shard] = event_id
+        return stalled
 
     @property
     def most_deliveries(self) -> int:
@@ -175,11 +188,15 @@ class Drained:
         return sum(n for (_, kind), n in self.injected.items() if not kinds or kind in kinds)
 
 
-def counting_deliveries(handler: Handler, deliveries: Counter[str]) -> Handler:
+def counting_deliveries(
+    handler: Handler, deliveries: Counter[str], starts: list[str] | None = None
+) -> Handler:
     def counted(event: dict[str, object], context: LambdaContextLike) -> object:
         records = event["Records"]
         assert isinstance(records, list)
         deliveries.update(record["eventID"] for record in records)
+        if starts is not None and records:
+            starts.append(records[0]["eventID"])
         return handler(event, context)
 
     return counted
@@ -205,6 +222,7 @@ def drain_through_handler(plan: DrainPlan, kinesis: KinesisClient) -> Drained:
         else RequestThroughput(clock, plan.requests_per_second)
     )
     deliveries: Counter[str] = Counter()
+    starts: list[str] = []
     lambda_handler.container.cache_clear()
     root = lambda_handler.container()
     try:
@@ -213,13 +231,16 @@ def drain_through_handler(plan: DrainPlan, kinesis: KinesisClient) -> Drained:
                 proxy.endpoint_url, faults, invocation_faults, plan.max_attempts, throughput
             )
             with (
+                root.clock.override(clock.as_clock()),
                 root.dynamodb_client.override(aws.dynamodb),
                 root.s3_client.override(aws.s3),
                 root.sqs_client.override(aws.sqs),
             ):
                 emulator = EventSourceMappingEmulator(
                     kinesis,
-                    counting_deliveries(invocation_faults.wrap(lambda_handler.handler), deliveries),
+                    counting_deliveries(
+                        invocation_faults.wrap(lambda_handler.handler), deliveries, starts
+                    ),
                     EventSourceMappingSettings(
                         stream_name=plan.stream_name,
                         batch_size=plan.batch_size,
@@ -245,6 +266,7 @@ def drain_through_handler(plan: DrainPlan, kinesis: KinesisClient) -> Drained:
         invocation_faults.injected,
         deliveries,
         sum(faults.calls.values()),
+        starts,
     )
 
 

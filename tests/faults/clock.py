@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.client import BaseClient
+
+from application.ports import Clock
 
 
 class SteppingClock:
@@ -24,6 +27,22 @@ class SteppingClock:
     def jump(self, seconds: float) -> None:
         with self._lock:
             self._offset += seconds
+
+    def as_clock(self) -> Clock:
+        """The service's clock on this time line, so that what it measures (a segment's pace)
+        agrees with the deadline the invocation's context reports."""
+        return _SteppingServiceClock(self)
+
+
+class _SteppingServiceClock(Clock):
+    def __init__(self, stepping: SteppingClock) -> None:
+        self._stepping = stepping
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return self._stepping()
 
 
 class RequestThroughput:

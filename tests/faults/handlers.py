@@ -24,6 +24,9 @@ class ContextDeadline(Deadline):
     def expired(self) -> bool:
         return self._context.get_remaining_time_in_millis() < self._margin_ms
 
+    def remaining_seconds(self) -> float:
+        return max(0, self._context.get_remaining_time_in_millis() - self._margin_ms) / 1000
+
 
 def use_case_handler(processor: BatchProcessor, margin_ms: int = 1_000) -> Handler:
     def handler(event: dict[str, Any], context: LambdaContextLike) -> dict[str, Any]:

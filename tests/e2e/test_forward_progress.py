@@ -1,0 +1,250 @@
+"""Forward progress: under sustained faults, short invocations and concurrent shards, the stream
+drains exactly, at the template's own event-source-mapping settings (bisect on error, 10 retries),
+with no batch skipped and each record delivered a bounded number of times.
+
+The full sizes of the issue's measurements run with FAULT_INJECTION_LARGE=1 (or `-m slow`); the
+default runs are the same scenarios, smaller. Results: docs/exactly-once.md, "Forward progress".
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+
+import pytest
+
+from entrypoints.event_source_emulator import Outcome
+from infrastructure.synthetic.stream import StreamSpec
+from tests.faults.aws_world import (
+    AdminClients,
+    Drained,
+    DrainPlan,
+    assert_stores_hold_exactly_the_stream,
+    drain_in_own_process,
+    drain_through_handler,
+    provision_proof_stream,
+    service_environment,
+)
+from tests.faults.plan import DROPS, LOSSES, REFUSALS
+
+LARGE = os.environ.get("FAULT_INJECTION_LARGE") == "1"
+TEMPLATE_MAXIMUM_RETRY_ATTEMPTS = 10
+TEMPLATE_MINIMUM_TIMEOUT = 10.0
+TEMPLATE_DEFAULT_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    name: str
+    seed: int
+    valid_events: int
+    shards: int
+    batch_size: int
+    fault_rate: float
+    function_timeout_seconds: float = TEMPLATE_DEFAULT_TIMEOUT
+    requests_per_second: float | None = None
+    crash_rate: float = 0.0
+    users: int = 400
+    experiments: int = 4
+    most_deliveries: int = 4
+    """The bound on how many times one record may be delivered."""
+
+    def spec(self) -> StreamSpec:
+        return StreamSpec(
+            valid_events=self.valid_events,
+            seed=self.seed,
+            time_ordered=True,
+            experiments=self.experiments,
+            users=self.users,
+        )
+
+    def plan(self, moto_endpoint: str, stream_name: str) -> DrainPlan:
+        return DrainPlan(
+            moto_endpoint=moto_endpoint,
+            stream_name=stream_name,
+            seed=self.seed,
+            fault_rate=self.fault_rate,
+            batch_size=self.batch_size,
+            function_timeout_seconds=self.function_timeout_seconds,
+            maximum_retry_attempts=TEMPLATE_MAXIMUM_RETRY_ATTEMPTS,
+            crash_rate=self.crash_rate,
+            timeout_rate=self.crash_rate,
+            requests_per_second=self.requests_per_second,
+        )
+
+
+def assert_drained_with_bounded_deliveries(drained: Drained, run: Run) -> None:
+    stats = drained.stats
+    assert stats.discarded_batches == [], "a batch was skipped: its records were never counted"
+    assert stats.records_checkpointed == stats.records_read
+    assert drained.deliveries, "nothing was delivered"
+    assert drained.most_deliveries <= run.most_deliveries, (
+        f"a record was delivered {drained.most_deliveries} times"
+    )
+
+
+def report(run: Run, drained: Drained) -> str:
+    stats = drained.stats
+    redelivered = sum(1 for n in drained.deliveries.values() if n > 1)
+    return (
+        f"{run.name}: {stats.invocations} invocations, {stats.records_delivered} deliveries of "
+        f"{stats.records_read} records ({redelivered} redelivered, at most "
+        f"{drained.most_deliveries} times), outcomes {dict(stats.outcomes)}, "
+        f"{drained.stalls()} stalled, {drained.attempts} AWS attempts, "
+        f"{drained.injected_total()} faults"
+    )
+
+
+# -- Sustained faults on every AWS call ---------------------------------------------------------
+
+SUSTAINED_FAULTS = Run(
+    "sustained-20%", seed=21, valid_events=600, shards=2, batch_size=250, fault_rate=0.2
+)
+LARGE_SUSTAINED_FAULTS = replace(SUSTAINED_FAULTS, valid_events=3_000)
+
+
+def drain_under_sustained_faults(
+    run: Run, endpoint_url: str, admin: AdminClients, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proof = provision_proof_stream(admin, name, run.spec(), run.shards)
+    for variable, value in service_environment(proof.resources, endpoint_url).items():
+        monkeypatch.setenv(variable, value)
+
+    drained = drain_through_handler(run.plan(endpoint_url, proof.names.stream), admin.kinesis)
+    print(report(run, drained))
+
+    assert_drained_with_bounded_deliveries(drained, run)
+    assert drained.injected_total(*REFUSALS) > 0
+    assert drained.injected_total(*DROPS) > 0
+    assert drained.injected_total(*LOSSES) > 0
+    assert_stores_hold_exactly_the_stream(admin, proof)
+
+
+def test_a_stream_drains_exactly_under_a_sustained_fault_rate_on_every_aws_call(
+    endpoint_url: str, admin: AdminClients, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drain_under_sustained_faults(SUSTAINED_FAULTS, endpoint_url, admin, unique_name, monkeypatch)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LARGE, reason="set FAULT_INJECTION_LARGE=1 for the large runs")
+def test_three_thousand_events_drain_exactly_under_twenty_percent_faults(
+    endpoint_url: str, admin: AdminClients, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drain_under_sustained_faults(
+        LARGE_SUSTAINED_FAULTS, endpoint_url, admin, unique_name, monkeypatch
+    )
+
+
+# -- Batches larger than one invocation can write -------------------------------------------------
+
+SHORT_INVOCATIONS = Run(
+    "10k-batch-10s-150rps",
+    seed=22,
+    valid_events=10_000,
+    shards=1,
+    batch_size=10_000,
+    fault_rate=0.0,
+    function_timeout_seconds=TEMPLATE_MINIMUM_TIMEOUT,
+    requests_per_second=150.0,
+    users=2_000,
+    # A delivery is capped at 6 MB (7,125 of these records) and one invocation, at 150 requests
+    # a second for 7.5 s, makes about 1,000 records durable: the batch's last records are
+    # delivered about 8 times, each time only decoded until their turn comes. What must hold
+    # is that every invocation moves the checkpoint (no stall) and nothing times out.
+    most_deliveries=9,
+)
+LARGE_SHORT_INVOCATIONS = replace(SHORT_INVOCATIONS, valid_events=30_000, shards=2)
+
+
+def drain_with_short_invocations(
+    run: Run, endpoint_url: str, admin: AdminClients, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proof = provision_proof_stream(admin, name, run.spec(), run.shards)
+    for variable, value in service_environment(proof.resources, endpoint_url).items():
+        monkeypatch.setenv(variable, value)
+
+    drained = drain_through_handler(run.plan(endpoint_url, proof.names.stream), admin.kinesis)
+    print(report(run, drained))
+
+    assert_drained_with_bounded_deliveries(drained, run)
+    assert drained.stats.count(Outcome.PARTIAL_FAILURE) > 0, "every batch fit in one invocation"
+    assert set(drained.deliveries.values()) != {1}, "nothing was ever redelivered"
+    assert drained.stalls() == 0, "an invocation made nothing durable: the checkpoint stood"
+    assert drained.stats.count(Outcome.TIMEOUT) == 0, "the handler overran its deadline"
+    assert_stores_hold_exactly_the_stream(admin, proof)
+
+
+def test_ten_thousand_record_batches_drain_exactly_with_the_minimum_timeout_on_a_slow_back_end(
+    endpoint_url: str, admin: AdminClients, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drain_with_short_invocations(SHORT_INVOCATIONS, endpoint_url, admin, unique_name, monkeypatch)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LARGE, reason="set FAULT_INJECTION_LARGE=1 for the large runs")
+def test_thirty_thousand_events_in_ten_thousand_record_batches_drain_exactly(
+    endpoint_url: str, admin: AdminClients, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drain_with_short_invocations(
+        LARGE_SHORT_INVOCATIONS, endpoint_url, admin, unique_name, monkeypatch
+    )
+
+
+# -- Shards at the same time, each in its own container -----------------------------------------
+
+CONCURRENT_SHARDS = Run(
+    "concurrent-shards",
+    seed=23,
+    valid_events=400,
+    shards=3,
+    batch_size=100,
+    fault_rate=0.1,
+    crash_rate=0.1,
+    users=120,
+    experiments=3,
+)
+LARGE_CONCURRENT_SHARDS = replace(CONCURRENT_SHARDS, valid_events=2_000, shards=4, fault_rate=0.2)
+
+
+def drain_shards_concurrently(run: Run, endpoint_url: str, admin: AdminClients, name: str) -> None:
+    proof = provision_proof_stream(admin, name, run.spec(), run.shards)
+    environment = service_environment(proof.resources, endpoint_url)
+    shard_ids = sorted({p.shard_id for p in proof.placed})
+    plans = [
+        replace(
+            run.plan(endpoint_url, proof.names.stream),
+            seed=run.seed * 100 + index,
+            shard_ids=frozenset({shard_id}),
+        )
+        for index, shard_id in enumerate(shard_ids)
+    ]
+
+    # A fresh interpreter per shard: its own container, caches and retry quotas, as Lambda's.
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=len(plans), mp_context=spawn) as pool:
+        results = list(pool.map(drain_in_own_process, plans, [environment] * len(plans)))
+
+    for shard_id, drained in zip(shard_ids, results, strict=True):
+        print(report(replace(run, name=shard_id), drained))
+        assert {event_id.partition(":")[0] for event_id in drained.deliveries} == {shard_id}
+        assert_drained_with_bounded_deliveries(drained, run)
+        assert drained.injected_total() > 0
+    assert sum(r.invocation_faults["crash"] for r in results) > 0
+    assert_stores_hold_exactly_the_stream(admin, proof)
+
+
+def test_shards_drained_at_the_same_time_by_separate_processes_stay_exact(
+    endpoint_url: str, admin: AdminClients, unique_name: str
+) -> None:
+    drain_shards_concurrently(CONCURRENT_SHARDS, endpoint_url, admin, unique_name)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LARGE, reason="set FAULT_INJECTION_LARGE=1 for the large runs")
+def test_four_shards_at_twenty_percent_faults_in_separate_processes_stay_exact(
+    endpoint_url: str, admin: AdminClients, unique_name: str
+) -> None:
+    drain_shards_concurrently(LARGE_CONCURRENT_SHARDS, endpoint_url, admin, unique_name)
