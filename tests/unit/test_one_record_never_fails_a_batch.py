@@ -20,7 +20,7 @@ from domain.records import KinesisCoordinates
 from domain.rejections import RejectionReason, Stage
 from infrastructure.in_memory.metric_store import InMemoryMetricStore
 from infrastructure.in_memory.repositories import InMemoryAssignmentRepository
-from tests.factories import NOW, SHARD
+from tests.factories import NOW, SHARD, event_payload, record_of
 from tests.unit.test_process_batch import back_end, click, daily, processor_for
 
 
@@ -98,6 +98,30 @@ def test_a_record_a_store_refuses_for_good_is_dead_lettered_unstorable_and_not_a
 
     assert again.failures == ()
     assert [s.event_count for s in metrics.snapshots("exp-1", Granularity.DAY)] == [2]
+
+
+def test_records_whose_archive_object_s3_would_refuse_are_dead_lettered_and_the_rest_archived() -> (
+    None
+):
+    store = back_end()
+    # No Kinesis shard id is this long (at most 128 characters): the in-memory archive refuses
+    # the object's key as S3 does, and the use case dead-letters its records.
+    long_shard = "s" * 1_000
+    records = [click(1), record_of(event_payload(event_id="evt-2"), 2, long_shard), click(3)]
+
+    result = processor_for(store).process(records)
+
+    assert result.failures == ()
+    assert result.dead_lettered == {RejectionReason.UNSTORABLE: 1}
+    [letter] = store.dead_letters.letters()
+    assert (letter.coordinates.shard_id, letter.sequence) == (long_shard, 2)
+    assert "KeyTooLongError" in letter.detail
+    assert [o.metadata["shard-id"] for o in store.archive.objects()] == [SHARD]
+
+    again = processor_for(store).process(records)
+
+    assert again.failures == ()
+    assert [o.metadata["shard-id"] for o in store.archive.objects()] == [SHARD]
 
 
 def _columns_at(event_us: int) -> tuple[AcceptedColumns, list[tuple[tuple[str, str], ...]]]:
