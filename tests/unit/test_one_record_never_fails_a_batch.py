@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from application.ports import Deadline, WriteReport
+from application.ports import AssignmentRepository, Deadline, WriteReport
 from domain.archiving import ArchiveAccumulator, ArchiveLimits
 from domain.attribution import Matches
 from domain.errors import InfrastructureConfigurationError
@@ -26,21 +26,18 @@ from tests.unit.test_process_batch import back_end, click, daily, processor_for
 
 def test_a_record_whose_values_make_a_stage_raise_is_dead_lettered_and_the_rest_counted() -> None:
     store = back_end()
-    # A value no adapter hands out (its model refuses naive times): attribution compares it
-    # with the event's aware time and raises.
-    store.assignments.put_all(
-        [
-            Assignment.model_construct(
-                user_id="broken",
-                experiment_id="exp-1",
-                variant_id="control",
-                assigned_at=(NOW - timedelta(days=1)).replace(tzinfo=None),
-            )
-        ]
+    # A value no repository hands out (both skip an assignment with a naive time, as its model
+    # refuses it): attribution compares it with the event's aware time and raises.
+    broken = Assignment.model_construct(
+        user_id="broken",
+        experiment_id="exp-1",
+        variant_id="control",
+        assigned_at=(NOW - timedelta(days=1)).replace(tzinfo=None),
     )
+    assignments = _HandingOut(store.assignments, broken)
     records = [click(1), click(2, user_id="broken"), click(3, user_id="user-2")]
 
-    result = processor_for(store).process(records)
+    result = processor_for(store, assignments=assignments).process(records)
 
     assert result.failures == ()
     assert result.processed == 2
@@ -51,6 +48,20 @@ def test_a_record_whose_values_make_a_stage_raise_is_dead_lettered_and_the_rest_
     assert daily(store, "exp-1") == {("control", "click"): (1, 1), ("treatment", "click"): (1, 1)}
     archived = [line for line in store.archive.lines() if b'"broken"' in line]
     assert archived == []
+
+
+class _HandingOut(AssignmentRepository):
+    """A repository that also hands out one assignment no real repository would."""
+
+    def __init__(self, repository: AssignmentRepository, extra: Assignment) -> None:
+        self._repository = repository
+        self._extra = extra
+
+    def assignments_for(self, user_ids: Collection[str]) -> dict[str, tuple[Assignment, ...]]:
+        found = self._repository.assignments_for(user_ids)
+        if self._extra.user_id in user_ids:
+            found[self._extra.user_id] = (*found.get(self._extra.user_id, ()), self._extra)
+        return found
 
 
 class _RefusingMetricStore(InMemoryMetricStore):
