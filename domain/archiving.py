@@ -37,6 +37,9 @@ class ArchiveObject:
     event_count: int
     body: bytes
     event_ids: tuple[str, ...]
+    sequences: tuple[int, ...]
+    """The sequence number of each line's record, in line order: the records a store's refusal
+    of this object concerns."""
 
     @property
     def name_stem(self) -> str:
@@ -318,6 +321,7 @@ class ArchiveAccumulator:
                         end - start,
                         b"".join(lines[start:end]),
                         event_ids[start:end],
+                        sequences[start:end],
                     )
                 )
                 start = end

@@ -19,7 +19,14 @@ DYNAMODB_NUMBER_MAX_EXPONENT = 125
 DYNAMODB_NUMBER_MIN_EXPONENT = -130
 """The smallest non-zero magnitude is 1E-130."""
 S3_KEY_BYTES = 1024
+S3_METADATA_BYTES = 2 * 1024
+"""User-defined metadata of one object: the UTF-8 bytes of every name and value, summed."""
 SQS_MESSAGE_BYTES = 256 * 1024
+"""A message's body and attributes (names, types and values), in bytes."""
+KINESIS_SHARD_ID_CHARS = 128
+KINESIS_SEQUENCE_NUMBER_DIGITS = 129
+"""Kinesis's API: a shard id has at most 128 characters of `[a-zA-Z0-9_.-]`, a sequence number
+at most 129 decimal digits. The S3 keys built from them are bounded by these."""
 
 COUNTER_CONTEXT = decimal.Context(
     prec=DYNAMODB_NUMBER_DIGITS,

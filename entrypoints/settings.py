@@ -8,7 +8,9 @@ from pydantic import AwareDatetime, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.events import EARLIEST_EVENT_TIME
+from domain.limits import utf8_length
 from infrastructure.codecs import codec_named
+from infrastructure.s3_layout import PREFIX_BYTES
 
 
 class Settings(BaseSettings):
@@ -23,6 +25,7 @@ class Settings(BaseSettings):
     experiments_table: str = "experiments"
     archive_prefix: str = "events/"
     dead_letter_prefix: str = "dead-letters/"
+    """Both at most `s3_layout.PREFIX_BYTES` in UTF-8, so that every key fits in S3's limit."""
     kms_key_id: str | None = None
     """Encrypt archive and dead-letter objects with this KMS key (SSE-KMS); SSE-S3 otherwise."""
     archive_codec: Literal["gzip", "zstd"] = "gzip"
@@ -60,4 +63,12 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _archive_codec_exists(self) -> Settings:
         codec_named(self.archive_codec, self.archive_compression_level)  # raises ValueError
+        return self
+
+    @model_validator(mode="after")
+    def _prefixes_leave_room_for_keys(self) -> Settings:
+        for name in ("archive_prefix", "dead_letter_prefix"):
+            size = utf8_length(getattr(self, name))
+            if size > PREFIX_BYTES:
+                raise ValueError(f"{name} is {size} bytes in UTF-8, limit {PREFIX_BYTES}")
         return self

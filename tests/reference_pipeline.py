@@ -121,6 +121,7 @@ def reference_build_archive_objects(
         members.sort(key=lambda enriched: enriched.accepted.sequence)
         lines: list[bytes] = []
         ids: list[str] = []
+        sequences: list[int] = []
         first = last = 0
         size = 0
         for enriched in members:
@@ -129,20 +130,35 @@ def reference_build_archive_objects(
             if lines and (full or size + len(line) > limits.max_bytes_per_object):
                 objects.append(
                     ArchiveObject(
-                        partition, shard_id, first, last, len(lines), b"".join(lines), tuple(ids)
+                        partition,
+                        shard_id,
+                        first,
+                        last,
+                        len(lines),
+                        b"".join(lines),
+                        tuple(ids),
+                        tuple(sequences),
                     )
                 )
-                lines, ids, size = [], [], 0
+                lines, ids, sequences, size = [], [], [], 0
             if not lines:
                 first = enriched.accepted.sequence
             last = enriched.accepted.sequence
             lines.append(line)
             ids.append(enriched.accepted.event.event_id)
+            sequences.append(enriched.accepted.sequence)
             size += len(line)
         if lines:
             objects.append(
                 ArchiveObject(
-                    partition, shard_id, first, last, len(lines), b"".join(lines), tuple(ids)
+                    partition,
+                    shard_id,
+                    first,
+                    last,
+                    len(lines),
+                    b"".join(lines),
+                    tuple(ids),
+                    tuple(sequences),
                 )
             )
     return objects

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Collection, Iterable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -27,6 +26,11 @@ from infrastructure.aws.dynamodb_codec import (
     string,
 )
 from infrastructure.aws.errors import translate
+from infrastructure.malformed_reference_data import (
+    MalformedReferenceData,
+    Skipped,
+    validation_reason,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -34,8 +38,6 @@ if TYPE_CHECKING:
 
 ASSIGNMENTS_TABLE = "experiment-assignments"
 EXPERIMENTS_TABLE = "experiments"
-
-logger = logging.getLogger(__name__)
 
 
 class _BatchReader:
@@ -62,8 +64,9 @@ class _BatchReader:
         self._max_workers = max_workers
         self._executor_lock = threading.Lock()
         self._backoff = backoff or Backoff()
-        self.malformed_items = 0
-        self._malformed_lock = threading.Lock()
+        self.malformed = MalformedReferenceData(table_name)
+        """A malformed stored item is left out (counted and logged), so one bad row of the
+        assignment service cannot stop every other user's events from being counted."""
 
     def fetch(self, keys: Collection[str]) -> list[Item]:
         chunks = chunked(sorted(set(keys)), BATCH_GET_LIMIT)
@@ -99,20 +102,6 @@ class _BatchReader:
             )
         return found
 
-    def skipped(self, what: str, key: object, reason: object) -> None:
-        """A malformed stored item is left out (and counted, and logged with its key), so one bad
-        row of the assignment service cannot stop every other user's events from being counted."""
-        with self._malformed_lock:
-            self.malformed_items += 1
-        logger.warning(
-            "skipping malformed %s %r in %s: %s",
-            what,
-            key,
-            self._table_name,
-            reason,
-            extra={"table": self._table_name, "item_key": str(key), "reason": str(reason)},
-        )
-
 
 def _map_of(value: AttributeValueTypeDef | None, what: str) -> Mapping[str, AttributeValueTypeDef]:
     if value is None or "M" not in value:
@@ -139,16 +128,17 @@ class DynamoDbAssignmentRepository(AssignmentRepository):
 
     @property
     def malformed_items(self) -> int:
-        return self._reader.malformed_items
+        return self._reader.malformed.count
 
     def assignments_for(self, user_ids: Collection[str]) -> dict[str, tuple[Assignment, ...]]:
         found: dict[str, tuple[Assignment, ...]] = {}
+        skipped: list[Skipped] = []
         for item in self._reader.fetch(user_ids):
             try:
                 user_id = read_string(item, "user_id")
                 entries = _map_of(item.get("assignments"), "assignments")
             except MalformedItemError as error:
-                self._reader.skipped("assignment item", item.get("user_id"), error)
+                skipped.append(Skipped("assignment item", None, str(error)))
                 continue
             assignments = []
             for experiment_id, entry in sorted(entries.items()):
@@ -164,9 +154,12 @@ class DynamoDbAssignmentRepository(AssignmentRepository):
                             }
                         )
                     )
-                except (MalformedItemError, ValidationError) as error:
-                    self._reader.skipped("assignment", (user_id, experiment_id), error)
+                except MalformedItemError as error:
+                    skipped.append(Skipped("assignment", experiment_id, str(error)))
+                except ValidationError as error:
+                    skipped.append(Skipped("assignment", experiment_id, validation_reason(error)))
             found[user_id] = tuple(assignments)
+        self._reader.malformed.report(skipped)
         return found
 
 
@@ -194,18 +187,28 @@ class DynamoDbExperimentRepository(ExperimentRepository):
 
     @property
     def malformed_items(self) -> int:
-        return self._reader.malformed_items
+        return self._reader.malformed.count
 
     def experiments(self, experiment_ids: Collection[str]) -> dict[str, Experiment]:
         found: dict[str, Experiment] = {}
+        skipped: list[Skipped] = []
         for item in self._reader.fetch(experiment_ids):
             try:
                 experiment = _experiment_of(item)
-            except (MalformedItemError, ValidationError, ValueError) as error:
-                self._reader.skipped("experiment", item.get("experiment_id"), error)
+            except ValidationError as error:
+                skipped.append(Skipped("experiment", _key_of(item), validation_reason(error)))
+                continue
+            except (MalformedItemError, ValueError) as error:
+                skipped.append(Skipped("experiment", _key_of(item), str(error)))
                 continue
             found[experiment.experiment_id] = experiment
+        self._reader.malformed.report(skipped)
         return found
+
+
+def _key_of(item: Item) -> str | None:
+    value = item.get("experiment_id")
+    return value.get("S") if value is not None else None
 
 
 def _experiment_of(item: Item) -> Experiment:

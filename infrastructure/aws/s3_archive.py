@@ -9,14 +9,20 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlencode
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from application.ports import COMPLETE, Deadline, EventArchive, WriteReport
+from application.ports import COMPLETE, Deadline, EventArchive, RecordId, WriteReport
 from domain.archiving import ARCHIVE_SCHEMA_VERSION, ArchiveObject
 from domain.errors import InfrastructureConfigurationError, TransientInfrastructureError
 from infrastructure.archive_format import object_key, object_metadata
 from infrastructure.aws.errors import translate
 from infrastructure.codecs import ArchiveCodec, codec_for_key, codec_named
+from infrastructure.s3_layout import (
+    DATA_REFUSAL_CODES,
+    NON_ASCII_METADATA,
+    NON_ASCII_METADATA_MESSAGE,
+    S3Refusal,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -55,7 +61,9 @@ class S3EventArchive(EventArchive):
     Keys depend only on the lines (see `object_key`), so a retried write rewrites the same bytes
     under the same name. A transient failure is reported per shard from the lowest sequence
     number not known to be written; a configuration failure (missing bucket, access denied) is
-    raised, because retrying cannot fix it.
+    raised, because retrying cannot fix it. An object S3 refuses for its key or metadata
+    (`s3_layout.DATA_REFUSAL_CODES`) is reported refused, record by record, and the others are
+    written: the use case dead-letters those records.
     """
 
     def __init__(
@@ -91,6 +99,7 @@ class S3EventArchive(EventArchive):
 
         unfinished: dict[str, int] = {}
         problems: list[str] = []
+        refused: dict[RecordId, str] = {}
         configuration_errors: list[InfrastructureConfigurationError] = []
         for item, outcome in zip(objects, outcomes, strict=True):
             if outcome is None:
@@ -98,20 +107,26 @@ class S3EventArchive(EventArchive):
             if isinstance(outcome, InfrastructureConfigurationError):
                 configuration_errors.append(outcome)
                 continue
+            if isinstance(outcome, S3Refusal):
+                refused.update(
+                    ((item.shard_id, sequence), str(outcome)) for sequence in item.sequences
+                )
+                continue
             current = unfinished.get(item.shard_id)
             if current is None or item.first_sequence < current:
                 unfinished[item.shard_id] = item.first_sequence
             problems.append(outcome)
         if configuration_errors:
             raise configuration_errors[0]
-        if unfinished:
-            return WriteReport(unfinished, tuple(sorted(set(problems))))
+        if unfinished or refused:
+            return WriteReport(unfinished, tuple(sorted(set(problems))), refused)
         return COMPLETE
 
     def _put(
         self, item: ArchiveObject, deadline: Deadline
-    ) -> str | InfrastructureConfigurationError | None:
-        """None when written; otherwise why not (a problem text, or the error to raise)."""
+    ) -> str | S3Refusal | InfrastructureConfigurationError | None:
+        """None when written; otherwise why not (a problem text, S3's refusal of the object, or
+        the error to raise)."""
         if deadline.expired():
             return "deadline reached while archiving"
         request: PutObjectRequestTypeDef = {
@@ -127,11 +142,28 @@ class S3EventArchive(EventArchive):
         try:
             self._s3.put_object(**request)
         except (ClientError, BotoCoreError) as error:
+            refusal = data_refusal(error)
+            if refusal is not None:
+                return refusal
             translated = translate(error, "s3:PutObject")
             if isinstance(translated, TransientInfrastructureError):
                 return str(translated)
             return translated
         return None
+
+
+def data_refusal(error: Exception) -> S3Refusal | None:
+    """S3's (or botocore's, for metadata S3 could not carry) refusal of an object for its own
+    key or metadata, or None for any other failure."""
+    if isinstance(error, ParamValidationError) and NON_ASCII_METADATA_MESSAGE in str(error):
+        return S3Refusal(NON_ASCII_METADATA, NON_ASCII_METADATA_MESSAGE)
+    if not isinstance(error, ClientError):
+        return None
+    details = error.response.get("Error", {})
+    code = details.get("Code", "")
+    if code not in DATA_REFUSAL_CODES:
+        return None
+    return S3Refusal(code, details.get("Message", ""))
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,10 +6,11 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from application.ports import COMPLETE, Deadline, EventArchive, WriteReport
+from application.ports import COMPLETE, Deadline, EventArchive, RecordId, WriteReport
 from domain.archiving import ArchiveObject
 from infrastructure.archive_format import object_key, object_metadata
 from infrastructure.codecs import ArchiveCodec, codec_for_key, codec_named
+from infrastructure.s3_layout import object_problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,9 @@ class StoredObject:
 
 
 class InMemoryEventArchive(EventArchive):
+    """Refuses, as S3 does, an object whose key or metadata S3 would refuse (`object_problem`):
+    its records are reported refused, the other objects are stored."""
+
     def __init__(self, codec: ArchiveCodec | None = None, prefix: str = "") -> None:
         self._codec = codec or codec_named("gzip")
         self._prefix = prefix
@@ -29,19 +33,26 @@ class InMemoryEventArchive(EventArchive):
 
     def store(self, objects: Sequence[ArchiveObject], deadline: Deadline) -> WriteReport:
         unfinished: dict[str, int] = {}
+        refused: dict[RecordId, str] = {}
         for item in objects:
             if deadline.expired():
                 previous = unfinished.get(item.shard_id, item.first_sequence)
                 unfinished[item.shard_id] = min(previous, item.first_sequence)
                 continue
             key = object_key(self._prefix, item, self._codec)
+            metadata = object_metadata(item)
+            problem = object_problem(key, metadata)
+            if problem is not None:
+                refused.update(
+                    ((item.shard_id, sequence), str(problem)) for sequence in item.sequences
+                )
+                continue
             blob = self._codec.compress(item.body)
             with self._lock:
-                self._objects[key] = StoredObject(
-                    key, blob, object_metadata(item), self._codec.content_encoding
-                )
-        if unfinished:
-            return WriteReport(unfinished, ("deadline reached while archiving",))
+                self._objects[key] = StoredObject(key, blob, metadata, self._codec.content_encoding)
+        if unfinished or refused:
+            problems = ("deadline reached while archiving",) if unfinished else ()
+            return WriteReport(unfinished, problems, refused)
         return COMPLETE
 
     def objects(self) -> list[StoredObject]:

@@ -5,20 +5,46 @@ from __future__ import annotations
 import threading
 from collections.abc import Collection, Iterable
 
+from pydantic import ValidationError
+
 from application.ports import AssignmentRepository, ExperimentRepository
 from domain.experiments import Assignment, Experiment
+from infrastructure.malformed_reference_data import (
+    MalformedReferenceData,
+    Skipped,
+    validation_reason,
+)
+
+SOURCE = "in-memory reference data"
 
 
 class InMemoryAssignmentRepository(AssignmentRepository):
+    """Skips, as the DynamoDB repository does, an assignment its model refuses (one built
+    without validation): counted in `malformed_items` and logged without its user id."""
+
     def __init__(self, assignments: Iterable[Assignment] = ()) -> None:
         self._lock = threading.Lock()
         self._by_user: dict[str, dict[str, Assignment]] = {}
+        self._malformed = MalformedReferenceData(SOURCE)
         self.lookups = 0
         self.put_all(assignments)
 
+    @property
+    def malformed_items(self) -> int:
+        return self._malformed.count
+
     def put_all(self, assignments: Iterable[Assignment]) -> None:
+        skipped: list[Skipped] = []
+        usable: list[Assignment] = []
+        for assignment in assignments:
+            try:
+                usable.append(Assignment.model_validate(assignment.model_dump()))
+            except ValidationError as error:
+                reason = validation_reason(error)
+                skipped.append(Skipped("assignment", assignment.experiment_id, reason))
+        self._malformed.report(skipped)
         with self._lock:
-            for assignment in assignments:
+            for assignment in usable:
                 self._by_user.setdefault(assignment.user_id, {})[assignment.experiment_id] = (
                     assignment
                 )
@@ -34,15 +60,31 @@ class InMemoryAssignmentRepository(AssignmentRepository):
 
 
 class InMemoryExperimentRepository(ExperimentRepository):
+    """Skips, as the DynamoDB repository does, an experiment its model refuses."""
+
     def __init__(self, experiments: Iterable[Experiment] = ()) -> None:
         self._lock = threading.Lock()
         self._experiments: dict[str, Experiment] = {}
+        self._malformed = MalformedReferenceData(SOURCE)
         self.lookups = 0
         self.put_all(experiments)
 
+    @property
+    def malformed_items(self) -> int:
+        return self._malformed.count
+
     def put_all(self, experiments: Iterable[Experiment]) -> None:
+        skipped: list[Skipped] = []
+        usable: list[Experiment] = []
+        for experiment in experiments:
+            try:
+                usable.append(Experiment.model_validate(experiment.model_dump()))
+            except ValidationError as error:
+                reason = validation_reason(error)
+                skipped.append(Skipped("experiment", experiment.experiment_id, reason))
+        self._malformed.report(skipped)
         with self._lock:
-            for experiment in experiments:
+            for experiment in usable:
                 self._experiments[experiment.experiment_id] = experiment
 
     def experiments(self, experiment_ids: Collection[str]) -> dict[str, Experiment]:

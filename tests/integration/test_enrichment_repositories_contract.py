@@ -13,6 +13,7 @@ from mypy_boto3_dynamodb import DynamoDBClient
 
 from application.ports import AssignmentRepository, ExperimentRepository
 from domain.errors import InfrastructureConfigurationError, TransientInfrastructureError
+from domain.events import IDENTIFIER_MAX_BYTES
 from domain.experiments import Assignment, Experiment, ExperimentStatus, Variant
 from infrastructure.aws.dynamodb_codec import Backoff
 from infrastructure.aws.dynamodb_repositories import (
@@ -164,6 +165,72 @@ def test_more_than_a_hundred_experiments_are_all_found(
 # -- DynamoDB only ---------------------------------------------------------------------------
 
 
+# -- what the contract cannot use, both repositories skip alike ------------------------------
+
+LONGEST_ID = "\U0001f600" * (IDENTIFIER_MAX_BYTES // 4)
+TOO_LONG_ID = LONGEST_ID + "x"
+PRIVATE_USER = "jane.doe@example.com"
+
+
+def unvalidated_assignment(experiment_id: str, variant_id: str = "control") -> Assignment:
+    """What the assignment service may hold but the model refuses (built without validation)."""
+    return Assignment.model_construct(
+        user_id=PRIVATE_USER,
+        experiment_id=experiment_id,
+        variant_id=variant_id,
+        assigned_at=NOW - timedelta(days=1),
+    )
+
+
+def test_assignments_with_ids_the_contract_refuses_are_skipped_and_logged_without_the_user(
+    assignments_with: AssignmentsBuilder, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        repository = assignments_with(
+            [
+                assignment(PRIVATE_USER, LONGEST_ID, LONGEST_ID),
+                unvalidated_assignment("exp-long-variant", TOO_LONG_ID),
+                unvalidated_assignment(TOO_LONG_ID),
+                unvalidated_assignment("exp-empty-variant", ""),
+            ]
+        )
+        found = repository.assignments_for([PRIVATE_USER])
+
+    assert [(a.experiment_id, a.variant_id) for a in found[PRIVATE_USER]] == [
+        (LONGEST_ID, LONGEST_ID)
+    ]
+    ours = [r for r in caplog.records if r.name.split(".")[0] in {"infrastructure", "application"}]
+    skipped = [r for r in ours if "malformed" in r.getMessage()]
+    assert sum(int(r.__dict__["skipped"]) for r in skipped) == 3
+    assert all(r.levelno == logging.WARNING for r in skipped)
+    text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in ours)
+    assert "exp-long-variant" in text
+    assert "variant_id is 257 bytes in UTF-8, limit 256" in text
+    assert PRIVATE_USER not in text  # botocore's own DEBUG lines show bodies: not ours
+
+
+def test_experiments_with_ids_the_contract_refuses_are_skipped_as_if_unknown(
+    experiments_with: ExperimentsBuilder, caplog: pytest.LogCaptureFixture
+) -> None:
+    longest = experiment(LONGEST_ID, variants=(LONGEST_ID,))
+    long_variant = Experiment.model_construct(
+        experiment_id="exp-long-variant",
+        name="x",
+        status=ExperimentStatus.RUNNING,
+        variants=(Variant.model_construct(variant_id=TOO_LONG_ID, weight=1.0),),
+    )
+    long_id = Experiment.model_construct(
+        experiment_id=TOO_LONG_ID, name="x", status=ExperimentStatus.RUNNING, variants=()
+    )
+    with caplog.at_level(logging.WARNING):
+        repository = experiments_with([longest, long_variant, long_id])
+        found = repository.experiments([LONGEST_ID, "exp-long-variant", TOO_LONG_ID])
+
+    assert set(found) == {LONGEST_ID}
+    assert "exp-long-variant" in caplog.text
+    assert "limit 256" in caplog.text
+
+
 def test_keys_handed_back_unprocessed_are_fetched_again(
     dynamodb_client: DynamoDBClient, writer: DynamoDbReferenceDataWriter, tables: tuple[str, str]
 ) -> None:
@@ -252,7 +319,9 @@ def test_malformed_assignments_are_skipped_counted_and_logged_while_the_rest_cou
     assert [a.experiment_id for a in found["user-mixed"]] == ["exp-good"]
     assert repository.malformed_items == 4
     assert "exp-naive-date" in caplog.text
-    assert "user-broken" in caplog.text
+    assert "assignments" in caplog.text  # the broken item's reason, without its user
+    assert "user-broken" not in caplog.text
+    assert "user-mixed" not in caplog.text
 
 
 def test_malformed_experiments_are_skipped_as_if_unknown(

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import boto3
 import pytest
 from mypy_boto3_s3 import S3Client
 
-from application.ports import Deadline, EventArchive, NoDeadline
+from application.ports import COMPLETE, Deadline, EventArchive, NoDeadline
 from domain.archiving import ARCHIVE_SCHEMA_VERSION, ArchiveObject
 from domain.errors import InfrastructureConfigurationError
+from domain.limits import S3_KEY_BYTES
+from infrastructure.archive_format import object_key
 from infrastructure.aws.client_config import client_config
 from infrastructure.aws.permissions import LAMBDA_PERMISSIONS, Resource
 from infrastructure.aws.s3_archive import S3ArchiveReader, S3Encryption, S3EventArchive
@@ -24,7 +26,8 @@ from tests.aws_calls import CallRecorder
 from tests.aws_faults import ThrottledPuts
 from tests.aws_resources import create_bucket
 from tests.conftest import REGION
-from tests.factories import NOW
+from tests.factories import NOW, SHARD
+from tests.s3_limits import S3ObjectLimits
 from tests.storage_builders import archive_objects
 
 PREFIX = "events/"
@@ -98,9 +101,12 @@ def make_archive(request: pytest.FixtureRequest) -> Iterator[ArchiveFactory]:
         return
     s3: S3Client = request.getfixturevalue("s3_client")
     bucket: str = request.getfixturevalue("archive_bucket")
+    endpoint_url: str = request.getfixturevalue("endpoint_url")
+    writer: S3Client = boto3.client("s3", endpoint_url=endpoint_url, region_name=REGION)
+    S3ObjectLimits().attach(writer)  # moto takes any key and metadata; S3 does not
 
     def s3_archive(codec: ArchiveCodec) -> ArchiveUnderTest:
-        archive = S3EventArchive(s3, bucket, PREFIX, codec, max_workers=4)
+        archive = S3EventArchive(writer, bucket, PREFIX, codec, max_workers=4)
         return ArchiveUnderTest(archive, lambda: s3_stored(s3, bucket))
 
     yield s3_archive
@@ -203,6 +209,69 @@ def test_storing_nothing_is_complete(make_archive: ArchiveFactory) -> None:
     under_test = make_archive(codec_named("gzip"))
 
     assert under_test.archive.store([], NoDeadline()).complete
+
+
+# What S3 refuses, both archives refuse alike
+
+
+def _shard_id_making_the_key(key_bytes: int, codec: ArchiveCodec) -> str:
+    """A shard id (no shard of Kinesis: at most 128 characters) that makes the object keys of
+    `archive_objects` exactly `key_bytes` long."""
+    [probe] = on_shard("", archive_objects(1))
+    return "s" * (key_bytes - len(object_key(PREFIX, probe, codec).encode()))
+
+
+def on_shard(shard_id: str, objects: list[ArchiveObject]) -> list[ArchiveObject]:
+    """The same objects, named as of another shard (the events keep their own ids)."""
+    return [replace(item, shard_id=shard_id) for item in objects]
+
+
+def test_an_object_whose_key_s3_cannot_hold_is_refused_record_by_record_and_the_rest_stored(
+    make_archive: ArchiveFactory,
+) -> None:
+    under_test = make_archive(codec_named("gzip"))
+    too_long = _shard_id_making_the_key(S3_KEY_BYTES + 1, codec_named("gzip"))
+    [refused_object] = on_shard(too_long, archive_objects(1, first_sequence=10))
+    [kept] = archive_objects(1, shard_id=SHARD, first_sequence=20)
+
+    report = under_test.archive.store([refused_object, kept], NoDeadline())
+
+    assert report.complete, report
+    assert set(report.refused) == {(too_long, sequence) for sequence in (10, 11, 12)}
+    assert all("KeyTooLongError" in problem for problem in report.refused.values())
+    assert [view.metadata["shard-id"] for view in under_test.stored()] == [SHARD]
+
+
+def test_an_object_whose_key_is_exactly_s3s_limit_is_stored(make_archive: ArchiveFactory) -> None:
+    under_test = make_archive(codec_named("gzip"))
+    longest = _shard_id_making_the_key(S3_KEY_BYTES, codec_named("gzip"))
+    objects = on_shard(longest, archive_objects(1))
+
+    report = under_test.archive.store(objects, NoDeadline())
+
+    assert report == COMPLETE
+    [view] = under_test.stored()
+    assert len(view.key.encode()) == S3_KEY_BYTES
+
+
+def test_an_object_whose_metadata_is_not_ascii_is_refused(make_archive: ArchiveFactory) -> None:
+    under_test = make_archive(codec_named("gzip"))
+    objects = on_shard("shard-\u00e9", archive_objects(1))
+
+    report = under_test.archive.store(objects, NoDeadline())
+
+    assert report.complete, report
+    assert set(report.refused) == {("shard-\u00e9", sequence) for sequence in objects[0].sequences}
+    assert all("ASCII" in problem for problem in report.refused.values())
+    assert under_test.stored() == []
+
+
+def test_moto_alone_stores_a_key_s3_refuses(s3_client: S3Client, archive_bucket: str) -> None:
+    """Why the S3 contract runs with `S3ObjectLimits`: moto is more lenient than S3."""
+    key = "k" * (S3_KEY_BYTES + 1)
+    s3_client.put_object(Bucket=archive_bucket, Key=key, Body=b"")
+
+    assert s3_client.head_object(Bucket=archive_bucket, Key=key)["ContentLength"] == 0
 
 
 # The S3 adapter

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from application.ports import Deadline, WriteReport
+from application.ports import AssignmentRepository, Deadline, WriteReport
 from domain.archiving import ArchiveAccumulator, ArchiveLimits
 from domain.attribution import Matches
 from domain.errors import InfrastructureConfigurationError
@@ -20,27 +20,24 @@ from domain.records import KinesisCoordinates
 from domain.rejections import RejectionReason, Stage
 from infrastructure.in_memory.metric_store import InMemoryMetricStore
 from infrastructure.in_memory.repositories import InMemoryAssignmentRepository
-from tests.factories import NOW, SHARD
+from tests.factories import NOW, SHARD, event_payload, record_of
 from tests.unit.test_process_batch import back_end, click, daily, processor_for
 
 
 def test_a_record_whose_values_make_a_stage_raise_is_dead_lettered_and_the_rest_counted() -> None:
     store = back_end()
-    # A value no adapter hands out (its model refuses naive times): attribution compares it
-    # with the event's aware time and raises.
-    store.assignments.put_all(
-        [
-            Assignment.model_construct(
-                user_id="broken",
-                experiment_id="exp-1",
-                variant_id="control",
-                assigned_at=(NOW - timedelta(days=1)).replace(tzinfo=None),
-            )
-        ]
+    # A value no repository hands out (both skip an assignment with a naive time, as its model
+    # refuses it): attribution compares it with the event's aware time and raises.
+    broken = Assignment.model_construct(
+        user_id="broken",
+        experiment_id="exp-1",
+        variant_id="control",
+        assigned_at=(NOW - timedelta(days=1)).replace(tzinfo=None),
     )
+    assignments = _HandingOut(store.assignments, broken)
     records = [click(1), click(2, user_id="broken"), click(3, user_id="user-2")]
 
-    result = processor_for(store).process(records)
+    result = processor_for(store, assignments=assignments).process(records)
 
     assert result.failures == ()
     assert result.processed == 2
@@ -51,6 +48,20 @@ def test_a_record_whose_values_make_a_stage_raise_is_dead_lettered_and_the_rest_
     assert daily(store, "exp-1") == {("control", "click"): (1, 1), ("treatment", "click"): (1, 1)}
     archived = [line for line in store.archive.lines() if b'"broken"' in line]
     assert archived == []
+
+
+class _HandingOut(AssignmentRepository):
+    """A repository that also hands out one assignment no real repository would."""
+
+    def __init__(self, repository: AssignmentRepository, extra: Assignment) -> None:
+        self._repository = repository
+        self._extra = extra
+
+    def assignments_for(self, user_ids: Collection[str]) -> dict[str, tuple[Assignment, ...]]:
+        found = self._repository.assignments_for(user_ids)
+        if self._extra.user_id in user_ids:
+            found[self._extra.user_id] = (*found.get(self._extra.user_id, ()), self._extra)
+        return found
 
 
 class _RefusingMetricStore(InMemoryMetricStore):
@@ -98,6 +109,30 @@ def test_a_record_a_store_refuses_for_good_is_dead_lettered_unstorable_and_not_a
 
     assert again.failures == ()
     assert [s.event_count for s in metrics.snapshots("exp-1", Granularity.DAY)] == [2]
+
+
+def test_records_whose_archive_object_s3_would_refuse_are_dead_lettered_and_the_rest_archived() -> (
+    None
+):
+    store = back_end()
+    # No Kinesis shard id is this long (at most 128 characters): the in-memory archive refuses
+    # the object's key as S3 does, and the use case dead-letters its records.
+    long_shard = "s" * 1_000
+    records = [click(1), record_of(event_payload(event_id="evt-2"), 2, long_shard), click(3)]
+
+    result = processor_for(store).process(records)
+
+    assert result.failures == ()
+    assert result.dead_lettered == {RejectionReason.UNSTORABLE: 1}
+    [letter] = store.dead_letters.letters()
+    assert (letter.coordinates.shard_id, letter.sequence) == (long_shard, 2)
+    assert "KeyTooLongError" in letter.detail
+    assert [o.metadata["shard-id"] for o in store.archive.objects()] == [SHARD]
+
+    again = processor_for(store).process(records)
+
+    assert again.failures == ()
+    assert [o.metadata["shard-id"] for o in store.archive.objects()] == [SHARD]
 
 
 def _columns_at(event_us: int) -> tuple[AcceptedColumns, list[tuple[tuple[str, str], ...]]]:
