@@ -387,13 +387,17 @@ def invoke(
     print its response. Exit code 1 when the response reports failed records."""
     from entrypoints import lambda_handler
     from entrypoints.cli_stream import load_event
-    from entrypoints.kinesis_event import MalformedEventError
+    from entrypoints.kinesis_event import MalformedEventError, raw_records
 
     try:
         text = sys.stdin.read() if str(event_file) == "-" else event_file.read_text()
         event = load_event(text)
     except (OSError, ValueError) as error:
         fail(f"cannot use {event_file} as a Kinesis event: {error}", EXIT_USAGE)
+    try:
+        raw_records(event)  # refused here, before the handler's logs and metrics begin
+    except MalformedEventError as error:
+        fail(f"{event_file}: {error}", EXIT_USAGE)
     with aws_environment(endpoint_url), lambda_output_to_stderr():
         lambda_handler.container.cache_clear()
         try:

@@ -7,11 +7,12 @@ import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from application.ports import Deadline
 from entrypoints.container import Container
-from entrypoints.kinesis_event import raw_records
+from entrypoints.kinesis_event import MalformedEventError, raw_records
 from infrastructure.garbage_collection import collector_paused, freeze_warm_heap
 from infrastructure.powertools_telemetry import PowertoolsTelemetry
 
@@ -58,7 +59,13 @@ class LambdaDeadline(Deadline):
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, list[dict[str, str]]]:
-    records = raw_records(event)
+    try:
+        records = raw_records(event)
+    except MalformedEventError as error:
+        # Not a Kinesis event: the trigger is miswired. Fail the invocation, loudly and countably.
+        metrics.add_metric(name="MalformedInvocations", unit=MetricUnit.Count, value=1)
+        logger.error("malformed invocation event", extra={"problem": str(error)})
+        raise
     logger.set_correlation_id(context.aws_request_id)
     if records:
         first = records[0].coordinates

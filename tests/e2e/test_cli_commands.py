@@ -182,6 +182,47 @@ def test_a_file_that_is_not_a_kinesis_event_is_bad_usage(
     assert "not a Kinesis event" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("records", "message"),
+    [
+        (
+            [{"messageId": "m-1", "body": "hello", "eventSource": "aws:sqs"}],
+            "record 0 has no 'kinesis' field: an aws:sqs record",
+        ),
+        (
+            [{"eventID": "shardId-000000000000:1", "kinesis": {"partitionKey": "k", "data": ""}}],
+            "record 0 (shardId-000000000000:1): 'kinesis.sequenceNumber' is missing",
+        ),
+        (
+            [
+                {
+                    "eventID": "shardId-000000000000:x",
+                    "kinesis": {
+                        "sequenceNumber": "x",
+                        "partitionKey": "k",
+                        "data": "",
+                        "approximateArrivalTimestamp": 1.0,
+                    },
+                }
+            ],
+            "'kinesis.sequenceNumber' must be up to 64 decimal digits, got 'x'",
+        ),
+    ],
+)
+def test_a_malformed_invocation_record_is_bad_usage_named_in_one_line(
+    environment: dict[str, str], tmp_path: Path, records: list[object], message: str
+) -> None:
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps({"Records": records}))
+
+    result = run(["invoke", str(event_file)], environment)
+
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.output
+
+
 def test_a_missing_table_is_reported_as_a_failure_with_exit_code_1(
     environment: dict[str, str], endpoint_url: str
 ) -> None:

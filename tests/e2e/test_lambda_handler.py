@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import warnings
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -191,3 +192,22 @@ def test_a_missing_table_fails_the_invocation_loudly(
 
     with pytest.raises(InfrastructureConfigurationError):
         handler(lambda_event_from_stream(kinesis_client, deployment), fresh_context())
+
+
+def test_an_event_that_is_not_from_kinesis_fails_the_invocation_with_a_named_field(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    from entrypoints.kinesis_event import MalformedEventError
+
+    sqs_shaped = {"Records": [{"messageId": "m-1", "body": "{}", "eventSource": "aws:sqs"}]}
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. Powertools' "No application metrics to publish"
+        with pytest.raises(MalformedEventError, match="record 0 has no 'kinesis' field"):
+            handler(sqs_shaped, fresh_context())
+
+    [emf] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line]
+    assert emf["MalformedInvocations"] == [1.0]
+    [logged] = [r for r in caplog.records if r.getMessage() == "malformed invocation event"]
+    assert logged.levelname == "ERROR"
+    assert "aws:sqs" in logged.__dict__["problem"]
