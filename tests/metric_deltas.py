@@ -28,15 +28,19 @@ class Seen:
     experiment_id: str = "exp-1"
     variant_id: str = "control"
 
+    def event(self) -> ExperimentEvent:
+        """The event the contract makes of it (raises when the contract refuses it)."""
+        return ExperimentEvent(
+            event_id=f"{self.shard_id}-{self.sequence}",
+            event_type=self.metric,
+            user_id=self.user_id,
+            timestamp=self.timestamp,
+            value=self.value,
+        )
+
 
 def enriched(seen: Seen) -> EnrichedEvent:
-    event = ExperimentEvent(
-        event_id=f"{seen.shard_id}-{seen.sequence}",
-        event_type=seen.metric,
-        user_id=seen.user_id,
-        timestamp=seen.timestamp,
-        value=seen.value,
-    )
+    event = seen.event()
     coordinates = KinesisCoordinates(
         seen.shard_id, str(seen.sequence), seen.user_id, seen.timestamp.timestamp()
     )

@@ -12,9 +12,11 @@ from typing import Any
 import boto3
 import pytest
 from mypy_boto3_dynamodb import DynamoDBClient
+from pydantic import ValidationError
 
 from application.ports import Deadline, MetricSnapshot, MetricStore, NoDeadline
 from domain.errors import InfrastructureConfigurationError
+from domain.events import IDENTIFIER_MAX_BYTES
 from domain.metrics import Granularity
 from infrastructure.aws.client_config import _retry_quota_checker, client_config
 from infrastructure.aws.dynamodb_codec import Backoff
@@ -563,6 +565,30 @@ def test_a_user_whose_marker_key_dynamodb_cannot_hold_is_refused_and_counted_now
     assert set(report.refused) == {(SHARD_A, 2)}
     hourly = by_window(store)[("control", "click", at(10))]
     assert hourly.unique_users == 1
+
+
+def test_the_longest_identifiers_the_contract_accepts_make_keys_the_store_holds(
+    store: MetricStore,
+) -> None:
+    # Worst cases of the contract: 256 UTF-8 bytes that the key layout escapes threefold ('%'),
+    # a user id of 256 bytes, and the longest metric name (64 characters).
+    escaped = "%" * IDENTIFIER_MAX_BYTES
+    longest_user = "\U0001f600" * (IDENTIFIER_MAX_BYTES // 4)
+    metric = "m" * 64
+    with pytest.raises(ValidationError):
+        Seen(9, "u", at(10), metric="m" * 65).event()
+    seen = [
+        Seen(1, longest_user, at(10, 1), metric, experiment_id=escaped, variant_id=escaped),
+        Seen(2, escaped, at(10, 2), metric, experiment_id=escaped, variant_id=escaped),
+    ]
+
+    report = store.apply(deltas_of(seen), NoDeadline())
+
+    assert report.complete
+    assert report.refused == {}
+    [hourly] = store.snapshots(escaped, Granularity.HOUR)
+    assert (hourly.key.variant_id, hourly.key.metric) == (escaped, metric)
+    assert (hourly.event_count, hourly.unique_users) == (2, 2)
 
 
 # -- forward progress: a redelivery costs requests only for what is not yet durable ---------
