@@ -19,11 +19,13 @@ from contextlib import contextmanager, redirect_stdout
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from urllib.parse import urlsplit
 
 import typer
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 from rich.console import Console
+from typer.core import TyperGroup
 
 from domain.errors import InfrastructureConfigurationError, PipelineError
 from domain.metrics import Granularity
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
     from entrypoints.container import Container
     from entrypoints.settings import Settings
     from infrastructure.aws.provisioning import ResourceNames
+    from infrastructure.aws.reference_data import Changes
 
 PIPED_WIDTH = 160
 EXIT_OK = 0
@@ -52,10 +55,45 @@ EXIT_FAILURES = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 PROGRESS_INTERVAL_SECONDS = 0.5
+NO_REGION = "no AWS region configured: set AWS_DEFAULT_REGION or AWS_REGION"
 
 T = TypeVar("T")
 
+
+class _OneLineErrors(TyperGroup):
+    """A usage error is one line on stderr (`error: ...`, with where to find help) and exit code
+    2, instead of a boxed panel; everything else is as Typer does it."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.Abort:
+            _stderr().print("aborted", markup=False)
+            sys.exit(EXIT_FAILURES)
+        except typer.TyperException as error:  # Typer's usage and parameter errors
+            if type(error).__name__ == "NoArgsIsHelpError":
+                getattr(error, "show")()  # noqa: B009 (the help, as Typer shows it)
+                sys.exit(error.exit_code)
+            context = getattr(error, "ctx", None)
+            hint = f" (see '{context.command_path} -h')" if context is not None else ""
+            format_message = getattr(error, "format_message", None)
+            message = format_message() if callable(format_message) else str(error)
+            _stderr().print(f"error: {message}{hint}", markup=False)
+            sys.exit(error.exit_code)
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     name="event-processor",
     help="Run, feed, replay and report on the Experimently event processor.",
     no_args_is_help=True,
@@ -84,10 +122,25 @@ def fail(message: str, code: int = EXIT_FAILURES) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _endpoint_url(value: str | None) -> str | None:
+    """An endpoint is an http(s) URL with a host: `localhost:5123` alone is not one."""
+    if value is None:
+        return None
+    parsed = urlsplit(value)
+    try:
+        parsed.port  # noqa: B018 (a port that is not a number raises here)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} has a port that is not a number") from None
+    if parsed.scheme not in {"http", "https"} or not parsed.hostname:
+        raise typer.BadParameter(f"{value!r} is not an http(s) URL, e.g. http://127.0.0.1:5000")
+    return value
+
+
 EndpointUrl = Annotated[
     str | None,
     typer.Option(
         "--endpoint-url",
+        callback=_endpoint_url,
         help="AWS endpoint (e.g. http://127.0.0.1:5000 for an emulator). "
         "Default: the standard AWS configuration (AWS_ENDPOINT_URL if set).",
         show_default=False,
@@ -128,6 +181,8 @@ def run_against_aws(work: Callable[[], T]) -> T:
     try:
         try:
             return work()
+        except NoRegionError:
+            fail(NO_REGION, EXIT_USAGE)
         except (BotoCoreError, ClientError) as error:
             raise translate(error, "AWS") from error
     except InfrastructureConfigurationError as error:
@@ -253,7 +308,7 @@ def resource_names(settings: Settings, queue: str, stream: str, shards: int = 1)
 def _region(container: Container) -> str:
     region = container.session().region_name
     if not region:
-        fail("no AWS region configured: set AWS_DEFAULT_REGION or AWS_REGION", EXIT_USAGE)
+        fail(NO_REGION, EXIT_USAGE)
     return str(region)
 
 
@@ -269,9 +324,18 @@ def provision(
     ] = OutputFormat.TABLE,
     endpoint_url: EndpointUrl = None,
 ) -> None:
-    """Create the stream, the tables, the bucket and the queue if missing (idempotent: run it
-    again and nothing changes), and wait until they are usable."""
+    """Create the stream, the tables, the bucket and the queue in an emulator if missing
+    (idempotent: run it again and nothing changes), and wait until they are usable. In an AWS
+    account the stack is deployed from template.yaml instead (`make deploy`)."""
     from infrastructure.aws.provisioning import provision_all
+
+    if _real_account(endpoint_url):
+        fail(
+            "provision creates bare resources for an emulator (give --endpoint-url or "
+            "AWS_ENDPOINT_URL); in an AWS account deploy the stack with `make deploy`, whose "
+            "template adds encryption, backups, policies and alarms (docs/deployment.md)",
+            EXIT_USAGE,
+        )
 
     with aws_environment(endpoint_url):
         container = build_container()
@@ -313,13 +377,31 @@ def seed(
         typer.Argument(help="Seed file: JSON with experiments and assignments (docs/cli.md)."),
     ],
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Validate the file only; write nothing.")
+        bool,
+        typer.Option(
+            "--dry-run", help="Validate the file and say what would change; write nothing."
+        ),
+    ] = False,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="Write each user's item whole: assignments of experiments not in the file go.",
+        ),
+    ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", help="Write to a real AWS account (no --endpoint-url) anyway."),
     ] = False,
     endpoint_url: EndpointUrl = None,
 ) -> None:
     """Load experiments and assignments into their DynamoDB tables from a JSON seed file.
 
-    A user's assignments are written as one item, replacing what the table held for that user."""
+    A user's assignments are merged: each experiment of the file is set in the user's item, the
+    user's other assignments stay (`--replace` writes the item whole). An experiment's name,
+    status and variants are set; its other attributes stay. What is already as the file says is
+    not written again. Without `--endpoint-url` (or AWS_ENDPOINT_URL) the tables are those of the
+    account your credentials name, and `seed` writes there only with `--yes`."""
     from entrypoints.seed_file import SeedFileError, load_seed
     from infrastructure.aws.reference_data import DynamoDbReferenceDataWriter
 
@@ -331,22 +413,64 @@ def seed(
         for problem in error.problems:
             console.print(f"  {problem}", markup=False)
         raise typer.Exit(EXIT_USAGE) from None
+    if not dry_run and not yes and _real_account(endpoint_url):
+        fail(
+            "seed would write to the AWS account of your credentials (no --endpoint-url or "
+            "AWS_ENDPOINT_URL): add --yes to do so, or --dry-run to see what would change",
+            EXIT_USAGE,
+        )
     users = len({a.user_id for a in data.assignments})
-    summary = (
-        f"{len(data.experiments)} experiments, {len(data.assignments)} assignments of {users} users"
-    )
-    if dry_run:
-        _stdout().print(f"valid: {summary} (dry run, nothing written)")
-        return
     with aws_environment(endpoint_url):
         container = build_container()
         settings = container.settings()
         writer = DynamoDbReferenceDataWriter(
             container.dynamodb_client(), settings.assignments_table, settings.experiments_table
         )
-        run_against_aws(lambda: writer.write_experiments(data.experiments))
-        run_against_aws(lambda: writer.write_assignments(data.assignments))
-    _stdout().print(f"seeded {summary}")
+        if dry_run:
+            experiments = run_against_aws(lambda: writer.plan_experiments(data.experiments))
+            assignments = run_against_aws(
+                lambda: writer.plan_assignments(data.assignments, replace=replace)
+            )
+        else:
+            experiments = run_against_aws(lambda: writer.write_experiments(data.experiments))
+            assignments = run_against_aws(
+                lambda: writer.write_assignments(data.assignments, replace=replace)
+            )
+    console = _stdout()
+    console.print(
+        f"{'would write (dry run, nothing written)' if dry_run else 'seeded'}: "
+        f"{len(data.experiments)} experiments ({_changes(experiments)}), "
+        f"{len(data.assignments)} assignments of {users} users ({_changes(assignments)})",
+        markup=False,
+    )
+    if assignments.kept:
+        console.print(
+            f"kept: {assignments.kept} assignments of these users to experiments not in the file",
+            markup=False,
+        )
+    if assignments.removed:
+        verb = "would remove" if dry_run else "removed"
+        console.print(
+            f"{verb} (--replace): {assignments.removed} assignments of these users to "
+            "experiments not in the file",
+            markup=False,
+        )
+
+
+def _changes(changes: Changes) -> str:
+    return f"{changes.new} new, {changes.changed} changed, {changes.unchanged} unchanged"
+
+
+_AWS_HOSTS = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")
+
+
+def _real_account(endpoint_url: str | None) -> bool:
+    """Whether the command would reach AWS itself: no emulator endpoint is configured."""
+    endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        return True
+    host = urlsplit(endpoint).hostname or ""
+    return host.endswith(_AWS_HOSTS)
 
 
 @contextmanager
@@ -807,7 +931,7 @@ def demo(
                 container.dynamodb_client(), settings.assignments_table, settings.experiments_table
             )
             run_against_aws(lambda: writer.write_experiments(workload.experiments))
-            run_against_aws(lambda: writer.write_assignments(workload.assignments))
+            run_against_aws(lambda: writer.write_assignments(workload.assignments, replace=True))
             console.print(
                 f"{_since(started)} [bold]3.[/bold] seeded {len(workload.experiments)} experiments and "
                 f"{len(workload.assignments):,} assignments of {users:,} users"

@@ -8,15 +8,18 @@ from pathlib import Path
 
 import boto3
 import pytest
+from typer.testing import Result
 
 from domain.metrics import Granularity
 from entrypoints.cli import app
 from entrypoints.seed_file import dump_seed
 from infrastructure.aws.dynamodb_metric_store import DynamoDbMetricStore
+from infrastructure.aws.reference_data import assignments_item
 from infrastructure.synthetic.workload import Workload
 from tests.conftest import REGION
 from tests.e2e import cli_support
 from tests.e2e.cli_support import kinesis_event, run, runner
+from tests.factories import assignment, experiment
 
 # The shared fixtures of the command-line tests.
 environment = cli_support.environment
@@ -134,16 +137,94 @@ def test_an_invalid_seed_file_is_rejected_with_the_entry_named_and_exit_code_2(
     assert "experiments[0].status" in result.stderr
 
 
-def test_a_valid_seed_file_passes_a_dry_run_without_any_endpoint(
-    environment: dict[str, str], workload: Workload, tmp_path: Path
+def test_a_dry_run_says_what_the_seed_would_change_and_writes_nothing(
+    provisioned: dict[str, str], endpoint_url: str, workload: Workload, tmp_path: Path
 ) -> None:
     seed_file = tmp_path / "seed.json"
     seed_file.write_text(dump_seed(workload.experiments, workload.assignments))
+    users = len({a.user_id for a in workload.assignments})
 
-    result = run(["seed", str(seed_file), "--dry-run"], environment)
+    result = run(["seed", str(seed_file), "--dry-run"], provisioned, endpoint_url)
 
     assert result.exit_code == 0, result.output
-    assert "nothing written" in result.stdout
+    assert result.stdout.startswith("would write (dry run, nothing written): ")
+    assert f"{len(workload.assignments)} new, 0 changed, 0 unchanged" in result.stdout
+    assert f"assignments of {users} users" in result.stdout
+    client = boto3.client("dynamodb", endpoint_url=endpoint_url, region_name=REGION)
+    assert client.scan(TableName=provisioned["ASSIGNMENTS_TABLE"])["Count"] == 0
+
+
+def user_assignments(endpoint_url: str, table: str, user_id: str) -> dict[str, str]:
+    client = boto3.client("dynamodb", endpoint_url=endpoint_url, region_name=REGION)
+    item = client.get_item(TableName=table, Key={"user_id": {"S": user_id}})["Item"]
+    return {e: v["M"]["variant_id"]["S"] for e, v in item["assignments"]["M"].items()}
+
+
+def test_seeding_one_assignment_keeps_the_users_other_experiments(
+    provisioned: dict[str, str], endpoint_url: str, tmp_path: Path
+) -> None:
+    # The assignment service's own item: user-0001 is in two running experiments.
+    table = provisioned["ASSIGNMENTS_TABLE"]
+    held = [assignment("user-0001", "exp-search"), assignment("user-0001", "exp-pricing", "b")]
+    boto3.client("dynamodb", endpoint_url=endpoint_url, region_name=REGION).put_item(
+        TableName=table, Item=assignments_item("user-0001", held)
+    )
+    seed_file = tmp_path / "seed.json"
+    seed_file.write_text(
+        dump_seed([experiment("exp-new")], [assignment("user-0001", "exp-new", "treatment")])
+    )
+
+    seeded = run(["seed", str(seed_file)], provisioned, endpoint_url)
+    again = run(["seed", str(seed_file)], provisioned, endpoint_url)
+
+    assert seeded.exit_code == 0, seeded.output
+    assert "1 assignments of 1 users (1 new, 0 changed, 0 unchanged)" in seeded.stdout
+    assert "kept: 2 assignments" in seeded.stdout
+    assert user_assignments(endpoint_url, table, "user-0001") == {
+        "exp-search": "control",
+        "exp-pricing": "b",
+        "exp-new": "treatment",
+    }
+    assert "(0 new, 0 changed, 1 unchanged)" in again.stdout
+
+    replaced = run(["seed", str(seed_file), "--replace"], provisioned, endpoint_url)
+
+    assert replaced.exit_code == 0, replaced.output
+    assert "removed (--replace): 2 assignments" in replaced.stdout
+    assert user_assignments(endpoint_url, table, "user-0001") == {"exp-new": "treatment"}
+
+
+def without_endpoint(args: list[str], env: dict[str, str]) -> Result:
+    """The command as run with no emulator configured: boto3 would reach the real account."""
+    return runner.invoke(app, args, env={**env, "AWS_ENDPOINT_URL": None})
+
+
+def test_seed_and_provision_refuse_a_real_account_and_touch_nothing(
+    environment: dict[str, str],
+    workload: Workload,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seed_file = tmp_path / "seed.json"
+    seed_file.write_text(dump_seed(workload.experiments, workload.assignments))
+    calls: list[str] = []
+
+    def reaching_aws() -> None:
+        calls.append("aws")
+        raise AssertionError("the command went on to build AWS clients")
+
+    monkeypatch.setattr("entrypoints.cli.build_container", reaching_aws)
+
+    seeded = without_endpoint(["seed", str(seed_file)], environment)
+    provisioned = without_endpoint(["provision"], environment)
+
+    assert seeded.exit_code == 2
+    assert "add --yes" in seeded.stderr
+    assert "--dry-run" in seeded.stderr
+    assert len(seeded.stderr.strip().splitlines()) == 1
+    assert provisioned.exit_code == 2
+    assert "make deploy" in provisioned.stderr
+    assert calls == []
 
 
 @pytest.mark.parametrize(
@@ -159,15 +240,38 @@ def test_a_valid_seed_file_passes_a_dry_run_without_any_endpoint(
         (["seed", "/nonexistent/seed.json", "--dry-run"], "cannot read"),
         (["invoke", "/nonexistent/event.json"], "cannot use /nonexistent/event.json"),
         (["frobnicate"], "No such command"),
+        (
+            ["report", "-e", "x", "--endpoint-url", "localhost:5123"],
+            "'localhost:5123' is not an http(s) URL",
+        ),
+        (
+            ["report", "-e", "x", "--endpoint-url", "http://127.0.0.1:port"],
+            "has a port that is not a number",
+        ),
     ],
 )
-def test_bad_arguments_give_a_clear_message_and_exit_code_2(
+def test_bad_arguments_give_a_clear_message_in_one_line_and_exit_code_2(
     environment: dict[str, str], args: list[str], message: str
 ) -> None:
     result = run(args, environment)
 
     assert result.exit_code == 2
     assert message in result.stderr
+    if args[0] != "seed":  # a seed file's problems are listed one a line under a heading
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_a_missing_region_is_bad_configuration_in_one_line(
+    environment: dict[str, str], endpoint_url: str
+) -> None:
+    env = {**environment, "AWS_DEFAULT_REGION": None, "AWS_REGION": None}
+    result = runner.invoke(app, ["report", "-e", "x", "--endpoint-url", endpoint_url], env=env)
+
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "error: no AWS region configured: set AWS_DEFAULT_REGION or AWS_REGION"
+    )
 
 
 def test_a_file_that_is_not_a_kinesis_event_is_bad_usage(

@@ -123,7 +123,7 @@ def provision_proof_stream(
         admin.dynamodb, names.assignments_table, names.experiments_table
     )
     writer.write_experiments(stream.experiments)
-    writer.write_assignments(stream.assignments)
+    writer.write_assignments(stream.assignments, replace=True)  # tables of its own
     placed = stream.put_into(admin.kinesis, names.stream)
     assert len({p.shard_id for p in placed}) == shards, "a shard got no record"
     return ProofStream(resources, stream, placed)

@@ -267,10 +267,11 @@ def test_unprocessed_items_of_the_reference_data_writer_are_written_on_retry(
     withhold.attach(dynamodb_client, "BatchWriteItem")
 
     written = writer.write_assignments(
-        [assignment(f"user-{n}", experiment_id=f"exp-{e}") for n in range(40) for e in (1, 2)]
+        [assignment(f"user-{n}", experiment_id=f"exp-{e}") for n in range(40) for e in (1, 2)],
+        replace=True,  # whole items, by BatchWriteItem
     )
 
-    assert written == 40
+    assert written.new == 80
     assert len(withhold.withheld) > 0
     found = DynamoDbAssignmentRepository(dynamodb_client, tables[0]).assignments_for(
         [f"user-{n}" for n in range(40)]
