@@ -7,13 +7,14 @@ STAMP := $(VENV)/.installed
 .PHONY: run test check lint types imports bench package package-check deploy clean
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[cli,dev]'
-	touch $(STAMP)
+	@echo "setting up $(VENV) (pip install -e '.[cli,dev]'; only when pyproject.toml changed)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -qq --upgrade pip
+	@$(BIN)/python -m pip install -qq -e '.[cli,dev]'
+	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/event-processor demo
+	@$(BIN)/event-processor demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q

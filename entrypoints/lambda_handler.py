@@ -22,6 +22,9 @@ from infrastructure.powertools_telemetry import PowertoolsTelemetry
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "event-processor"))
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Experimently"))
 tracer = Tracer(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "event-processor"))
+IN_LAMBDA = "AWS_LAMBDA_FUNCTION_NAME" in os.environ
+"""Lambda's runtime sets it. The cold-start metric (which Powertools prints at once, even with
+metrics disabled) is only published there: a local run or the CLI has no cold start to count."""
 
 
 @functools.cache
@@ -57,7 +60,7 @@ class LambdaDeadline(Deadline):
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics(capture_cold_start_metric=True)
+@metrics.log_metrics(capture_cold_start_metric=IN_LAMBDA)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, list[dict[str, str]]]:
     try:
         records = raw_records(event)

@@ -82,6 +82,8 @@ def test_a_seeded_experiment_and_an_invoked_batch_show_up_in_the_report(
     assert f"{len(workload.experiments)} experiments" in seeded.stdout
     assert invoked.exit_code == 0, invoked.output
     assert json.loads(invoked.stdout) == {"batchItemFailures": []}
+    assert "ColdStart" not in invoked.output, "a cold-start metric outside Lambda"
+    assert '"_aws"' not in invoked.output, "metrics printed with POWERTOOLS_METRICS_DISABLED"
     assert reported.exit_code == 0, reported.output
     document = json.loads(reported.stdout)
     assert document["experiment_known"] is True
