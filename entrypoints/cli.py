@@ -29,6 +29,7 @@ from typer.core import TyperGroup
 
 from domain.errors import InfrastructureConfigurationError, PipelineError
 from domain.metrics import Granularity
+from entrypoints.cli_progress import ProgressReporter
 from entrypoints.cli_report import OutputFormat, parse_moment
 from entrypoints.cli_stream import (
     DEFAULT_QUEUE,
@@ -54,7 +55,6 @@ EXIT_OK = 0
 EXIT_FAILURES = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-PROGRESS_INTERVAL_SECONDS = 0.5
 NO_REGION = "no AWS region configured: set AWS_DEFAULT_REGION or AWS_REGION"
 
 T = TypeVar("T")
@@ -792,15 +792,12 @@ def consume(
         given_up.append(batch)
 
     stderr = _stderr()
-    last_shown = [0.0]
+    reporter = ProgressReporter(f"consume {stream}", stderr)
 
     def show(stats: EmulatorStats) -> None:
-        now = time.monotonic()
-        if stderr.is_terminal and now - last_shown[0] >= PROGRESS_INTERVAL_SECONDS:
-            last_shown[0] = now
-            stderr.print(f"\r{progress_line(stats, now)}", end="", markup=False)
+        reporter.update(progress_line(stats, time.monotonic()))
 
-    with aws_environment(endpoint_url), lambda_output_to_stderr():
+    with aws_environment(endpoint_url), lambda_output_to_stderr(), reporter:
         container = build_container()
         kinesis = _kinesis_client(container)
         settings = EventSourceMappingSettings(
@@ -828,8 +825,6 @@ def consume(
             interrupted, stats = True, emulator.stats
         finally:
             lambda_handler.container.cache_clear()
-    if stderr.is_terminal:
-        stderr.print()
     summary = consumer_summary(stats, time.monotonic())
     _print_summary(summary, output)
     for batch in given_up:
@@ -949,13 +944,10 @@ def demo(
                 lambda_handler.container.cache_clear()
                 previous_level = lambda_handler.logger.log_level
                 lambda_handler.logger.setLevel("WARNING")
-                last_shown = [0.0]
+                reporter = ProgressReporter("draining through the Lambda handler", stderr)
 
                 def show(stats: EmulatorStats) -> None:
-                    now = time.monotonic()
-                    if stderr.is_terminal and now - last_shown[0] >= PROGRESS_INTERVAL_SECONDS:
-                        last_shown[0] = now
-                        stderr.print(f"\r{progress_line(stats, now)}", end="", markup=False)
+                    reporter.update(progress_line(stats, time.monotonic()))
 
                 emulator = EventSourceMappingEmulator(
                     kinesis,
@@ -969,12 +961,11 @@ def demo(
                     on_progress=show,
                 )
                 try:
-                    stats = run_against_aws(lambda: emulator.run(until_drained=True))
+                    with reporter:
+                        stats = run_against_aws(lambda: emulator.run(until_drained=True))
                 finally:
                     lambda_handler.logger.setLevel(previous_level)
                     lambda_handler.container.cache_clear()
-            if stderr.is_terminal:
-                stderr.print()
             dead_letters = _queue_depth(container, resources.dead_letter_queue_url)
             archived = _object_count(container, settings.s3_bucket, settings.archive_prefix)
             console.print(

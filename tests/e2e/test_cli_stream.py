@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -55,11 +56,16 @@ def test_consume_until_drained_counts_every_event_once(
 
     result = run(
         ["consume", "--until-drained", "--batch-size", "150", "--format", "json"],
-        provisioned,
+        {**provisioned, "PROGRESS_HEARTBEAT_SECONDS": "0.2"},
         endpoint_url,
     )
 
     assert result.exit_code == 0, result.output
+    # Off a terminal: whole heartbeat lines on stderr, nothing redrawn, stdout only the result.
+    beats = [line for line in result.stderr.splitlines() if "consume " in line]
+    assert beats, result.stderr
+    assert all(re.fullmatch(r"\[ *\d+ s\] consume \S+: .+", line) for line in beats), beats
+    assert "\r" not in result.stderr
     summary = json.loads(result.stdout)
     assert summary["records_done"] == len(workload.entries)
     assert summary["outcomes"] == {"success": summary["invocations"]}
