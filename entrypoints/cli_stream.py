@@ -23,6 +23,52 @@ if TYPE_CHECKING:
 DEFAULT_STREAM = "experiment-events"
 DEFAULT_QUEUE = "event-dead-letters"
 
+KINESIS_RECORD_BYTES = 1024 * 1024
+"""A record's data and partition key together (PutRecords refuses a larger one)."""
+PARTITION_KEY_CHARACTERS = 256
+
+
+class EventFileError(ValueError):
+    """Lines of an event file that no Kinesis stream would take; each problem names its line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(problems))
+
+
+def records_of_lines(lines: Sequence[bytes]) -> list[OutgoingRecord]:
+    """One record per non-blank line, exactly its bytes (without the line break), partitioned by
+    the event's `user_id` as producers do (a user's events stay in order on one shard), or by
+    its line number when the line carries none. The pipeline judges the content: a line that is
+    not a valid event is put all the same and dead-lettered with its reason."""
+    records: list[OutgoingRecord] = []
+    problems: list[str] = []
+    for number, raw in enumerate(lines, start=1):
+        data = raw.rstrip(b"\r\n")
+        if not data.strip():
+            continue
+        key = _user_id_of(data) or f"line-{number}"
+        if len(data) + len(key.encode()) > KINESIS_RECORD_BYTES:
+            problems.append(
+                f"line {number}: {len(data):,} bytes, over Kinesis's {KINESIS_RECORD_BYTES:,}"
+            )
+            continue
+        records.append(OutgoingRecord(data, key))
+    if problems:
+        raise EventFileError(problems)
+    return records
+
+
+def _user_id_of(data: bytes) -> str | None:
+    try:
+        event = json.loads(data)
+    except ValueError:
+        return None
+    user_id = event.get("user_id") if isinstance(event, dict) else None
+    if isinstance(user_id, str) and 0 < len(user_id) <= PARTITION_KEY_CHARACTERS:
+        return user_id
+    return None
+
 
 def put_entries(
     kinesis: KinesisClient,

@@ -346,3 +346,69 @@ def test_a_report_of_an_unknown_experiment_fails(
 
     assert result.exit_code == 1
     assert "no experiment 'no-such-experiment'" in result.stderr
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def daily_counts(endpoint_url: str, table: str, experiment_id: str) -> dict[tuple[str, str], int]:
+    client = boto3.client("dynamodb", endpoint_url=endpoint_url, region_name=REGION)
+    return {
+        (s.key.variant_id, s.key.metric): s.unique_users
+        for s in DynamoDbMetricStore(client, table).snapshots(experiment_id, Granularity.DAY)
+    }
+
+
+EXAMPLE_DAILY_USERS = {
+    ("control", "exposure"): 2,
+    ("one-page", "exposure"): 2,
+    ("control", "conversion"): 1,
+    ("one-page", "conversion"): 2,
+    ("one-page", "purchase"): 1,
+}
+
+
+def test_the_example_events_put_into_the_stream_are_counted_and_the_bad_line_dead_lettered(
+    provisioned: dict[str, str], endpoint_url: str
+) -> None:
+    assert run(["seed", str(EXAMPLES / "seed.json")], provisioned, endpoint_url).exit_code == 0
+
+    put = run(
+        ["put", str(EXAMPLES / "events.jsonl"), "--format", "json"], provisioned, endpoint_url
+    )
+    consumed = run(["consume", "--until-drained", "--format", "json"], provisioned, endpoint_url)
+
+    assert put.exit_code == 0, put.output
+    assert json.loads(put.stdout)["records"] == 9
+    assert consumed.exit_code == 0, consumed.output
+    assert json.loads(consumed.stdout)["records_done"] == 9
+    counted = daily_counts(endpoint_url, provisioned["DYNAMODB_TABLE"], "exp-checkout")
+    assert counted == EXAMPLE_DAILY_USERS
+    sqs = boto3.client("sqs", endpoint_url=endpoint_url, region_name=REGION)
+    [message] = sqs.receive_message(QueueUrl=provisioned["DLQ_URL"])["Messages"]
+    assert json.loads(message["Body"])["reason"] == "missing_field"
+
+
+def test_the_example_kinesis_event_runs_through_invoke(
+    provisioned: dict[str, str], endpoint_url: str
+) -> None:
+    assert run(["seed", str(EXAMPLES / "seed.json")], provisioned, endpoint_url).exit_code == 0
+
+    invoked = run(["invoke", str(EXAMPLES / "kinesis-event.json")], provisioned, endpoint_url)
+
+    assert invoked.exit_code == 0, invoked.output
+    assert json.loads(invoked.stdout) == {"batchItemFailures": []}
+    counted = daily_counts(endpoint_url, provisioned["DYNAMODB_TABLE"], "exp-checkout")
+    assert counted == EXAMPLE_DAILY_USERS
+
+
+def test_put_refuses_a_line_kinesis_would_refuse_and_names_it(
+    environment: dict[str, str], tmp_path: Path
+) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"user_id": "u"}\n' + "x" * (1024 * 1024 + 1) + "\n")
+
+    result = run(["put", str(events)], environment)
+
+    assert result.exit_code == 2
+    assert "line 2: 1,048,577 bytes, over Kinesis's 1,048,576" in result.stderr
