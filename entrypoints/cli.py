@@ -523,8 +523,8 @@ def put(
         "records": len(outcome.placed),
         "calls": outcome.calls,
         "shards": dict(sorted(shards.items())),
-        "first_sequence_number": outcome.placed[0].sequence_number,
-        "last_sequence_number": outcome.placed[-1].sequence_number,
+        "first_sequence": outcome.placed[0].sequence_number,
+        "last_sequence": outcome.placed[-1].sequence_number,
     }
     _print_summary(summary, output)
 
