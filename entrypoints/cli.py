@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import typer
-from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 from rich.console import Console
 from typer.core import TyperGroup
 
@@ -174,21 +174,33 @@ def build_container() -> Container:
             f"{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in error.errors()
         )
         fail(f"bad configuration in the environment: {problems}", EXIT_USAGE)
+    if not container.session().region_name:
+        fail(NO_REGION, EXIT_USAGE)  # before any client is built: boto3 would raise there
     return container
 
 
+NO_CREDENTIALS = (
+    "no AWS credentials found: configure a profile (AWS_PROFILE) or "
+    "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (an emulator takes any)"
+)
+
+
 def run_against_aws(work: Callable[[], T]) -> T:
-    """Run `work`, turning a back-end failure into a clear message and exit code 1."""
+    """Run `work`, turning a back-end failure into a clear message and exit code 1, and a
+    missing region or missing credentials (configuration) into exit code 2."""
     try:
         try:
             return work()
-        except NoRegionError:
-            fail(NO_REGION, EXIT_USAGE)
         except (BotoCoreError, ClientError) as error:
             raise translate(error, "AWS") from error
-    except InfrastructureConfigurationError as error:
-        fail(f"{error} (is the endpoint right, and the resources provisioned?)")
     except PipelineError as error:
+        cause = error.__cause__
+        if isinstance(cause, NoRegionError):
+            fail(NO_REGION, EXIT_USAGE)
+        if isinstance(cause, NoCredentialsError):
+            fail(NO_CREDENTIALS, EXIT_USAGE)
+        if isinstance(error, InfrastructureConfigurationError):
+            fail(f"{error} (is the endpoint right, and the resources provisioned?)")
         fail(str(error))
 
 

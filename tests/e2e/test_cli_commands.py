@@ -412,3 +412,27 @@ def test_put_refuses_a_line_kinesis_would_refuse_and_names_it(
 
     assert result.exit_code == 2
     assert "line 2: 1,048,577 bytes, over Kinesis's 1,048,576" in result.stderr
+
+
+def test_missing_credentials_are_bad_configuration_in_one_line(
+    environment: dict[str, str], endpoint_url: str, tmp_path: Path
+) -> None:
+    env = {
+        **environment,
+        "AWS_ACCESS_KEY_ID": None,
+        "AWS_SECRET_ACCESS_KEY": None,
+        "AWS_SESSION_TOKEN": None,
+        "AWS_PROFILE": None,
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+        "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+        "AWS_EC2_METADATA_DISABLED": "true",  # no instance-metadata lookup off loopback
+    }
+    result = runner.invoke(
+        app,
+        ["report", "-e", "x", "--endpoint-url", endpoint_url],
+        env={**env, "AWS_DEFAULT_REGION": REGION},
+    )
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: no AWS credentials found")
+    assert len(result.stderr.strip().splitlines()) == 1
