@@ -9,7 +9,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from application.ports import Deadline
+from domain.errors import TransientInfrastructureError
+from infrastructure.aws.errors import translate
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -142,3 +146,28 @@ def get_items(
         unprocessed = response.get("UnprocessedKeys", {}).get(table_name)
         pending = list(unprocessed["Keys"]) if unprocessed else []
     return found, pending
+
+
+def read_items(
+    client: DynamoDBClient,
+    table_name: str,
+    keys: Sequence[Item],
+    projection: str,
+    attribute_names: Mapping[str, str],
+    backoff: Backoff,
+    consistent_read: bool = False,
+) -> list[Item]:
+    """`get_items`, every key or a failure: botocore's errors translated, and keys still
+    unprocessed after the retries a `TransientInfrastructureError`."""
+    try:
+        found, unprocessed = get_items(
+            client, table_name, keys, projection, attribute_names, backoff, consistent_read
+        )
+    except (ClientError, BotoCoreError) as error:
+        raise translate(error, "BatchGetItem") from error
+    if unprocessed:
+        raise TransientInfrastructureError(
+            "BatchGetItem",
+            f"{len(unprocessed)} keys of {table_name} still unprocessed after retries",
+        )
+    return found

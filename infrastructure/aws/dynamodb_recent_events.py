@@ -21,9 +21,9 @@ from infrastructure.aws.dynamodb_codec import (
     Item,
     MalformedItemError,
     chunked,
-    get_items,
     number,
     put_items,
+    read_items,
     read_string,
     string,
 )
@@ -120,22 +120,15 @@ class DynamoDbRecentEventIndex(RecentEventIndex):
             }
             for event_id in event_ids
         ]
-        try:
-            items, unprocessed = get_items(
-                self._client,
-                self._table_name,
-                keys,
-                _PROJECTION,
-                _PROJECTED_NAMES,
-                self._backoff,
-                consistent_read=True,
-            )
-        except (ClientError, BotoCoreError) as error:
-            raise translate(error, "BatchGetItem") from error
-        if unprocessed:
-            raise TransientInfrastructureError(
-                "BatchGetItem", f"{len(unprocessed)} event ids still unprocessed after retries"
-            )
+        items = read_items(
+            self._client,
+            self._table_name,
+            keys,
+            _PROJECTION,
+            _PROJECTED_NAMES,
+            self._backoff,
+            consistent_read=True,
+        )
         seen: dict[str, SeenEvent] = {}
         for item in items:
             try:

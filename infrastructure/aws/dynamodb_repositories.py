@@ -8,11 +8,9 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from application.ports import AssignmentRepository, ExperimentRepository
-from domain.errors import TransientInfrastructureError
 from domain.experiments import Assignment, Experiment, ExperimentStatus, Variant
 from infrastructure.aws.dynamodb_codec import (
     BATCH_GET_LIMIT,
@@ -20,12 +18,11 @@ from infrastructure.aws.dynamodb_codec import (
     Item,
     MalformedItemError,
     chunked,
-    get_items,
     read_decimal,
+    read_items,
     read_string,
     string,
 )
-from infrastructure.aws.errors import translate
 from infrastructure.malformed_reference_data import (
     MalformedReferenceData,
     Skipped,
@@ -84,23 +81,14 @@ class _BatchReader:
             return self._executor
 
     def _fetch_chunk(self, keys: Collection[str]) -> list[Item]:
-        try:
-            found, unprocessed = get_items(
-                self._client,
-                self._table_name,
-                [{self._key_name: string(key)} for key in keys],
-                self._projection,
-                self._attribute_names,
-                self._backoff,
-            )
-        except (ClientError, BotoCoreError) as error:
-            raise translate(error, "BatchGetItem") from error
-        if unprocessed:
-            raise TransientInfrastructureError(
-                "BatchGetItem",
-                f"{len(unprocessed)} keys of {self._table_name} still unprocessed after retries",
-            )
-        return found
+        return read_items(
+            self._client,
+            self._table_name,
+            [{self._key_name: string(key)} for key in keys],
+            self._projection,
+            self._attribute_names,
+            self._backoff,
+        )
 
 
 def _map_of(value: AttributeValueTypeDef | None, what: str) -> Mapping[str, AttributeValueTypeDef]:

@@ -21,9 +21,9 @@ from infrastructure.aws.dynamodb_codec import (
     Backoff,
     Item,
     chunked,
-    get_items,
     number,
     put_items,
+    read_items,
     string,
 )
 from infrastructure.aws.dynamodb_repositories import ASSIGNMENTS_TABLE, EXPERIMENTS_TABLE
@@ -250,22 +250,15 @@ class DynamoDbReferenceDataWriter:
         names = {f"#f{index}": name for index, name in enumerate(fields)}
         stored: dict[str, Item] = {}
         for chunk in chunked(sorted(set(keys)), BATCH_GET_LIMIT):
-            try:
-                found, unprocessed = get_items(
-                    self._client,
-                    table_name,
-                    [{key_name: string(key)} for key in chunk],
-                    ", ".join(names),
-                    names,
-                    self._backoff,
-                    consistent_read=True,
-                )
-            except (ClientError, BotoCoreError) as error:
-                raise translate(error, "BatchGetItem") from error
-            if unprocessed:
-                raise TransientInfrastructureError(
-                    "BatchGetItem", f"{len(unprocessed)} keys of {table_name} still unprocessed"
-                )
+            found = read_items(
+                self._client,
+                table_name,
+                [{key_name: string(key)} for key in chunk],
+                ", ".join(names),
+                names,
+                self._backoff,
+                consistent_read=True,
+            )
             for item in found:
                 stored[item[key_name]["S"]] = item
         return stored

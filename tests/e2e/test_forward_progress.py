@@ -21,6 +21,7 @@ from tests.faults.aws_world import (
     AdminClients,
     Drained,
     DrainPlan,
+    ProofStream,
     assert_stores_hold_exactly_the_stream,
     drain_in_own_process,
     drain_through_handler,
@@ -105,17 +106,24 @@ SUSTAINED_FAULTS = Run(
 LARGE_SUSTAINED_FAULTS = replace(SUSTAINED_FAULTS, valid_events=3_000)
 
 
-def drain_under_sustained_faults(
+def drain(
     run: Run, endpoint_url: str, admin: AdminClients, name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> tuple[Drained, ProofStream]:
+    """Provision the run's stream, drain it through the real handler in this process, report."""
     proof = provision_proof_stream(admin, name, run.spec(), run.shards)
     for variable, value in service_environment(proof.resources, endpoint_url).items():
         monkeypatch.setenv(variable, value)
-
     drained = drain_through_handler(run.plan(endpoint_url, proof.names.stream), admin.kinesis)
     print(report(run, drained))
-
     assert_drained_with_bounded_deliveries(drained, run)
+    return drained, proof
+
+
+def drain_under_sustained_faults(
+    run: Run, endpoint_url: str, admin: AdminClients, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drained, proof = drain(run, endpoint_url, admin, name, monkeypatch)
+
     assert drained.injected_total(*REFUSALS) > 0
     assert drained.injected_total(*DROPS) > 0
     assert drained.injected_total(*LOSSES) > 0
@@ -162,14 +170,8 @@ LARGE_SHORT_INVOCATIONS = replace(SHORT_INVOCATIONS, valid_events=30_000, shards
 def drain_with_short_invocations(
     run: Run, endpoint_url: str, admin: AdminClients, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    proof = provision_proof_stream(admin, name, run.spec(), run.shards)
-    for variable, value in service_environment(proof.resources, endpoint_url).items():
-        monkeypatch.setenv(variable, value)
+    drained, proof = drain(run, endpoint_url, admin, name, monkeypatch)
 
-    drained = drain_through_handler(run.plan(endpoint_url, proof.names.stream), admin.kinesis)
-    print(report(run, drained))
-
-    assert_drained_with_bounded_deliveries(drained, run)
     assert drained.stats.count(Outcome.PARTIAL_FAILURE) > 0, "every batch fit in one invocation"
     assert set(drained.deliveries.values()) != {1}, "nothing was ever redelivered"
     assert drained.stalls() == 0, "an invocation made nothing durable: the checkpoint stood"
