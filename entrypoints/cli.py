@@ -137,6 +137,13 @@ def _endpoint_url(value: str | None) -> str | None:
     return value
 
 
+def _table_or_json(value: OutputFormat) -> OutputFormat:
+    """The commands whose output is a summary have no CSV form: refuse it, never ignore it."""
+    if value is OutputFormat.CSV:
+        raise typer.BadParameter("csv is only for `report`; this command prints table or json")
+    return value
+
+
 EndpointUrl = Annotated[
     str | None,
     typer.Option(
@@ -333,7 +340,8 @@ def provision(
         str, typer.Option(help="Dead-letter queue name (its URL is printed; export it as DLQ_URL).")
     ] = DEFAULT_QUEUE,
     output: Annotated[
-        OutputFormat, typer.Option("--format", "-f", help="table or json.")
+        OutputFormat,
+        typer.Option("--format", "-f", help="table or json.", callback=_table_or_json),
     ] = OutputFormat.TABLE,
     endpoint_url: EndpointUrl = None,
 ) -> None:
@@ -497,7 +505,8 @@ def put(
     ],
     stream: StreamName = DEFAULT_STREAM,
     output: Annotated[
-        OutputFormat, typer.Option("--format", "-f", help="table or json.")
+        OutputFormat,
+        typer.Option("--format", "-f", help="table or json.", callback=_table_or_json),
     ] = OutputFormat.TABLE,
     endpoint_url: EndpointUrl = None,
 ) -> None:
@@ -632,7 +641,8 @@ def replay(
     ] = False,
     batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Events per batch.")] = 500,
     output: Annotated[
-        OutputFormat, typer.Option("--format", "-f", help="table or json.")
+        OutputFormat,
+        typer.Option("--format", "-f", help="table or json.", callback=_table_or_json),
     ] = OutputFormat.TABLE,
     endpoint_url: EndpointUrl = None,
 ) -> None:
@@ -834,7 +844,10 @@ def consume(
         typer.Option(min=1, help="The function timeout each invocation counts down from (s)."),
     ] = 60.0,
     output: Annotated[
-        OutputFormat, typer.Option("--format", "-f", help="table or json (the final summary).")
+        OutputFormat,
+        typer.Option(
+            "--format", "-f", help="table or json (the final summary).", callback=_table_or_json
+        ),
     ] = OutputFormat.TABLE,
     endpoint_url: EndpointUrl = None,
 ) -> None:

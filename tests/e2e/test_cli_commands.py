@@ -242,6 +242,8 @@ def test_seed_and_provision_refuse_a_real_account_and_touch_nothing(
         (["seed", "/nonexistent/seed.json", "--dry-run"], "cannot read"),
         (["invoke", "/nonexistent/event.json"], "cannot use /nonexistent/event.json"),
         (["frobnicate"], "No such command"),
+        (["provision", "-f", "csv"], "csv is only for `report`"),
+        (["consume", "--format", "csv"], "csv is only for `report`"),
         (
             ["report", "-e", "x", "--endpoint-url", "localhost:5123"],
             "'localhost:5123' is not an http(s) URL",
