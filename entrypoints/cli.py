@@ -691,8 +691,14 @@ def replay(
     elif first is not None or last is not None:
         raise typer.BadParameter("--start/--end only apply to --from-archive", param_hint="--start")
     summary = ReplaySummary(source, dry_run)
-    progress = _progress_printer(f"replay from {source}")
-    with aws_environment(endpoint_url):
+    reporter = ProgressReporter(f"replay from {source}", _stderr())
+    started = time.monotonic()
+
+    def progress(done: int) -> None:
+        rate = done / max(time.monotonic() - started, 1e-9)
+        reporter.update(f"{done:,} records, {rate:,.0f}/s")
+
+    with aws_environment(endpoint_url), reporter:
         container = build_container()
         settings = container.settings()
         if source == "file":
@@ -773,22 +779,7 @@ def replay(
         raise typer.Exit(EXIT_FAILURES)
 
 
-def _progress_printer(label: str) -> Callable[[int], None]:
-    """A progress line on stderr, redrawn in place on a terminal, silent otherwise."""
-    console = _stderr()
-    started = time.monotonic()
-
-    def show(done: int) -> None:
-        if console.is_terminal:
-            rate = done / max(time.monotonic() - started, 1e-9)
-            console.print(f"\r{label}: {done:,} records, {rate:,.0f}/s", end="")
-
-    return show
-
-
 def _print_summary(summary: Mapping[str, object], output: OutputFormat) -> None:
-    if _stderr().is_terminal:
-        _stderr().print()
     if output is OutputFormat.JSON:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
         return
