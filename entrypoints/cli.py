@@ -236,6 +236,9 @@ def report(
     end: Annotated[
         str | None, typer.Option(help="Windows starting at or after this are left out.")
     ] = None,
+    control: Annotated[
+        str, typer.Option(help="The variant the others are compared with.")
+    ] = "control",
     output: Annotated[
         OutputFormat,
         typer.Option("--format", "-f", help="table for people; json or csv for scripts."),
@@ -254,8 +257,10 @@ def report(
     ] = False,
     endpoint_url: EndpointUrl = None,
 ) -> None:
-    """Per variant and metric: events, unique users, value sum and mean, the rate per exposed
-    user with a 95% confidence interval, the lift against control, and a sample-ratio check."""
+    """Per variant and metric over the range: events, distinct users, value sum and mean, the
+    rate per exposed user with a 95% confidence interval, the lift against the control, and,
+    first, a sample-ratio check."""
+    from application.reporting import UnknownControlVariantError
     from entrypoints.charts import ChartMeasure, write_time_series_chart
     from entrypoints.cli_report import read_report, render_table, report_csv, report_json
 
@@ -265,16 +270,20 @@ def report(
     granularity = Granularity(window.value)
     with aws_environment(endpoint_url):
         container = build_container()
-        result = run_against_aws(
-            lambda: read_report(
-                container.metric_store(),
-                container.experiment_repository(),
-                experiment,
-                granularity,
-                first,
-                last,
+        try:
+            result = run_against_aws(
+                lambda: read_report(
+                    container.metric_store(),
+                    container.experiment_repository(),
+                    experiment,
+                    granularity,
+                    first,
+                    last,
+                    control,
+                )
             )
-        )
+        except UnknownControlVariantError as error:
+            raise typer.BadParameter(str(error), param_hint="--control") from None
     if result.experiment is None and not result.windows:
         fail(f"no experiment {experiment!r} and no counters for it")
     if output is OutputFormat.JSON:

@@ -76,6 +76,8 @@ def test_the_json_summary_agrees_with_the_daily_counters(back_end: InMemoryBackE
 
     assert isinstance(summary, dict)
     assert summary["unique_users_exact"] is True
+    assert summary["fixed_horizon"] is True
+    assert next(iter(summary)) == "sample_ratio"
     daily = {
         (s.key.variant_id, s.key.metric): s
         for s in back_end.metrics.snapshots("exp-00", Granularity.DAY)
@@ -85,9 +87,11 @@ def test_the_json_summary_agrees_with_the_daily_counters(back_end: InMemoryBackE
         assert total["event_count"] == snapshot.event_count
         assert total["unique_users"] == snapshot.unique_users
     for rate in summary["rates"]:
-        exposed = daily[(rate["variant_id"], "exposure")].unique_users
-        users = daily[(rate["variant_id"], rate["metric"])].unique_users
-        assert rate["rate"] == pytest.approx(users / exposed)
+        exposed = daily[(rate["variant_id"], "exposure")].user_ids
+        users = daily[(rate["variant_id"], rate["metric"])].user_ids
+        assert rate["users"] == len(users & exposed)
+        assert rate["unexposed_users"] == len(users - exposed)
+        assert rate["rate"] == pytest.approx(len(users & exposed) / len(exposed))
         assert rate["rate_ci_low"] <= rate["rate"] <= rate["rate_ci_high"]
     assert summary["sample_ratio"]["mismatch"] is False
 
