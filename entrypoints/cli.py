@@ -221,6 +221,7 @@ class Window(StrEnum):
 
 
 class Measure(StrEnum):
+    RATE = "rate"
     EVENTS = "events"
     USERS = "users"
 
@@ -245,12 +246,16 @@ def report(
     ] = OutputFormat.TABLE,
     chart: Annotated[
         Path | None,
-        typer.Option(help="Also draw the per-variant time series of --chart-metric to this PNG."),
+        typer.Option(help="Also draw --chart-metric over the windows to this .png, .svg or .pdf."),
     ] = None,
     chart_metric: Annotated[str, typer.Option(help="Metric (event type) to chart.")] = "exposure",
     chart_measure: Annotated[
-        Measure, typer.Option(help="What to chart per window.")
-    ] = Measure.USERS,
+        Measure,
+        typer.Option(
+            help="rate: the cumulative rate (for exposure: the share against the weights) "
+            "with its 95% band; events or users: the counts per window."
+        ),
+    ] = Measure.RATE,
     fail_on_srm: Annotated[
         bool,
         typer.Option("--fail-on-srm", help="Exit 1 when the sample ratio check flags a mismatch."),
@@ -261,12 +266,18 @@ def report(
     rate per exposed user with a 95% confidence interval, the lift against the control, and,
     first, a sample-ratio check."""
     from application.reporting import UnknownControlVariantError
-    from entrypoints.charts import ChartMeasure, write_time_series_chart
+    from entrypoints.charts import ChartMeasure, ChartPathError, chart_format, write_report_chart
     from entrypoints.cli_report import read_report, render_table, report_csv, report_json
+    from infrastructure.clock import SystemClock
 
     first, last = _moment_option(start), _moment_option(end)
     if first is not None and last is not None and last <= first:
         raise typer.BadParameter("--end must be after --start", param_hint="--end")
+    if chart is not None:
+        try:
+            chart_format(chart)
+        except ChartPathError as error:
+            raise typer.BadParameter(str(error), param_hint="--chart") from None
     granularity = Granularity(window.value)
     with aws_environment(endpoint_url):
         container = build_container()
@@ -286,6 +297,12 @@ def report(
             raise typer.BadParameter(str(error), param_hint="--control") from None
     if result.experiment is None and not result.windows:
         fail(f"no experiment {experiment!r} and no counters for it")
+    if chart is not None and chart_metric not in {*result.metrics, "exposure"}:
+        raise typer.BadParameter(
+            f"no counters of {chart_metric!r} for {experiment} in this range "
+            f"(metrics: {', '.join(result.metrics) or 'none'})",
+            param_hint="--chart-metric",
+        )
     if output is OutputFormat.JSON:
         sys.stdout.write(report_json(result) + "\n")
     elif output is OutputFormat.CSV:
@@ -293,10 +310,10 @@ def report(
     else:
         render_table(result, _stdout())
     if chart is not None:
-        lines = write_time_series_chart(
-            result.windows, chart_metric, chart, ChartMeasure(chart_measure.value)
+        lines = write_report_chart(
+            result, chart_metric, ChartMeasure(chart_measure.value), chart, SystemClock().now()
         )
-        _stderr().print(f"chart: {chart} ({lines} variants of {chart_metric})")
+        _stderr().print(f"chart: {chart} ({lines} variants of {chart_metric})", markup=False)
     if fail_on_srm and result.sample_ratio is not None and result.sample_ratio.mismatch:
         raise typer.Exit(EXIT_FAILURES)
 
