@@ -99,13 +99,21 @@ class ExperimentRepository(abc.ABC):
 
 @dataclass(frozen=True, slots=True)
 class MetricSnapshot:
-    """A counter as stored: what reports read."""
+    """A counter as stored: what reports read.
+
+    `user_ids` are the distinct users of the counter's window (its unique-user markers), so
+    that a report over several windows counts each user once by taking their union.
+    """
 
     key: MetricKey
     event_count: int
     value_sum: Decimal
     value_count: int
-    unique_users: int
+    user_ids: frozenset[str]
+
+    @property
+    def unique_users(self) -> int:
+        return len(self.user_ids)
 
 
 class MetricStore(abc.ABC):

@@ -2,20 +2,23 @@
 
 Pure functions over `MetricSnapshot` lists and the experiment's configuration; no I/O.
 
-Statistics used (all two-sided, 95% by default):
-- the rate of a metric is its unique users divided by the variant's unique exposed users
-  (users with an `exposure` event), with a Wilson score interval: it stays inside [0, 1] and
-  behaves well for small counts and rates near 0 or 1, where the normal (Wald) interval fails;
+Every user count is of distinct users over the whole range: a window's counter carries the set
+of its users, and a total is the union of those sets over the range's windows, so a user active
+on several days counts once. That is what makes the users of a variant independent trials, as
+the intervals and the sample-ratio test assume.
+
+Statistics used (all two-sided, 95% by default, fixed-horizon: valid for one look at a range
+chosen in advance, with no correction for looking repeatedly and stopping when it looks good):
+- the exposed users of a variant are its distinct users with an `exposure` event in range;
+- the rate of a metric is the variant's exposed users who also did the metric in range, over its
+  exposed users (users who did it without an exposure are counted apart and left out), with a
+  Wilson score interval: it stays inside [0, 1] and behaves well for small counts and rates near
+  0 or 1, where the normal (Wald) interval fails;
 - the lift of a variant is its rate relative to the control's, `(p_v - p_c) / p_c`, and the
   difference `p_v - p_c` gets Newcombe's hybrid score interval (method 10 of Newcombe 1998),
   built from the two Wilson intervals;
 - the sample-ratio-mismatch (SRM) check is Pearson's chi-square goodness of fit of the exposed
   users per variant against the configured variant weights, flagged when p < 0.001.
-
-Unique users are kept per window. A total over several windows adds the windows' unique users,
-so it counts user-windows (a user active in two windows counts twice); the report says whether
-its totals are exact user counts (`unique_users_exact`: every variant and metric lies in one
-window, e.g. a daily report over one day).
 """
 
 from __future__ import annotations
@@ -156,7 +159,7 @@ def sample_ratio_check(
 
 @dataclass(frozen=True, slots=True)
 class VariantMetricTotal:
-    """One metric of one variant over the report's range."""
+    """One metric of one variant over the report's range; `unique_users` are distinct users."""
 
     variant_id: str
     metric: str
@@ -176,16 +179,18 @@ class VariantMetricTotal:
 
 @dataclass(frozen=True, slots=True)
 class MetricRate:
-    """Users of a metric per exposed user of the variant, and how it compares with control.
+    """Exposed users who did a metric per exposed user of the variant, against the control.
 
-    `interval` is None when the rate is not a proportion (no exposed users, or more users of
-    the metric than exposed users); lift and difference are None without a usable control.
+    `users` are the variant's exposed users who did the metric in range; `unexposed_users` did
+    it without any exposure in range and are in neither side of the rate. `rate` and `interval`
+    are None without exposed users; lift and difference are None without a usable control.
     """
 
     variant_id: str
     metric: str
     users: int
     exposed_users: int
+    unexposed_users: int
     rate: float | None
     interval: Interval | None
     lift: float | None
@@ -205,73 +210,104 @@ class ExperimentReport:
     rates: tuple[MetricRate, ...]
     sample_ratio: SampleRatioCheck | None
     control_variant: str | None
-    unique_users_exact: bool
+
+    @property
+    def variant_ids(self) -> tuple[str, ...]:
+        return variant_ids_of(self.experiment, self.windows)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The metrics with a counter in range."""
+        return tuple(sorted({s.key.metric for s in self.windows}))
+
+
+class UnknownControlVariantError(ValueError):
+    """The control named for the comparison is none of the experiment's variants."""
+
+    def __init__(self, experiment_id: str, control: str, variant_ids: Sequence[str]) -> None:
+        self.control = control
+        self.variant_ids = tuple(variant_ids)
+        super().__init__(
+            f"experiment {experiment_id!r} has no variant {control!r} "
+            f"(its variants: {', '.join(variant_ids)})"
+        )
+
+
+VariantMetric = tuple[str, str]
+"""(variant_id, metric)."""
+
+
+def distinct_users(snapshots: Iterable[MetricSnapshot]) -> dict[VariantMetric, frozenset[str]]:
+    """The distinct users of each variant and metric over the snapshots' windows."""
+    users: dict[VariantMetric, set[str]] = {}
+    for snapshot in snapshots:
+        users.setdefault((snapshot.key.variant_id, snapshot.key.metric), set()).update(
+            snapshot.user_ids
+        )
+    return {key: frozenset(ids) for key, ids in users.items()}
 
 
 def variant_totals(snapshots: Iterable[MetricSnapshot]) -> list[VariantMetricTotal]:
-    sums: dict[tuple[str, str], list[int | Decimal]] = {}
+    sums: dict[VariantMetric, list[int | Decimal]] = {}
+    users: dict[VariantMetric, set[str]] = {}
     for snapshot in snapshots:
         key = (snapshot.key.variant_id, snapshot.key.metric)
-        current = sums.setdefault(key, [0, 0, Decimal(0), 0, 0])
+        current = sums.setdefault(key, [0, Decimal(0), 0, 0])
         current[0] += snapshot.event_count
-        current[1] += snapshot.unique_users
-        current[2] += snapshot.value_sum
-        current[3] += snapshot.value_count
-        current[4] += 1
+        current[1] += snapshot.value_sum
+        current[2] += snapshot.value_count
+        current[3] += 1
+        users.setdefault(key, set()).update(snapshot.user_ids)
     return [
         VariantMetricTotal(
             variant_id,
             metric,
             int(events),
-            int(users),
+            len(users[(variant_id, metric)]),
             Decimal(value_sum),
             int(value_count),
             int(windows),
         )
-        for (variant_id, metric), (events, users, value_sum, value_count, windows) in sorted(
-            sums.items()
-        )
+        for (variant_id, metric), (events, value_sum, value_count, windows) in sorted(sums.items())
     ]
 
 
 def metric_rates(
-    totals: Sequence[VariantMetricTotal],
+    users: Mapping[VariantMetric, frozenset[str]],
     variant_ids: Sequence[str],
     control_variant: str | None,
     z: float = Z_95,
 ) -> list[MetricRate]:
     """For every metric other than exposure, its rate per exposed user in every variant."""
-    users = {(t.variant_id, t.metric): t.unique_users for t in totals}
-    exposed = {v: users.get((v, EXPOSURE_METRIC), 0) for v in variant_ids}
-    metrics = sorted({t.metric for t in totals} - {EXPOSURE_METRIC})
+    no_one: frozenset[str] = frozenset()
+    exposed = {v: users.get((v, EXPOSURE_METRIC), no_one) for v in variant_ids}
+    metrics = sorted({metric for _, metric in users} - {EXPOSURE_METRIC})
     rates = []
     for metric in metrics:
-        control_users = users.get((control_variant, metric), 0) if control_variant else 0
-        control_exposed = exposed.get(control_variant, 0) if control_variant else 0
-        control_is_proportion = control_exposed > 0 and control_users <= control_exposed
+        converted = {v: users.get((v, metric), no_one) & exposed[v] for v in variant_ids}
+        control_trials = len(exposed[control_variant]) if control_variant else 0
+        control_successes = len(converted[control_variant]) if control_variant else 0
         for variant_id in variant_ids:
-            metric_users = users.get((variant_id, metric), 0)
-            exposed_users = exposed[variant_id]
-            rate = metric_users / exposed_users if exposed_users else None
-            is_proportion = rate is not None and metric_users <= exposed_users
-            interval = wilson_interval(metric_users, exposed_users, z) if is_proportion else None
+            successes, trials = len(converted[variant_id]), len(exposed[variant_id])
+            unexposed = len(users.get((variant_id, metric), no_one) - exposed[variant_id])
+            rate = successes / trials if trials else None
+            interval = wilson_interval(successes, trials, z) if trials else None
             lift = difference = None
             difference_interval = None
-            if control_variant and variant_id != control_variant and rate is not None:
-                control_rate = control_users / control_exposed if control_exposed else None
-                if control_rate is not None:
-                    difference = rate - control_rate
-                    lift = difference / control_rate if control_rate > 0 else None
-                    if is_proportion and control_is_proportion:
-                        difference_interval = newcombe_difference_interval(
-                            control_users, control_exposed, metric_users, exposed_users, z
-                        )
+            if variant_id != control_variant and rate is not None and control_trials:
+                control_rate = control_successes / control_trials
+                difference = rate - control_rate
+                lift = difference / control_rate if control_rate > 0 else None
+                difference_interval = newcombe_difference_interval(
+                    control_successes, control_trials, successes, trials, z
+                )
             rates.append(
                 MetricRate(
                     variant_id,
                     metric,
-                    metric_users,
-                    exposed_users,
+                    successes,
+                    trials,
+                    unexposed,
                     rate,
                     interval,
                     lift,
@@ -282,6 +318,15 @@ def metric_rates(
     return rates
 
 
+def variant_ids_of(
+    experiment: Experiment | None, snapshots: Iterable[MetricSnapshot]
+) -> tuple[str, ...]:
+    """The configured variants in their order, then those only the counters know, sorted."""
+    configured = [v.variant_id for v in experiment.variants] if experiment else []
+    observed = sorted({s.key.variant_id for s in snapshots} - set(configured))
+    return (*configured, *observed)
+
+
 def build_report(
     experiment_id: str,
     experiment: Experiment | None,
@@ -289,8 +334,13 @@ def build_report(
     granularity: Granularity,
     start: datetime | None = None,
     end: datetime | None = None,
+    control_variant: str = CONTROL_VARIANT,
 ) -> ExperimentReport:
-    """The report of one experiment from the counters of its windows in [start, end)."""
+    """The report of one experiment from the counters of its windows in [start, end).
+
+    Raises `UnknownControlVariantError` when the experiment has variants and `control_variant`
+    is none of them (with no variant at all there is nothing to compare, and no control).
+    """
     windows = tuple(
         sorted(
             (
@@ -304,12 +354,16 @@ def build_report(
             key=lambda s: s.key,
         )
     )
-    totals = variant_totals(windows)
-    configured = [v.variant_id for v in experiment.variants] if experiment else []
-    observed = sorted({t.variant_id for t in totals} - set(configured))
-    variant_ids = configured + observed
-    control = CONTROL_VARIANT if CONTROL_VARIANT in variant_ids else None
-    exposed = {t.variant_id: t.unique_users for t in totals if t.metric == EXPOSURE_METRIC}
+    variant_ids = variant_ids_of(experiment, windows)
+    if variant_ids and control_variant not in variant_ids:
+        raise UnknownControlVariantError(experiment_id, control_variant, variant_ids)
+    control = control_variant if variant_ids else None
+    users = distinct_users(windows)
+    exposed = {
+        variant_id: len(ids)
+        for (variant_id, metric), ids in users.items()
+        if metric == EXPOSURE_METRIC
+    }
     return ExperimentReport(
         experiment_id=experiment_id,
         experiment=experiment,
@@ -317,9 +371,8 @@ def build_report(
         start=start,
         end=end,
         windows=windows,
-        totals=tuple(totals),
-        rates=tuple(metric_rates(totals, variant_ids, control)),
+        totals=tuple(variant_totals(windows)),
+        rates=tuple(metric_rates(users, variant_ids, control)),
         sample_ratio=sample_ratio_check(experiment, exposed) if experiment else None,
         control_variant=control,
-        unique_users_exact=all(t.windows <= 1 for t in totals),
     )

@@ -228,6 +228,7 @@ class Window(StrEnum):
 
 
 class Measure(StrEnum):
+    RATE = "rate"
     EVENTS = "events"
     USERS = "users"
 
@@ -243,47 +244,72 @@ def report(
     end: Annotated[
         str | None, typer.Option(help="Windows starting at or after this are left out.")
     ] = None,
+    control: Annotated[
+        str, typer.Option(help="The variant the others are compared with.")
+    ] = "control",
     output: Annotated[
         OutputFormat,
         typer.Option("--format", "-f", help="table for people; json or csv for scripts."),
     ] = OutputFormat.TABLE,
     chart: Annotated[
         Path | None,
-        typer.Option(help="Also draw the per-variant time series of --chart-metric to this PNG."),
+        typer.Option(help="Also draw --chart-metric over the windows to this .png, .svg or .pdf."),
     ] = None,
     chart_metric: Annotated[str, typer.Option(help="Metric (event type) to chart.")] = "exposure",
     chart_measure: Annotated[
-        Measure, typer.Option(help="What to chart per window.")
-    ] = Measure.USERS,
+        Measure,
+        typer.Option(
+            help="rate: the cumulative rate (for exposure: the share against the weights) "
+            "with its 95% band; events or users: the counts per window."
+        ),
+    ] = Measure.RATE,
     fail_on_srm: Annotated[
         bool,
         typer.Option("--fail-on-srm", help="Exit 1 when the sample ratio check flags a mismatch."),
     ] = False,
     endpoint_url: EndpointUrl = None,
 ) -> None:
-    """Per variant and metric: events, unique users, value sum and mean, the rate per exposed
-    user with a 95% confidence interval, the lift against control, and a sample-ratio check."""
-    from entrypoints.charts import ChartMeasure, write_time_series_chart
+    """Per variant and metric over the range: events, distinct users, value sum and mean, the
+    rate per exposed user with a 95% confidence interval, the lift against the control, and,
+    first, a sample-ratio check."""
+    from application.reporting import UnknownControlVariantError
+    from entrypoints.charts import ChartMeasure, ChartPathError, chart_format, write_report_chart
     from entrypoints.cli_report import read_report, render_table, report_csv, report_json
+    from infrastructure.clock import SystemClock
 
     first, last = _moment_option(start), _moment_option(end)
     if first is not None and last is not None and last <= first:
         raise typer.BadParameter("--end must be after --start", param_hint="--end")
+    if chart is not None:
+        try:
+            chart_format(chart)
+        except ChartPathError as error:
+            raise typer.BadParameter(str(error), param_hint="--chart") from None
     granularity = Granularity(window.value)
     with aws_environment(endpoint_url):
         container = build_container()
-        result = run_against_aws(
-            lambda: read_report(
-                container.metric_store(),
-                container.experiment_repository(),
-                experiment,
-                granularity,
-                first,
-                last,
+        try:
+            result = run_against_aws(
+                lambda: read_report(
+                    container.metric_store(),
+                    container.experiment_repository(),
+                    experiment,
+                    granularity,
+                    first,
+                    last,
+                    control,
+                )
             )
-        )
+        except UnknownControlVariantError as error:
+            raise typer.BadParameter(str(error), param_hint="--control") from None
     if result.experiment is None and not result.windows:
         fail(f"no experiment {experiment!r} and no counters for it")
+    if chart is not None and chart_metric not in {*result.metrics, "exposure"}:
+        raise typer.BadParameter(
+            f"no counters of {chart_metric!r} for {experiment} in this range "
+            f"(metrics: {', '.join(result.metrics) or 'none'})",
+            param_hint="--chart-metric",
+        )
     if output is OutputFormat.JSON:
         sys.stdout.write(report_json(result) + "\n")
     elif output is OutputFormat.CSV:
@@ -291,10 +317,10 @@ def report(
     else:
         render_table(result, _stdout())
     if chart is not None:
-        lines = write_time_series_chart(
-            result.windows, chart_metric, chart, ChartMeasure(chart_measure.value)
+        lines = write_report_chart(
+            result, chart_metric, ChartMeasure(chart_measure.value), chart, SystemClock().now()
         )
-        _stderr().print(f"chart: {chart} ({lines} variants of {chart_metric})")
+        _stderr().print(f"chart: {chart} ({lines} variants of {chart_metric})", markup=False)
     if fail_on_srm and result.sample_ratio is not None and result.sample_ratio.mismatch:
         raise typer.Exit(EXIT_FAILURES)
 
@@ -944,7 +970,7 @@ def demo(
     from moto.server import ThreadedMotoServer
 
     from entrypoints import lambda_handler
-    from entrypoints.charts import ChartMeasure, write_time_series_chart
+    from entrypoints.charts import ChartMeasure, write_report_chart
     from entrypoints.cli_report import read_report, render_table
     from entrypoints.event_source_emulator import (
         EmulatorStats,
@@ -1050,13 +1076,21 @@ def demo(
             daily = read_report(
                 container.metric_store(), container.experiment_repository(), chosen, Granularity.DAY
             )
-            hourly = container.metric_store().snapshots(chosen, Granularity.HOUR)
+            hourly = read_report(
+                container.metric_store(), container.experiment_repository(), chosen, Granularity.HOUR
+            )
             console.print(
                 f"{_since(started)} [bold]6.[/bold] report of {chosen} (event-processor report -e {chosen})\n"
             )
             render_table(daily, console)
-            write_time_series_chart(hourly, "exposure", chart, ChartMeasure.USERS)
-            console.print(f"\nchart of hourly exposed users per variant: {chart}")
+            write_report_chart(
+                hourly, "conversion", ChartMeasure.RATE, chart, container.clock().now()
+            )
+            console.print(
+                f"\nchart of the cumulative conversion rate per variant, with its 95% band: {chart}"
+                f" (event-processor report -e {chosen} --window hour --chart {chart.name}"
+                " --chart-metric conversion)"
+            )
             console.print(f"done in {time.monotonic() - started:.1f} s")
             if keep_running:
                 console.print(

@@ -15,14 +15,17 @@ from decimal import Decimal
 from enum import StrEnum
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from application.ports import ExperimentRepository, MetricSnapshot, MetricStore
 from application.reporting import (
+    CONTROL_VARIANT,
     SRM_P_VALUE_THRESHOLD,
     ExperimentReport,
     Interval,
     MetricRate,
+    SampleRatioCheck,
     build_report,
 )
 from domain.metrics import Granularity
@@ -61,10 +64,14 @@ def read_report(
     granularity: Granularity,
     start: datetime | None = None,
     end: datetime | None = None,
+    control_variant: str = CONTROL_VARIANT,
 ) -> ExperimentReport:
+    """Raises `UnknownControlVariantError` as `build_report` does."""
     experiment = experiment_repository.experiments([experiment_id]).get(experiment_id)
     snapshots = metric_store.snapshots(experiment_id, granularity, start, end)
-    return build_report(experiment_id, experiment, snapshots, granularity, start, end)
+    return build_report(
+        experiment_id, experiment, snapshots, granularity, start, end, control_variant
+    )
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -105,6 +112,7 @@ def _rate_row(rate: MetricRate) -> dict[str, object]:
         "metric": rate.metric,
         "users": rate.users,
         "exposed_users": rate.exposed_users,
+        "unexposed_users": rate.unexposed_users,
         "rate": rate.rate,
         "rate_ci_low": low,
         "rate_ci_high": high,
@@ -138,9 +146,12 @@ def report_document(report: ExperimentReport) -> dict[str, object]:
         "end": _iso(report.end),
         "windows": [window_row(snapshot) for snapshot in report.windows],
         "summary": {
+            "sample_ratio": sample_ratio,
             "control_variant": report.control_variant,
             "confidence_level": CONFIDENCE_LEVEL,
-            "unique_users_exact": report.unique_users_exact,
+            # Totals are distinct users over the whole range (format 1 had sums of windows).
+            "unique_users_exact": True,
+            "fixed_horizon": True,
             "totals": [
                 {
                     "variant_id": total.variant_id,
@@ -155,7 +166,6 @@ def report_document(report: ExperimentReport) -> dict[str, object]:
                 for total in report.totals
             ],
             "rates": [_rate_row(rate) for rate in report.rates],
-            "sample_ratio": sample_ratio,
         },
     }
 
@@ -200,16 +210,31 @@ def _money(value: Decimal | None) -> str:
     return "-" if value is None else f"{value:,.2f}"
 
 
+FIXED_HORIZON_NOTE = (
+    "intervals are fixed-horizon 95% intervals: valid for one look at a range chosen in "
+    "advance; looking again and again and stopping when one excludes 0 makes false positives "
+    "far likelier than 5% (no correction for peeking)"
+)
+
+
 def render_table(report: ExperimentReport, console: Console) -> None:
     title = f"Experiment {report.experiment_id}"
     if report.experiment is not None:
         title += f" - {report.experiment.name} ({report.experiment.status.value})"
     span = f"{_iso(report.start) or 'beginning'} to {_iso(report.end) or 'now'}"
-    console.print(f"[bold]{title}[/bold]")
+    console.print(f"[bold]{escape(title)}[/bold]")
     adjective = "hourly" if report.granularity is Granularity.HOUR else "daily"
     console.print(f"{adjective} windows, {span}, {len(report.windows)} counters")
+    srm = report.sample_ratio
+    _render_sample_ratio(srm, console)
+    suspect = srm is not None and srm.mismatch
+    warning = " - SUSPECT: sample ratio mismatch" if suspect else ""
+    row_style = "dim" if suspect else None
 
-    counts = Table(title="Counters per variant and metric", title_justify="left")
+    counts = Table(
+        title=f"Counters per variant and metric (distinct users over the range){warning}",
+        title_justify="left",
+    )
     for header in ("variant", "metric", "events", "unique users", "value sum", "value mean"):
         counts.add_column(header, justify="left" if header in ("variant", "metric") else "right")
     for total in report.totals:
@@ -220,10 +245,15 @@ def render_table(report: ExperimentReport, console: Console) -> None:
             f"{total.unique_users:,}",
             _money(total.value_sum) if total.value_count else "-",
             _money(total.value_mean),
+            style=row_style,
         )
     console.print(counts)
 
-    rates = Table(title="Users per exposed user, against control", title_justify="left")
+    rates = Table(
+        title=f"Exposed users who did the metric, per exposed user, against "
+        f"{report.control_variant or 'control'}{warning}",
+        title_justify="left",
+    )
     rates.add_column("metric")
     rates.add_column("variant")
     for header in (
@@ -235,6 +265,7 @@ def render_table(report: ExperimentReport, console: Console) -> None:
     ):
         rates.add_column(header, justify="right")
     rates.add_column("difference [95% CI]", justify="right")
+    rates.add_column("unexposed", justify="right")
     for rate in sorted(report.rates, key=lambda r: r.metric):
         rates.add_row(
             rate.metric,
@@ -245,15 +276,24 @@ def render_table(report: ExperimentReport, console: Console) -> None:
             _interval_text(rate.interval),
             _percent(rate.lift, signed=True),
             _difference_text(rate),
+            f"{rate.unexposed_users:,}",
+            style=row_style,
         )
     console.print(rates)
-    if not report.unique_users_exact:
+    console.print(f"note: {FIXED_HORIZON_NOTE}.")
+    if any(rate.unexposed_users for rate in report.rates):
         console.print(
-            "[yellow]note:[/yellow] totals span several windows, so unique users are summed per "
-            "window (a user active in two windows counts twice); use daily windows over one day "
-            "for exact user counts."
+            "note: unexposed users did the metric without an exposure in range; they are in "
+            "no rate."
         )
-    srm = report.sample_ratio
+    if suspect:
+        console.print(
+            "[bold red]SAMPLE RATIO MISMATCH[/bold red]: the results above are suspect "
+            "(see the check at the top)."
+        )
+
+
+def _render_sample_ratio(srm: SampleRatioCheck | None, console: Console) -> None:
     if srm is None:
         console.print("sample ratio: experiment configuration unknown, not checked")
     elif srm.mismatch:

@@ -500,16 +500,16 @@ class DynamoDbMetricStore(MetricStore):
                 )
             ]
             if granularity is Granularity.HOUR:
-                unique_users = len(hours.get(f"{key.window_start:%H}", ()))
+                user_ids = frozenset(hours.get(f"{key.window_start:%H}", ()))
             else:
-                unique_users = len(set().union(*hours.values()))
+                user_ids = frozenset().union(*hours.values())
             snapshots.append(
                 MetricSnapshot(
                     key,
                     read_int(item, "event_count"),
                     read_decimal(item, "value_sum"),
                     read_int(item, "value_count"),
-                    unique_users,
+                    user_ids,
                 )
             )
         return snapshots

@@ -134,7 +134,7 @@ class InMemoryMetricStore(MetricStore):
     ) -> list[MetricSnapshot]:
         with self._lock:
             return [
-                MetricSnapshot(key, c.event_count, c.value_sum, c.value_count, len(c.users))
+                MetricSnapshot(key, c.event_count, c.value_sum, c.value_count, frozenset(c.users))
                 for key, c in sorted(self._counters.items())
                 if key.experiment_id == experiment_id
                 and key.granularity is granularity

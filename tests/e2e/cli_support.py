@@ -21,17 +21,22 @@ from tests.conftest import REGION
 runner = CliRunner()
 
 
+def environment_named(name: str) -> dict[str, str]:
+    """The Lambda's configuration, naming resources after `name`."""
+    return {
+        "DYNAMODB_TABLE": f"{name}-aggregations",
+        "ASSIGNMENTS_TABLE": f"{name}-assignments",
+        "EXPERIMENTS_TABLE": f"{name}-experiments",
+        "S3_BUCKET": f"{name}-archive",
+        "KINESIS_STREAM": f"{name}-events",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+    }
+
+
 @pytest.fixture
 def environment(unique_name: str) -> dict[str, str]:
     """The Lambda's configuration, naming resources no other test uses."""
-    return {
-        "DYNAMODB_TABLE": f"{unique_name}-aggregations",
-        "ASSIGNMENTS_TABLE": f"{unique_name}-assignments",
-        "EXPERIMENTS_TABLE": f"{unique_name}-experiments",
-        "S3_BUCKET": f"{unique_name}-archive",
-        "KINESIS_STREAM": f"{unique_name}-events",
-        "POWERTOOLS_METRICS_DISABLED": "true",
-    }
+    return environment_named(unique_name)
 
 
 def run(args: list[str], env: Mapping[str, str], endpoint_url: str | None = None) -> Result:
@@ -44,16 +49,17 @@ def workload() -> Workload:
     return generate(WorkloadSpec(events=400, experiments=2, users=120, seed=3))
 
 
-@pytest.fixture
-def provisioned(environment: dict[str, str], endpoint_url: str, unique_name: str) -> dict[str, str]:
-    result = run(
-        ["provision", "--queue", f"{unique_name}-dlq", "--format", "json"],
-        environment,
-        endpoint_url,
-    )
+def provision(env: Mapping[str, str], endpoint_url: str, queue: str) -> dict[str, str]:
+    """Provision through the CLI; the environment with the dead-letter queue's URL added."""
+    result = run(["provision", "--queue", queue, "--format", "json"], env, endpoint_url)
     assert result.exit_code == 0, result.output
     described = json.loads(result.stdout)
-    return {**environment, "DLQ_URL": described["dead_letter_queue_url"]}
+    return {**env, "DLQ_URL": described["dead_letter_queue_url"]}
+
+
+@pytest.fixture
+def provisioned(environment: dict[str, str], endpoint_url: str, unique_name: str) -> dict[str, str]:
+    return provision(environment, endpoint_url, f"{unique_name}-dlq")
 
 
 def kinesis_event(workload: Workload) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 
 from domain.metrics import Granularity
-from entrypoints.charts import ChartMeasure, write_time_series_chart
+from entrypoints.charts import ChartMeasure, ChartPathError, write_time_series_chart
 from entrypoints.cli_report import (
     WINDOW_COLUMNS,
     read_report,
@@ -76,6 +76,8 @@ def test_the_json_summary_agrees_with_the_daily_counters(back_end: InMemoryBackE
 
     assert isinstance(summary, dict)
     assert summary["unique_users_exact"] is True
+    assert summary["fixed_horizon"] is True
+    assert next(iter(summary)) == "sample_ratio"
     daily = {
         (s.key.variant_id, s.key.metric): s
         for s in back_end.metrics.snapshots("exp-00", Granularity.DAY)
@@ -85,9 +87,11 @@ def test_the_json_summary_agrees_with_the_daily_counters(back_end: InMemoryBackE
         assert total["event_count"] == snapshot.event_count
         assert total["unique_users"] == snapshot.unique_users
     for rate in summary["rates"]:
-        exposed = daily[(rate["variant_id"], "exposure")].unique_users
-        users = daily[(rate["variant_id"], rate["metric"])].unique_users
-        assert rate["rate"] == pytest.approx(users / exposed)
+        exposed = daily[(rate["variant_id"], "exposure")].user_ids
+        users = daily[(rate["variant_id"], rate["metric"])].user_ids
+        assert rate["users"] == len(users & exposed)
+        assert rate["unexposed_users"] == len(users - exposed)
+        assert rate["rate"] == pytest.approx(len(users & exposed) / len(exposed))
         assert rate["rate_ci_low"] <= rate["rate"] <= rate["rate_ci_high"]
     assert summary["sample_ratio"]["mismatch"] is False
 
@@ -120,7 +124,7 @@ def test_the_table_shows_every_variant_and_the_sample_ratio_verdict(
 
 
 def test_the_chart_is_a_png_file(back_end: InMemoryBackEnd, tmp_path: Path) -> None:
-    path = tmp_path / "charts" / "exposures.png"
+    path = tmp_path / "exposures.png"
     snapshots = back_end.metrics.snapshots("exp-00", Granularity.HOUR)
 
     lines = write_time_series_chart(snapshots, "exposure", path, ChartMeasure.USERS)
@@ -129,3 +133,15 @@ def test_the_chart_is_a_png_file(back_end: InMemoryBackEnd, tmp_path: Path) -> N
     assert data.startswith(PNG_MAGIC)
     assert len(data) > 10_000
     assert lines == len({s.key.variant_id for s in snapshots})
+
+
+def test_a_chart_is_not_written_into_a_directory_that_does_not_exist(
+    back_end: InMemoryBackEnd, tmp_path: Path
+) -> None:
+    path = tmp_path / "no-such-directory" / "exposures.png"
+    snapshots = back_end.metrics.snapshots("exp-00", Granularity.HOUR)
+
+    with pytest.raises(ChartPathError, match="no directory"):
+        write_time_series_chart(snapshots, "exposure", path, ChartMeasure.USERS)
+
+    assert not path.parent.exists()

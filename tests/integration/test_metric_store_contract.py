@@ -163,6 +163,24 @@ def test_unique_users_are_exact_across_batches_windows_and_redeliveries(
     assert daily[("control", "click", DAY + timedelta(days=1))].unique_users == 1
 
 
+def test_snapshots_name_the_distinct_users_of_their_window(store: MetricStore) -> None:
+    apply(
+        store,
+        Seen(1, "u1", at(10, 1)),
+        Seen(2, "u2", at(10, 2)),
+        Seen(3, "u1", at(11, 3)),
+        Seen(4, "u3", at(9, day=1)),
+    )
+    apply(store, Seen(5, "u2", at(11, 5)), Seen(6, "u1", at(10, 6)))
+
+    hourly = by_window(store)
+    assert hourly[("control", "click", at(10))].user_ids == {"u1", "u2"}
+    assert hourly[("control", "click", at(11))].user_ids == {"u1", "u2"}
+    daily = by_window(store, DAILY)
+    assert daily[("control", "click", DAY)].user_ids == {"u1", "u2"}
+    assert daily[("control", "click", DAY + timedelta(days=1))].user_ids == {"u3"}
+
+
 def test_snapshots_filter_by_granularity_and_time_range(store: MetricStore) -> None:
     apply(
         store,

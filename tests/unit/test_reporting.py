@@ -10,10 +10,14 @@ from decimal import Decimal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from scipy.stats import chi2, chisquare
+from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
 from application.ports import MetricSnapshot
 from application.reporting import (
     EXPOSURE_METRIC,
+    SRM_P_VALUE_THRESHOLD,
+    UnknownControlVariantError,
     build_report,
     chi_square_survival,
     newcombe_difference_interval,
@@ -35,19 +39,30 @@ def _experiment(weights: Mapping[str, float]) -> Experiment:
     )
 
 
+def _users(count: int, prefix: str = "user") -> frozenset[str]:
+    return frozenset(f"{prefix}-{i}" for i in range(count))
+
+
 def _snapshot(
     variant_id: str,
     metric: str,
-    users: int,
+    users: int | frozenset[str],
     events: int | None = None,
     value_sum: str = "0",
     value_count: int = 0,
     window_start: datetime = DAY,
     granularity: Granularity = Granularity.DAY,
 ) -> MetricSnapshot:
+    """A counter whose users are `users`, or, given a count, users `user-0` onwards (the same
+    users in every window and metric of a variant: give sets to tell them apart)."""
     key = MetricKey("exp-1", variant_id, metric, granularity, window_start)
+    user_ids = _users(users, variant_id) if isinstance(users, int) else users
     return MetricSnapshot(
-        key, events if events is not None else users, Decimal(value_sum), value_count, users
+        key,
+        events if events is not None else len(user_ids),
+        Decimal(value_sum),
+        value_count,
+        user_ids,
     )
 
 
@@ -171,22 +186,21 @@ def test_the_report_computes_rates_lift_and_means_per_variant() -> None:
     assert rates[("control", "conversion")].lift is None
     assert rates[("treatment", "purchase")].rate == 0.0
     assert report.control_variant == "control"
-    assert report.unique_users_exact is True
     assert report.sample_ratio is not None
     assert report.sample_ratio.mismatch is False
 
 
-def test_totals_over_several_windows_are_marked_as_not_exact_user_counts() -> None:
+def test_a_user_active_in_several_windows_counts_once_over_the_range() -> None:
     snapshots = [
-        _snapshot("control", EXPOSURE_METRIC, 10, window_start=DAY),
-        _snapshot("control", EXPOSURE_METRIC, 12, window_start=DAY + timedelta(days=1)),
+        _snapshot("control", EXPOSURE_METRIC, _users(10), window_start=DAY),
+        _snapshot("control", EXPOSURE_METRIC, _users(12), window_start=DAY + timedelta(days=1)),
     ]
 
     report = build_report("exp-1", None, snapshots, Granularity.DAY)
 
-    assert report.totals[0].unique_users == 22
+    assert report.totals[0].unique_users == 12
+    assert report.totals[0].event_count == 22
     assert report.totals[0].windows == 2
-    assert report.unique_users_exact is False
     assert report.sample_ratio is None
 
 
@@ -223,14 +237,60 @@ def test_the_report_keeps_only_windows_in_its_range_and_granularity() -> None:
     assert [s.unique_users for s in report.windows] == [2]
 
 
-def test_a_metric_with_more_users_than_exposures_has_a_rate_but_no_interval() -> None:
-    snapshots = [_snapshot("control", EXPOSURE_METRIC, 5), _snapshot("control", "click", 8)]
+def test_users_who_did_the_metric_without_an_exposure_are_left_out_of_the_rate() -> None:
+    snapshots = [
+        _snapshot("control", EXPOSURE_METRIC, _users(5)),
+        _snapshot("control", "click", _users(3) | _users(5, "unexposed")),
+    ]
 
     report = build_report("exp-1", None, snapshots, Granularity.DAY)
 
     (rate,) = report.rates
-    assert rate.rate == pytest.approx(1.6)
-    assert rate.interval is None
+    assert (rate.users, rate.exposed_users, rate.unexposed_users) == (3, 5, 5)
+    assert rate.rate == pytest.approx(0.6)
+    assert rate.interval == wilson_interval(3, 5)
+
+
+def test_an_exposure_and_a_conversion_on_different_days_make_one_converted_user() -> None:
+    snapshots = [
+        _snapshot("control", EXPOSURE_METRIC, frozenset({"a", "b"}), window_start=DAY),
+        _snapshot("control", "conversion", frozenset({"a"}), window_start=DAY + timedelta(days=3)),
+        _snapshot("treatment", EXPOSURE_METRIC, frozenset({"c", "d"}), window_start=DAY),
+        _snapshot("treatment", EXPOSURE_METRIC, frozenset({"c"}), window_start=DAY + timedelta(1)),
+    ]
+
+    report = build_report("exp-1", None, snapshots, Granularity.DAY)
+
+    rates = {r.variant_id: r for r in report.rates}
+    assert (rates["control"].users, rates["control"].exposed_users) == (1, 2)
+    assert (rates["treatment"].users, rates["treatment"].exposed_users) == (0, 2)
+    assert rates["treatment"].difference == pytest.approx(-0.5)
+
+
+def test_the_control_can_be_any_variant_and_must_be_one_of_them() -> None:
+    snapshots = [
+        _snapshot("a", EXPOSURE_METRIC, 100),
+        _snapshot("a", "conversion", 10),
+        _snapshot("b", EXPOSURE_METRIC, 100),
+        _snapshot("b", "conversion", 20),
+    ]
+    experiment = _experiment({"a": 1, "b": 1})
+
+    report = build_report("exp-1", experiment, snapshots, Granularity.DAY, control_variant="a")
+
+    assert report.control_variant == "a"
+    rates = {r.variant_id: r for r in report.rates}
+    assert rates["b"].lift == pytest.approx(1.0)
+    assert rates["a"].lift is None
+    with pytest.raises(UnknownControlVariantError, match="has no variant 'control'"):
+        build_report("exp-1", experiment, snapshots, Granularity.DAY)
+
+
+def test_an_experiment_with_no_variant_at_all_has_no_control_and_no_error() -> None:
+    report = build_report("exp-1", None, [], Granularity.DAY)
+
+    assert report.control_variant is None
+    assert report.rates == ()
 
 
 counts = st.integers(min_value=0, max_value=10_000_000)
@@ -312,15 +372,15 @@ def test_exposures_exactly_in_proportion_to_the_weights_never_mismatch(
             st.sampled_from(["control", "treatment"]),
             st.sampled_from([EXPOSURE_METRIC, "click", "purchase"]),
             st.integers(min_value=0, max_value=23),
-            st.integers(min_value=0, max_value=1_000),
+            st.frozensets(st.sampled_from([f"user-{i}" for i in range(30)]), max_size=30),
             st.integers(min_value=0, max_value=100_000),
         ),
         unique_by=lambda w: (w[0], w[1], w[2]),
         max_size=40,
     )
 )
-def test_report_totals_are_the_sums_of_the_window_counters(
-    windows: list[tuple[str, str, int, int, int]],
+def test_report_totals_count_events_and_distinct_users_over_the_windows(
+    windows: list[tuple[str, str, int, frozenset[str], int]],
 ) -> None:
     hour = datetime(2026, 11, 20, tzinfo=UTC)
     snapshots = [
@@ -328,7 +388,7 @@ def test_report_totals_are_the_sums_of_the_window_counters(
             v,
             m,
             users,
-            events=users + extra,
+            events=len(users) + extra,
             window_start=hour + timedelta(hours=h),
             granularity=Granularity.HOUR,
         )
@@ -339,6 +399,14 @@ def test_report_totals_are_the_sums_of_the_window_counters(
         "exp-1", _experiment({"control": 1, "treatment": 1}), snapshots, Granularity.HOUR
     )
 
+    def users_of(variant_id: str, metric: str) -> set[str]:
+        return {
+            user
+            for s in snapshots
+            if (s.key.variant_id, s.key.metric) == (variant_id, metric)
+            for user in s.user_ids
+        }
+
     for total in report.totals:
         mine = [
             s
@@ -346,8 +414,83 @@ def test_report_totals_are_the_sums_of_the_window_counters(
             if (s.key.variant_id, s.key.metric) == (total.variant_id, total.metric)
         ]
         assert total.event_count == sum(s.event_count for s in mine)
-        assert total.unique_users == sum(s.unique_users for s in mine)
+        assert total.unique_users == len(users_of(total.variant_id, total.metric))
         assert total.windows == len(mine)
     for rate in report.rates:
+        exposed = users_of(rate.variant_id, EXPOSURE_METRIC)
+        did = users_of(rate.variant_id, rate.metric)
+        assert (rate.users, rate.exposed_users) == (len(did & exposed), len(exposed))
+        assert rate.unexposed_users == len(did - exposed)
         if rate.interval is not None and rate.rate is not None:
             assert rate.interval.low <= rate.rate <= rate.interval.high
+
+
+# Reference implementations: statsmodels and SciPy compute the same statistics independently.
+
+
+@given(data=st.data(), trials=st.integers(min_value=1, max_value=10_000_000))
+def test_the_wilson_interval_is_statsmodels_wilson_interval(
+    data: st.DataObject, trials: int
+) -> None:
+    successes = data.draw(st.integers(min_value=0, max_value=trials))
+
+    interval = wilson_interval(successes, trials)
+
+    low, high = proportion_confint(successes, trials, alpha=0.05, method="wilson")
+    assert interval.low == pytest.approx(float(low), abs=1e-12)
+    assert interval.high == pytest.approx(float(high), abs=1e-12)
+
+
+@given(
+    data=st.data(),
+    trials_a=st.integers(min_value=1, max_value=1_000_000),
+    trials_b=st.integers(min_value=1, max_value=1_000_000),
+)
+def test_the_difference_interval_is_statsmodels_newcombe_interval(
+    data: st.DataObject, trials_a: int, trials_b: int
+) -> None:
+    successes_a = data.draw(st.integers(min_value=0, max_value=trials_a))
+    successes_b = data.draw(st.integers(min_value=0, max_value=trials_b))
+
+    interval = newcombe_difference_interval(successes_a, trials_a, successes_b, trials_b)
+
+    # statsmodels' difference is count1/nobs1 - count2/nobs2: the variant first.
+    low, high = confint_proportions_2indep(
+        successes_b, trials_b, successes_a, trials_a, method="newcomb", compare="diff"
+    )
+    assert interval.low == pytest.approx(float(low), abs=1e-12)
+    assert interval.high == pytest.approx(float(high), abs=1e-12)
+
+
+@given(
+    exposed=st.lists(st.integers(min_value=0, max_value=100_000), min_size=2, max_size=6),
+    weights=st.lists(st.integers(min_value=1, max_value=10), min_size=6, max_size=6),
+)
+def test_the_sample_ratio_check_is_scipys_chi_square_goodness_of_fit(
+    exposed: list[int], weights: list[int]
+) -> None:
+    configured = {f"v{i}": float(w) for i, w in zip(range(len(exposed)), weights, strict=False)}
+    observed = {f"v{i}": n for i, n in enumerate(exposed)}
+    total = sum(exposed)
+
+    check = sample_ratio_check(_experiment(configured), observed)
+
+    if total == 0:
+        assert check.p_value is None
+        return
+    expected = [total * configured[v] / sum(configured.values()) for v in observed]
+    reference = chisquare(list(observed.values()), expected)
+    assert check.degrees_of_freedom == len(exposed) - 1
+    assert check.statistic == pytest.approx(float(reference.statistic), rel=1e-9, abs=1e-9)
+    assert check.p_value == pytest.approx(float(reference.pvalue), rel=1e-7, abs=1e-300)
+    assert check.mismatch is (float(reference.pvalue) < SRM_P_VALUE_THRESHOLD)
+
+
+@given(
+    statistic=st.floats(min_value=0, max_value=2_000, allow_nan=False),
+    dof=st.integers(min_value=1, max_value=60),
+)
+def test_the_chi_square_survival_is_scipys(statistic: float, dof: int) -> None:
+    assert chi_square_survival(statistic, dof) == pytest.approx(
+        float(chi2.sf(statistic, dof)), rel=1e-7, abs=1e-300
+    )
