@@ -1077,7 +1077,10 @@ def demo(
                 container.metric_store(), container.experiment_repository(), chosen, Granularity.DAY
             )
             hourly = read_report(
-                container.metric_store(), container.experiment_repository(), chosen, Granularity.HOUR
+                container.metric_store(),
+                container.experiment_repository(),
+                chosen,
+                Granularity.HOUR,
             )
             console.print(
                 f"{_since(started)} [bold]6.[/bold] report of {chosen} (event-processor report -e {chosen})\n"
