@@ -133,6 +133,11 @@ class MetricStore(abc.ABC):
     ) -> list[MetricSnapshot]:
         """The counters of an experiment whose window starts in [start, end), in key order."""
 
+    @abc.abstractmethod
+    def watermarks(self, keys: Collection[MetricKey], shard_id: str) -> dict[MetricKey, int]:
+        """The highest sequence number of `shard_id` applied to each of these counters (a
+        counter without one is left out). Strongly consistent."""
+
 
 class EventArchive(abc.ABC):
     @abc.abstractmethod
@@ -177,29 +182,69 @@ class Telemetry(abc.ABC):
 
 
 @dataclass(frozen=True, slots=True)
-class ReplayedEvent:
-    """One event to count again outside the stream, and the counters it adds to."""
+class ReplayClaim:
+    """Which replay run holds a replayed event: the lane (the run's shard id) and the sequence
+    number under which the run applies the event's counters.
+
+    A lane's counters move forward in sequence order and a run stops at its first unfinished
+    write, so an event's counter holds it exactly when the counter's watermark for the lane has
+    reached the sequence number. `applied` lists the counters applied under earlier holders
+    (`counter_id`), when a run took the event over from an interrupted one.
+    """
 
     event_id: str
-    deltas: tuple[MetricDelta, ...]
+    lane: str
+    sequence: int
+    claimed_at: datetime
+    applied: frozenset[str] = frozenset()
+    archived: bool = False
+    complete: bool = False
+    """Applied to every counter and archived, as the ledger of an earlier version recorded
+    (one item written in the same transaction as the counters)."""
 
 
-@dataclass(frozen=True, slots=True)
-class ReplayOutcome:
-    applied: frozenset[str]
-    already_applied: frozenset[str]
-    failed: Mapping[str, str]
-    """Event id -> why it could not be applied now (transient); nothing of it was applied."""
+def counter_id(key: MetricKey) -> str:
+    """A counter's name in a claim's `applied` list."""
+    return "|".join(
+        (
+            key.experiment_id,
+            key.variant_id,
+            key.metric,
+            key.granularity.value,
+            key.window_start.isoformat(),
+        )
+    )
 
 
-class ReplayMetricStore(abc.ABC):
-    """Applies replayed events to the counters at most once per event id, ever.
+class ReplayLedger(abc.ABC):
+    """Claims on replayed events, one per event id, so that no two runs count one event.
 
-    The stream's per-shard watermark cannot protect a replay (a dead letter's sequence number is
-    already below it), so each replayed event leaves an event-id marker written atomically with
-    its counter increments: replaying the same event again, or retrying after a lost response,
-    finds the marker and adds nothing.
+    Claims are conditional writes on one item each: no transaction is needed (docs/replay.md).
     """
 
     @abc.abstractmethod
-    def apply_once(self, events: Sequence[ReplayedEvent]) -> ReplayOutcome: ...
+    def start_run(self, lane: str) -> None:
+        """Record that a run of this lane is under way."""
+
+    @abc.abstractmethod
+    def finish_run(self, lane: str) -> None:
+        """Record that the run is over: its unfinished claims may be taken over at once."""
+
+    @abc.abstractmethod
+    def finished_runs(self, lanes: Collection[str]) -> set[str]:
+        """Those of `lanes` whose run is over."""
+
+    @abc.abstractmethod
+    def claim(self, claims: Sequence[ReplayClaim]) -> dict[str, tuple[ReplayClaim, bool]]:
+        """Claim each event for its (lane, sequence) unless it is held already. Per event id:
+        the claim now held (the one asked for, or another run's) and whether it existed before
+        this call (a claim of the same lane and sequence counts as existing: a retry). Raises
+        `TransientInfrastructureError` if a claim's fate is unknown."""
+
+    @abc.abstractmethod
+    def take_over(self, held: ReplayClaim, new: ReplayClaim) -> bool:
+        """Replace `held` by `new` if `held` is still the event's claim, unchanged."""
+
+    @abc.abstractmethod
+    def mark_archived(self, event_ids: Collection[str]) -> None:
+        """Record that these claimed events are in the archive."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections import Counter
+import secrets
+from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from application.enrichment import Enricher
@@ -13,9 +15,11 @@ from application.ports import (
     Clock,
     EventArchive,
     ExperimentRepository,
+    MetricStore,
     NoDeadline,
-    ReplayedEvent,
-    ReplayMetricStore,
+    ReplayClaim,
+    ReplayLedger,
+    counter_id,
 )
 from application.process_batch import ProcessingSettings
 from domain.archiving import build_archive_objects
@@ -23,26 +27,25 @@ from domain.attribution import EnrichedEvent
 from domain.decoding import decode_record
 from domain.errors import TransientInfrastructureError
 from domain.events import AcceptedEvent
-from domain.metrics import aggregate
+from domain.metrics import MetricDelta, MetricKey, aggregate
 from domain.records import RawRecord
 from domain.rejections import DeadLetter, RejectionReason
 
 REPLAY_SHARD_PREFIX = "replay-"
-"""Records fed back by a dead-letter or file replay carry a shard id with this prefix, and so
-do their archive lines. Their events were counted through the event-id ledger, not under a
-stream watermark, so an archive replay must send them back through the ledger too: under the
-watermark rule they would be counted again."""
-FILE_SHARD = REPLAY_SHARD_PREFIX + "file"
+"""Events fed back by a dead-letter or file replay are counted under a lane of their run: a shard
+id `replay-<run>` whose sequence numbers are the run's own (1, 2, ... in the order read), and they
+keep those coordinates in the archive. An archive replay sends them back through the ledger
+under the same coordinates, never through the stream's path."""
+
+CLAIM_LEASE = timedelta(minutes=15)
+"""How long a claim of a run that did not say it finished protects its event: a run applies a
+batch seconds after claiming it, so an older claim whose counters are not all applied belongs
+to a run that was interrupted, and another run takes the event over."""
 
 
-def as_replayed(record: RawRecord) -> RawRecord:
-    """The record under its replay shard id (`replay-<original shard>`), which it keeps in the
-    archive; a record already under one is unchanged."""
-    original = record.coordinates
-    if original.shard_id.startswith(REPLAY_SHARD_PREFIX):
-        return record
-    coordinates = replace(original, shard_id=REPLAY_SHARD_PREFIX + original.shard_id)
-    return RawRecord(coordinates, record.data)
+def new_lane(moment: datetime) -> str:
+    """A run's own lane: never reused, so that its sequence numbers only move forward."""
+    return f"{REPLAY_SHARD_PREFIX}{moment.astimezone(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"
 
 
 class ReplayStatus(StrEnum):
@@ -88,6 +91,9 @@ class ReplayResult:
     outcomes: tuple[ItemOutcome, ...]
     archived_objects: int = 0
     problems: tuple[str, ...] = ()
+    interrupted: bool = False
+    """A write of this call is unfinished: the run must stop here (its lane's later events
+    would move watermarks past the unfinished ones), and be run again."""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -108,27 +114,71 @@ class ReplayOptions:
     dry_run: bool = False
 
 
-class ReplayProcessor:
-    """Validate, enrich and count replayed events exactly once per event id.
+def not_attempted(items: Sequence[ReplayItem], why: str) -> ReplayResult:
+    """The outcome of items a run did not get to (it stopped at an unfinished write)."""
+    return ReplayResult(
+        tuple(ItemOutcome(item.source, ReplayStatus.FAILED, detail=why) for item in items)
+    )
 
-    Records still invalid stay where they are (their outcome says why); events the store could
-    not apply now are `failed` and can be replayed again later without double counting.
+
+@dataclass(slots=True)
+class _Pending:
+    """One attributed event of the call and what is known of its claim."""
+
+    source: str
+    event: EnrichedEvent
+    held: ReplayClaim | None = None
+    existed: bool = False
+    applied: frozenset[MetricKey] = frozenset()
+    orphaned: bool = False
+    """Held by a run that is over (or whose claim outlived the lease): nobody else will
+    archive the event."""
+    status: ReplayStatus | None = None
+    detail: str = ""
+
+    @property
+    def event_id(self) -> str:
+        return self.event.accepted.event.event_id
+
+    @property
+    def coordinates(self) -> tuple[str, int]:
+        return self.event.accepted.coordinates.shard_id, self.event.accepted.sequence
+
+
+class ReplayProcessor:
+    """Validate, enrich and count replayed events exactly once per event id, without
+    transactions (docs/replay.md).
+
+    Each item carries the coordinates it is counted under: a lane of its run (`replay-<run>`,
+    with the run's own sequence numbers) or, from the archive, the lane it was counted under
+    before. An event is first claimed in the ledger for those coordinates; its counters are then
+    applied through the metric store's watermarked path under the same coordinates, so a retry
+    whose response was lost, or a second run of the archive, adds nothing. An event another run
+    holds is already counted where that run's watermarks show it, and is taken over for the rest
+    once that run is over (or its claim older than `CLAIM_LEASE`).
+
+    Records still invalid stay where they are (their outcome says why); events the stores could
+    not write now are `failed`, and the result says the run must stop (`interrupted`).
     """
 
     def __init__(
         self,
         assignments: AssignmentRepository,
         experiments: ExperimentRepository,
-        metrics: ReplayMetricStore,
+        metrics: MetricStore,
+        ledger: ReplayLedger,
         archive: EventArchive,
         clock: Clock,
         settings: ProcessingSettings,
+        lease: timedelta = CLAIM_LEASE,
     ) -> None:
         self._enricher = Enricher(assignments, experiments)
         self._metrics = metrics
+        self._ledger = ledger
         self._archive = archive
         self._clock = clock
         self._settings = settings
+        self._lease = lease
 
     def replay(self, items: Sequence[ReplayItem], options: ReplayOptions) -> ReplayResult:
         outcomes: dict[str, ItemOutcome] = {}
@@ -136,7 +186,7 @@ class ReplayProcessor:
         accepted: list[tuple[str, AcceptedEvent]] = []
         seen: set[str] = set()
         for item in items:
-            decoded = decode_record(as_replayed(item.record), self._settings.event_limits, now)
+            decoded = decode_record(item.record, self._settings.event_limits, now)
             if isinstance(decoded, DeadLetter):
                 outcomes[item.source] = ItemOutcome(
                     item.source, ReplayStatus.INVALID, None, decoded.reason, decoded.detail
@@ -152,57 +202,195 @@ class ReplayProcessor:
         try:
             enriched = self._enricher.enrich([event for _, event in accepted])
         except TransientInfrastructureError as error:
-            for source, waiting in accepted:
+            for source, unread in accepted:
                 outcomes[source] = ItemOutcome(
-                    source, ReplayStatus.FAILED, waiting.event.event_id, detail=str(error)
+                    source, ReplayStatus.FAILED, unread.event.event_id, detail=str(error)
                 )
-            return self._result(items, outcomes, 0, (str(error),))
+            return self._result(items, outcomes, 0, (str(error),), interrupted=False)
 
-        if options.dry_run:
-            for (source, _), event in zip(accepted, enriched, strict=True):
-                status = ReplayStatus.VALID if event.attributions else ReplayStatus.UNATTRIBUTED
-                outcomes[source] = ItemOutcome(source, status, event.accepted.event.event_id)
-            return self._result(items, outcomes, 0, ())
-
-        to_apply = [
-            ReplayedEvent(event.accepted.event.event_id, tuple(aggregate([event])))
-            for event in enriched
-            if event.attributions
-        ]
-        applied = self._metrics.apply_once(to_apply) if to_apply else None
-        problems: list[str] = []
-        settled: list[EnrichedEvent] = []
+        pending: list[_Pending] = []
         for (source, _), event in zip(accepted, enriched, strict=True):
-            event_id = event.accepted.event.event_id
-            if not event.attributions:
-                status, detail = ReplayStatus.UNATTRIBUTED, ""
-            elif applied is not None and event_id in applied.failed:
-                status, detail = ReplayStatus.FAILED, applied.failed[event_id]
-            elif applied is not None and event_id in applied.already_applied:
-                status, detail = ReplayStatus.ALREADY_APPLIED, ""
+            if event.attributions:
+                pending.append(_Pending(source, event))
             else:
-                status, detail = ReplayStatus.APPLIED, ""
-            outcomes[source] = ItemOutcome(source, status, event_id, detail=detail)
-            if status is not ReplayStatus.FAILED:
-                settled.append(event)
+                status = ReplayStatus.UNATTRIBUTED
+                outcomes[source] = ItemOutcome(source, status, event.accepted.event.event_id)
+        if options.dry_run:
+            for waiting in pending:
+                outcomes[waiting.source] = ItemOutcome(
+                    waiting.source, ReplayStatus.VALID, waiting.event_id
+                )
+            return self._result(items, outcomes, 0, (), interrupted=False)
+        if not pending:
+            return self._result(items, outcomes, 0, (), interrupted=False)
+
+        problems: list[str] = []
+        try:
+            to_apply = self._claim(pending, now)
+        except TransientInfrastructureError as error:
+            # Some claims may be written: nothing of this lane may be applied past them.
+            for waiting in pending:
+                outcomes[waiting.source] = ItemOutcome(
+                    waiting.source, ReplayStatus.FAILED, waiting.event_id, detail=str(error)
+                )
+            return self._result(items, outcomes, 0, (str(error),), interrupted=True)
+
+        interrupted = False
+        if to_apply:
+            report = self._metrics.apply(self._deltas(to_apply), NoDeadline())
+            problems.extend(report.problems)
+            interrupted = not report.complete
+            for waiting in to_apply:
+                lane, sequence = waiting.coordinates
+                refused = report.refused.get((lane, sequence))
+                cut = report.unfinished_from.get(lane)
+                if refused is not None:
+                    waiting.status = ReplayStatus.INVALID
+                    waiting.detail = refused
+                elif cut is not None and sequence >= cut:
+                    waiting.status = ReplayStatus.FAILED
+                    waiting.detail = "; ".join(report.problems) or "counters not written"
+                elif waiting.status is None:
+                    waiting.status = ReplayStatus.APPLIED
 
         archived = 0
-        if options.archive and settled:
-            objects = build_archive_objects(settled, self._settings.archive_limits)
+        to_archive = [
+            waiting
+            for waiting in pending
+            if options.archive
+            and (
+                waiting.status is ReplayStatus.APPLIED
+                or (
+                    waiting.status is ReplayStatus.ALREADY_APPLIED
+                    and waiting.held is not None
+                    and (waiting.orphaned or self._is_own(waiting))
+                    and not (waiting.held.archived or waiting.held.complete)
+                )
+            )
+        ]
+        if to_archive:
+            objects = build_archive_objects(
+                [waiting.event for waiting in to_archive], self._settings.archive_limits
+            )
             report = self._archive.store(objects, NoDeadline())
             archived = len(objects)
             problems.extend(report.problems)
-            if not report.complete:
-                # An event is settled only once archived too: keep it replayable.
-                for source, outcome in list(outcomes.items()):
-                    if outcome.status.settled and outcome.event_id is not None:
-                        original = next(a for s, a in accepted if s == source)
-                        cut = report.unfinished_from.get(original.coordinates.shard_id)
-                        if cut is not None and original.sequence >= cut:
-                            outcomes[source] = ItemOutcome(
-                                source, ReplayStatus.FAILED, outcome.event_id, detail="archive"
-                            )
-        return self._result(items, outcomes, archived, tuple(problems))
+            written = []
+            for waiting in to_archive:
+                lane, sequence = waiting.coordinates
+                cut = report.unfinished_from.get(lane)
+                if cut is not None and sequence >= cut:
+                    # An event is settled only once archived too: keep it replayable.
+                    waiting.status, waiting.detail = ReplayStatus.FAILED, "archive"
+                    interrupted = True
+                else:
+                    written.append(waiting.event_id)
+            if written:
+                try:
+                    self._ledger.mark_archived(written)
+                except TransientInfrastructureError as error:
+                    # Archived but not recorded as such: a later run archives them again
+                    # (the archive's readers deduplicate by event id, docs/replay.md).
+                    problems.append(str(error))
+
+        for waiting in pending:
+            assert waiting.status is not None
+            outcomes[waiting.source] = ItemOutcome(
+                waiting.source, waiting.status, waiting.event_id, detail=waiting.detail
+            )
+        return self._result(items, outcomes, archived, tuple(problems), interrupted)
+
+    def _claim(self, pending: list[_Pending], now: datetime) -> list[_Pending]:
+        """Claim every event; return those with counters to apply under their coordinates."""
+        asked = [
+            ReplayClaim(waiting.event_id, *waiting.coordinates, claimed_at=now)
+            for waiting in pending
+        ]
+        answers = self._ledger.claim(asked)
+        for waiting in pending:
+            waiting.held, waiting.existed = answers[waiting.event_id]
+        # What earlier holders applied: their lanes' watermarks on the event's counters.
+        by_lane: dict[str, list[_Pending]] = defaultdict(list)
+        for waiting in pending:
+            assert waiting.held is not None
+            if waiting.existed and not waiting.held.complete:
+                by_lane[waiting.held.lane].append(waiting)
+        for lane, waiting_events in by_lane.items():
+            keys = {key for waiting in waiting_events for key in _keys(waiting.event)}
+            watermarks = self._metrics.watermarks(keys, lane)
+            for waiting in waiting_events:
+                assert waiting.held is not None
+                waiting.applied = frozenset(
+                    key
+                    for key in _keys(waiting.event)
+                    if counter_id(key) in waiting.held.applied
+                    or watermarks.get(key, -1) >= waiting.held.sequence
+                )
+        finished = self._ledger.finished_runs(
+            {w.held.lane for w in pending if w.held is not None and not self._is_own(w)}
+        )
+        to_apply = []
+        for waiting in pending:
+            held = waiting.held
+            assert held is not None
+            waiting.orphaned = held.lane in finished or held.claimed_at + self._lease <= now
+            if held.complete or waiting.applied >= _keys(waiting.event):
+                waiting.status = ReplayStatus.ALREADY_APPLIED
+            elif self._is_own(waiting):
+                to_apply.append(waiting)
+            elif waiting.orphaned:
+                new = ReplayClaim(
+                    waiting.event_id,
+                    *waiting.coordinates,
+                    claimed_at=now,
+                    applied=frozenset(counter_id(key) for key in waiting.applied),
+                )
+                if self._ledger.take_over(held, new):
+                    waiting.held = new
+                    to_apply.append(waiting)
+                else:
+                    waiting.status = ReplayStatus.FAILED
+                    waiting.detail = "another run took this event over meanwhile; run again"
+            else:
+                waiting.status = ReplayStatus.FAILED
+                waiting.detail = (
+                    f"held by replay run {held.lane} since {held.claimed_at:%Y-%m-%d %H:%M:%S} "
+                    f"UTC (running, or interrupted: taken over from "
+                    f"{held.claimed_at + self._lease:%H:%M:%S} UTC on)"
+                )
+        return to_apply
+
+    @staticmethod
+    def _is_own(waiting: _Pending) -> bool:
+        held = waiting.held
+        return held is not None and (held.lane, held.sequence) == waiting.coordinates
+
+    @staticmethod
+    def _deltas(to_apply: Sequence[_Pending]) -> list[MetricDelta]:
+        """The counters still to apply, under each event's coordinates: those an earlier holder
+        applied are left out, record by record."""
+        deltas = aggregate([waiting.event for waiting in to_apply])
+        skip = {(key, waiting.coordinates): None for waiting in to_apply for key in waiting.applied}
+        if not skip:
+            return deltas
+        kept = []
+        for delta in deltas:
+            rows = [
+                i
+                for i, sequence in enumerate(delta.sequences)
+                if (delta.key, (delta.shard_id, sequence)) not in skip
+            ]
+            if rows:
+                kept.append(
+                    MetricDelta(
+                        delta.key,
+                        delta.shard_id,
+                        tuple(delta.sequences[i] for i in rows),
+                        tuple(delta.user_ids[i] for i in rows),
+                        tuple(delta.values[i] for i in rows),
+                    )
+                )
+        return kept
 
     @staticmethod
     def _result(
@@ -210,9 +398,16 @@ class ReplayProcessor:
         outcomes: dict[str, ItemOutcome],
         archived: int,
         problems: tuple[str, ...],
+        interrupted: bool,
     ) -> ReplayResult:
         return ReplayResult(
             tuple(outcomes[item.source] for item in items if item.source in outcomes),
             archived,
             problems,
+            interrupted,
         )
+
+
+def _keys(event: EnrichedEvent) -> frozenset[MetricKey]:
+    """The counters an event adds to (hourly and daily, per attribution)."""
+    return frozenset(delta.key for delta in aggregate([event]))

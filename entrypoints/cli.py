@@ -677,18 +677,22 @@ def replay(
 
     The archive goes back through the stream's path under the events' original coordinates
     (the counters' per-shard watermarks skip what was counted; the range is widened to whole UTC
-    days; nothing is archived again). Dead letters and file events are counted once per event
-    id (a ledger item written with the counters) and archived. A dead-letter message is deleted
+    days; nothing is archived again), and so do lines of a file copied from the archive. Dead
+    letters and other file events are claimed once per event id, counted under the run's own
+    lane, and archived. A dead-letter message is deleted
     only after its event is settled; still-invalid ones stay in the queue. Exit code 1 when
     events failed (transiently) and need another run."""
+    from application.replay import new_lane
     from domain.archiving import ArchiveLineError
     from entrypoints.cli_replay import (
         ReplaySummary,
         archive_records,
         file_items,
+        in_stream_order,
         replay_archive,
         replay_dead_letters,
         replay_items,
+        replay_run,
         replay_stored_dead_letters,
         whole_days,
     )
@@ -727,17 +731,37 @@ def replay(
     with aws_environment(endpoint_url), reporter:
         container = build_container()
         settings = container.settings()
+        lane = new_lane(container.clock().now())
         if source == "file":
             assert from_file is not None
             try:
-                items = file_items(from_file, container.clock().now().timestamp())
+                contents = file_items(from_file, container.clock().now().timestamp(), lane)
             except OSError as error:
                 fail(f"cannot read {from_file}: {error.strerror or error}", EXIT_USAGE)
-            run_against_aws(
-                lambda: replay_items(
-                    container.replay_processor(), items, summary, batch_size, progress
+            if contents.archived:
+                # Lines copied from the archive go back the way --from-archive sends them.
+                run_against_aws(
+                    lambda: replay_archive(
+                        container.archive_replay_processor(),
+                        container.replay_processor(),
+                        in_stream_order(contents.archived),
+                        summary,
+                        batch_size,
+                        container.processing_settings(),
+                        progress,
+                    )
                 )
-            )
+            if contents.events:
+                with replay_run(container.replay_ledger(), lane, dry_run):
+                    run_against_aws(
+                        lambda: replay_items(
+                            container.replay_processor(),
+                            contents.events,
+                            summary,
+                            batch_size,
+                            progress,
+                        )
+                    )
         elif source == "dlq" and not settings.dlq_url:
             from infrastructure.aws.sqs_dead_letters import S3DeadLetterReader
 
@@ -749,11 +773,12 @@ def replay(
             stored = S3DeadLetterReader(
                 container.s3_client(), settings.s3_bucket, settings.dead_letter_prefix
             )
-            run_against_aws(
-                lambda: replay_stored_dead_letters(
-                    container.replay_processor(), stored, summary, batch_size, progress
+            with replay_run(container.replay_ledger(), lane, dry_run):
+                run_against_aws(
+                    lambda: replay_stored_dead_letters(
+                        container.replay_processor(), stored, summary, batch_size, lane, progress
+                    )
                 )
-            )
         elif source == "dlq":
             from infrastructure.aws.sqs_dead_letters import SqsDeadLetterReader
 
@@ -762,16 +787,18 @@ def replay(
             reader = SqsDeadLetterReader(
                 container.sqs_client(), queue_url, container.s3_client(), wait_seconds=1
             )
-            run_against_aws(
-                lambda: replay_dead_letters(
-                    container.replay_processor(),
-                    reader,
-                    container.sqs_client(),
-                    queue_url,
-                    summary,
-                    progress,
+            with replay_run(container.replay_ledger(), lane, dry_run):
+                run_against_aws(
+                    lambda: replay_dead_letters(
+                        container.replay_processor(),
+                        reader,
+                        container.sqs_client(),
+                        queue_url,
+                        summary,
+                        lane,
+                        progress,
+                    )
                 )
-            )
         else:
             from infrastructure.aws.s3_archive import S3ArchiveReader
 

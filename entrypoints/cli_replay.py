@@ -2,7 +2,8 @@
 
 How each source stays idempotent is in docs/replay.md: the archive goes back through the
 stream's own path with the records' original coordinates (per-shard watermarks, nothing archived
-again); dead letters and file lines go through the replay use case (event-id ledger).
+again), and so do archive lines in a file; dead letters and other file lines go through the
+replay use case under a lane of their own run (event-id claims, then watermarked counters).
 """
 
 from __future__ import annotations
@@ -10,22 +11,22 @@ from __future__ import annotations
 import base64
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from application.ports import NoDeadline
+from application.ports import NoDeadline, ReplayLedger
 from application.process_batch import BatchProcessor
 from application.replay import (
-    FILE_SHARD,
     REPLAY_SHARD_PREFIX,
     ReplayItem,
     ReplayOptions,
     ReplayProcessor,
     ReplayResult,
     ReplayStatus,
+    not_attempted,
 )
 from domain.archiving import PIPELINE_MEMBER, ArchiveLineError, record_from_archive_line
 from domain.decoding import decode_record
@@ -85,7 +86,7 @@ class ReplaySummary:
             "invalid_reasons": dict(sorted(self.invalid_reasons.items())),
             "deleted_messages": self.deleted_messages,
             "kept_messages": self.kept_messages,
-            "problems": self.problems,
+            "problems": list(dict.fromkeys(self.problems)),
         }
 
 
@@ -94,23 +95,62 @@ def _chunks(items: Sequence[ReplayItem], size: int) -> Iterator[Sequence[ReplayI
         yield items[start : start + size]
 
 
-def file_items(path: Path, arrival: float) -> list[ReplayItem]:
-    """One item per non-empty line of a JSON Lines file; lines copied from the archive are
-    accepted too (their `_pipeline` member is dropped)."""
-    items = []
+STOPPED = "not attempted: an earlier write of this run is unfinished; run the replay again"
+
+
+@contextmanager
+def replay_run(ledger: ReplayLedger, lane: str, dry_run: bool) -> Iterator[str]:
+    """A run of `lane`, recorded as over when it ends however it ends (its unfinished claims can
+    then be taken over by the next run at once); a dry run claims nothing."""
+    if dry_run:
+        yield lane
+        return
+    ledger.start_run(lane)
+    try:
+        yield lane
+    finally:
+        ledger.finish_run(lane)
+
+
+@dataclass(frozen=True, slots=True)
+class FileContents:
+    """A JSON Lines file, split by what its lines are."""
+
+    events: list[ReplayItem]
+    """Plain events, under the run's lane (line numbers as sequence numbers)."""
+    archived: list[RawRecord]
+    """Lines copied from the archive, under the coordinates they were counted under."""
+
+
+def file_items(path: Path, arrival: float, lane: str) -> FileContents:
+    """One item per non-empty line. A line copied from the archive (it carries `_pipeline`)
+    keeps its stream coordinates, so that it goes back the way `--from-archive` sends it and is
+    never counted twice; a line that only looks archived is replayed as it is (validation names
+    the field)."""
+    events: list[ReplayItem] = []
+    archived: list[RawRecord] = []
     with path.open("rb") as lines:
         for number, line in enumerate(lines, start=1):
             text = line.strip()
             if not text:
                 continue
             if PIPELINE_MEMBER in text:
-                # A line that only looks archived is replayed as it is: validation names the field.
                 with suppress(ArchiveLineError):
-                    text = base64.b64decode(record_from_archive_line(text).data)
-            coordinates = KinesisCoordinates(FILE_SHARD, str(number), path.name, arrival)
+                    archived.append(record_from_archive_line(text))
+                    continue
+            coordinates = KinesisCoordinates(lane, str(number), path.name, arrival)
             record = RawRecord(coordinates, base64.b64encode(text).decode("ascii"))
-            items.append(ReplayItem(f"{path}:{number}", record))
-    return items
+            events.append(ReplayItem(f"{path}:{number}", record))
+    return FileContents(events, archived)
+
+
+def under_lane(record: RawRecord, lane: str, sequence: int) -> RawRecord:
+    """A dead letter's record under its replay run's coordinates."""
+    original = record.coordinates
+    coordinates = KinesisCoordinates(
+        lane, str(sequence), original.partition_key, original.approximate_arrival_timestamp
+    )
+    return RawRecord(coordinates, record.data)
 
 
 def replay_items(
@@ -119,12 +159,16 @@ def replay_items(
     summary: ReplaySummary,
     batch_size: int,
     on_progress: Callable[[int], None] = lambda done: None,
+    archive: bool = True,
 ) -> list[str]:
-    """Replay in batches; returns the sources whose outcome is settled."""
+    """Replay in batches, in order, stopping at the first unfinished write (the items after it
+    are reported failed, not attempted); returns the sources whose outcome is settled."""
     settled: list[str] = []
-    options = ReplayOptions(archive=True, dry_run=summary.dry_run)
+    options = ReplayOptions(archive=archive, dry_run=summary.dry_run)
+    stopped = False
     for chunk in _chunks(items, batch_size):
-        result = processor.replay(chunk, options)
+        result = not_attempted(chunk, STOPPED) if stopped else processor.replay(chunk, options)
+        stopped = stopped or result.interrupted
         summary.read += len(chunk)
         summary.add(result)
         settled.extend(result.settled_sources())
@@ -138,6 +182,7 @@ def replay_dead_letters(
     sqs: SQSClient,
     queue_url: str,
     summary: ReplaySummary,
+    lane: str,
     on_progress: Callable[[int], None] = lambda done: None,
 ) -> None:
     """Receive until the queue has nothing visible; delete a message only once its event is
@@ -146,15 +191,17 @@ def replay_dead_letters(
     again at the end, for the next run or a person to look at."""
     kept: list[str] = []
     options = ReplayOptions(archive=True, dry_run=summary.dry_run)
+    sequence = 0
     while True:
         received = reader.receive()
         if received.empty:
             break
         handles = {letter.message_id: letter.receipt_handle for letter in received.letters}
-        items = [
-            ReplayItem(letter.message_id, RawRecord(letter.letter.coordinates, letter.letter.data))
-            for letter in received.letters
-        ]
+        items = []
+        for letter in received.letters:
+            sequence += 1
+            record = RawRecord(letter.letter.coordinates, letter.letter.data)
+            items.append(ReplayItem(letter.message_id, under_lane(record, lane, sequence)))
         result = processor.replay(items, options) if items else None
         summary.read += len(items) + len(received.unreadable)
         for unreadable in received.unreadable:
@@ -170,6 +217,9 @@ def replay_dead_letters(
             kept.extend(handles[m] for m in handles if m not in settled)
             kept.extend(not_deleted)
         on_progress(summary.read)
+        if result is not None and result.interrupted:
+            summary.problems.append(STOPPED.replace("not attempted: ", "stopped: "))
+            break
     summary.kept_messages = len(kept)
     _make_visible(sqs, queue_url, kept)
 
@@ -179,6 +229,7 @@ def replay_stored_dead_letters(
     reader: S3DeadLetterReader,
     summary: ReplaySummary,
     batch_size: int,
+    lane: str,
     on_progress: Callable[[int], None] = lambda done: None,
 ) -> None:
     """Replay the dead letters kept in S3 (a deployment without a dead-letter queue), a batch
@@ -189,6 +240,7 @@ def replay_stored_dead_letters(
 
     options = ReplayOptions(archive=True, dry_run=summary.dry_run)
     keys = list(reader.keys())  # listed first: deleting while paginating would skip keys
+    sequence = 0
     for start in range(0, len(keys), batch_size):
         chunk = keys[start : start + batch_size]
         summary.read += len(chunk)
@@ -201,9 +253,11 @@ def replay_stored_dead_letters(
                 summary.problems.append(f"object {key}: {error}")
                 summary.kept_messages += 1
                 continue
-            items.append(ReplayItem(key, RawRecord(letter.coordinates, letter.data)))
-        if items:
-            result = processor.replay(items, options)
+            sequence += 1
+            record = under_lane(RawRecord(letter.coordinates, letter.data), lane, sequence)
+            items.append(ReplayItem(key, record))
+        result = processor.replay(items, options) if items else None
+        if result is not None:
             summary.add(result)
             settled = set() if summary.dry_run else set(result.settled_sources())
             done = [item.source for item in items if item.source in settled]
@@ -211,6 +265,10 @@ def replay_stored_dead_letters(
             summary.deleted_messages += len(done) - len(not_deleted)
             summary.kept_messages += len(items) - len(done) + len(not_deleted)
         on_progress(summary.read)
+        if result is not None and result.interrupted:
+            summary.kept_messages += len(keys) - start - len(chunk)
+            summary.problems.append(STOPPED.replace("not attempted: ", "stopped: "))
+            break
 
 
 def _make_visible(sqs: SQSClient, queue_url: str, receipt_handles: Sequence[str]) -> None:
@@ -228,12 +286,20 @@ def _make_visible(sqs: SQSClient, queue_url: str, receipt_handles: Sequence[str]
 def archive_records(reader: S3ArchiveReader, start: datetime, end: datetime) -> list[RawRecord]:
     """Every archived record of the objects of [start, end), deduplicated by coordinates (an
     object can be rewritten under another name by a redelivery), in (shard, sequence) order."""
-    records: dict[tuple[str, int], RawRecord] = {}
-    for summary in reader.list_objects(start, end):
-        for line in reader.read_lines(summary.key):
-            record = record_from_archive_line(line)
-            records.setdefault((record.coordinates.shard_id, record.sequence), record)
-    return [records[key] for key in sorted(records)]
+    return in_stream_order(
+        record_from_archive_line(line)
+        for summary in reader.list_objects(start, end)
+        for line in reader.read_lines(summary.key)
+    )
+
+
+def in_stream_order(records: Iterable[RawRecord]) -> list[RawRecord]:
+    """Records deduplicated by coordinates, in (shard, sequence) order: the order the
+    watermark rule needs."""
+    unique: dict[tuple[str, int], RawRecord] = {}
+    for record in records:
+        unique.setdefault((record.coordinates.shard_id, record.sequence), record)
+    return [unique[key] for key in sorted(unique)]
 
 
 def replay_archive(
@@ -255,16 +321,20 @@ def replay_archive(
             replayed.append(ReplayItem(f"{shard_id}/{record.sequence}", record))
         else:
             by_shard.setdefault(shard_id, []).append(record)
-    options = ReplayOptions(archive=False, dry_run=summary.dry_run)
-    for chunk in _chunks(replayed, batch_size):
-        summary.add(replay_processor.replay(chunk, options))
-        summary.read += len(chunk)
-        on_progress(summary.read)
+    replay_items(replay_processor, replayed, summary, batch_size, on_progress, archive=False)
     now = datetime.now(UTC)
     for shard_records in by_shard.values():
         for start in range(0, len(shard_records), batch_size):
             batch = shard_records[start : start + batch_size]
             summary.read += len(batch)
+            if summary.outcomes.get(ReplayStatus.FAILED.value) and not summary.dry_run:
+                # A failed record stops its shard, as Kinesis would: applying the later ones
+                # would move the watermarks past it.
+                summary.outcomes[ReplayStatus.FAILED.value] += len(shard_records) - start
+                summary.read += len(shard_records) - start - len(batch)
+                summary.problems.append(STOPPED.replace("not attempted: ", "stopped: "))
+                on_progress(summary.read)
+                break
             if summary.dry_run:
                 _validate(batch, summary, settings, now)
             else:

@@ -20,7 +20,7 @@ from entrypoints.settings import Settings
 from infrastructure.aws.client_config import client_config
 from infrastructure.aws.dynamodb_metric_store import DynamoDbMetricStore
 from infrastructure.aws.dynamodb_recent_events import DynamoDbRecentEventIndex
-from infrastructure.aws.dynamodb_replay_store import DynamoDbReplayMetricStore
+from infrastructure.aws.dynamodb_replay_ledger import DynamoDbReplayLedger
 from infrastructure.aws.dynamodb_repositories import (
     DynamoDbAssignmentRepository,
     DynamoDbExperimentRepository,
@@ -176,12 +176,12 @@ class Container(containers.DeclarativeContainer):
         marker_cache_size=settings.provided.marker_cache_entries,
     )
     metric_store = providers.Singleton(TracedMetricStore, dynamodb_metric_store, tracer)
-    replay_metric_store = providers.Singleton(
-        DynamoDbReplayMetricStore,
+    replay_ledger = providers.Singleton(
+        DynamoDbReplayLedger,
         dynamodb_client,
         settings.provided.dynamodb_table,
-        dynamodb_metric_store,
         clock,
+        max_workers=settings.provided.write_concurrency,
     )
     event_archive = providers.Singleton(
         TracedEventArchive,
@@ -240,7 +240,8 @@ class Container(containers.DeclarativeContainer):
         ReplayProcessor,
         assignment_repository,
         experiment_repository,
-        replay_metric_store,
+        metric_store,
+        replay_ledger,
         event_archive,
         clock,
         processing_settings,

@@ -19,7 +19,7 @@ from application.ports import (
 )
 from domain.archiving import ArchiveObject
 from domain.experiments import Assignment, Experiment
-from domain.metrics import Granularity, MetricDelta
+from domain.metrics import Granularity, MetricDelta, MetricKey
 from domain.rejections import DeadLetter
 
 
@@ -63,6 +63,10 @@ class TracedMetricStore(MetricStore):
     ) -> list[MetricSnapshot]:
         with self._tracer.provider.in_subsegment("## metric_snapshots"):
             return self._inner.snapshots(experiment_id, granularity, start, end)
+
+    def watermarks(self, keys: Collection[MetricKey], shard_id: str) -> dict[MetricKey, int]:
+        with self._tracer.provider.in_subsegment("## metric_watermarks"):
+            return self._inner.watermarks(keys, shard_id)
 
 
 class TracedEventArchive(EventArchive):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,6 +33,7 @@ from domain.metrics import Granularity, MetricDelta, MetricKey
 from domain.records import padded_sequence
 from infrastructure.aws.client_config import refund_retry_quota_on_answers
 from infrastructure.aws.dynamodb_codec import (
+    BATCH_GET_LIMIT,
     BATCH_WRITE_LIMIT,
     Backoff,
     Item,
@@ -42,6 +43,7 @@ from infrastructure.aws.dynamodb_codec import (
     put_items,
     read_decimal,
     read_int,
+    read_items,
     read_string,
     string,
 )
@@ -450,6 +452,33 @@ class DynamoDbMetricStore(MetricStore):
         return _Outcome(unfinished, (str(domain_error),))
 
     # -- reading (operators' reports) -----------------------------------------------------------
+
+    def watermarks(self, keys: Collection[MetricKey], shard_id: str) -> dict[MetricKey, int]:
+        """Strongly consistent BatchGetItem of the counters, projected to their identity and the
+        lane's watermark (a replay asks this of the few events another run held)."""
+        name = watermark_attribute(shard_id)
+        by_item = {
+            (counter_partition_key(key.experiment_id), counter_sort_key(key)): key for key in keys
+        }
+        found: dict[MetricKey, int] = {}
+        for chunk in chunked(sorted(by_item), BATCH_GET_LIMIT):
+            items = read_items(
+                self._client,
+                self._table_name,
+                [{"partition_key": string(pk), "sort_key": string(sk)} for pk, sk in chunk],
+                "#k, #s, #wm",
+                {"#k": "partition_key", "#s": "sort_key", "#wm": name},
+                self._backoff,
+                consistent_read=True,
+            )
+            for item in items:
+                key = by_item.get(
+                    (read_string(item, "partition_key"), read_string(item, "sort_key"))
+                )
+                value = item.get(name)
+                if key is not None and value is not None and "S" in value:
+                    found[key] = int(value["S"])
+        return found
 
     def snapshots(
         self,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -115,15 +115,14 @@ class InMemoryMetricStore(MetricStore):
                 )
         return users
 
-    def add_unconditionally(self, deltas: Sequence[MetricDelta]) -> None:
-        """Add deltas whatever the watermarks say (replays bring their own idempotence)."""
+    def watermarks(self, keys: Collection[MetricKey], shard_id: str) -> dict[MetricKey, int]:
         with self._lock:
-            for delta in deltas:
-                counter = self._counters.setdefault(delta.key, _Counter())
-                counter.users.update(delta.user_ids)
-                counter.event_count += delta.event_count
-                counter.value_sum += delta.value_sum
-                counter.value_count += delta.value_count
+            found = {}
+            for key in keys:
+                counter = self._counters.get(key)
+                if counter is not None and shard_id in counter.watermarks:
+                    found[key] = counter.watermarks[shard_id]
+            return found
 
     def snapshots(
         self,

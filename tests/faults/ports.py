@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import TypeVar
 
@@ -25,7 +25,7 @@ from application.ports import (
     merge_unfinished,
 )
 from domain.archiving import ArchiveObject
-from domain.metrics import Granularity, MetricDelta
+from domain.metrics import Granularity, MetricDelta, MetricKey
 from domain.rejections import DeadLetter
 from tests.faults.clock import SteppingClock
 from tests.faults.invocation import SimulatedCrash
@@ -118,6 +118,9 @@ class FaultyMetricStore(MetricStore):
         end: datetime | None = None,
     ) -> list[MetricSnapshot]:
         return self._inner.snapshots(experiment_id, granularity, start, end)
+
+    def watermarks(self, keys: Collection[MetricKey], shard_id: str) -> dict[MetricKey, int]:
+        return self._inner.watermarks(keys, shard_id)
 
 
 class FaultyEventArchive(EventArchive):

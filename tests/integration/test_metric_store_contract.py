@@ -666,3 +666,18 @@ def test_an_expected_conditional_failure_after_a_retry_gives_the_retry_quota_bac
     apply(cold, *records)  # each retry is answered ConditionalCheckFailed: already applied
 
     assert quota.available_capacity == quota._max_capacity
+
+
+def test_watermarks_say_how_far_each_shard_reached_on_each_counter(store: MetricStore) -> None:
+    apply(
+        store, Seen(3, "u1", at(10)), Seen(9, "u2", at(10)), Seen(4, "u1", at(11), shard_id=SHARD_B)
+    )
+    deltas = deltas_of([Seen(1, "u1", at(10)), Seen(1, "u1", at(11)), Seen(1, "u1", at(12))])
+    hour_10, hour_11, hour_12 = sorted(
+        {d.key for d in deltas if d.key.granularity is Granularity.HOUR}
+    )
+    [day] = {d.key for d in deltas if d.key.granularity is Granularity.DAY}
+
+    assert store.watermarks([hour_10, hour_11, hour_12, day], SHARD_A) == {hour_10: 9, day: 9}
+    assert store.watermarks([hour_10, hour_11, day], SHARD_B) == {hour_11: 4, day: 4}
+    assert store.watermarks([], SHARD_A) == {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from application.ports import Deadline, MetricSnapshot, MetricStore, WriteReport
 from application.process_batch import BatchProcessor, ProcessingSettings
-from domain.metrics import Granularity, MetricDelta
+from domain.metrics import Granularity, MetricDelta, MetricKey
 from domain.records import RawRecord
 from entrypoints.local_run import InMemoryBackEnd
 from infrastructure.clock import ManualClock
@@ -156,6 +156,9 @@ class SometimesFailingStore(MetricStore):
         end: datetime | None = None,
     ) -> list[MetricSnapshot]:
         return self.inner.snapshots(experiment_id, granularity, start, end)
+
+    def watermarks(self, keys: Collection[MetricKey], shard_id: str) -> dict[MetricKey, int]:
+        return self.inner.watermarks(keys, shard_id)
 
 
 @given(batches(), st.sets(st.integers(0, 30), max_size=6))

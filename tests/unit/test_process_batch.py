@@ -18,7 +18,7 @@ from application.process_batch import BatchProcessor, ProcessingSettings
 from domain.archiving import ArchiveLimits
 from domain.errors import TransientInfrastructureError
 from domain.experiments import Assignment, ExperimentStatus
-from domain.metrics import Granularity, MetricDelta
+from domain.metrics import Granularity, MetricDelta, MetricKey
 from domain.records import RawRecord
 from domain.rejections import DeadLetter, RejectionReason
 from entrypoints.local_run import InMemoryBackEnd
@@ -222,6 +222,9 @@ class FailingMetricStore(MetricStore):
         end: datetime | None = None,
     ) -> list[MetricSnapshot]:
         return self.inner.snapshots(experiment_id, granularity, start, end)
+
+    def watermarks(self, keys: Collection[MetricKey], shard_id: str) -> dict[MetricKey, int]:
+        return self.inner.watermarks(keys, shard_id)
 
 
 def test_a_transient_metric_failure_reports_the_suffix_from_the_first_unfinished_record() -> None:

@@ -10,7 +10,7 @@ from domain.records import KinesisCoordinates, RawRecord
 from domain.rejections import RejectionReason
 from entrypoints.local_run import InMemoryBackEnd
 from infrastructure.clock import ManualClock
-from infrastructure.in_memory.replay_store import InMemoryReplayMetricStore
+from infrastructure.in_memory.replay_ledger import InMemoryReplayLedger
 from tests.factories import NOW, assignment, event_payload, experiment
 
 
@@ -21,7 +21,8 @@ def setup() -> tuple[InMemoryBackEnd, ReplayProcessor]:
     processor = ReplayProcessor(
         store.assignments,
         store.experiments,
-        InMemoryReplayMetricStore(store.metrics),
+        store.metrics,
+        InMemoryReplayLedger(),
         store.archive,
         ManualClock(NOW),
         ProcessingSettings(),
@@ -29,9 +30,14 @@ def setup() -> tuple[InMemoryBackEnd, ReplayProcessor]:
     return store, processor
 
 
-def item(source: str, payload: bytes | dict[str, object], sequence: int = 1) -> ReplayItem:
+LANE = "replay-20261120T100000-00000001"
+
+
+def item(
+    source: str, payload: bytes | dict[str, object], sequence: int = 1, lane: str = LANE
+) -> ReplayItem:
     data = json.dumps(payload).encode() if isinstance(payload, dict) else payload
-    coordinates = KinesisCoordinates("shardId-000000000000", str(sequence), "pk", NOW.timestamp())
+    coordinates = KinesisCoordinates(lane, str(sequence), "pk", NOW.timestamp())
     return ReplayItem(source, RawRecord(coordinates, base64.b64encode(data).decode()))
 
 
@@ -86,9 +92,9 @@ def test_replayed_events_are_archived_with_their_enrichment() -> None:
     assert json.loads(line)["_pipeline"]["attributions"][0]["variant_id"] == "control"
 
 
-def test_replayed_events_are_archived_under_a_replay_shard_so_an_archive_replay_can_tell() -> None:
+def test_replayed_events_are_archived_under_their_run_lane_so_an_archive_replay_can_tell() -> None:
     store, processor = setup()
     processor.replay([item("m1", event_payload(event_id="a"), sequence=7)], ReplayOptions())
     [line] = list(store.archive.lines())
     kinesis = json.loads(line)["_pipeline"]["kinesis"]
-    assert (kinesis["shard_id"], kinesis["sequence_number"]) == ("replay-shardId-000000000000", "7")
+    assert (kinesis["shard_id"], kinesis["sequence_number"]) == (LANE, "7")

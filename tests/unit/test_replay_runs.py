@@ -1,0 +1,170 @@
+"""Replay runs against each other: one event is counted once whichever runs bring it, an
+interrupted run's events are finished by the next one, and a running one's are left alone."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Collection, Sequence
+from datetime import datetime, timedelta
+
+from application.ports import (
+    Deadline,
+    MetricSnapshot,
+    MetricStore,
+    WriteReport,
+    merge_unfinished,
+)
+from application.process_batch import ProcessingSettings
+from application.replay import (
+    CLAIM_LEASE,
+    ReplayItem,
+    ReplayOptions,
+    ReplayProcessor,
+    ReplayStatus,
+    new_lane,
+)
+from domain.metrics import Granularity, MetricDelta, MetricKey
+from domain.records import KinesisCoordinates, RawRecord
+from entrypoints.local_run import InMemoryBackEnd
+from infrastructure.clock import ManualClock
+from infrastructure.in_memory.metric_store import InMemoryMetricStore
+from infrastructure.in_memory.replay_ledger import InMemoryReplayLedger
+from tests.factories import NOW, assignment, event_payload, experiment
+
+
+class DailyCountersFailOnce(MetricStore):
+    """Applies the hourly counters and leaves the daily ones unfinished, once: a run
+    interrupted half-way through an event's counters."""
+
+    def __init__(self, inner: InMemoryMetricStore) -> None:
+        self.inner = inner
+        self.failures_left = 1
+
+    def apply(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
+        if self.failures_left == 0:
+            return self.inner.apply(deltas, deadline)
+        self.failures_left -= 1
+        hourly = [d for d in deltas if d.key.granularity is Granularity.HOUR]
+        daily = [d for d in deltas if d.key.granularity is Granularity.DAY]
+        self.inner.apply(hourly, deadline)
+        unfinished = merge_unfinished(*({d.shard_id: d.first_sequence} for d in daily))
+        return WriteReport(unfinished, ("UpdateItem: ProvisionedThroughputExceeded",))
+
+    def snapshots(
+        self,
+        experiment_id: str,
+        granularity: Granularity,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[MetricSnapshot]:
+        return self.inner.snapshots(experiment_id, granularity, start, end)
+
+    def watermarks(self, keys: Collection[MetricKey], shard_id: str) -> dict[MetricKey, int]:
+        return self.inner.watermarks(keys, shard_id)
+
+
+class World:
+    def __init__(self, interrupt_first_write: bool = False) -> None:
+        self.store = InMemoryBackEnd.empty()
+        self.store.experiments.put_all([experiment("exp-1")])
+        self.store.assignments.put_all([assignment("user-1", "exp-1", "control")])
+        self.ledger = InMemoryReplayLedger()
+        self.clock = ManualClock(NOW)
+        metrics: MetricStore = self.store.metrics
+        if interrupt_first_write:
+            metrics = DailyCountersFailOnce(self.store.metrics)
+        self.processor = ReplayProcessor(
+            self.store.assignments,
+            self.store.experiments,
+            metrics,
+            self.ledger,
+            self.store.archive,
+            self.clock,
+            ProcessingSettings(),
+        )
+
+    def run(self, event_ids: Sequence[str], finish: bool = True) -> list[ReplayStatus]:
+        """One replay run of these events, under a lane of its own."""
+        lane = new_lane(self.clock.now())
+        self.ledger.start_run(lane)
+        items = [
+            ReplayItem(f"{lane}:{n}", record(lane, n, event_id))
+            for n, event_id in enumerate(event_ids, start=1)
+        ]
+        result = self.processor.replay(items, ReplayOptions())
+        if finish:
+            self.ledger.finish_run(lane)
+        return [outcome.status for outcome in result.outcomes]
+
+    def counts(self) -> dict[Granularity, list[int]]:
+        return {
+            granularity: [s.event_count for s in self.store.metrics.snapshots("exp-1", granularity)]
+            for granularity in Granularity
+        }
+
+    def archived_event_ids(self) -> list[str]:
+        return sorted(str(json.loads(line)["event_id"]) for line in self.store.archive.lines())
+
+
+def record(lane: str, sequence: int, event_id: str) -> RawRecord:
+    data = json.dumps(event_payload(event_id=event_id)).encode()
+    coordinates = KinesisCoordinates(lane, str(sequence), "pk", NOW.timestamp())
+    return RawRecord(coordinates, base64.b64encode(data).decode())
+
+
+def test_two_runs_of_the_same_events_count_them_once_and_archive_them_once() -> None:
+    world = World()
+
+    assert world.run(["a", "b"]) == [ReplayStatus.APPLIED] * 2
+    assert world.run(["b", "a", "c"]) == [
+        ReplayStatus.ALREADY_APPLIED,
+        ReplayStatus.ALREADY_APPLIED,
+        ReplayStatus.APPLIED,
+    ]
+
+    assert world.counts() == {Granularity.HOUR: [3], Granularity.DAY: [3]}
+    assert world.archived_event_ids() == ["a", "b", "c"]
+
+
+def test_an_interrupted_run_is_finished_by_the_next_for_what_it_had_not_applied() -> None:
+    world = World(interrupt_first_write=True)
+
+    first = world.run(["a"])
+    assert first == [ReplayStatus.FAILED]
+    assert world.counts() == {Granularity.HOUR: [1], Granularity.DAY: []}
+
+    assert world.run(["a"]) == [ReplayStatus.APPLIED]
+    # The hourly counter the first run applied is not applied again.
+    assert world.counts() == {Granularity.HOUR: [1], Granularity.DAY: [1]}
+    assert world.run(["a"]) == [ReplayStatus.ALREADY_APPLIED]
+    assert world.counts() == {Granularity.HOUR: [1], Granularity.DAY: [1]}
+    assert world.archived_event_ids() == ["a"]
+
+
+def test_the_events_of_a_run_still_going_are_left_to_it_until_its_lease_runs_out() -> None:
+    world = World(interrupt_first_write=True)
+    # A run that claimed "a", applied part of it and never said it finished (killed).
+    assert world.run(["a"], finish=False) == [ReplayStatus.FAILED]
+
+    world.clock.advance(CLAIM_LEASE - timedelta(seconds=1))
+    assert world.run(["a"]) == [ReplayStatus.FAILED]
+    assert world.counts() == {Granularity.HOUR: [1], Granularity.DAY: []}
+
+    world.clock.advance(timedelta(seconds=1))
+    assert world.run(["a"]) == [ReplayStatus.APPLIED]
+    assert world.counts() == {Granularity.HOUR: [1], Granularity.DAY: [1]}
+
+
+def test_a_run_replaying_its_own_coordinates_again_adds_only_what_is_missing() -> None:
+    # An archive replay sends replayed events back under the coordinates they were counted
+    # under: on a healthy store nothing changes.
+    world = World()
+    lane = new_lane(world.clock.now())
+    items = [ReplayItem("line-1", record(lane, 1, "a")), ReplayItem("line-2", record(lane, 2, "b"))]
+    first = world.processor.replay(items, ReplayOptions())
+    again = world.processor.replay(items, ReplayOptions(archive=False))
+
+    assert [o.status for o in first.outcomes] == [ReplayStatus.APPLIED] * 2
+    assert [o.status for o in again.outcomes] == [ReplayStatus.ALREADY_APPLIED] * 2
+    assert world.counts() == {Granularity.HOUR: [2], Granularity.DAY: [2]}
