@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
+
+from domain.records import RawRecord
 
 # Imported here so that its Powertools logger binds to the test session's stdout, not to the
 # output of the first runner invocation that happens to import it.
@@ -62,9 +64,10 @@ def provisioned(environment: dict[str, str], endpoint_url: str, unique_name: str
     return provision(environment, endpoint_url, f"{unique_name}-dlq")
 
 
-def kinesis_event(workload: Workload) -> dict[str, Any]:
+def kinesis_event(workload: Workload, raw: Iterable[RawRecord] | None = None) -> dict[str, Any]:
+    """A Kinesis event of the workload's records (or of `raw`, records of it)."""
     records = []
-    for record in workload.records():
+    for record in workload.records() if raw is None else raw:
         c = record.coordinates
         records.append(
             {
