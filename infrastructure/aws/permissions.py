@@ -27,6 +27,7 @@ LAMBDA_PERMISSIONS: dict[Resource, frozenset[str]] = {
     Resource.ARCHIVE_BUCKET: frozenset({"s3:PutObject", "s3:PutObjectTagging"}),
     Resource.DEAD_LETTER_QUEUE: frozenset({"sqs:SendMessage"}),
 }
-"""What the Lambda function's role needs. Reports and replays (run by operators) also read:
-`dynamodb:Query` on the aggregation table, `s3:ListBucket`/`s3:GetObject` on the bucket,
+"""What the Lambda function's role needs. Reports and replays (run by operators) also need:
+`dynamodb:Query`, `PutItem`, `UpdateItem` and `BatchGetItem` on the aggregation table (reports;
+replay claims and runs), `s3:ListBucket`/`s3:GetObject` on the bucket,
 `sqs:ReceiveMessage`/`sqs:DeleteMessage` on the queue."""

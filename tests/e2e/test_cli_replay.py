@@ -267,3 +267,66 @@ def test_an_archive_line_gives_back_the_producers_event_and_its_coordinates() ->
         "timestamp": "2026-11-20T10:00:00Z",
     }
     assert (record.coordinates.shard_id, record.sequence) == ("shardId-000000000002", 4954)
+
+
+def _archived_lines(env: dict[str, str], endpoint_url: str) -> list[bytes]:
+    import gzip
+
+    s3 = boto3.client("s3", endpoint_url=endpoint_url, region_name=REGION)
+    lines: list[bytes] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=env["S3_BUCKET"]):
+        for summary in page.get("Contents", []):
+            if not summary["Key"].endswith(".gz"):
+                continue
+            body = s3.get_object(Bucket=env["S3_BUCKET"], Key=summary["Key"])["Body"].read()
+            lines.extend(line for line in gzip.decompress(body).splitlines() if line)
+    return lines
+
+
+def test_lines_copied_from_the_archive_are_not_counted_again(
+    provisioned: dict[str, str], endpoint_url: str, workload: Workload, tmp_path: Path
+) -> None:
+    seed_workload(provisioned, endpoint_url, workload, tmp_path)
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(kinesis_event(workload)))
+    assert run(["invoke", str(event_file)], provisioned, endpoint_url).exit_code == 0
+    counted = _counters(provisioned, endpoint_url)
+    lines = _archived_lines(provisioned, endpoint_url)
+    archived = len(lines)
+    copied = tmp_path / "copied.jsonl"
+    copied.write_bytes(b"\n".join(lines[:20]) + b"\n")
+
+    summary = _summary(["replay", "--from-file", str(copied)], provisioned, endpoint_url)
+
+    assert summary["read"] == 20
+    assert _counters(provisioned, endpoint_url) == counted
+    # They went the stream's way (watermarks), not the ledger's, and were not archived again.
+    assert len(_archived_lines(provisioned, endpoint_url)) == archived
+    outcomes = summary["outcomes"]
+    assert isinstance(outcomes, dict)
+    assert outcomes.get("processed", 0) + outcomes.get("unattributed", 0) == 20
+
+
+def test_two_file_replays_keep_apart_in_the_archive_and_the_counters(
+    provisioned: dict[str, str], endpoint_url: str, workload: Workload, tmp_path: Path
+) -> None:
+    seed_workload(provisioned, endpoint_url, workload, tmp_path)
+    valid = [entry.data for entry in workload.entries if entry.valid]
+    first_file, second_file = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first_file.write_bytes(b"\n".join(valid[:20]) + b"\n")
+    second_file.write_bytes(b"\n".join(valid[20:40]) + b"\n")
+
+    first = _summary(["replay", "--from-file", str(first_file)], provisioned, endpoint_url)
+    second = _summary(["replay", "--from-file", str(second_file)], provisioned, endpoint_url)
+    counted = _counters(provisioned, endpoint_url)
+    archive = _summary(ARCHIVE_DAY, provisioned, endpoint_url)
+
+    applied = [s["outcomes"].get("applied", 0) for s in (first, second)]  # type: ignore[union-attr]
+    assert all(applied)
+    archived_ids = {
+        json.loads(line)["event_id"] for line in _archived_lines(provisioned, endpoint_url)
+    }
+    assert len(archived_ids) == sum(applied)
+    # Both runs' lines are read back from the archive, and counted nothing again.
+    assert archive["outcomes"] == {"already_applied": sum(applied)}
+    assert _counters(provisioned, endpoint_url) == counted
