@@ -300,6 +300,35 @@ class ReplayProcessor:
             )
         return self._result(items, outcomes, archived, tuple(problems), interrupted)
 
+    def already_counted(self, records: Sequence[RawRecord]) -> set[tuple[str, int]]:
+        """The (shard, sequence) of those records every counter of which already holds them
+        (by the counters' watermarks for their shard): what an archive replay of them would
+        skip. Records invalid or unattributed now are not in it."""
+        now = self._clock.now()
+        events = [
+            decoded
+            for record in records
+            if not isinstance(
+                decoded := decode_record(record, self._settings.event_limits, now), DeadLetter
+            )
+        ]
+        if not events:
+            return set()
+        deltas = aggregate(event for event in self._enricher.enrich(events) if event.attributions)
+        by_shard: dict[str, list[MetricDelta]] = defaultdict(list)
+        for delta in deltas:
+            by_shard[delta.shard_id].append(delta)
+        counted: set[tuple[str, int]] = set()
+        for shard_id, shard_deltas in by_shard.items():
+            watermarks = self._metrics.watermarks({d.key for d in shard_deltas}, shard_id)
+            held: dict[int, bool] = {}
+            for delta in shard_deltas:
+                mark = watermarks.get(delta.key, -1)
+                for sequence in delta.sequences:
+                    held[sequence] = held.get(sequence, True) and sequence <= mark
+            counted.update((shard_id, sequence) for sequence, yes in held.items() if yes)
+        return counted
+
     def _claim(self, pending: list[_Pending], now: datetime) -> list[_Pending]:
         """Claim every event; return those with counters to apply under their coordinates."""
         asked = [

@@ -338,12 +338,17 @@ def replay_archive(
             if summary.dry_run:
                 _validate(batch, summary, settings, now)
             else:
+                counted = replay_processor.already_counted(batch)
                 result = processor.process(batch, NoDeadline())
-                summary.outcomes.update(
-                    processed=result.processed,
-                    duplicates=result.duplicates,
-                    unattributed=result.unattributed,
-                )
+                failed = {(c.shard_id, c.sequence) for c in result.failures}
+                already = len(counted - failed)
+                outcomes = {
+                    ReplayStatus.APPLIED.value: result.processed - result.unattributed - already,
+                    ReplayStatus.ALREADY_APPLIED.value: already,
+                    "duplicates": result.duplicates,
+                    ReplayStatus.UNATTRIBUTED.value: result.unattributed,
+                }
+                summary.outcomes.update({name: n for name, n in outcomes.items() if n})
                 summary.invalid_reasons.update(
                     {r.value: n for r, n in result.dead_lettered.items()}
                 )
