@@ -31,6 +31,8 @@ metrics disabled) is only published there: a local run or the CLI has no cold st
 def container() -> Container:
     """The composition root of this warm container; `container.cache_clear()` forgets it."""
     built = Container()
+    if stack_name := built.settings().metrics_stack_name:
+        metrics.set_default_dimensions(stack=stack_name)
     built.telemetry.override(PowertoolsTelemetry(metrics, logger))
     built.tracer.override(tracer)
     return built

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     event_id_ttl_days: int = Field(default=7, ge=1)
     """How long the `dynamodb` event-id index keeps an id (the table's TTL removes it after)."""
     write_concurrency: int = Field(default=16, ge=1, le=128)
+    metrics_stack_name: str | None = None
+    """Added to every metric as the `stack` dimension (the template sets its stack name), so
+    that one stack's alarms never mix in another's of the same account and region."""
     marker_ttl_days: int | None = Field(default=None, ge=1)
     marker_cache_entries: int = Field(default=500_000, ge=0)
     deadline_margin_ms: int = Field(default=10_000, ge=0)

@@ -211,3 +211,36 @@ def test_an_event_that_is_not_from_kinesis_fails_the_invocation_with_a_named_fie
     [logged] = [r for r in caplog.records if r.getMessage() == "malformed invocation event"]
     assert logged.levelname == "ERROR"
     assert "aws:sqs" in logged.__dict__["problem"]
+
+
+def test_the_metrics_name_their_stack_and_dead_letters_their_reason(
+    deployment: Deployment,
+    dynamodb_client: DynamoDBClient,
+    kinesis_client: KinesisClient,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from entrypoints import lambda_handler
+
+    monkeypatch.setenv("METRICS_STACK_NAME", "experimently-staging")
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+    lambda_handler.container.cache_clear()
+    seed(dynamodb_client, deployment)
+    kinesis_client.put_records(
+        StreamName=deployment.names.stream,
+        Records=[
+            {"Data": event("e1", "alice", "exposure"), "PartitionKey": "a"},
+            {"Data": b'{"event_id": "broken"', "PartitionKey": "b"},
+        ],
+    )
+    capsys.readouterr()
+    try:
+        handler(lambda_event_from_stream(kinesis_client, deployment), fresh_context())
+    finally:
+        lambda_handler.metrics.clear_default_dimensions()
+
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert emf, "no metrics published"
+    assert all(line.get("stack") == "experimently-staging" for line in emf), emf
+    [by_reason] = [line for line in emf if "reason" in line]
+    assert (by_reason["reason"], by_reason["DeadLetters"]) == ("invalid_json", [1.0])
