@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint types imports bench package package-check deploy clean
+.PHONY: run test check lint types imports bench package package-check lock deploy clean
 
 $(STAMP): pyproject.toml
 	@echo "setting up $(VENV) (pip install -e '.[cli,dev]'; only when pyproject.toml changed)"
@@ -41,6 +41,11 @@ LAMBDA_PYTHON ?= 3.12
 package: $(STAMP)
 	$(BIN)/python scripts/package.py build --arch $(ARCH) --python-version $(LAMBDA_PYTHON) \
 		--output dist/event-processor-$(ARCH).zip
+
+# Re-resolves the package's dependencies into requirements/lambda-*.txt (versions and hashes);
+# run it after changing pyproject.toml's runtime dependencies, and commit the result.
+lock: $(STAMP)
+	$(BIN)/python scripts/package.py lock
 
 # Builds the same package for this machine, unpacks it into a clean venv holding only boto3 (what
 # the runtime ships) and imports the handler module from it. Slow (pip): not part of `make test`.

@@ -3,17 +3,23 @@
     python scripts/package.py build --arch arm64 --python-version 3.12 --output dist/x.zip
     python scripts/package.py build --output-dir DIR     # what `sam build` (makefile) calls
     python scripts/package.py check                      # host-arch zip, clean venv, import
+    python scripts/package.py lock                       # re-resolve requirements/lambda-*.txt
 
 The package holds the four top-level packages of the service and the runtime dependencies of
 pyproject.toml, as binary wheels for the target platform. The AWS SDK (boto3 and everything it
 pulls in) is left to the Lambda runtime unless `--include-sdk` is given. Nothing else: no tests,
-no dev tools, no bytecode caches. The zip is reproducible (sorted entries, fixed timestamps).
+no dev tools, no bytecode caches. The zip is reproducible (sorted entries, fixed timestamps), and so is what it holds: the
+dependencies are installed from a lock file per architecture and Python version
+(`requirements/lambda-<arch>-py<version>.txt`, exact versions and the wheel's sha256, installed
+with `--require-hashes`), which `lock` writes and which a build refuses when pyproject.toml's
+runtime dependencies changed since (`make lock`).
 Uses only the standard library and pip, so it runs without the project's virtual environment.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -44,6 +50,65 @@ EXCLUDED_SUFFIXES = (".pyc", ".pyo")
 ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
 
 
+LOCK_DIRECTORY = ROOT / "requirements"
+LOCKED_TARGETS = tuple(
+    (arch, python_version) for arch in ("arm64", "x86_64") for python_version in ("3.11", "3.12")
+)
+"""The template's target (arm64, 3.12), x86 (`ARCH=x86_64`), and Python 3.11, which
+`package-check` builds for when it runs on a 3.11 host."""
+_DIGEST_LINE = "# runtime requirements sha256: "
+
+
+class StaleLockError(SystemExit):
+    """The lock no longer matches pyproject.toml's runtime dependencies."""
+
+
+def lock_path(arch: str, python_version: str, directory: Path = LOCK_DIRECTORY) -> Path:
+    return directory / f"lambda-{arch}-py{python_version}.txt"
+
+
+def requirements_digest(requirements: Sequence[str]) -> str:
+    """Of the requirement strings as declared (their order does not matter)."""
+    return hashlib.sha256("\n".join(sorted(requirements)).encode()).hexdigest()
+
+
+def lock_text(requirements: Sequence[str], pinned: dict[str, tuple[str, str]]) -> str:
+    """A pip requirements file: `name==version --hash=sha256:…` per packaged distribution."""
+    lines = [
+        "# The Lambda package's dependencies, installed with --require-hashes --no-deps.",
+        "# Written by `make lock` (scripts/package.py lock); do not edit.",
+        f"{_DIGEST_LINE}{requirements_digest(requirements)}",
+    ]
+    lines += [
+        f"{name}=={version} --hash=sha256:{digest}"
+        for name, (version, digest) in sorted(pinned.items())
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def read_lock(path: Path, requirements: Sequence[str]) -> list[str]:
+    """The lock's requirement lines, once it is known to match `requirements`."""
+    if not path.exists():
+        raise StaleLockError(f"no lock file {_shown(path)}: run `make lock`")
+    lines = path.read_text().splitlines()
+    digests = [line[len(_DIGEST_LINE) :] for line in lines if line.startswith(_DIGEST_LINE)]
+    if digests != [requirements_digest(requirements)]:
+        raise StaleLockError(
+            f"{_shown(path)} was written for other runtime dependencies than "
+            "pyproject.toml's: run `make lock`"
+        )
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def _pin(line: str) -> tuple[str, str]:
+    name, version = line.split(" ", 1)[0].split("==", 1)
+    return name, version
+
+
 def runtime_requirements(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
     with pyproject.open("rb") as handle:
         requirements = tomllib.load(handle)["project"]["dependencies"]
@@ -65,6 +130,16 @@ def platform_arguments(arch: str, python_version: str) -> list[str]:
 
 def resolve(requirements: Sequence[str], arch: str, python_version: str) -> dict[str, str]:
     """Name -> version of everything pip would install for the target platform."""
+    return {
+        name: version
+        for name, (version, _) in resolve_pinned(requirements, arch, python_version).items()
+    }
+
+
+def resolve_pinned(
+    requirements: Sequence[str], arch: str, python_version: str
+) -> dict[str, tuple[str, str]]:
+    """Name -> (version, sha256 of the wheel) of everything pip would install for the target."""
     with tempfile.TemporaryDirectory() as scratch:
         report = Path(scratch) / "report.json"
         _pip(
@@ -80,7 +155,33 @@ def resolve(requirements: Sequence[str], arch: str, python_version: str) -> dict
             *requirements,
         )
         installs = json.loads(report.read_text())["install"]
-    return {normalise(item["metadata"]["name"]): item["metadata"]["version"] for item in installs}
+    return {
+        normalise(item["metadata"]["name"]): (
+            item["metadata"]["version"],
+            item["download_info"]["archive_info"]["hashes"]["sha256"],
+        )
+        for item in installs
+    }
+
+
+def lock(targets: Sequence[tuple[str, str]] = LOCKED_TARGETS) -> None:
+    """Resolve the runtime dependencies afresh for each target and write its lock file."""
+    requirements = runtime_requirements()
+    for arch, python_version in targets:
+        pinned = resolve_pinned(requirements, arch, python_version)
+        provided = set(resolve([SDK_ROOT], arch, python_version))
+        packaged = {
+            name: pinned[name]
+            for name in packaged_distributions(resolve_versions(pinned), provided)
+        }
+        path = lock_path(arch, python_version)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(lock_text(requirements, packaged))
+        print(f"{path.relative_to(ROOT)}: {len(packaged)} distributions", file=sys.stderr)
+
+
+def resolve_versions(pinned: dict[str, tuple[str, str]]) -> dict[str, str]:
+    return {name: version for name, (version, _) in pinned.items()}
 
 
 def packaged_distributions(
@@ -126,13 +227,31 @@ def write_zip(files: Iterable[tuple[Path, Path]], output: Path) -> None:
 
 
 def stage(arch: str, python_version: str, include_sdk: bool, site: Path) -> dict[str, str]:
-    """Install the runtime dependencies for the target into `site`; return what was installed."""
+    """Install the runtime dependencies for the target into `site`; return what was installed.
+
+    From the target's lock file; `--include-sdk` (boto3 bundled, which no lock covers)
+    resolves afresh and says so."""
     requirements = runtime_requirements()
-    resolved = resolve(requirements, arch, python_version)
-    provided: set[str] = set()
     if not include_sdk:
-        provided = set(resolve([SDK_ROOT], arch, python_version))
-    packaged = packaged_distributions(resolved, provided)
+        locked = read_lock(lock_path(arch, python_version), requirements)
+        if locked:
+            with tempfile.TemporaryDirectory() as scratch:
+                lock_file = Path(scratch) / "lock.txt"
+                lock_file.write_text("\n".join(locked) + "\n")
+                _pip(
+                    "install",
+                    "--no-deps",
+                    "--require-hashes",
+                    "--quiet",
+                    "--target",
+                    str(site),
+                    *platform_arguments(arch, python_version),
+                    "-r",
+                    str(lock_file),
+                )
+        return dict(_pin(line) for line in locked)
+    print("--include-sdk: dependencies resolved afresh, not from a lock file", file=sys.stderr)
+    packaged = packaged_distributions(resolve(requirements, arch, python_version), ())
     if packaged:
         _pip(
             "install",
@@ -231,6 +350,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     build_command.add_argument("--output-dir", type=Path, help="directory to fill (sam build)")
     check_command = commands.add_parser("check", help="build for this host and import it")
     check_command.add_argument("--module", default=IMPORT_CHECK_MODULE)
+    commands.add_parser("lock", help="re-resolve the lock files of requirements/")
     arguments = parser.parse_args(argv)
     if arguments.command == "build":
         if arguments.output is None and arguments.output_dir is None:
@@ -242,6 +362,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             arguments.output,
             arguments.output_dir,
         )
+    elif arguments.command == "lock":
+        lock()
     else:
         check(arguments.module)
 

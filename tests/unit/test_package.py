@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from scripts.package import (
+    LOCKED_TARGETS,
     SOURCE_PACKAGES,
+    StaleLockError,
+    lock_path,
+    lock_text,
     packaged_distributions,
     platform_arguments,
+    read_lock,
     runtime_requirements,
     source_files,
     write_zip,
@@ -84,3 +92,25 @@ def test_the_runtime_requirements_are_the_projects_dependencies_without_dev_tool
     assert "pydantic" in names
     assert "pytest" not in names
     assert "cfn-lint" not in names
+
+
+def test_each_target_has_a_lock_of_exact_versions_and_hashes_for_todays_dependencies() -> None:
+    requirements = runtime_requirements()
+    for arch, python_version in LOCKED_TARGETS:
+        lines = read_lock(lock_path(arch, python_version), requirements)
+        names = {line.split("==", 1)[0] for line in lines}
+        assert {"pydantic", "dependency-injector", "aws-lambda-powertools"} <= names
+        assert "boto3" not in names  # the runtime ships the SDK
+        for line in lines:
+            assert re.fullmatch(r"[a-z0-9-]+==[^ ]+ --hash=sha256:[0-9a-f]{64}", line), line
+
+
+def test_a_lock_written_for_other_dependencies_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "lambda-arm64-py3.12.txt"
+    path.write_text(lock_text(["pydantic>=2.9,<3"], {"pydantic": ("2.10.0", "0" * 64)}))
+
+    assert read_lock(path, ["pydantic>=2.9,<3"]) == [f"pydantic==2.10.0 --hash=sha256:{'0' * 64}"]
+    with pytest.raises(StaleLockError, match="make lock"):
+        read_lock(path, ["pydantic>=2.9,<3", "jiter>=0.8"])
+    with pytest.raises(StaleLockError, match="no lock file"):
+        read_lock(tmp_path / "missing.txt", [])
