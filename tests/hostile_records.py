@@ -150,7 +150,7 @@ def malformed_assignments(moment: datetime) -> list[Assignment]:
             user_id=MALFORMED_USER,
             experiment_id="exp-3",
             variant_id="control",
-            assigned_at=SECRET,
+            assigned_at=SECRET,  # type: ignore[arg-type]  # a row of another type, on purpose
         ),
         Assignment.model_construct(
             user_id=MALFORMED_USER,
