@@ -10,11 +10,13 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from botocore.exceptions import ParamValidationError
 
 from application.process_batch import BatchProcessor, ProcessingSettings
 from domain.rejections import CONTRACT_REASONS
 from entrypoints import lambda_handler
 from entrypoints.local_run import InMemoryBackEnd
+from infrastructure.aws.errors import translate
 from infrastructure.clock import SystemClock
 from infrastructure.powertools_telemetry import PowertoolsTelemetry
 from tests.captured_output import captured_at
@@ -22,6 +24,7 @@ from tests.factories import assignment, experiment
 from tests.hostile_records import (
     ASSIGNED_USER,
     EXPERIMENT,
+    SECRET,
     hostile_records,
     kinesis_event,
     leaks,
@@ -86,3 +89,23 @@ def test_the_handler_logs_no_user_id_and_no_payload_value_over_a_hostile_batch(
         assert line["records"] == len(records)
         assert line["duplicates"] == 1
     assert leaks(logged) == []
+
+
+def test_a_parameter_botocore_refuses_is_named_in_the_error_without_its_value() -> None:
+    # botocore quotes the value it refuses; the domain error's detail is logged (a batch's
+    # problems at WARNING, an invocation's traceback at ERROR).
+    refused = ParamValidationError(
+        report=(
+            f"Invalid type for parameter Item.sort_key.S, value: {ASSIGNED_USER!r}, "
+            "type: <class 'bytes'>, valid types: <class 'str'>\n"
+            f"Invalid length for parameter Key.note.S, value: {SECRET!r}, valid max length: 4"
+        )
+    )
+
+    error = translate(refused, "PutItem")
+
+    assert str(error) == (
+        "PutItem: ParamValidationError: Invalid type for parameter Item.sort_key.S; "
+        "Invalid length for parameter Key.note.S"
+    )
+    assert leaks(str(error)) == []
