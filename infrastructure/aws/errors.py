@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -89,12 +91,29 @@ def translate(
     error: Exception, operation: str
 ) -> TransientInfrastructureError | InfrastructureConfigurationError:
     """The domain error for a botocore failure; raise it `from` the original."""
-    if isinstance(error, ClientError):
-        code = error.response.get("Error", {}).get("Code", "Unknown")
-        message = error.response.get("Error", {}).get("Message", "")
-        detail = f"{code}: {message}" if message else code
-    else:
-        detail = f"{type(error).__name__}: {error}"
+    detail = _detail_of(error)
     if is_transient(error):
         return TransientInfrastructureError(operation, detail)
     return InfrastructureConfigurationError(operation, detail)
+
+
+_REFUSED_PARAMETER = re.compile(r"^(?P<problem>.+?) for parameter (?P<name>[^\s,]+)", re.MULTILINE)
+"""A line of botocore's `ParamValidationError` report, up to the parameter it names (the rest
+quotes the value refused)."""
+
+
+def _detail_of(error: Exception) -> str:
+    """What went wrong, in words that hold none of the request's values: the detail ends up in
+    the logs (a batch's problems, the traceback of a failed invocation), and botocore's own
+    report of a refused parameter quotes its value, which may be a user id or a payload's."""
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "Unknown")
+        message = error.response.get("Error", {}).get("Message", "")
+        return f"{code}: {message}" if message else code
+    if isinstance(error, ParamValidationError):
+        report = str(error.kwargs.get("report", ""))
+        refused = [
+            f"{m['problem']} for parameter {m['name']}" for m in _REFUSED_PARAMETER.finditer(report)
+        ]
+        return f"ParamValidationError: {'; '.join(refused) or 'parameter validation failed'}"
+    return f"{type(error).__name__}: {error}"

@@ -18,6 +18,13 @@ from infrastructure.malformed_reference_data import (
 SOURCE = "in-memory reference data"
 
 
+def _fields_of(model: Assignment | Experiment) -> dict[str, object]:
+    """A model's fields as they are, to validate again. Without serializer warnings: one built
+    without validation warns with the very value it holds (a user id, say), and a warning goes
+    to stderr, which is the function's log."""
+    return model.model_dump(warnings=False)
+
+
 class InMemoryAssignmentRepository(AssignmentRepository):
     """Skips, as the DynamoDB repository does, an assignment its model refuses (one built
     without validation): counted in `malformed_items` and logged without its user id."""
@@ -38,7 +45,7 @@ class InMemoryAssignmentRepository(AssignmentRepository):
         usable: list[Assignment] = []
         for assignment in assignments:
             try:
-                usable.append(Assignment.model_validate(assignment.model_dump()))
+                usable.append(Assignment.model_validate(_fields_of(assignment)))
             except ValidationError as error:
                 reason = validation_reason(error)
                 skipped.append(Skipped("assignment", assignment.experiment_id, reason))
@@ -78,7 +85,7 @@ class InMemoryExperimentRepository(ExperimentRepository):
         usable: list[Experiment] = []
         for experiment in experiments:
             try:
-                usable.append(Experiment.model_validate(experiment.model_dump()))
+                usable.append(Experiment.model_validate(_fields_of(experiment)))
             except ValidationError as error:
                 reason = validation_reason(error)
                 skipped.append(Skipped("experiment", experiment.experiment_id, reason))
