@@ -315,11 +315,62 @@ def test_buckets_are_encrypted_private_and_reachable_over_tls_only(bucket: str) 
     assert statement["Resource"] == [get_att(bucket, "Arn"), sub(f"${{{bucket}.Arn}}/*")]
 
 
-def test_the_archive_moves_to_cheaper_storage_as_it_ages() -> None:
-    [rule] = properties("ArchiveBucket")["LifecycleConfiguration"]["Rules"]
-    assert rule["Status"] == "Enabled"
+def lifecycle_rules(bucket: str) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = properties(bucket)["LifecycleConfiguration"]["Rules"]
+    return rules
+
+
+def archive_lifecycle_rule(prefix_parameter: str) -> dict[str, Any]:
+    [rule] = [
+        rule
+        for rule in lifecycle_rules("ArchiveBucket")
+        if rule.get("Prefix") == ref(prefix_parameter)
+    ]
+    return rule
+
+
+def test_each_prefix_the_function_writes_has_one_enabled_lifecycle_rule_and_nothing_else_does() -> (
+    None
+):
+    rules = lifecycle_rules("ArchiveBucket")
+    assert [rule["Prefix"] for rule in rules] == [ref("ArchivePrefix"), ref("DeadLetterPrefix")]
+    assert all(rule["Status"] == "Enabled" for rule in rules)
+    assert all(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] for rule in rules)
+
+
+def test_the_archive_moves_to_cheaper_storage_as_it_ages_then_expires() -> None:
+    rule = archive_lifecycle_rule("ArchivePrefix")
     assert [t["StorageClass"] for t in rule["Transitions"]] == ["STANDARD_IA", "GLACIER_IR"]
-    assert "ExpirationInDays" not in rule, "the archive is the record of every event"
+    assert rule["ExpirationInDays"] == ref("ArchiveRetentionDays")
+    parameters = TEMPLATE["Parameters"]
+    # S3 refuses an expiry that is not later than a transition of the same rule.
+    assert (
+        parameter_default("ArchiveInfrequentAccessAfterDays")
+        < parameter_default("ArchiveGlacierInstantRetrievalAfterDays")
+        < parameter_default("ArchiveRetentionDays")
+        == 400
+    )
+    assert (
+        parameters["ArchiveRetentionDays"]["MinValue"]
+        > parameters["ArchiveGlacierInstantRetrievalAfterDays"]["MinValue"]
+    )
+
+
+def test_stored_dead_letters_expire_but_outlive_the_queue_messages_that_point_at_them() -> None:
+    rule = archive_lifecycle_rule("DeadLetterPrefix")
+    assert rule["ExpirationInDays"] == ref("DeadLetterRetentionDays")
+    assert "Transitions" not in rule, "replays read them again"
+    assert parameter_default("DeadLetterRetentionDays") == 400
+    shortest = TEMPLATE["Parameters"]["DeadLetterRetentionDays"]["MinValue"] * 24 * 3600
+    assert shortest > properties("DeadLetterQueue")["MessageRetentionPeriod"]
+
+
+def test_unique_user_markers_expire_by_default_after_any_reporting_window() -> None:
+    variables = properties("EventProcessorFunction")["Environment"]["Variables"]
+    assert variables["MARKER_TTL_DAYS"] == ref("MarkerTtlDays")
+    assert parameter_default("MarkerTtlDays") == 400
+    smallest = TEMPLATE["Parameters"]["MarkerTtlDays"]["MinValue"]
+    assert Settings(marker_ttl_days=smallest).marker_ttl_days == smallest
 
 
 @pytest.mark.parametrize("queue", ["DeadLetterQueue", "FailureDestinationQueue"])
