@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from infrastructure.aws.dynamodb_recent_events import EVENT_PREFIX
+from infrastructure.dynamodb_layout import COUNTER_PARTITION_PREFIX, MARKER_PARTITION_PREFIX
+
 
 class Resource(StrEnum):
     AGGREGATION_TABLE = "aggregation_table"
@@ -31,3 +34,13 @@ LAMBDA_PERMISSIONS: dict[Resource, frozenset[str]] = {
 `dynamodb:Query`, `PutItem`, `UpdateItem` and `BatchGetItem` on the aggregation table (reports;
 replay claims and runs), `s3:ListBucket`/`s3:GetObject` on the bucket,
 `sqs:ReceiveMessage`/`sqs:DeleteMessage` on the queue."""
+
+LAMBDA_PARTITION_KEY_PREFIXES: dict[str, frozenset[str]] = {
+    "dynamodb:UpdateItem": frozenset({COUNTER_PARTITION_PREFIX}),
+    "dynamodb:BatchWriteItem": frozenset({MARKER_PARTITION_PREFIX, EVENT_PREFIX}),
+    "dynamodb:BatchGetItem": frozenset({EVENT_PREFIX}),
+}
+"""The partition keys each of the function's actions on the aggregation table touches, by prefix:
+counters are updated, markers and event ids put, event ids read. The template's
+`dynamodb:LeadingKeys` conditions allow these prefixes and no other (the replay ledger's
+`REPLAY#`/`REPLAYRUN#` items are the operators')."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
+from fnmatch import fnmatchcase
 from typing import Any, get_args
 
 import pytest
@@ -19,7 +20,14 @@ from domain.attribution import Attribution, EnrichedEvent
 from domain.decoding import decode_record
 from domain.events import AcceptedEvent, EventLimits, ExperimentEvent
 from entrypoints.settings import Settings
-from infrastructure.aws.permissions import LAMBDA_PERMISSIONS, Resource
+from infrastructure.aws.dynamodb_recent_events import event_partition_key
+from infrastructure.aws.dynamodb_replay_ledger import ledger_partition_key, run_partition_key
+from infrastructure.aws.permissions import (
+    LAMBDA_PARTITION_KEY_PREFIXES,
+    LAMBDA_PERMISSIONS,
+    Resource,
+)
+from infrastructure.dynamodb_layout import counter_partition_key, marker_partition_key
 from scripts.package import HANDLER_MODULE
 from tests.cloudformation import TEMPLATE_PATH, get_att, load_template, ref, sub
 from tests.factories import NOW, event_payload, record_of
@@ -67,6 +75,8 @@ NON_ADAPTER_GRANTS: dict[str, tuple[frozenset[str], object]] = {
         STREAM_ARN,
     ),
     "ListStreamsHasNoResourceLevelPermission": (frozenset({"kinesis:ListStreams"}), "*"),
+    # ... decrypting its records when the stream is one of yours with a customer managed key.
+    "StreamKmsKey": (frozenset({"kms:Decrypt"}), ref("StreamKmsKeyArn")),
     # ... and reports batches that exhausted their retries to the on-failure destination.
     "OnFailureDestination": (
         frozenset({"sqs:SendMessage"}),
@@ -112,18 +122,47 @@ def as_list(value: object) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
+def unconditional(statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The statements of a policy document; one under `!If [c, s, NoValue]` counts."""
+    found = []
+    for statement in statements:
+        if "Fn::If" in statement:
+            _, when_true, when_false = statement["Fn::If"]
+            found += [s for s in (when_true, when_false) if s != NO_VALUE]
+        else:
+            found.append(statement)
+    return found
+
+
 def role_statements() -> list[dict[str, Any]]:
-    """Every statement of the function's role; a statement under `!If [c, s, NoValue]` counts."""
+    """Every statement of the function's role."""
     role = properties("EventProcessorRole")
-    statements = []
+    return [
+        statement
+        for policy in role["Policies"]
+        for statement in unconditional(policy["PolicyDocument"]["Statement"])
+    ]
+
+
+def role_statement(sid: str) -> dict[str, Any]:
+    """The statement `sid` of the role as written (an `!If` around it kept)."""
+    role = properties("EventProcessorRole")
     for policy in role["Policies"]:
         for statement in policy["PolicyDocument"]["Statement"]:
-            if "Fn::If" in statement:
-                _, when_true, when_false = statement["Fn::If"]
-                statements += [s for s in (when_true, when_false) if s != NO_VALUE]
-            else:
-                statements.append(statement)
-    return statements
+            written = statement["Fn::If"][1] if "Fn::If" in statement else statement
+            if written["Sid"] == sid:
+                return dict(statement)
+    raise KeyError(sid)
+
+
+def leading_key_patterns(statement: dict[str, Any]) -> dict[str, list[str]]:
+    """The `dynamodb:LeadingKeys` patterns of a statement, by the condition they hold under
+    ("always", or a condition name and its negation "not <name>")."""
+    patterns = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    if isinstance(patterns, dict):
+        condition, when_true, when_false = patterns["Fn::If"]
+        return {condition: when_true, f"not {condition}": when_false}
+    return {"always": patterns}
 
 
 def allowed_actions_on(arn: object) -> set[str]:
@@ -171,6 +210,87 @@ def test_no_statement_grants_every_action_or_every_resource_where_an_arn_exists(
             assert "*" not in action, statement
         if "*" in as_list(statement["Resource"]):
             assert statement["Sid"] in WILDCARD_RESOURCE_EXCEPTIONS, statement
+
+
+def aggregation_table_statements() -> list[dict[str, Any]]:
+    return [
+        statement
+        for statement in role_statements()
+        if statement["Resource"] == get_att("AggregationTable", "Arn")
+    ]
+
+
+def test_each_write_to_the_aggregation_table_reaches_only_the_key_prefixes_its_action_owns() -> (
+    None
+):
+    statements = aggregation_table_statements()
+    for statement in statements:
+        [action] = as_list(statement["Action"])
+        owned = {f"{prefix}*" for prefix in LAMBDA_PARTITION_KEY_PREFIXES[action]}
+        allowed = leading_key_patterns(statement)
+        assert set().union(*allowed.values()) == owned, action
+    assert {action for s in statements for action in as_list(s["Action"])} == set(
+        LAMBDA_PARTITION_KEY_PREFIXES
+    )
+
+
+def test_event_ids_are_read_and_written_only_when_the_durable_event_id_index_is_on() -> None:
+    assert TEMPLATE["Conditions"]["DurableEventIdIndex"] == {
+        "Fn::Equals": [ref("EventIdIndex"), "dynamodb"]
+    }
+    reads = role_statement("AggregationEventIdReads")
+    assert reads["Fn::If"][0] == "DurableEventIdIndex"
+    assert reads["Fn::If"][2] == NO_VALUE
+    writes = leading_key_patterns(role_statement("AggregationMarkersAndEventIds"))
+    assert writes == {
+        "DurableEventIdIndex": ["USERS#*", "EVENT#*"],
+        "not DurableEventIdIndex": ["USERS#*"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("action", "partition_key"),
+    [
+        ("dynamodb:UpdateItem", counter_partition_key("exp-1")),
+        ("dynamodb:BatchWriteItem", marker_partition_key("exp-1", "a", "click", NOW)),
+        ("dynamodb:BatchWriteItem", event_partition_key("evt-1")),
+        ("dynamodb:BatchGetItem", event_partition_key("evt-1")),
+    ],
+)
+def test_the_leading_keys_conditions_allow_the_keys_the_adapters_build(
+    action: str, partition_key: str
+) -> None:
+    [statement] = [s for s in aggregation_table_statements() if s["Action"] == [action]]
+    patterns = set().union(*leading_key_patterns(statement).values())
+    assert any(fnmatchcase(partition_key, pattern) for pattern in patterns)
+
+
+def actions_allowed_on_partition_key(partition_key: str) -> set[str]:
+    return {
+        action
+        for statement in aggregation_table_statements()
+        for action in as_list(statement["Action"])
+        if any(
+            fnmatchcase(partition_key, pattern)
+            for patterns in leading_key_patterns(statement).values()
+            for pattern in patterns
+        )
+    }
+
+
+@pytest.mark.parametrize(
+    "partition_key",
+    [ledger_partition_key("evt-1"), run_partition_key("replay-20260101T000000-0a1b2c3d")],
+)
+def test_the_function_cannot_touch_the_replay_ledger(partition_key: str) -> None:
+    assert actions_allowed_on_partition_key(partition_key) == set()
+
+
+def test_a_counter_key_can_only_be_updated_whatever_its_experiment_id() -> None:
+    # Experiment ids are not escaped in counter keys: one may look like another kind of key.
+    for experiment_id in ("exp-1", "USERS#x", "EVENT#x"):
+        key = counter_partition_key(experiment_id)
+        assert actions_allowed_on_partition_key(key) == {"dynamodb:UpdateItem"}
 
 
 def test_the_function_uses_its_own_role_and_no_managed_or_sam_policies() -> None:
@@ -289,7 +409,24 @@ def test_the_aggregation_table_has_the_adapters_keys_on_demand_billing_pitr_and_
     assert RESOURCES["AggregationTable"]["DeletionPolicy"] == "Retain"
 
 
-@pytest.mark.parametrize("bucket", ["ArchiveBucket", "AthenaResultsBucket"])
+BUCKETS = ["ArchiveBucket", "AthenaResultsBucket", "AccessLogBucket"]
+
+
+def bucket_policy_statements(bucket: str) -> list[dict[str, Any]]:
+    [policy] = [
+        resource["Properties"]
+        for resource in resource_of_type("AWS::S3::BucketPolicy").values()
+        if resource["Properties"]["Bucket"] == ref(bucket)
+    ]
+    statements: list[dict[str, Any]] = policy["PolicyDocument"]["Statement"]
+    return statements
+
+
+def test_every_bucket_of_the_stack_is_checked_here() -> None:
+    assert set(resource_of_type("AWS::S3::Bucket")) == set(BUCKETS)
+
+
+@pytest.mark.parametrize("bucket", BUCKETS)
 def test_buckets_are_encrypted_private_and_reachable_over_tls_only(bucket: str) -> None:
     bucket_properties = properties(bucket)
     rules = bucket_properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
@@ -303,12 +440,8 @@ def test_buckets_are_encrypted_private_and_reachable_over_tls_only(bucket: str) 
         "IgnorePublicAcls": True,
         "RestrictPublicBuckets": True,
     }
-    [policy] = [
-        resource["Properties"]
-        for resource in resource_of_type("AWS::S3::BucketPolicy").values()
-        if resource["Properties"]["Bucket"] == ref(bucket)
-    ]
-    [statement] = policy["PolicyDocument"]["Statement"]
+    statement = bucket_policy_statements(bucket)[0]
+    assert statement["Sid"] == "DenyInsecureTransport"
     assert statement["Effect"] == "Deny"
     assert statement["Principal"] == "*"
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
@@ -336,6 +469,67 @@ def test_each_prefix_the_function_writes_has_one_enabled_lifecycle_rule_and_noth
     assert [rule["Prefix"] for rule in rules] == [ref("ArchivePrefix"), ref("DeadLetterPrefix")]
     assert all(rule["Status"] == "Enabled" for rule in rules)
     assert all(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] for rule in rules)
+
+
+@pytest.mark.parametrize("bucket", BUCKETS)
+def test_buckets_own_their_objects_and_expire_what_they_hold(bucket: str) -> None:
+    bucket_properties = properties(bucket)
+    assert bucket_properties["OwnershipControls"] == {
+        "Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    }
+    assert all("ExpirationInDays" in rule for rule in lifecycle_rules(bucket))
+
+
+def test_archive_versions_are_kept_by_default_and_noncurrent_ones_expire() -> None:
+    assert properties("ArchiveBucket")["VersioningConfiguration"] == {
+        "Status": {"Fn::If": ["ArchiveVersioningEnabled", "Enabled", "Suspended"]}
+    }
+    assert TEMPLATE["Conditions"]["ArchiveVersioningEnabled"] == {
+        "Fn::Equals": [ref("ArchiveVersioning"), "true"]
+    }
+    assert parameter_default("ArchiveVersioning") == "true"
+    for rule in lifecycle_rules("ArchiveBucket"):
+        assert rule["NoncurrentVersionExpiration"] == {
+            "NoncurrentDays": ref("ArchiveNoncurrentVersionDays")
+        }
+    assert parameter_default("ArchiveNoncurrentVersionDays") == 30
+
+
+@pytest.mark.parametrize(
+    ("bucket", "prefix", "sid"),
+    [
+        ("ArchiveBucket", "archive/", "ArchiveBucketAccessLogs"),
+        ("AthenaResultsBucket", "athena-results/", "AthenaResultsBucketAccessLogs"),
+    ],
+)
+def test_server_access_logs_go_to_the_log_bucket_under_a_prefix_only_their_bucket_may_write(
+    bucket: str, prefix: str, sid: str
+) -> None:
+    assert properties(bucket)["LoggingConfiguration"] == {
+        "DestinationBucketName": ref("AccessLogBucket"),
+        "LogFilePrefix": prefix,
+    }
+    [statement] = [s for s in bucket_policy_statements("AccessLogBucket") if s["Sid"] == sid]
+    assert statement["Effect"] == "Allow"
+    assert statement["Principal"] == {"Service": "logging.s3.amazonaws.com"}
+    assert statement["Action"] == "s3:PutObject"
+    assert statement["Resource"] == sub(f"${{AccessLogBucket.Arn}}/{prefix}*")
+    assert statement["Condition"] == {
+        "ArnLike": {"aws:SourceArn": get_att(bucket, "Arn")},
+        "StringEquals": {"aws:SourceAccount": ref("AWS::AccountId")},
+    }
+
+
+def test_the_log_bucket_grants_nothing_else_and_expires_the_logs() -> None:
+    sids = [statement["Sid"] for statement in bucket_policy_statements("AccessLogBucket")]
+    assert sids == [
+        "DenyInsecureTransport",
+        "ArchiveBucketAccessLogs",
+        "AthenaResultsBucketAccessLogs",
+    ]
+    [rule] = lifecycle_rules("AccessLogBucket")
+    assert rule["ExpirationInDays"] == ref("AccessLogRetentionDays")
+    assert "LoggingConfiguration" not in properties("AccessLogBucket")
 
 
 def test_the_archive_moves_to_cheaper_storage_as_it_ages_then_expires() -> None:
