@@ -11,6 +11,8 @@ _IAM_SERVICE_PREFIX = {"dynamodb": "dynamodb", "s3": "s3", "sqs": "sqs", "kinesi
 _IAM_ACTION_OF = {
     ("sqs", "SendMessageBatch"): "sqs:SendMessage",
     ("sqs", "DeleteMessageBatch"): "sqs:DeleteMessage",
+    ("sqs", "ChangeMessageVisibilityBatch"): "sqs:ChangeMessageVisibility",
+    ("s3", "DeleteObjects"): "s3:DeleteObject",
     ("s3", "ListObjectsV2"): "s3:ListBucket",
 }
 

@@ -25,6 +25,7 @@ from infrastructure.aws.dynamodb_replay_ledger import ledger_partition_key, run_
 from infrastructure.aws.permissions import (
     LAMBDA_PARTITION_KEY_PREFIXES,
     LAMBDA_PERMISSIONS,
+    OPERATOR_PERMISSIONS,
     Resource,
 )
 from infrastructure.dynamodb_layout import counter_partition_key, marker_partition_key
@@ -36,6 +37,7 @@ TEMPLATE = load_template()
 RESOURCES: dict[str, dict[str, Any]] = TEMPLATE["Resources"]
 NO_VALUE = ref("AWS::NoValue")
 
+STREAM_ARN = {"Fn::If": ["CreateStream", get_att("EventStream", "Arn"), ref("StreamArn")]}
 ADAPTER_RESOURCE_ARNS: dict[Resource, list[object]] = {
     Resource.AGGREGATION_TABLE: [get_att("AggregationTable", "Arn")],
     Resource.ASSIGNMENTS_TABLE: [
@@ -52,14 +54,17 @@ ADAPTER_RESOURCE_ARNS: dict[Resource, list[object]] = {
     ],
     # Objects only, and only under the two prefixes the adapters write to.
     Resource.ARCHIVE_BUCKET: [
+        get_att("ArchiveBucket", "Arn"),
         sub("${ArchiveBucket.Arn}/${ArchivePrefix}*"),
         sub("${ArchiveBucket.Arn}/${DeadLetterPrefix}*"),
     ],
     Resource.DEAD_LETTER_QUEUE: [get_att("DeadLetterQueue", "Arn")],
+    Resource.STREAM: [STREAM_ARN],
 }
-"""Where each resource the adapters call lives in the template."""
+"""Where each resource the adapters call lives in the template. The function's role reaches the
+archive's objects only; the operators also list the bucket (ARN first here)."""
 
-STREAM_ARN = {"Fn::If": ["CreateStream", get_att("EventStream", "Arn"), ref("StreamArn")]}
+ARCHIVE_BUCKET_ARN = get_att("ArchiveBucket", "Arn")
 NON_ADAPTER_GRANTS: dict[str, tuple[frozenset[str], object]] = {
     # Lambda's event source mapping polls the stream with the function's role.
     "ReadStream": (
@@ -144,6 +149,11 @@ def role_statements() -> list[dict[str, Any]]:
     ]
 
 
+def policy_statements_as_written(logical_id: str) -> list[dict[str, Any]]:
+    statements: list[dict[str, Any]] = properties(logical_id)["PolicyDocument"]["Statement"]
+    return statements
+
+
 def role_statement(sid: str) -> dict[str, Any]:
     """The statement `sid` of the role as written (an `!If` around it kept)."""
     role = properties("EventProcessorRole")
@@ -165,32 +175,61 @@ def leading_key_patterns(statement: dict[str, Any]) -> dict[str, list[str]]:
     return {"always": patterns}
 
 
-def allowed_actions_on(arn: object) -> set[str]:
+def allowed_actions_on(arn: object, statements: list[dict[str, Any]] | None = None) -> set[str]:
     return {
         action
-        for statement in role_statements()
+        for statement in (role_statements() if statements is None else statements)
         if statement["Effect"] == "Allow" and arn in as_list(statement["Resource"])
         for action in as_list(statement["Action"])
     }
 
 
+def operator_statements() -> list[dict[str, Any]]:
+    policy = RESOURCES["OperatorPolicy"]
+    assert policy["Type"] == "AWS::IAM::ManagedPolicy"
+    return unconditional(policy["Properties"]["PolicyDocument"]["Statement"])
+
+
+def operator_statement(sid: str) -> dict[str, Any]:
+    [statement] = [s for s in operator_statements() if s["Sid"] == sid]
+    return statement
+
+
+OPERATOR_KMS_GRANTS: dict[str, tuple[str, frozenset[str], object]] = {
+    # S3 decrypts what GetObject reads and asks for a data key per PutObject.
+    "ArchiveKmsKey": (
+        "HasArchiveKmsKey",
+        frozenset({"kms:Decrypt", "kms:GenerateDataKey"}),
+        ref("ArchiveKmsKeyArn"),
+    ),
+    # Kinesis asks for a data key per PutRecords into a stream under a customer managed key.
+    "StreamKmsKey": ("HasStreamKmsKey", frozenset({"kms:GenerateDataKey"}), ref("StreamKmsKeyArn")),
+}
+"""The operators' grants besides OPERATOR_PERMISSIONS, each only when its key is given."""
+
+
 # ------------------------------------------------------------------------------- permissions
 
 
-@pytest.mark.parametrize("resource", list(Resource))
+@pytest.mark.parametrize("resource", list(LAMBDA_PERMISSIONS))
 def test_the_role_grants_exactly_the_declared_actions_on_each_adapter_resource(
     resource: Resource,
 ) -> None:
     for arn in ADAPTER_RESOURCE_ARNS[resource]:
-        assert allowed_actions_on(arn) == set(LAMBDA_PERMISSIONS[resource]), arn
+        # The function writes objects; it never lists the bucket.
+        expected = set() if arn == ARCHIVE_BUCKET_ARN else set(LAMBDA_PERMISSIONS[resource])
+        assert allowed_actions_on(arn) == expected, arn
 
 
 def test_every_resource_the_adapters_call_has_a_place_in_the_template() -> None:
-    assert set(ADAPTER_RESOURCE_ARNS) == set(LAMBDA_PERMISSIONS)
+    assert set(LAMBDA_PERMISSIONS) <= set(ADAPTER_RESOURCE_ARNS)
+    assert set(OPERATOR_PERMISSIONS) <= set(ADAPTER_RESOURCE_ARNS)
 
 
 def test_the_role_grants_nothing_beyond_the_adapters_calls_and_the_documented_grants() -> None:
-    adapter_arns = [arn for arns in ADAPTER_RESOURCE_ARNS.values() for arn in arns]
+    adapter_arns = [
+        arn for resource in LAMBDA_PERMISSIONS for arn in ADAPTER_RESOURCE_ARNS[resource]
+    ]
     other_grants: dict[str, tuple[frozenset[str], object]] = {}
     for statement in role_statements():
         assert statement["Effect"] == "Allow"
@@ -291,6 +330,54 @@ def test_a_counter_key_can_only_be_updated_whatever_its_experiment_id() -> None:
     for experiment_id in ("exp-1", "USERS#x", "EVENT#x"):
         key = counter_partition_key(experiment_id)
         assert actions_allowed_on_partition_key(key) == {"dynamodb:UpdateItem"}
+
+
+@pytest.mark.parametrize("resource", list(OPERATOR_PERMISSIONS))
+def test_the_operator_policy_grants_exactly_the_declared_actions_on_each_resource(
+    resource: Resource,
+) -> None:
+    statements = operator_statements()
+    granted = set().union(
+        *(allowed_actions_on(arn, statements) for arn in ADAPTER_RESOURCE_ARNS[resource])
+    )
+    assert granted == set(OPERATOR_PERMISSIONS[resource])
+
+
+def test_the_operator_policy_grants_nothing_beyond_the_declared_actions_and_its_kms_keys() -> None:
+    resource_arns = [arn for arns in ADAPTER_RESOURCE_ARNS.values() for arn in arns]
+    kms: dict[str, tuple[str, frozenset[str], object]] = {}
+    for statement in policy_statements_as_written("OperatorPolicy"):
+        if "Fn::If" in statement:
+            condition, granted, otherwise = statement["Fn::If"]
+            assert otherwise == NO_VALUE
+            kms[granted["Sid"]] = (
+                condition,
+                frozenset(as_list(granted["Action"])),
+                granted["Resource"],
+            )
+            continue
+        assert statement["Effect"] == "Allow"
+        assert "NotAction" not in statement
+        assert "NotResource" not in statement
+        assert all(arn in resource_arns for arn in as_list(statement["Resource"])), statement
+        for action in as_list(statement["Action"]):
+            assert "*" not in action, statement
+    assert kms == OPERATOR_KMS_GRANTS
+
+
+def test_operators_list_and_delete_only_under_the_prefixes_the_pipeline_writes() -> None:
+    listing = operator_statement("ListArchiveAndDeadLetters")
+    assert listing["Resource"] == ARCHIVE_BUCKET_ARN
+    assert listing["Condition"] == {
+        "StringLike": {"s3:prefix": [sub("${ArchivePrefix}*"), sub("${DeadLetterPrefix}*")]}
+    }
+    deleting = [s for s in operator_statements() if "s3:DeleteObject" in as_list(s["Action"])]
+    assert [s["Resource"] for s in deleting] == [sub("${ArchiveBucket.Arn}/${DeadLetterPrefix}*")]
+
+
+def test_the_operator_policy_is_an_output() -> None:
+    assert TEMPLATE["Outputs"]["OperatorPolicyArn"]["Value"] == ref("OperatorPolicy")
+    assert "Roles" not in properties("OperatorPolicy"), "attaching it is the account's decision"
 
 
 def test_the_function_uses_its_own_role_and_no_managed_or_sam_policies() -> None:
