@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# checkov pins boto3, packaging and networkx below the project's versions: it gets a venv of its
+# own, from pyproject.toml's `checkov` dependency group (pip >= 25.1 reads dependency groups).
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
 .PHONY: run test check lint types imports bench package package-check lock deploy clean
 
@@ -13,16 +17,28 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install -qq -e '.[cli,dev]'
 	@touch $(STAMP)
 
+$(CHECKOV_STAMP): pyproject.toml
+	@echo "setting up $(CHECKOV_VENV) (pip install --group checkov; only when pyproject.toml changed)"
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	@$(CHECKOV_VENV)/bin/python -m pip install -qq --upgrade pip
+	@$(CHECKOV_VENV)/bin/python -m pip install -qq --group checkov
+	@touch $(CHECKOV_STAMP)
+
 run: $(STAMP)
 	@$(BIN)/event-processor demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
 
-lint: $(STAMP)
+# checkov reads SAM's AWS::Serverless::Function with the cloudformation framework. Its findings
+# that do not apply are skipped in template.yaml (Metadata: checkov: skip), each with its reason.
+# --skip-download: no call to Prisma Cloud for guidelines, so lint needs no network.
+lint: $(STAMP) $(CHECKOV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/cfn-lint template.yaml
+	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --quiet --compact \
+		--skip-download
 
 types: $(STAMP)
 	$(BIN)/mypy
@@ -62,4 +78,4 @@ deploy:
 	sam deploy --guided
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build dist
+	rm -rf $(VENV) $(CHECKOV_VENV) .mypy_cache .pytest_cache .ruff_cache build dist

@@ -10,6 +10,10 @@ from domain.limits import DYNAMODB_PARTITION_KEY_BYTES, DYNAMODB_SORT_KEY_BYTES,
 from domain.metrics import Granularity, MetricKey
 
 WATERMARK_PREFIX = "wm#"
+COUNTER_PARTITION_PREFIX = "EXP#"
+MARKER_PARTITION_PREFIX = "USERS#"
+"""Partition key prefixes of counters and markers: the function's IAM conditions
+(`dynamodb:LeadingKeys`, permissions.LAMBDA_PARTITION_KEY_PREFIXES) name them."""
 
 
 def key_part(identifier: str) -> str:
@@ -19,7 +23,7 @@ def key_part(identifier: str) -> str:
 
 
 def counter_partition_key(experiment_id: str) -> str:
-    return f"EXP#{experiment_id}"
+    return f"{COUNTER_PARTITION_PREFIX}{experiment_id}"
 
 
 def granularity_prefix(granularity: Granularity) -> str:
@@ -34,7 +38,7 @@ def counter_sort_key(key: MetricKey) -> str:
 
 
 def marker_partition_key(experiment_id: str, variant_id: str, metric: str, day: datetime) -> str:
-    return f"USERS#{key_part(experiment_id)}#{key_part(variant_id)}#{metric}#{day:%Y-%m-%d}"
+    return f"{MARKER_PARTITION_PREFIX}{key_part(experiment_id)}#{key_part(variant_id)}#{metric}#{day:%Y-%m-%d}"
 
 
 def marker_sort_key(hour: datetime, user_id: str) -> str:

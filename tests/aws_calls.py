@@ -11,6 +11,8 @@ _IAM_SERVICE_PREFIX = {"dynamodb": "dynamodb", "s3": "s3", "sqs": "sqs", "kinesi
 _IAM_ACTION_OF = {
     ("sqs", "SendMessageBatch"): "sqs:SendMessage",
     ("sqs", "DeleteMessageBatch"): "sqs:DeleteMessage",
+    ("sqs", "ChangeMessageVisibilityBatch"): "sqs:ChangeMessageVisibility",
+    ("s3", "DeleteObjects"): "s3:DeleteObject",
     ("s3", "ListObjectsV2"): "s3:ListBucket",
 }
 
@@ -39,6 +41,32 @@ class CallRecorder:
             found.add(action)
             if (service, operation) == ("s3", "PutObject") and "Tagging" in params:
                 found.add("s3:PutObjectTagging")
+        return found
+
+    @property
+    def partition_keys(self) -> dict[str, set[str]]:
+        """The `partition_key` values reached by each DynamoDB item action, by IAM action: what
+        a `dynamodb:LeadingKeys` condition is matched against. Query is left out."""
+        found: dict[str, set[str]] = {}
+        for service, operation, params in self.operations:
+            if service != "dynamodb":
+                continue
+            keys: list[dict[str, Any]] = []
+            if operation in ("UpdateItem", "GetItem", "DeleteItem"):
+                keys.append(params["Key"])
+            elif operation == "PutItem":
+                keys.append(params["Item"])
+            elif operation == "BatchGetItem":
+                keys += [key for table in params["RequestItems"].values() for key in table["Keys"]]
+            elif operation == "BatchWriteItem":
+                for requests in params["RequestItems"].values():
+                    for request in requests:
+                        put, delete = request.get("PutRequest"), request.get("DeleteRequest")
+                        keys.append(put["Item"] if put else delete["Key"])
+            else:
+                continue
+            reached = found.setdefault(f"dynamodb:{operation}", set())
+            reached.update(key["partition_key"]["S"] for key in keys)
         return found
 
     def count(self, service: str, operation: str) -> int:

@@ -21,7 +21,11 @@ from domain.metrics import Granularity
 from infrastructure.aws.client_config import _retry_quota_checker, client_config
 from infrastructure.aws.dynamodb_codec import Backoff
 from infrastructure.aws.dynamodb_metric_store import DynamoDbMetricStore
-from infrastructure.aws.permissions import LAMBDA_PERMISSIONS, Resource
+from infrastructure.aws.permissions import (
+    LAMBDA_PARTITION_KEY_PREFIXES,
+    LAMBDA_PERMISSIONS,
+    Resource,
+)
 from infrastructure.aws.provisioning import ensure_aggregation_table
 from infrastructure.in_memory.metric_store import InMemoryMetricStore
 from tests.aws_calls import CallRecorder
@@ -512,6 +516,9 @@ def test_the_lambda_path_calls_only_what_the_function_is_granted(
     apply(store, Seen(1, "u1", at(10, 1), value=1), Seen(2, "u2", at(11, 1)))
 
     assert recorder.actions <= LAMBDA_PERMISSIONS[Resource.AGGREGATION_TABLE]
+    for action, partition_keys in recorder.partition_keys.items():
+        prefixes = tuple(LAMBDA_PARTITION_KEY_PREFIXES[action])
+        assert all(key.startswith(prefixes) for key in partition_keys), action
     tables = {
         table
         for _, _, params in recorder.operations

@@ -17,7 +17,11 @@ from infrastructure.aws.dynamodb_recent_events import (
     EVENT_PREFIX,
     DynamoDbRecentEventIndex,
 )
-from infrastructure.aws.permissions import LAMBDA_PERMISSIONS, Resource
+from infrastructure.aws.permissions import (
+    LAMBDA_PARTITION_KEY_PREFIXES,
+    LAMBDA_PERMISSIONS,
+    Resource,
+)
 from infrastructure.aws.provisioning import TTL_ATTRIBUTE, ensure_aggregation_table
 from infrastructure.clock import ManualClock
 from infrastructure.in_memory.recent_events import InMemoryRecentEventIndex
@@ -178,6 +182,9 @@ def test_reads_take_100_ids_a_request_and_writes_25_on_the_granted_actions_only(
     assert recorder.count("dynamodb", "BatchWriteItem") == 6
     assert recorder.count("dynamodb", "BatchGetItem") == 2
     assert recorder.actions <= LAMBDA_PERMISSIONS[Resource.AGGREGATION_TABLE]
+    for action, partition_keys in recorder.partition_keys.items():
+        prefixes = tuple(LAMBDA_PARTITION_KEY_PREFIXES[action])
+        assert all(key.startswith(prefixes) for key in partition_keys), action
     reads = [params for _, operation, params in recorder.operations if operation == "BatchGetItem"]
     for params in reads:
         request = params["RequestItems"][aggregation_table]

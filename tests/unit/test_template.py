@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
+from fnmatch import fnmatchcase
 from typing import Any, get_args
 
 import pytest
@@ -19,7 +20,15 @@ from domain.attribution import Attribution, EnrichedEvent
 from domain.decoding import decode_record
 from domain.events import AcceptedEvent, EventLimits, ExperimentEvent
 from entrypoints.settings import Settings
-from infrastructure.aws.permissions import LAMBDA_PERMISSIONS, Resource
+from infrastructure.aws.dynamodb_recent_events import event_partition_key
+from infrastructure.aws.dynamodb_replay_ledger import ledger_partition_key, run_partition_key
+from infrastructure.aws.permissions import (
+    LAMBDA_PARTITION_KEY_PREFIXES,
+    LAMBDA_PERMISSIONS,
+    OPERATOR_PERMISSIONS,
+    Resource,
+)
+from infrastructure.dynamodb_layout import counter_partition_key, marker_partition_key
 from scripts.package import HANDLER_MODULE
 from tests.cloudformation import TEMPLATE_PATH, get_att, load_template, ref, sub
 from tests.factories import NOW, event_payload, record_of
@@ -28,6 +37,7 @@ TEMPLATE = load_template()
 RESOURCES: dict[str, dict[str, Any]] = TEMPLATE["Resources"]
 NO_VALUE = ref("AWS::NoValue")
 
+STREAM_ARN = {"Fn::If": ["CreateStream", get_att("EventStream", "Arn"), ref("StreamArn")]}
 ADAPTER_RESOURCE_ARNS: dict[Resource, list[object]] = {
     Resource.AGGREGATION_TABLE: [get_att("AggregationTable", "Arn")],
     Resource.ASSIGNMENTS_TABLE: [
@@ -44,14 +54,17 @@ ADAPTER_RESOURCE_ARNS: dict[Resource, list[object]] = {
     ],
     # Objects only, and only under the two prefixes the adapters write to.
     Resource.ARCHIVE_BUCKET: [
+        get_att("ArchiveBucket", "Arn"),
         sub("${ArchiveBucket.Arn}/${ArchivePrefix}*"),
         sub("${ArchiveBucket.Arn}/${DeadLetterPrefix}*"),
     ],
     Resource.DEAD_LETTER_QUEUE: [get_att("DeadLetterQueue", "Arn")],
+    Resource.STREAM: [STREAM_ARN],
 }
-"""Where each resource the adapters call lives in the template."""
+"""Where each resource the adapters call lives in the template. The function's role reaches the
+archive's objects only; the operators also list the bucket (ARN first here)."""
 
-STREAM_ARN = {"Fn::If": ["CreateStream", get_att("EventStream", "Arn"), ref("StreamArn")]}
+ARCHIVE_BUCKET_ARN = get_att("ArchiveBucket", "Arn")
 NON_ADAPTER_GRANTS: dict[str, tuple[frozenset[str], object]] = {
     # Lambda's event source mapping polls the stream with the function's role.
     "ReadStream": (
@@ -67,6 +80,8 @@ NON_ADAPTER_GRANTS: dict[str, tuple[frozenset[str], object]] = {
         STREAM_ARN,
     ),
     "ListStreamsHasNoResourceLevelPermission": (frozenset({"kinesis:ListStreams"}), "*"),
+    # ... decrypting its records when the stream is one of yours with a customer managed key.
+    "StreamKmsKey": (frozenset({"kms:Decrypt"}), ref("StreamKmsKeyArn")),
     # ... and reports batches that exhausted their retries to the on-failure destination.
     "OnFailureDestination": (
         frozenset({"sqs:SendMessage"}),
@@ -112,46 +127,109 @@ def as_list(value: object) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
+def unconditional(statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The statements of a policy document; one under `!If [c, s, NoValue]` counts."""
+    found = []
+    for statement in statements:
+        if "Fn::If" in statement:
+            _, when_true, when_false = statement["Fn::If"]
+            found += [s for s in (when_true, when_false) if s != NO_VALUE]
+        else:
+            found.append(statement)
+    return found
+
+
 def role_statements() -> list[dict[str, Any]]:
-    """Every statement of the function's role; a statement under `!If [c, s, NoValue]` counts."""
+    """Every statement of the function's role."""
     role = properties("EventProcessorRole")
-    statements = []
-    for policy in role["Policies"]:
-        for statement in policy["PolicyDocument"]["Statement"]:
-            if "Fn::If" in statement:
-                _, when_true, when_false = statement["Fn::If"]
-                statements += [s for s in (when_true, when_false) if s != NO_VALUE]
-            else:
-                statements.append(statement)
+    return [
+        statement
+        for policy in role["Policies"]
+        for statement in unconditional(policy["PolicyDocument"]["Statement"])
+    ]
+
+
+def policy_statements_as_written(logical_id: str) -> list[dict[str, Any]]:
+    statements: list[dict[str, Any]] = properties(logical_id)["PolicyDocument"]["Statement"]
     return statements
 
 
-def allowed_actions_on(arn: object) -> set[str]:
+def role_statement(sid: str) -> dict[str, Any]:
+    """The statement `sid` of the role as written (an `!If` around it kept)."""
+    role = properties("EventProcessorRole")
+    for policy in role["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            written = statement["Fn::If"][1] if "Fn::If" in statement else statement
+            if written["Sid"] == sid:
+                return dict(statement)
+    raise KeyError(sid)
+
+
+def leading_key_patterns(statement: dict[str, Any]) -> dict[str, list[str]]:
+    """The `dynamodb:LeadingKeys` patterns of a statement, by the condition they hold under
+    ("always", or a condition name and its negation "not <name>")."""
+    patterns = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    if isinstance(patterns, dict):
+        condition, when_true, when_false = patterns["Fn::If"]
+        return {condition: when_true, f"not {condition}": when_false}
+    return {"always": patterns}
+
+
+def allowed_actions_on(arn: object, statements: list[dict[str, Any]] | None = None) -> set[str]:
     return {
         action
-        for statement in role_statements()
+        for statement in (role_statements() if statements is None else statements)
         if statement["Effect"] == "Allow" and arn in as_list(statement["Resource"])
         for action in as_list(statement["Action"])
     }
 
 
+def operator_statements() -> list[dict[str, Any]]:
+    policy = RESOURCES["OperatorPolicy"]
+    assert policy["Type"] == "AWS::IAM::ManagedPolicy"
+    return unconditional(policy["Properties"]["PolicyDocument"]["Statement"])
+
+
+def operator_statement(sid: str) -> dict[str, Any]:
+    [statement] = [s for s in operator_statements() if s["Sid"] == sid]
+    return statement
+
+
+OPERATOR_KMS_GRANTS: dict[str, tuple[str, frozenset[str], object]] = {
+    # S3 decrypts what GetObject reads and asks for a data key per PutObject.
+    "ArchiveKmsKey": (
+        "HasArchiveKmsKey",
+        frozenset({"kms:Decrypt", "kms:GenerateDataKey"}),
+        ref("ArchiveKmsKeyArn"),
+    ),
+    # Kinesis asks for a data key per PutRecords into a stream under a customer managed key.
+    "StreamKmsKey": ("HasStreamKmsKey", frozenset({"kms:GenerateDataKey"}), ref("StreamKmsKeyArn")),
+}
+"""The operators' grants besides OPERATOR_PERMISSIONS, each only when its key is given."""
+
+
 # ------------------------------------------------------------------------------- permissions
 
 
-@pytest.mark.parametrize("resource", list(Resource))
+@pytest.mark.parametrize("resource", list(LAMBDA_PERMISSIONS))
 def test_the_role_grants_exactly_the_declared_actions_on_each_adapter_resource(
     resource: Resource,
 ) -> None:
     for arn in ADAPTER_RESOURCE_ARNS[resource]:
-        assert allowed_actions_on(arn) == set(LAMBDA_PERMISSIONS[resource]), arn
+        # The function writes objects; it never lists the bucket.
+        expected = set() if arn == ARCHIVE_BUCKET_ARN else set(LAMBDA_PERMISSIONS[resource])
+        assert allowed_actions_on(arn) == expected, arn
 
 
 def test_every_resource_the_adapters_call_has_a_place_in_the_template() -> None:
-    assert set(ADAPTER_RESOURCE_ARNS) == set(LAMBDA_PERMISSIONS)
+    assert set(LAMBDA_PERMISSIONS) <= set(ADAPTER_RESOURCE_ARNS)
+    assert set(OPERATOR_PERMISSIONS) <= set(ADAPTER_RESOURCE_ARNS)
 
 
 def test_the_role_grants_nothing_beyond_the_adapters_calls_and_the_documented_grants() -> None:
-    adapter_arns = [arn for arns in ADAPTER_RESOURCE_ARNS.values() for arn in arns]
+    adapter_arns = [
+        arn for resource in LAMBDA_PERMISSIONS for arn in ADAPTER_RESOURCE_ARNS[resource]
+    ]
     other_grants: dict[str, tuple[frozenset[str], object]] = {}
     for statement in role_statements():
         assert statement["Effect"] == "Allow"
@@ -171,6 +249,135 @@ def test_no_statement_grants_every_action_or_every_resource_where_an_arn_exists(
             assert "*" not in action, statement
         if "*" in as_list(statement["Resource"]):
             assert statement["Sid"] in WILDCARD_RESOURCE_EXCEPTIONS, statement
+
+
+def aggregation_table_statements() -> list[dict[str, Any]]:
+    return [
+        statement
+        for statement in role_statements()
+        if statement["Resource"] == get_att("AggregationTable", "Arn")
+    ]
+
+
+def test_each_write_to_the_aggregation_table_reaches_only_the_key_prefixes_its_action_owns() -> (
+    None
+):
+    statements = aggregation_table_statements()
+    for statement in statements:
+        [action] = as_list(statement["Action"])
+        owned = {f"{prefix}*" for prefix in LAMBDA_PARTITION_KEY_PREFIXES[action]}
+        allowed = leading_key_patterns(statement)
+        assert set().union(*allowed.values()) == owned, action
+    assert {action for s in statements for action in as_list(s["Action"])} == set(
+        LAMBDA_PARTITION_KEY_PREFIXES
+    )
+
+
+def test_event_ids_are_read_and_written_only_when_the_durable_event_id_index_is_on() -> None:
+    assert TEMPLATE["Conditions"]["DurableEventIdIndex"] == {
+        "Fn::Equals": [ref("EventIdIndex"), "dynamodb"]
+    }
+    reads = role_statement("AggregationEventIdReads")
+    assert reads["Fn::If"][0] == "DurableEventIdIndex"
+    assert reads["Fn::If"][2] == NO_VALUE
+    writes = leading_key_patterns(role_statement("AggregationMarkersAndEventIds"))
+    assert writes == {
+        "DurableEventIdIndex": ["USERS#*", "EVENT#*"],
+        "not DurableEventIdIndex": ["USERS#*"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("action", "partition_key"),
+    [
+        ("dynamodb:UpdateItem", counter_partition_key("exp-1")),
+        ("dynamodb:BatchWriteItem", marker_partition_key("exp-1", "a", "click", NOW)),
+        ("dynamodb:BatchWriteItem", event_partition_key("evt-1")),
+        ("dynamodb:BatchGetItem", event_partition_key("evt-1")),
+    ],
+)
+def test_the_leading_keys_conditions_allow_the_keys_the_adapters_build(
+    action: str, partition_key: str
+) -> None:
+    [statement] = [s for s in aggregation_table_statements() if s["Action"] == [action]]
+    patterns = set().union(*leading_key_patterns(statement).values())
+    assert any(fnmatchcase(partition_key, pattern) for pattern in patterns)
+
+
+def actions_allowed_on_partition_key(partition_key: str) -> set[str]:
+    return {
+        action
+        for statement in aggregation_table_statements()
+        for action in as_list(statement["Action"])
+        if any(
+            fnmatchcase(partition_key, pattern)
+            for patterns in leading_key_patterns(statement).values()
+            for pattern in patterns
+        )
+    }
+
+
+@pytest.mark.parametrize(
+    "partition_key",
+    [ledger_partition_key("evt-1"), run_partition_key("replay-20260101T000000-0a1b2c3d")],
+)
+def test_the_function_cannot_touch_the_replay_ledger(partition_key: str) -> None:
+    assert actions_allowed_on_partition_key(partition_key) == set()
+
+
+def test_a_counter_key_can_only_be_updated_whatever_its_experiment_id() -> None:
+    # Experiment ids are not escaped in counter keys: one may look like another kind of key.
+    for experiment_id in ("exp-1", "USERS#x", "EVENT#x"):
+        key = counter_partition_key(experiment_id)
+        assert actions_allowed_on_partition_key(key) == {"dynamodb:UpdateItem"}
+
+
+@pytest.mark.parametrize("resource", list(OPERATOR_PERMISSIONS))
+def test_the_operator_policy_grants_exactly_the_declared_actions_on_each_resource(
+    resource: Resource,
+) -> None:
+    statements = operator_statements()
+    granted = set().union(
+        *(allowed_actions_on(arn, statements) for arn in ADAPTER_RESOURCE_ARNS[resource])
+    )
+    assert granted == set(OPERATOR_PERMISSIONS[resource])
+
+
+def test_the_operator_policy_grants_nothing_beyond_the_declared_actions_and_its_kms_keys() -> None:
+    resource_arns = [arn for arns in ADAPTER_RESOURCE_ARNS.values() for arn in arns]
+    kms: dict[str, tuple[str, frozenset[str], object]] = {}
+    for statement in policy_statements_as_written("OperatorPolicy"):
+        if "Fn::If" in statement:
+            condition, granted, otherwise = statement["Fn::If"]
+            assert otherwise == NO_VALUE
+            kms[granted["Sid"]] = (
+                condition,
+                frozenset(as_list(granted["Action"])),
+                granted["Resource"],
+            )
+            continue
+        assert statement["Effect"] == "Allow"
+        assert "NotAction" not in statement
+        assert "NotResource" not in statement
+        assert all(arn in resource_arns for arn in as_list(statement["Resource"])), statement
+        for action in as_list(statement["Action"]):
+            assert "*" not in action, statement
+    assert kms == OPERATOR_KMS_GRANTS
+
+
+def test_operators_list_and_delete_only_under_the_prefixes_the_pipeline_writes() -> None:
+    listing = operator_statement("ListArchiveAndDeadLetters")
+    assert listing["Resource"] == ARCHIVE_BUCKET_ARN
+    assert listing["Condition"] == {
+        "StringLike": {"s3:prefix": [sub("${ArchivePrefix}*"), sub("${DeadLetterPrefix}*")]}
+    }
+    deleting = [s for s in operator_statements() if "s3:DeleteObject" in as_list(s["Action"])]
+    assert [s["Resource"] for s in deleting] == [sub("${ArchiveBucket.Arn}/${DeadLetterPrefix}*")]
+
+
+def test_the_operator_policy_is_an_output() -> None:
+    assert TEMPLATE["Outputs"]["OperatorPolicyArn"]["Value"] == ref("OperatorPolicy")
+    assert "Roles" not in properties("OperatorPolicy"), "attaching it is the account's decision"
 
 
 def test_the_function_uses_its_own_role_and_no_managed_or_sam_policies() -> None:
@@ -289,7 +496,24 @@ def test_the_aggregation_table_has_the_adapters_keys_on_demand_billing_pitr_and_
     assert RESOURCES["AggregationTable"]["DeletionPolicy"] == "Retain"
 
 
-@pytest.mark.parametrize("bucket", ["ArchiveBucket", "AthenaResultsBucket"])
+BUCKETS = ["ArchiveBucket", "AthenaResultsBucket", "AccessLogBucket"]
+
+
+def bucket_policy_statements(bucket: str) -> list[dict[str, Any]]:
+    [policy] = [
+        resource["Properties"]
+        for resource in resource_of_type("AWS::S3::BucketPolicy").values()
+        if resource["Properties"]["Bucket"] == ref(bucket)
+    ]
+    statements: list[dict[str, Any]] = policy["PolicyDocument"]["Statement"]
+    return statements
+
+
+def test_every_bucket_of_the_stack_is_checked_here() -> None:
+    assert set(resource_of_type("AWS::S3::Bucket")) == set(BUCKETS)
+
+
+@pytest.mark.parametrize("bucket", BUCKETS)
 def test_buckets_are_encrypted_private_and_reachable_over_tls_only(bucket: str) -> None:
     bucket_properties = properties(bucket)
     rules = bucket_properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
@@ -303,23 +527,131 @@ def test_buckets_are_encrypted_private_and_reachable_over_tls_only(bucket: str) 
         "IgnorePublicAcls": True,
         "RestrictPublicBuckets": True,
     }
-    [policy] = [
-        resource["Properties"]
-        for resource in resource_of_type("AWS::S3::BucketPolicy").values()
-        if resource["Properties"]["Bucket"] == ref(bucket)
-    ]
-    [statement] = policy["PolicyDocument"]["Statement"]
+    statement = bucket_policy_statements(bucket)[0]
+    assert statement["Sid"] == "DenyInsecureTransport"
     assert statement["Effect"] == "Deny"
     assert statement["Principal"] == "*"
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     assert statement["Resource"] == [get_att(bucket, "Arn"), sub(f"${{{bucket}.Arn}}/*")]
 
 
-def test_the_archive_moves_to_cheaper_storage_as_it_ages() -> None:
-    [rule] = properties("ArchiveBucket")["LifecycleConfiguration"]["Rules"]
-    assert rule["Status"] == "Enabled"
+def lifecycle_rules(bucket: str) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = properties(bucket)["LifecycleConfiguration"]["Rules"]
+    return rules
+
+
+def archive_lifecycle_rule(prefix_parameter: str) -> dict[str, Any]:
+    [rule] = [
+        rule
+        for rule in lifecycle_rules("ArchiveBucket")
+        if rule.get("Prefix") == ref(prefix_parameter)
+    ]
+    return rule
+
+
+def test_each_prefix_the_function_writes_has_one_enabled_lifecycle_rule_and_nothing_else_does() -> (
+    None
+):
+    rules = lifecycle_rules("ArchiveBucket")
+    assert [rule["Prefix"] for rule in rules] == [ref("ArchivePrefix"), ref("DeadLetterPrefix")]
+    assert all(rule["Status"] == "Enabled" for rule in rules)
+    assert all(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] for rule in rules)
+
+
+@pytest.mark.parametrize("bucket", BUCKETS)
+def test_buckets_own_their_objects_and_expire_what_they_hold(bucket: str) -> None:
+    bucket_properties = properties(bucket)
+    assert bucket_properties["OwnershipControls"] == {
+        "Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    }
+    assert all("ExpirationInDays" in rule for rule in lifecycle_rules(bucket))
+
+
+def test_archive_versions_are_kept_by_default_and_noncurrent_ones_expire() -> None:
+    assert properties("ArchiveBucket")["VersioningConfiguration"] == {
+        "Status": {"Fn::If": ["ArchiveVersioningEnabled", "Enabled", "Suspended"]}
+    }
+    assert TEMPLATE["Conditions"]["ArchiveVersioningEnabled"] == {
+        "Fn::Equals": [ref("ArchiveVersioning"), "true"]
+    }
+    assert parameter_default("ArchiveVersioning") == "true"
+    for rule in lifecycle_rules("ArchiveBucket"):
+        assert rule["NoncurrentVersionExpiration"] == {
+            "NoncurrentDays": ref("ArchiveNoncurrentVersionDays")
+        }
+    assert parameter_default("ArchiveNoncurrentVersionDays") == 30
+
+
+@pytest.mark.parametrize(
+    ("bucket", "prefix", "sid"),
+    [
+        ("ArchiveBucket", "archive/", "ArchiveBucketAccessLogs"),
+        ("AthenaResultsBucket", "athena-results/", "AthenaResultsBucketAccessLogs"),
+    ],
+)
+def test_server_access_logs_go_to_the_log_bucket_under_a_prefix_only_their_bucket_may_write(
+    bucket: str, prefix: str, sid: str
+) -> None:
+    assert properties(bucket)["LoggingConfiguration"] == {
+        "DestinationBucketName": ref("AccessLogBucket"),
+        "LogFilePrefix": prefix,
+    }
+    [statement] = [s for s in bucket_policy_statements("AccessLogBucket") if s["Sid"] == sid]
+    assert statement["Effect"] == "Allow"
+    assert statement["Principal"] == {"Service": "logging.s3.amazonaws.com"}
+    assert statement["Action"] == "s3:PutObject"
+    assert statement["Resource"] == sub(f"${{AccessLogBucket.Arn}}/{prefix}*")
+    assert statement["Condition"] == {
+        "ArnLike": {"aws:SourceArn": get_att(bucket, "Arn")},
+        "StringEquals": {"aws:SourceAccount": ref("AWS::AccountId")},
+    }
+
+
+def test_the_log_bucket_grants_nothing_else_and_expires_the_logs() -> None:
+    sids = [statement["Sid"] for statement in bucket_policy_statements("AccessLogBucket")]
+    assert sids == [
+        "DenyInsecureTransport",
+        "ArchiveBucketAccessLogs",
+        "AthenaResultsBucketAccessLogs",
+    ]
+    [rule] = lifecycle_rules("AccessLogBucket")
+    assert rule["ExpirationInDays"] == ref("AccessLogRetentionDays")
+    assert "LoggingConfiguration" not in properties("AccessLogBucket")
+
+
+def test_the_archive_moves_to_cheaper_storage_as_it_ages_then_expires() -> None:
+    rule = archive_lifecycle_rule("ArchivePrefix")
     assert [t["StorageClass"] for t in rule["Transitions"]] == ["STANDARD_IA", "GLACIER_IR"]
-    assert "ExpirationInDays" not in rule, "the archive is the record of every event"
+    assert rule["ExpirationInDays"] == ref("ArchiveRetentionDays")
+    parameters = TEMPLATE["Parameters"]
+    # S3 refuses an expiry that is not later than a transition of the same rule.
+    assert (
+        parameter_default("ArchiveInfrequentAccessAfterDays")
+        < parameter_default("ArchiveGlacierInstantRetrievalAfterDays")
+        < parameter_default("ArchiveRetentionDays")
+        == 400
+    )
+    assert (
+        parameters["ArchiveRetentionDays"]["MinValue"]
+        > parameters["ArchiveGlacierInstantRetrievalAfterDays"]["MinValue"]
+    )
+
+
+def test_stored_dead_letters_expire_but_outlive_the_queue_messages_that_point_at_them() -> None:
+    rule = archive_lifecycle_rule("DeadLetterPrefix")
+    assert rule["ExpirationInDays"] == ref("DeadLetterRetentionDays")
+    assert "Transitions" not in rule, "replays read them again"
+    assert parameter_default("DeadLetterRetentionDays") == 400
+    shortest = TEMPLATE["Parameters"]["DeadLetterRetentionDays"]["MinValue"] * 24 * 3600
+    assert shortest > properties("DeadLetterQueue")["MessageRetentionPeriod"]
+
+
+def test_unique_user_markers_expire_by_default_after_any_reporting_window() -> None:
+    variables = properties("EventProcessorFunction")["Environment"]["Variables"]
+    assert variables["MARKER_TTL_DAYS"] == ref("MarkerTtlDays")
+    assert parameter_default("MarkerTtlDays") == 400
+    smallest = TEMPLATE["Parameters"]["MarkerTtlDays"]["MinValue"]
+    assert Settings(marker_ttl_days=smallest).marker_ttl_days == smallest
 
 
 @pytest.mark.parametrize("queue", ["DeadLetterQueue", "FailureDestinationQueue"])
