@@ -30,4 +30,7 @@ LAMBDA_PERMISSIONS: dict[Resource, frozenset[str]] = {
 """What the Lambda function's role needs. Reports and replays (run by operators) also need:
 `dynamodb:Query`, `PutItem`, `UpdateItem` and `BatchGetItem` on the aggregation table (reports;
 replay claims and runs), `s3:ListBucket`/`s3:GetObject` on the bucket,
-`sqs:ReceiveMessage`/`sqs:DeleteMessage` on the queue."""
+`sqs:ReceiveMessage`/`sqs:DeleteMessage` on the queue. `forget-user` (erasure) needs
+`dynamodb:BatchGetItem`/`BatchWriteItem` on the aggregation table, `s3:ListBucket`,
+`GetObject`, `GetObjectTagging`, `PutObject`, `PutObjectTagging` and `DeleteObject` on the
+bucket, and `sqs:ReceiveMessage`, `DeleteMessage` and `ChangeMessageVisibility` on the queue."""
