@@ -44,8 +44,9 @@ def report_lines(report: ErasureReport) -> list[str]:
     width = max(len(label) for label in LABELS.values())
     for kind, label in LABELS.items():
         lines.append(f"  {label:<{width}}  {report.erased.get(kind.value, 0):>8,}")
-    for backlog, count in sorted(report.dead_letters_by_backlog.items()):
-        lines.append(f"    {'of them in ' + backlog:<{width - 2}}  {count:>8,}")
+        if kind is Erased.DEAD_LETTERS:
+            for backlog, count in sorted(report.dead_letters_by_backlog.items()):
+                lines.append(f"    {'in ' + backlog:<{width - 2}}  {count:>8,}")
     lines.append(
         f"read {report.archive_objects_read:,} archive objects "
         f"({report.archive_lines_read:,} lines) and {report.dead_letters_read:,} dead letters "
