@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from domain.archiving import ArchiveObject
+from domain.erasure import PersonalItem
 from domain.experiments import Assignment, Experiment
 from domain.metrics import Granularity, MetricDelta, MetricKey
 from domain.rejections import DeadLetter
@@ -248,3 +249,71 @@ class ReplayLedger(abc.ABC):
     @abc.abstractmethod
     def mark_archived(self, event_ids: Collection[str]) -> None:
         """Record that these claimed events are in the archive."""
+
+
+# -- erasure (application/erasure.py) ---------------------------------------------------------
+
+
+class PersonalItemStore(abc.ABC):
+    """The aggregation table's items that name a user or one of their events: unique-user
+    markers, event-id records, replay claims. Addressed by exact key only, never by a scan."""
+
+    @abc.abstractmethod
+    def present(self, items: Collection[PersonalItem]) -> set[PersonalItem]:
+        """Those of `items` that are stored now (strongly consistent). An item whose key the
+        store could never hold (too large) is not present."""
+
+    @abc.abstractmethod
+    def delete(self, items: Collection[PersonalItem]) -> None:
+        """Delete each item; deleting one that is absent is harmless. Durable when it returns,
+        or raises `TransientInfrastructureError` (then some, none or all are deleted)."""
+
+
+class ArchiveEditor(abc.ABC):
+    """The archive's objects as whole sets of lines, for erasing lines from them."""
+
+    @abc.abstractmethod
+    def object_keys(self) -> Iterator[str]:
+        """Every archive object's key, in key order."""
+
+    @abc.abstractmethod
+    def read_lines(self, key: str) -> list[bytes]:
+        """The object's lines, without their line ends."""
+
+    @abc.abstractmethod
+    def replace(self, key: str, lines: Sequence[bytes]) -> None:
+        """Write `lines` (at least one) as the object under the same key, in one atomic write:
+        readers see the old object or the new one, never a part."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Delete the object; deleting one that is absent is harmless."""
+
+
+@dataclass(frozen=True, slots=True)
+class HeldDeadLetter:
+    """A dead letter taken out of sight of other readers until it is removed or released.
+    `letter` is None when the stored message cannot be read as a letter (`problem` says why)."""
+
+    handle: str
+    letter: DeadLetter | None
+    problem: str = ""
+
+
+class DeadLetterBacklog(abc.ABC):
+    """The dead letters kept (a queue, or objects), to take some of them out for good."""
+
+    name: str = "dead letters"
+
+    @abc.abstractmethod
+    def hold(self) -> list[HeldDeadLetter]:
+        """Every letter now kept, each held (a queue: invisible to other consumers) until
+        `remove` or `release`."""
+
+    @abc.abstractmethod
+    def remove(self, handles: Collection[str]) -> None:
+        """Delete the held letters for good (with any data stored apart from them)."""
+
+    @abc.abstractmethod
+    def release(self, handles: Collection[str]) -> None:
+        """Give the held letters back, visible again at once."""

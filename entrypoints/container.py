@@ -11,14 +11,23 @@ from aws_lambda_powertools import Tracer
 from botocore.config import Config
 from dependency_injector import containers, providers
 
-from application.ports import Clock, DeadLetterQueue, RecentEventIndex, Telemetry
+from application.erasure import UserEraser
+from application.ports import (
+    Clock,
+    DeadLetterBacklog,
+    DeadLetterQueue,
+    RecentEventIndex,
+    Telemetry,
+)
 from application.process_batch import BatchProcessor, ProcessingSettings
 from application.replay import ReplayProcessor
 from domain.archiving import ArchiveLimits
 from domain.events import EventLimits
 from entrypoints.settings import Settings
 from infrastructure.aws.client_config import client_config
+from infrastructure.aws.dead_letter_backlogs import S3DeadLetterBacklog, SqsDeadLetterBacklog
 from infrastructure.aws.dynamodb_metric_store import DynamoDbMetricStore
+from infrastructure.aws.dynamodb_personal_items import DynamoDbPersonalItemStore
 from infrastructure.aws.dynamodb_recent_events import DynamoDbRecentEventIndex
 from infrastructure.aws.dynamodb_replay_ledger import DynamoDbReplayLedger
 from infrastructure.aws.dynamodb_repositories import (
@@ -26,6 +35,7 @@ from infrastructure.aws.dynamodb_repositories import (
     DynamoDbExperimentRepository,
 )
 from infrastructure.aws.s3_archive import S3Encryption, S3EventArchive
+from infrastructure.aws.s3_archive_editor import S3ArchiveEditor
 from infrastructure.aws.sqs_dead_letters import (
     S3DeadLetterQueue,
     S3DeadLetterStore,
@@ -119,6 +129,18 @@ def _dead_letter_queue(
             sqs_client, settings.dlq_url, overflow, clock, max_workers=settings.write_concurrency
         )
     return S3DeadLetterQueue(overflow, clock, max_workers=settings.write_concurrency)
+
+
+def _dead_letter_backlogs(
+    settings: Settings, sqs_client: SQSClient, s3_client: S3Client
+) -> list[DeadLetterBacklog]:
+    """Where dead letters are kept: the queue when DLQ_URL is set, and always the dead-letter
+    prefix in S3 (letters kept without a queue, refused by it, or too large for it), in that
+    order: a message is removed before the S3 body it points to."""
+    stored = S3DeadLetterBacklog(s3_client, settings.s3_bucket, settings.dead_letter_prefix)
+    if settings.dlq_url:
+        return [SqsDeadLetterBacklog(sqs_client, settings.dlq_url, s3_client), stored]
+    return [stored]
 
 
 class Container(containers.DeclarativeContainer):
@@ -272,3 +294,19 @@ class Container(containers.DeclarativeContainer):
         telemetry,
         processing_settings,
     )
+
+    user_eraser = providers.Factory(
+        UserEraser,
+        providers.Singleton(
+            DynamoDbPersonalItemStore, dynamodb_client, settings.provided.dynamodb_table
+        ),
+        providers.Singleton(
+            S3ArchiveEditor,
+            s3_client,
+            settings.provided.s3_bucket,
+            settings.provided.archive_prefix,
+            s3_encryption,
+        ),
+        providers.Singleton(_dead_letter_backlogs, settings, sqs_client, s3_client),
+    )
+    """`forget-user`: erases users' markers, event ids, claims, dead letters and archive lines."""

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 
-from domain.archiving import ARCHIVE_SCHEMA_VERSION, ArchiveObject
+from domain.archiving import (
+    ARCHIVE_SCHEMA_VERSION,
+    ArchiveLineError,
+    ArchiveObject,
+    record_from_archive_line,
+)
 from infrastructure.codecs import ArchiveCodec
 
 
@@ -27,3 +33,20 @@ def object_metadata(item: ArchiveObject) -> dict[str, str]:
         "last-sequence-number": str(item.last_sequence),
         "schema-version": ARCHIVE_SCHEMA_VERSION,
     }
+
+
+def rewritten_metadata(old: Mapping[str, str], lines: Sequence[bytes]) -> dict[str, str]:
+    """The metadata of an archive object rewritten to hold only `lines` (erasure): the event
+    count and sequence range describe what it now holds; the rest is kept."""
+    metadata = dict(old)
+    metadata["event-count"] = str(len(lines))
+    sequences = []
+    for line in lines:
+        try:
+            sequences.append(record_from_archive_line(line).coordinates.sequence)
+        except (ArchiveLineError, ValueError):
+            continue
+    if sequences:
+        metadata["first-sequence-number"] = str(min(sequences))
+        metadata["last-sequence-number"] = str(max(sequences))
+    return metadata

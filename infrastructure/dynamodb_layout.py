@@ -45,6 +45,22 @@ def marker_sort_key(hour: datetime, user_id: str) -> str:
     return f"{hour:%H}#{user_id}"
 
 
+EVENT_PREFIX = "EVENT#"
+EVENT_SORT_KEY = "EVENT"
+LEDGER_SORT_KEY = "REPLAY"
+
+
+def event_partition_key(event_id: str) -> str:
+    """Counters are `EXP#…`, markers `USERS#…`, the replay ledger `REPLAY#…`: no overlap. The id
+    is the key's whole remainder and the sort key is constant, so two ids never share an item."""
+    return f"{EVENT_PREFIX}{event_id}"
+
+
+def ledger_partition_key(event_id: str) -> str:
+    """A replay claim's item (`LEDGER_SORT_KEY`), one per replayed event id."""
+    return f"REPLAY#{event_id}"
+
+
 def watermark_attribute(shard_id: str) -> str:
     return f"{WATERMARK_PREFIX}{shard_id}"
 

@@ -171,3 +171,29 @@ def read_items(
             f"{len(unprocessed)} keys of {table_name} still unprocessed after retries",
         )
     return found
+
+
+def delete_keys(
+    client: DynamoDBClient,
+    table_name: str,
+    keys: Sequence[Item],
+    backoff: Backoff,
+) -> list[Item]:
+    """Delete at most 25 items by key with one BatchWriteItem (a `DeleteRequest` each; deleting
+    an absent item is harmless), then retry what comes back unprocessed. Returns the keys still
+    not deleted once the retries are spent; botocore errors propagate."""
+    if len(keys) > BATCH_WRITE_LIMIT:
+        raise ValueError(f"BatchWriteItem takes at most {BATCH_WRITE_LIMIT} items")
+    pending: list[Item] = list(keys)
+    for retry in range(backoff.attempts):
+        if not pending:
+            return []
+        if retry:
+            backoff.pause(retry - 1)
+        requests: list[WriteRequestTypeDef] = [{"DeleteRequest": {"Key": key}} for key in pending]
+        response = client.batch_write_item(RequestItems={table_name: requests})
+        unprocessed = response.get("UnprocessedItems", {}).get(table_name, [])
+        pending = [
+            request["DeleteRequest"]["Key"] for request in unprocessed if "DeleteRequest" in request
+        ]
+    return pending

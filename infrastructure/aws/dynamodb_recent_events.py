@@ -29,12 +29,13 @@ from infrastructure.aws.dynamodb_codec import (
 )
 from infrastructure.aws.errors import translate
 from infrastructure.aws.provisioning import TTL_ATTRIBUTE
+from infrastructure.dynamodb_layout import EVENT_PREFIX, EVENT_SORT_KEY, event_partition_key
+
+__all__ = ["EVENT_PREFIX", "EVENT_SORT_KEY", "DynamoDbRecentEventIndex", "event_partition_key"]
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-EVENT_PREFIX = "EVENT#"
-EVENT_SORT_KEY = "EVENT"
 DEFAULT_TTL_DAYS = 7
 
 _SHARD = "shard_id"
@@ -44,12 +45,6 @@ _PROJECTED_NAMES = {"#k": "partition_key", "#s": _SHARD, "#q": _SEQUENCE}
 _PROJECTION = ", ".join(_PROJECTED_NAMES)
 
 logger = logging.getLogger(__name__)
-
-
-def event_partition_key(event_id: str) -> str:
-    """Counters are `EXP#…`, markers `USERS#…`, the replay ledger `REPLAY#…`: no overlap. The id
-    is the key's whole remainder and the sort key is constant, so two ids never share an item."""
-    return f"{EVENT_PREFIX}{event_id}"
 
 
 class DynamoDbRecentEventIndex(RecentEventIndex):

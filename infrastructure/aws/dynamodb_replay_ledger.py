@@ -24,12 +24,14 @@ from infrastructure.aws.dynamodb_codec import (
 )
 from infrastructure.aws.errors import is_transient, translate
 from infrastructure.aws.provisioning import TTL_ATTRIBUTE
+from infrastructure.dynamodb_layout import LEDGER_SORT_KEY, ledger_partition_key
+
+__all__ = ["LEDGER_SORT_KEY", "DynamoDbReplayLedger", "ledger_partition_key", "run_partition_key"]
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
-LEDGER_SORT_KEY = "REPLAY"
 RUN_SORT_KEY = "RUN"
 CONDITION_FAILED = "ConditionalCheckFailedException"
 _T = TypeVar("_T")
@@ -43,10 +45,6 @@ _NAMES = {
     "#archived": "archived",
     "#ttl": TTL_ATTRIBUTE,
 }
-
-
-def ledger_partition_key(event_id: str) -> str:
-    return f"REPLAY#{event_id}"
 
 
 def run_partition_key(lane: str) -> str:

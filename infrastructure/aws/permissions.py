@@ -78,9 +78,17 @@ OPERATOR_PERMISSIONS: dict[Resource, frozenset[str]] = {
     # ListBucket/GetObject: archive replays and dead letters kept in S3. PutObject (tagged):
     # replayed dead letters and file events are archived; an archived record the pipeline now
     # refuses is dead-lettered (to S3 when too large). DeleteObject: dead letters kept in S3,
-    # once replayed (DeleteObjects).
+    # once replayed (DeleteObjects). `forget-user` rewrites archive objects keeping their tags
+    # (GetObjectTagging) and deletes them and the user's dead letters.
     Resource.ARCHIVE_BUCKET: frozenset(
-        {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject"}
+        {
+            "s3:ListBucket",
+            "s3:GetObject",
+            "s3:GetObjectTagging",
+            "s3:PutObject",
+            "s3:PutObjectTagging",
+            "s3:DeleteObject",
+        }
     ),
     # Receive, delete once settled, make the rest visible again (the *Batch calls are authorised
     # by these actions); SendMessage: the archive replay dead-letters what it now refuses.

@@ -1,4 +1,5 @@
-"""An archive in memory: compressed objects under the same keys and metadata as in S3."""
+"""An archive in memory: compressed objects under the same keys and metadata as in S3, written
+by the pipeline (`EventArchive`) and edited by erasure (`ArchiveEditor`)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,17 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from application.ports import COMPLETE, Deadline, EventArchive, RecordId, WriteReport
+from application.ports import (
+    COMPLETE,
+    ArchiveEditor,
+    Deadline,
+    EventArchive,
+    RecordId,
+    WriteReport,
+)
 from domain.archiving import ArchiveObject
-from infrastructure.archive_format import object_key, object_metadata
+from domain.errors import InfrastructureConfigurationError
+from infrastructure.archive_format import object_key, object_metadata, rewritten_metadata
 from infrastructure.codecs import ArchiveCodec, codec_for_key, codec_named
 from infrastructure.s3_layout import object_problem
 
@@ -21,9 +30,10 @@ class StoredObject:
     content_encoding: str
 
 
-class InMemoryEventArchive(EventArchive):
+class InMemoryEventArchive(EventArchive, ArchiveEditor):
     """Refuses, as S3 does, an object whose key or metadata S3 would refuse (`object_problem`):
-    its records are reported refused, the other objects are stored."""
+    its records are reported refused, the other objects are stored. Reading an object that is
+    not there fails as S3's NoSuchKey does (through the S3 adapter: a configuration error)."""
 
     def __init__(self, codec: ArchiveCodec | None = None, prefix: str = "") -> None:
         self._codec = codec or codec_named("gzip")
@@ -63,3 +73,36 @@ class InMemoryEventArchive(EventArchive):
         """Every archived line, decompressed, in key order."""
         for stored in self.objects():
             yield from codec_for_key(stored.key).decompress(stored.blob).splitlines()
+
+    # -- ArchiveEditor ---------------------------------------------------------------------------
+
+    def object_keys(self) -> Iterator[str]:
+        with self._lock:
+            keys = sorted(key for key in self._objects if key.startswith(self._prefix))
+        yield from keys
+
+    def read_lines(self, key: str) -> list[bytes]:
+        with self._lock:
+            stored = self._objects.get(key)
+        if stored is None:
+            raise InfrastructureConfigurationError(
+                "s3:GetObject", "NoSuchKey: The specified key does not exist."
+            )
+        return codec_for_key(key).decompress(stored.blob).splitlines()
+
+    def replace(self, key: str, lines: Sequence[bytes]) -> None:
+        if not lines:
+            raise ValueError("an archive object holds at least one line: delete it instead")
+        with self._lock:
+            old = self._objects.get(key)
+            metadata = rewritten_metadata({} if old is None else old.metadata, lines)
+            problem = object_problem(key, metadata)
+            if problem is not None:
+                raise InfrastructureConfigurationError("s3:PutObject", str(problem))
+            codec = codec_for_key(key)
+            blob = codec.compress(b"".join(line + b"\n" for line in lines))
+            self._objects[key] = StoredObject(key, blob, metadata, codec.content_encoding)
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._objects.pop(key, None)

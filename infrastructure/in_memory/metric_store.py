@@ -16,6 +16,7 @@ from application.ports import (
     RecordId,
     WriteReport,
 )
+from domain.erasure import UniqueUserMarker
 from domain.limits import COUNTER_CONTEXT, counter_sum_problem, delta_sum_problem
 from domain.metrics import Granularity, MetricDelta, MetricKey
 from infrastructure.dynamodb_layout import (
@@ -144,3 +145,54 @@ class InMemoryMetricStore(MetricStore):
     def experiment_ids(self) -> list[str]:
         with self._lock:
             return sorted({key.experiment_id for key in self._counters})
+
+    # -- unique-user markers, for erasure ------------------------------------------------------
+
+    def has_marker(self, marker: UniqueUserMarker) -> bool:
+        """Whether the marker item exists: the user is among the users of its hourly counter
+        (and its key is one DynamoDB could hold)."""
+        if _marker_key_problem(marker) is not None:
+            return False
+        with self._lock:
+            counter = self._counters.get(_hourly_key(marker))
+            return counter is not None and marker.user_id in counter.users
+
+    def delete_markers(self, markers: Collection[UniqueUserMarker]) -> None:
+        """Delete the marker items: the user leaves the hourly counter's users, and the daily
+        counter's once no hour of that day marks them (a day's users are its hours' markers)."""
+        with self._lock:
+            for marker in markers:
+                hourly = self._counters.get(_hourly_key(marker))
+                if hourly is not None:
+                    hourly.users.discard(marker.user_id)
+                day = Granularity.DAY.window_start(marker.hour)
+                daily = self._counters.get(
+                    MetricKey(
+                        marker.experiment_id, marker.variant_id, marker.metric, Granularity.DAY, day
+                    )
+                )
+                if daily is None or marker.user_id not in daily.users:
+                    continue
+                still_marked = any(
+                    key.granularity is Granularity.HOUR
+                    and (key.experiment_id, key.variant_id, key.metric)
+                    == (marker.experiment_id, marker.variant_id, marker.metric)
+                    and Granularity.DAY.window_start(key.window_start) == day
+                    and marker.user_id in counter.users
+                    for key, counter in self._counters.items()
+                )
+                if not still_marked:
+                    daily.users.discard(marker.user_id)
+
+
+def _hourly_key(marker: UniqueUserMarker) -> MetricKey:
+    return MetricKey(
+        marker.experiment_id, marker.variant_id, marker.metric, Granularity.HOUR, marker.hour
+    )
+
+
+def _marker_key_problem(marker: UniqueUserMarker) -> str | None:
+    return key_size_problem(
+        marker_partition_key(marker.experiment_id, marker.variant_id, marker.metric, marker.hour),
+        marker_sort_key(marker.hour, marker.user_id),
+    )

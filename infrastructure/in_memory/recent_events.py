@@ -39,5 +39,11 @@ class InMemoryRecentEventIndex(RecentEventIndex):
                 for event_id in list(islice(seen, excess)):
                     del seen[event_id]
 
+    def forget(self, event_ids: Collection[str]) -> None:
+        """Drop these ids (erasure of their user)."""
+        with self._lock:
+            for event_id in event_ids:
+                self._seen.pop(event_id, None)
+
     def __len__(self) -> int:
         return len(self._seen)

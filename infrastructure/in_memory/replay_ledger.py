@@ -57,3 +57,14 @@ class InMemoryReplayLedger(ReplayLedger):
                 current = self._claims.get(event_id)
                 if current is not None:
                     self._claims[event_id] = replace(current, archived=True)
+
+    def claimed(self, event_ids: Collection[str]) -> set[str]:
+        """Those of `event_ids` that hold a claim."""
+        with self._lock:
+            return {event_id for event_id in event_ids if event_id in self._claims}
+
+    def forget(self, event_ids: Collection[str]) -> None:
+        """Drop these events' claims (erasure of their user)."""
+        with self._lock:
+            for event_id in event_ids:
+                self._claims.pop(event_id, None)

@@ -372,7 +372,13 @@ def test_operators_list_and_delete_only_under_the_prefixes_the_pipeline_writes()
         "StringLike": {"s3:prefix": [sub("${ArchivePrefix}*"), sub("${DeadLetterPrefix}*")]}
     }
     deleting = [s for s in operator_statements() if "s3:DeleteObject" in as_list(s["Action"])]
-    assert [s["Resource"] for s in deleting] == [sub("${ArchiveBucket.Arn}/${DeadLetterPrefix}*")]
+    # Replayed dead letters kept in S3; forget-user rewrites or deletes archive objects.
+    assert [s["Resource"] for s in deleting] == [
+        [
+            sub("${ArchiveBucket.Arn}/${ArchivePrefix}*"),
+            sub("${ArchiveBucket.Arn}/${DeadLetterPrefix}*"),
+        ]
+    ]
 
 
 def test_the_operator_policy_is_an_output() -> None:
