@@ -680,8 +680,8 @@ def alarm_watching(namespace: str, metric: str, dimension: object) -> dict[str, 
     alarms: list[dict[str, Any]] = [
         resource["Properties"]
         for resource in resource_of_type("AWS::CloudWatch::Alarm").values()
-        if resource["Properties"]["Namespace"] == namespace
-        and resource["Properties"]["MetricName"] == metric
+        if resource["Properties"].get("Namespace") == namespace
+        and resource["Properties"].get("MetricName") == metric
         and dimension in [d["Value"] for d in resource["Properties"]["Dimensions"]]
     ]
     [alarm] = alarms
@@ -720,6 +720,115 @@ def test_queue_alarms_fire_on_the_first_message() -> None:
             "AWS/SQS", "ApproximateNumberOfMessagesVisible", get_att(queue, "QueueName")
         )
         assert alarm["Threshold"] == 0
+
+
+def published_metric_names() -> set[str]:
+    """What the service's telemetry publishes for a batch that met every kind of trouble."""
+    import contextlib
+    import io
+
+    from aws_lambda_powertools import Logger, Metrics
+
+    from application.results import BatchResult
+    from domain.records import KinesisCoordinates
+    from domain.rejections import RejectionReason
+    from infrastructure.powertools_telemetry import PowertoolsTelemetry
+
+    metrics = Metrics(namespace="Experimently", service="event-processor")
+    metrics.clear_metrics()
+    result = BatchResult(
+        records=3,
+        processed=1,
+        duplicates=0,
+        dead_lettered={RejectionReason.INVALID_JSON: 1},
+        unattributed=0,
+        attributions=1,
+        archived_objects=1,
+        metric_keys_updated=2,
+        failures=(KinesisCoordinates("shard-1", "9", "pk", 0.0),),
+        stage_errors=dict.fromkeys(
+            ("deduplicate", "enrich", "write_metrics", "archive", "dead_letter"), 1
+        ),
+    )
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        PowertoolsTelemetry(metrics, Logger(service="event-processor")).publish(result)
+        metrics.flush_metrics()
+    names: set[str] = set()
+    for line in out.getvalue().splitlines():
+        if '"_aws"' in line:
+            for directive in json.loads(line)["_aws"]["CloudWatchMetrics"]:
+                names.update(m["Name"] for m in directive["Metrics"])
+    return names
+
+
+def pipeline_alarms() -> dict[str, dict[str, Any]]:
+    """The alarms on the pipeline's own EMF metrics: metric name -> the metric's definition."""
+    watched: dict[str, dict[str, Any]] = {}
+    for resource in resource_of_type("AWS::CloudWatch::Alarm").values():
+        alarm = resource["Properties"]
+        if alarm.get("Namespace") == "Experimently":
+            watched[alarm["MetricName"]] = alarm
+        for query in alarm.get("Metrics", []):
+            metric = query.get("MetricStat", {}).get("Metric")
+            if metric is not None and metric["Namespace"] == "Experimently":
+                watched[metric["MetricName"]] = metric
+    return watched
+
+
+def dashboard_metric_names() -> set[str]:
+    body, _ = properties("Dashboard")["DashboardBody"]["Fn::Sub"]
+    widgets = json.loads(re.sub(r"\$\{[^}]+\}", "0", body))["widgets"]
+    names: set[str] = set()
+    for widget in widgets:
+        namespace = None
+        for row in widget["properties"]["metrics"]:
+            if isinstance(row[0], str) and row[0] != "...":
+                namespace = row[0] if row[0] != "." else namespace
+                if namespace == "Experimently":
+                    names.add(row[1])
+    return names
+
+
+def test_the_pipelines_alarms_watch_metrics_it_publishes_for_this_stack_only() -> None:
+    published = published_metric_names()
+    watched = pipeline_alarms()
+
+    assert {
+        "ReportedFailures",
+        "DeduplicateErrors",
+        "EnrichErrors",
+        "WriteMetricsErrors",
+        "ArchiveErrors",
+        "DeadLetterErrors",
+        "DeadLetters",
+        "RecordsReceived",
+        "ContractEscapes",
+    } == set(watched)
+    assert set(watched) <= published, set(watched) - published
+    for definition in watched.values():
+        assert {"Name": "stack", "Value": ref("AWS::StackName")} in definition["Dimensions"]
+        assert {"Name": "service", "Value": "event-processor"} in definition["Dimensions"]
+
+
+def test_the_dead_letter_rate_alarm_compares_a_percentage_with_its_parameter() -> None:
+    alarm = properties("DeadLetterRateAlarm")
+    [expression] = [q["Expression"] for q in alarm["Metrics"] if q.get("ReturnData")]
+    assert expression.startswith("100 * FILL(deadletters, 0) / ")
+    assert alarm["Threshold"] == ref("DeadLetterRateAlarmPercent")
+    assert parameter_default("DeadLetterRateAlarmPercent") == 1
+
+
+def test_the_dashboard_shows_what_the_pipeline_publishes_and_its_stacks_dead_letters() -> None:
+    names = dashboard_metric_names()
+    body, variables = properties("Dashboard")["DashboardBody"]["Fn::Sub"]
+
+    assert names <= published_metric_names(), names - published_metric_names()
+    assert {"RecordsReceived", "ReportedFailures", "WriteMetricsErrors"} <= names
+    assert 'MetricName=\\"DeadLetters\\" stack=\\"${AWS::StackName}\\"' in body
+    assert '"IteratorAge"' in body
+    assert '"Duration"' in body
+    assert variables["Function"] == ref("EventProcessorFunction")
 
 
 # ------------------------------------------------------------------------------- Athena
