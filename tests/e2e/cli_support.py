@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from application.ports import MetricSnapshot
 from domain.records import RawRecord
 
 # Imported here so that its Powertools logger binds to the test session's stdout, not to the
@@ -97,3 +98,20 @@ def seed_workload(
     seed_file.write_text(dump_seed(workload.experiments, workload.assignments))
     result = run(["seed", str(seed_file)], env, endpoint_url)
     assert result.exit_code == 0, result.output
+
+
+def counters(env: Mapping[str, str], endpoint_url: str) -> list[MetricSnapshot]:
+    """Every counter of the workload's experiments, hourly and daily, as the table holds them."""
+    import boto3
+
+    from domain.metrics import Granularity
+    from infrastructure.aws.dynamodb_metric_store import DynamoDbMetricStore
+
+    client = boto3.client("dynamodb", endpoint_url=endpoint_url, region_name=REGION)
+    store = DynamoDbMetricStore(client, env["DYNAMODB_TABLE"])
+    return [
+        snapshot
+        for experiment_id in ("exp-00", "exp-01")
+        for granularity in Granularity
+        for snapshot in store.snapshots(experiment_id, granularity)
+    ]

@@ -13,9 +13,7 @@ import pytest
 
 from application.ports import MetricSnapshot
 from domain.erasure import archived_event, letter_owner
-from domain.metrics import Granularity
 from domain.rejections import DeadLetter
-from infrastructure.aws.dynamodb_metric_store import DynamoDbMetricStore
 from infrastructure.aws.dynamodb_recent_events import DynamoDbRecentEventIndex
 from infrastructure.aws.s3_archive_editor import S3ArchiveEditor
 from infrastructure.aws.sqs_dead_letters import (
@@ -28,7 +26,7 @@ from infrastructure.synthetic.workload import StreamEntry, Workload
 from tests.aws_calls import CallRecorder
 from tests.conftest import REGION
 from tests.e2e import cli_support
-from tests.e2e.cli_support import kinesis_event, run, seed_workload
+from tests.e2e.cli_support import counters, kinesis_event, run, seed_workload
 
 environment = cli_support.environment
 provisioned = cli_support.provisioned
@@ -37,17 +35,6 @@ workload = cli_support.workload
 OVERFLOWING = 300 * 1024
 """A record this large is dead-lettered (beyond MAX_RECORD_BYTES) and its letter is too large
 for an SQS message: it is kept in S3 and the message points to it."""
-
-
-def _snapshots(env: dict[str, str], endpoint_url: str) -> list[MetricSnapshot]:
-    client = boto3.client("dynamodb", endpoint_url=endpoint_url, region_name=REGION)
-    store = DynamoDbMetricStore(client, env["DYNAMODB_TABLE"])
-    return [
-        snapshot
-        for experiment_id in ("exp-00", "exp-01")
-        for granularity in Granularity
-        for snapshot in store.snapshots(experiment_id, granularity)
-    ]
 
 
 def _counters(snapshots: list[MetricSnapshot]) -> list[tuple[object, ...]]:
@@ -159,7 +146,7 @@ def test_forget_user_erases_the_users_traces_and_nothing_else(
     world: World, endpoint_url: str
 ) -> None:
     env, user, other = world.env, world.user, world.other
-    before = _snapshots(env, endpoint_url)
+    before = counters(env, endpoint_url)
     archived = _archive_users(env, endpoint_url)
     dynamodb = boto3.client("dynamodb", endpoint_url=endpoint_url, region_name=REGION)
     index = DynamoDbRecentEventIndex(dynamodb, env["DYNAMODB_TABLE"], SystemClock())
@@ -170,7 +157,7 @@ def test_forget_user_erases_the_users_traces_and_nothing_else(
 
     report = _forget([user], env, endpoint_url)
 
-    after = _snapshots(env, endpoint_url)
+    after = counters(env, endpoint_url)
     assert _counters(after) == _counters(before)
     assert [s.user_ids for s in after] == [s.user_ids - {user} for s in before]
     assert _archive_users(env, endpoint_url) == Counter(
@@ -202,14 +189,14 @@ def _all_event_ids(env: dict[str, str], endpoint_url: str) -> list[str]:
 
 def test_a_second_run_touches_nothing_and_says_so(world: World, endpoint_url: str) -> None:
     _forget([world.user], world.env, endpoint_url)
-    snapshots = _snapshots(world.env, endpoint_url)
+    snapshots = counters(world.env, endpoint_url)
     archived = _archive_users(world.env, endpoint_url)
 
     again = run(["forget-user", world.user], world.env, endpoint_url)
 
     assert again.exit_code == 0, again.output
     assert "nothing to erase" in again.stdout
-    assert _snapshots(world.env, endpoint_url) == snapshots
+    assert counters(world.env, endpoint_url) == snapshots
     assert _archive_users(world.env, endpoint_url) == archived
 
 
@@ -217,7 +204,7 @@ def test_a_dry_run_counts_and_writes_nothing(
     world: World, endpoint_url: str, tmp_path: Path
 ) -> None:
     env, user, other = world.env, world.user, world.other
-    snapshots = _snapshots(env, endpoint_url)
+    snapshots = counters(env, endpoint_url)
     archived = _archive_users(env, endpoint_url)
     ids = tmp_path / "ids.txt"
     ids.write_text(f"{user}\n\n{other}\n")
@@ -226,7 +213,7 @@ def test_a_dry_run_counts_and_writes_nothing(
 
     assert dry["dry_run"] is True
     assert dry["users"] == 2
-    assert _snapshots(env, endpoint_url) == snapshots
+    assert counters(env, endpoint_url) == snapshots
     assert _archive_users(env, endpoint_url) == archived
     assert _dead_letter_owners(env, endpoint_url, {user, other}) == (
         sorted([user, user, other]),

@@ -10,14 +10,12 @@ from typing import cast
 import boto3
 import pytest
 
-from application.ports import MetricSnapshot
 from domain.archiving import record_from_archive_line
 from domain.metrics import Granularity
-from infrastructure.aws.dynamodb_metric_store import DynamoDbMetricStore
 from infrastructure.synthetic.workload import StreamEntry, Workload
 from tests.conftest import REGION
 from tests.e2e import cli_support
-from tests.e2e.cli_support import kinesis_event, run, seed_workload
+from tests.e2e.cli_support import counters, kinesis_event, run, seed_workload
 
 # The shared fixtures of the command-line tests.
 environment = cli_support.environment
@@ -26,17 +24,6 @@ workload = cli_support.workload
 
 ARCHIVE_DAY = ["replay", "--from-archive", "--start", "2026-11-20", "--end", "2026-11-21"]
 OVERSIZE_PADDING = 70 * 1024  # beyond the default MAX_RECORD_BYTES of 64 KiB
-
-
-def _counters(env: dict[str, str], endpoint_url: str) -> list[MetricSnapshot]:
-    client = boto3.client("dynamodb", endpoint_url=endpoint_url, region_name=REGION)
-    store = DynamoDbMetricStore(client, env["DYNAMODB_TABLE"])
-    return [
-        snapshot
-        for experiment_id in ("exp-00", "exp-01")
-        for granularity in Granularity
-        for snapshot in store.snapshots(experiment_id, granularity)
-    ]
 
 
 def _oversize_purchase(workload: Workload, event_id: str, value: float) -> StreamEntry:
@@ -67,7 +54,7 @@ def test_replaying_the_archive_twice_leaves_the_counters_unchanged(
     event_file = tmp_path / "event.json"
     event_file.write_text(json.dumps(kinesis_event(workload)))
     assert run(["invoke", str(event_file)], provisioned, endpoint_url).exit_code == 0
-    counted = _counters(provisioned, endpoint_url)
+    counted = counters(provisioned, endpoint_url)
     args = ["replay", "--from-archive", "--start", "2026-11-20T10:00", "--end", "2026-11-20T11:00"]
 
     first = _summary(args, provisioned, endpoint_url)
@@ -82,7 +69,7 @@ def test_replaying_the_archive_twice_leaves_the_counters_unchanged(
         assert outcomes["already_applied"] > 0
     assert first["read"] == second["read"]
     assert 0 < int(str(first["read"])) <= valid
-    assert _counters(provisioned, endpoint_url) == counted
+    assert counters(provisioned, endpoint_url) == counted
     assert len(counted) > 10
 
 
@@ -111,7 +98,7 @@ def test_dead_letters_that_became_valid_are_counted_once_and_deleted(
     event_file = tmp_path / "event.json"
     event_file.write_text(json.dumps(kinesis_event(workload)))
     assert run(["invoke", str(event_file)], provisioned, endpoint_url).exit_code == 0
-    assert _counters(provisioned, endpoint_url) == []
+    assert counters(provisioned, endpoint_url) == []
     raised_limit = {**provisioned, "MAX_RECORD_BYTES": str(256 * 1024)}
 
     dry = _summary(["replay", "--from-dlq", "--dry-run"], raised_limit, endpoint_url)
@@ -125,7 +112,7 @@ def test_dead_letters_that_became_valid_are_counted_once_and_deleted(
     assert second["read"] == 0
     archive = _summary(ARCHIVE_DAY, raised_limit, endpoint_url)
     assert archive["outcomes"] == {"already_applied": 1}
-    purchases = [s for s in _counters(provisioned, endpoint_url) if s.key.metric == "purchase"]
+    purchases = [s for s in counters(provisioned, endpoint_url) if s.key.metric == "purchase"]
     assert {
         (s.key.granularity, s.event_count, s.unique_users, str(s.value_sum)) for s in purchases
     } == {
@@ -185,7 +172,7 @@ def test_without_a_queue_the_dead_letters_kept_in_s3_are_replayed_once_and_delet
     assert (first["deleted_messages"], first["kept_messages"]) == (1, 1)
     assert second["outcomes"] == {"invalid": 1}
     assert len(kept()) == 1
-    purchases = [s for s in _counters(provisioned, endpoint_url) if s.key.metric == "purchase"]
+    purchases = [s for s in counters(provisioned, endpoint_url) if s.key.metric == "purchase"]
     assert {(s.key.granularity, s.event_count, str(s.value_sum)) for s in purchases} == {
         (Granularity.HOUR, 1, "7.25"),
         (Granularity.DAY, 1, "7.25"),
@@ -201,7 +188,7 @@ def test_replaying_a_file_twice_counts_its_events_once(
     events_file.write_bytes(b"\n".join(lines) + b"\n\n")
 
     first = _summary(["replay", "--from-file", str(events_file)], provisioned, endpoint_url)
-    counted = _counters(provisioned, endpoint_url)
+    counted = counters(provisioned, endpoint_url)
     second = _summary(["replay", "--from-file", str(events_file)], provisioned, endpoint_url)
 
     assert first["read"] == second["read"] == 60
@@ -212,7 +199,7 @@ def test_replaying_a_file_twice_counts_its_events_once(
     assert isinstance(second_outcomes, dict)
     assert "applied" not in second_outcomes
     assert second_outcomes.get("already_applied") == outcomes.get("applied")
-    assert _counters(provisioned, endpoint_url) == counted
+    assert counters(provisioned, endpoint_url) == counted
     assert counted
 
 
@@ -225,7 +212,7 @@ def test_an_archive_replay_after_a_file_replay_counts_nothing_again(
     assert (
         run(["replay", "--from-file", str(events_file)], provisioned, endpoint_url).exit_code == 0
     )
-    counted = _counters(provisioned, endpoint_url)
+    counted = counters(provisioned, endpoint_url)
 
     archive = _summary(ARCHIVE_DAY, provisioned, endpoint_url)
 
@@ -233,7 +220,7 @@ def test_an_archive_replay_after_a_file_replay_counts_nothing_again(
     assert isinstance(outcomes, dict)
     assert set(outcomes) <= {"already_applied", "unattributed", "duplicate", "invalid"}
     assert outcomes["already_applied"] > 0
-    assert _counters(provisioned, endpoint_url) == counted
+    assert counters(provisioned, endpoint_url) == counted
 
 
 @pytest.mark.parametrize(
@@ -297,7 +284,7 @@ def test_lines_copied_from_the_archive_are_not_counted_again(
     event_file = tmp_path / "event.json"
     event_file.write_text(json.dumps(kinesis_event(workload)))
     assert run(["invoke", str(event_file)], provisioned, endpoint_url).exit_code == 0
-    counted = _counters(provisioned, endpoint_url)
+    counted = counters(provisioned, endpoint_url)
     lines = _archived_lines(provisioned, endpoint_url)
     archived = len(lines)
     copied = tmp_path / "copied.jsonl"
@@ -306,7 +293,7 @@ def test_lines_copied_from_the_archive_are_not_counted_again(
     summary = _summary(["replay", "--from-file", str(copied)], provisioned, endpoint_url)
 
     assert summary["read"] == 20
-    assert _counters(provisioned, endpoint_url) == counted
+    assert counters(provisioned, endpoint_url) == counted
     # They went the stream's way (watermarks), not the ledger's, and were not archived again.
     assert len(_archived_lines(provisioned, endpoint_url)) == archived
     outcomes = summary["outcomes"]
@@ -315,7 +302,7 @@ def test_lines_copied_from_the_archive_are_not_counted_again(
     assert outcomes["already_applied"] + outcomes.get("unattributed", 0) == 20
 
 
-def test_two_file_replays_keep_apart_in_the_archive_and_the_counters(
+def test_two_file_replays_keep_apart_in_the_archive_and_thecounters(
     provisioned: dict[str, str], endpoint_url: str, workload: Workload, tmp_path: Path
 ) -> None:
     seed_workload(provisioned, endpoint_url, workload, tmp_path)
@@ -326,7 +313,7 @@ def test_two_file_replays_keep_apart_in_the_archive_and_the_counters(
 
     first = _summary(["replay", "--from-file", str(first_file)], provisioned, endpoint_url)
     second = _summary(["replay", "--from-file", str(second_file)], provisioned, endpoint_url)
-    counted = _counters(provisioned, endpoint_url)
+    counted = counters(provisioned, endpoint_url)
     archive = _summary(ARCHIVE_DAY, provisioned, endpoint_url)
 
     applied = [cast("dict[str, int]", s["outcomes"]).get("applied", 0) for s in (first, second)]
@@ -337,4 +324,4 @@ def test_two_file_replays_keep_apart_in_the_archive_and_the_counters(
     assert len(archived_ids) == sum(applied)
     # Both runs' lines are read back from the archive, and counted nothing again.
     assert archive["outcomes"] == {"already_applied": sum(applied)}
-    assert _counters(provisioned, endpoint_url) == counted
+    assert counters(provisioned, endpoint_url) == counted

@@ -19,12 +19,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from application.ports import MetricSnapshot
-from domain.metrics import Granularity
-from infrastructure.aws.dynamodb_metric_store import DynamoDbMetricStore
 from infrastructure.synthetic.workload import Workload, WorkloadSpec, generate
 from tests.conftest import REGION
 from tests.e2e.cli_support import (
+    counters,
     environment_named,
     kinesis_event,
     provision,
@@ -51,17 +49,6 @@ while rounds == 0 or not stop.exists():
                 raise
 print(rounds)
 """
-
-
-def _counters(env: dict[str, str], endpoint_url: str) -> list[MetricSnapshot]:
-    client = boto3.client("dynamodb", endpoint_url=endpoint_url, region_name=REGION)
-    store = DynamoDbMetricStore(client, env["DYNAMODB_TABLE"])
-    return [
-        snapshot
-        for experiment_id in ("exp-00", "exp-01")
-        for granularity in Granularity
-        for snapshot in store.snapshots(experiment_id, granularity)
-    ]
 
 
 def _item_count(env: dict[str, str], endpoint_url: str) -> int:
@@ -139,5 +126,5 @@ def test_a_file_replayed_twice_beside_a_busy_stream_is_counted_once(
         "already_applied": first["applied"],
         **{k: v for k, v in first.items() if k not in {"applied", "already_applied"}},
     }
-    assert _counters(busy, endpoint_url) == _counters(reference, endpoint_url)
+    assert counters(busy, endpoint_url) == counters(reference, endpoint_url)
     assert _item_count(busy, endpoint_url) > 2_000
