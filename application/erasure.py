@@ -131,52 +131,78 @@ class UserEraser:
         held: list[list[HeldDeadLetter]] = []
         removed: list[set[str]] = []
         try:
-            letter_event_ids: set[str] = set()
-            for backlog in self._backlogs:
-                self._on_progress(f"reading {backlog.name}")
-                letters = backlog.hold()
-                held.append(letters)
-                removed.append(set())
-                report.dead_letters_read += len(letters)
-                for letter in letters:
-                    if letter.letter is None:
-                        report.unreadable[f"{backlog.name}"] += 1
-                        continue
-                    owner = letter_owner(letter.letter)
-                    if owner.is_of(users) and owner.event_id is not None:
-                        letter_event_ids.add(owner.event_id)
-
+            letter_event_ids = self._hold_letters(users, held, removed, report)
             self._on_progress("erasing table items")
             present = self._items.present(items_of_events(events, letter_event_ids))
             report.erased.update(Counter(_kind(item).value for item in present))
             if not dry_run and present:
                 self._items.delete(present)
-
-            for index, backlog in enumerate(self._backlogs):
-                mine = [
-                    letter.handle
-                    for letter in held[index]
-                    if letter.letter is not None and letter_owner(letter.letter).is_of(users)
-                ]
-                report.erased[Erased.DEAD_LETTERS.value] += len(mine)
-                report.dead_letters_by_backlog[backlog.name] += len(mine)
-                if not dry_run and mine:
-                    self._on_progress(f"erasing {backlog.name}")
-                    backlog.remove(mine)
-                    removed[index].update(mine)
+            self._remove_letters(users, held, removed, report)
         finally:
+            # Letters not removed are given back at once, whatever happened meanwhile.
             for backlog, letters, gone in zip(self._backlogs, held, removed, strict=False):
                 others = [letter.handle for letter in letters if letter.handle not in gone]
                 if others:
                     backlog.release(others)
 
+        self._rewrite_archive(edits, report)
+        return report
+
+    def _hold_letters(
+        self,
+        users: frozenset[str],
+        held: list[list[HeldDeadLetter]],
+        removed: list[set[str]],
+        report: ErasureReport,
+    ) -> set[str]:
+        """Hold every backlog's letters (appended to `held`, with an empty set of removed
+        handles each); the event ids of the users' letters."""
+        event_ids: set[str] = set()
+        for backlog in self._backlogs:
+            self._on_progress(f"reading {backlog.name}")
+            letters = backlog.hold()
+            held.append(letters)
+            removed.append(set())
+            report.dead_letters_read += len(letters)
+            for letter in letters:
+                if letter.letter is None:
+                    report.unreadable[f"{backlog.name}"] += 1
+                    continue
+                owner = letter_owner(letter.letter)
+                if owner.is_of(users) and owner.event_id is not None:
+                    event_ids.add(owner.event_id)
+        return event_ids
+
+    def _remove_letters(
+        self,
+        users: frozenset[str],
+        held: Sequence[list[HeldDeadLetter]],
+        removed: Sequence[set[str]],
+        report: ErasureReport,
+    ) -> None:
+        """Remove the users' held letters from each backlog (none in a dry run)."""
+        for index, backlog in enumerate(self._backlogs):
+            mine = [
+                letter.handle
+                for letter in held[index]
+                if letter.letter is not None and letter_owner(letter.letter).is_of(users)
+            ]
+            report.erased[Erased.DEAD_LETTERS.value] += len(mine)
+            report.dead_letters_by_backlog[backlog.name] += len(mine)
+            if not report.dry_run and mine:
+                self._on_progress(f"erasing {backlog.name}")
+                backlog.remove(mine)
+                removed[index].update(mine)
+
+    def _rewrite_archive(self, edits: Sequence[_ObjectEdit], report: ErasureReport) -> None:
+        """Write each edited archive object without the users' lines (none in a dry run)."""
         for edit in edits:
             report.erased[Erased.ARCHIVE_LINES.value] += edit.removed
             if edit.kept:
                 report.erased[Erased.ARCHIVE_OBJECTS_REWRITTEN.value] += 1
             else:
                 report.erased[Erased.ARCHIVE_OBJECTS_DELETED.value] += 1
-            if dry_run:
+            if report.dry_run:
                 continue
             self._on_progress(f"rewriting {edit.key}")
             # The new object replaces the old one in one write: the lines are never lost twice.
@@ -184,7 +210,6 @@ class UserEraser:
                 self._archive.replace(edit.key, edit.kept)
             else:
                 self._archive.delete(edit.key)
-        return report
 
     def _find_lines(
         self, users: frozenset[str], report: ErasureReport
