@@ -243,11 +243,10 @@ class ReplayProcessor:
             for waiting in to_apply:
                 lane, sequence = waiting.coordinates
                 refused = report.refused.get((lane, sequence))
-                cut = report.unfinished_from.get(lane)
                 if refused is not None:
                     waiting.status = ReplayStatus.INVALID
                     waiting.detail = refused
-                elif cut is not None and sequence >= cut:
+                elif report.cut.cuts(lane, sequence):
                     waiting.status = ReplayStatus.FAILED
                     waiting.detail = "; ".join(report.problems) or "counters not written"
                 elif waiting.status is None:
@@ -278,8 +277,7 @@ class ReplayProcessor:
             written = []
             for waiting in to_archive:
                 lane, sequence = waiting.coordinates
-                cut = report.unfinished_from.get(lane)
-                if cut is not None and sequence >= cut:
+                if report.cut.cuts(lane, sequence):
                     # An event is settled only once archived too: keep it replayable.
                     waiting.status, waiting.detail = ReplayStatus.FAILED, "archive"
                     interrupted = True
