@@ -10,6 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from application.shard_cut import NO_CUT, ShardCut
 from domain.archiving import ArchiveObject
 from domain.erasure import PersonalItem
 from domain.experiments import Assignment, Experiment
@@ -28,8 +29,8 @@ RecordId = tuple[str, int]
 class WriteReport:
     """What a write port could not make durable.
 
-    `unfinished_from` maps a shard to the lowest sequence number whose effects in this call are
-    not known to be durable; everything below it in that shard is. Empty means all is durable.
+    `cut` holds, per shard, the lowest sequence number whose effects in this call are not known
+    to be durable; everything below it in that shard is. No cut means all is durable.
 
     `refused` names the records whose data the store refused for good (a DynamoDB
     `ValidationException` on a number or key size, say), with the store's message: the port
@@ -37,25 +38,16 @@ class WriteReport:
     `unstorable`. A refused record is not unfinished: redelivering it cannot help.
     """
 
-    unfinished_from: Mapping[str, int]
+    cut: ShardCut = NO_CUT
     problems: tuple[str, ...] = ()
     refused: Mapping[RecordId, str] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
-        return not self.unfinished_from
+        return not self.cut
 
 
-COMPLETE = WriteReport({})
-
-
-def merge_unfinished(*reports: Mapping[str, int]) -> dict[str, int]:
-    merged: dict[str, int] = {}
-    for report in reports:
-        for shard_id, sequence in report.items():
-            current = merged.get(shard_id)
-            merged[shard_id] = sequence if current is None else min(current, sequence)
-    return merged
+COMPLETE = WriteReport()
 
 
 class Deadline(abc.ABC):

@@ -183,6 +183,47 @@ class ReplayProcessor:
     def replay(self, items: Sequence[ReplayItem], options: ReplayOptions) -> ReplayResult:
         outcomes: dict[str, ItemOutcome] = {}
         now = self._clock.now()
+        accepted = self._accept(items, now, outcomes)
+        try:
+            enriched = self._enricher.enrich([event for _, event in accepted])
+        except TransientInfrastructureError as error:
+            for source, unread in accepted:
+                outcomes[source] = ItemOutcome(
+                    source, ReplayStatus.FAILED, unread.event.event_id, detail=str(error)
+                )
+            return self._result(items, outcomes, 0, (str(error),), interrupted=False)
+        pending = self._attributed(accepted, enriched, outcomes)
+        if options.dry_run or not pending:
+            status = ReplayStatus.VALID
+            for waiting in pending:
+                outcomes[waiting.source] = ItemOutcome(waiting.source, status, waiting.event_id)
+            return self._result(items, outcomes, 0, (), interrupted=False)
+        try:
+            to_apply = self._claim(pending, now)
+        except TransientInfrastructureError as error:
+            # Some claims may be written: nothing of this lane may be applied past them.
+            for waiting in pending:
+                outcomes[waiting.source] = ItemOutcome(
+                    waiting.source, ReplayStatus.FAILED, waiting.event_id, detail=str(error)
+                )
+            return self._result(items, outcomes, 0, (str(error),), interrupted=True)
+        problems: list[str] = []
+        interrupted = self._apply_counters(to_apply, problems)
+        to_archive = [w for w in pending if options.archive and self._to_archive(w)]
+        archived, archive_interrupted = self._archive_events(to_archive, problems)
+        for waiting in pending:
+            assert waiting.status is not None
+            outcomes[waiting.source] = ItemOutcome(
+                waiting.source, waiting.status, waiting.event_id, detail=waiting.detail
+            )
+        return self._result(
+            items, outcomes, archived, tuple(problems), interrupted or archive_interrupted
+        )
+
+    def _accept(
+        self, items: Sequence[ReplayItem], now: datetime, outcomes: dict[str, ItemOutcome]
+    ) -> list[tuple[str, AcceptedEvent]]:
+        """The valid items, the first of each event id; the others' outcomes."""
         accepted: list[tuple[str, AcceptedEvent]] = []
         seen: set[str] = set()
         for item in items:
@@ -198,16 +239,15 @@ class ReplayProcessor:
             else:
                 seen.add(decoded.event.event_id)
                 accepted.append((item.source, decoded))
+        return accepted
 
-        try:
-            enriched = self._enricher.enrich([event for _, event in accepted])
-        except TransientInfrastructureError as error:
-            for source, unread in accepted:
-                outcomes[source] = ItemOutcome(
-                    source, ReplayStatus.FAILED, unread.event.event_id, detail=str(error)
-                )
-            return self._result(items, outcomes, 0, (str(error),), interrupted=False)
-
+    @staticmethod
+    def _attributed(
+        accepted: Sequence[tuple[str, AcceptedEvent]],
+        enriched: Sequence[EnrichedEvent],
+        outcomes: dict[str, ItemOutcome],
+    ) -> list[_Pending]:
+        """The attributed events, to claim; the others are `unattributed`."""
         pending: list[_Pending] = []
         for (source, _), event in zip(accepted, enriched, strict=True):
             if event.attributions:
@@ -215,90 +255,66 @@ class ReplayProcessor:
             else:
                 status = ReplayStatus.UNATTRIBUTED
                 outcomes[source] = ItemOutcome(source, status, event.accepted.event.event_id)
-        if options.dry_run:
-            for waiting in pending:
-                outcomes[waiting.source] = ItemOutcome(
-                    waiting.source, ReplayStatus.VALID, waiting.event_id
-                )
-            return self._result(items, outcomes, 0, (), interrupted=False)
-        if not pending:
-            return self._result(items, outcomes, 0, (), interrupted=False)
+        return pending
 
-        problems: list[str] = []
-        try:
-            to_apply = self._claim(pending, now)
-        except TransientInfrastructureError as error:
-            # Some claims may be written: nothing of this lane may be applied past them.
-            for waiting in pending:
-                outcomes[waiting.source] = ItemOutcome(
-                    waiting.source, ReplayStatus.FAILED, waiting.event_id, detail=str(error)
-                )
-            return self._result(items, outcomes, 0, (str(error),), interrupted=True)
+    def _apply_counters(self, to_apply: Sequence[_Pending], problems: list[str]) -> bool:
+        """Apply the claimed events' counters; True when some write is unfinished."""
+        if not to_apply:
+            return False
+        report = self._metrics.apply(self._deltas(to_apply), NoDeadline())
+        problems.extend(report.problems)
+        for waiting in to_apply:
+            lane, sequence = waiting.coordinates
+            refused = report.refused.get((lane, sequence))
+            if refused is not None:
+                waiting.status = ReplayStatus.INVALID
+                waiting.detail = refused
+            elif report.cut.cuts(lane, sequence):
+                waiting.status = ReplayStatus.FAILED
+                waiting.detail = "; ".join(report.problems) or "counters not written"
+            elif waiting.status is None:
+                waiting.status = ReplayStatus.APPLIED
+        return not report.complete
 
-        interrupted = False
-        if to_apply:
-            report = self._metrics.apply(self._deltas(to_apply), NoDeadline())
-            problems.extend(report.problems)
-            interrupted = not report.complete
-            for waiting in to_apply:
-                lane, sequence = waiting.coordinates
-                refused = report.refused.get((lane, sequence))
-                cut = report.unfinished_from.get(lane)
-                if refused is not None:
-                    waiting.status = ReplayStatus.INVALID
-                    waiting.detail = refused
-                elif cut is not None and sequence >= cut:
-                    waiting.status = ReplayStatus.FAILED
-                    waiting.detail = "; ".join(report.problems) or "counters not written"
-                elif waiting.status is None:
-                    waiting.status = ReplayStatus.APPLIED
+    def _to_archive(self, waiting: _Pending) -> bool:
+        """Applied now, or applied by a holder that will not archive it (itself, or a run
+        that is over) and not archived yet."""
+        if waiting.status is ReplayStatus.APPLIED:
+            return True
+        held = waiting.held
+        return (
+            waiting.status is ReplayStatus.ALREADY_APPLIED
+            and held is not None
+            and (waiting.orphaned or self._is_own(waiting))
+            and not (held.archived or held.complete)
+        )
 
-        archived = 0
-        to_archive = [
-            waiting
-            for waiting in pending
-            if options.archive
-            and (
-                waiting.status is ReplayStatus.APPLIED
-                or (
-                    waiting.status is ReplayStatus.ALREADY_APPLIED
-                    and waiting.held is not None
-                    and (waiting.orphaned or self._is_own(waiting))
-                    and not (waiting.held.archived or waiting.held.complete)
-                )
-            )
-        ]
-        if to_archive:
-            objects = build_archive_objects(
-                [waiting.event for waiting in to_archive], self._settings.archive_limits
-            )
-            report = self._archive.store(objects, NoDeadline())
-            archived = len(objects)
-            problems.extend(report.problems)
-            written = []
-            for waiting in to_archive:
-                lane, sequence = waiting.coordinates
-                cut = report.unfinished_from.get(lane)
-                if cut is not None and sequence >= cut:
-                    # An event is settled only once archived too: keep it replayable.
-                    waiting.status, waiting.detail = ReplayStatus.FAILED, "archive"
-                    interrupted = True
-                else:
-                    written.append(waiting.event_id)
-            if written:
-                try:
-                    self._ledger.mark_archived(written)
-                except TransientInfrastructureError as error:
-                    # Archived but not recorded as such: a later run archives them again
-                    # (the archive's readers deduplicate by event id, docs/replay.md).
-                    problems.append(str(error))
-
-        for waiting in pending:
-            assert waiting.status is not None
-            outcomes[waiting.source] = ItemOutcome(
-                waiting.source, waiting.status, waiting.event_id, detail=waiting.detail
-            )
-        return self._result(items, outcomes, archived, tuple(problems), interrupted)
+    def _archive_events(
+        self, to_archive: Sequence[_Pending], problems: list[str]
+    ) -> tuple[int, bool]:
+        """Archive the events; the objects written and whether some write is unfinished."""
+        if not to_archive:
+            return 0, False
+        objects = build_archive_objects(
+            [waiting.event for waiting in to_archive], self._settings.archive_limits
+        )
+        report = self._archive.store(objects, NoDeadline())
+        problems.extend(report.problems)
+        written = []
+        for waiting in to_archive:
+            if report.cut.cuts(*waiting.coordinates):
+                # An event is settled only once archived too: keep it replayable.
+                waiting.status, waiting.detail = ReplayStatus.FAILED, "archive"
+            else:
+                written.append(waiting.event_id)
+        if written:
+            try:
+                self._ledger.mark_archived(written)
+            except TransientInfrastructureError as error:
+                # Archived but not recorded as such: a later run archives them again
+                # (the archive's readers deduplicate by event id, docs/replay.md).
+                problems.append(str(error))
+        return len(objects), len(written) < len(to_archive)
 
     def already_counted(self, records: Sequence[RawRecord]) -> set[tuple[str, int]]:
         """The (shard, sequence) of those records every counter of which already holds them
@@ -338,7 +354,21 @@ class ReplayProcessor:
         answers = self._ledger.claim(asked)
         for waiting in pending:
             waiting.held, waiting.existed = answers[waiting.event_id]
-        # What earlier holders applied: their lanes' watermarks on the event's counters.
+        self._read_applied(pending)
+        finished = self._ledger.finished_runs(
+            {w.held.lane for w in pending if w.held is not None and not self._is_own(w)}
+        )
+        to_apply = []
+        for waiting in pending:
+            held = waiting.held
+            assert held is not None
+            waiting.orphaned = held.lane in finished or held.claimed_at + self._lease <= now
+            if self._decide(waiting, held, now):
+                to_apply.append(waiting)
+        return to_apply
+
+    def _read_applied(self, pending: Sequence[_Pending]) -> None:
+        """What earlier holders applied: their lanes' watermarks on the event's counters."""
         by_lane: dict[str, list[_Pending]] = defaultdict(list)
         for waiting in pending:
             assert waiting.held is not None
@@ -355,39 +385,35 @@ class ReplayProcessor:
                     if counter_id(key) in waiting.held.applied
                     or watermarks.get(key, -1) >= waiting.held.sequence
                 )
-        finished = self._ledger.finished_runs(
-            {w.held.lane for w in pending if w.held is not None and not self._is_own(w)}
+
+    def _decide(self, waiting: _Pending, held: ReplayClaim, now: datetime) -> bool:
+        """True when this call applies the event's counters: its own claim, or one taken over
+        from a run that is over; otherwise the event's status says why not."""
+        if held.complete or waiting.applied >= _keys(waiting.event):
+            waiting.status = ReplayStatus.ALREADY_APPLIED
+            return False
+        if self._is_own(waiting):
+            return True
+        if waiting.orphaned:
+            new = ReplayClaim(
+                waiting.event_id,
+                *waiting.coordinates,
+                claimed_at=now,
+                applied=frozenset(counter_id(key) for key in waiting.applied),
+            )
+            if self._ledger.take_over(held, new):
+                waiting.held = new
+                return True
+            waiting.status = ReplayStatus.FAILED
+            waiting.detail = "another run took this event over meanwhile; run again"
+            return False
+        waiting.status = ReplayStatus.FAILED
+        waiting.detail = (
+            f"held by replay run {held.lane} since {held.claimed_at:%Y-%m-%d %H:%M:%S} "
+            f"UTC (running, or interrupted: taken over from "
+            f"{held.claimed_at + self._lease:%H:%M:%S} UTC on)"
         )
-        to_apply = []
-        for waiting in pending:
-            held = waiting.held
-            assert held is not None
-            waiting.orphaned = held.lane in finished or held.claimed_at + self._lease <= now
-            if held.complete or waiting.applied >= _keys(waiting.event):
-                waiting.status = ReplayStatus.ALREADY_APPLIED
-            elif self._is_own(waiting):
-                to_apply.append(waiting)
-            elif waiting.orphaned:
-                new = ReplayClaim(
-                    waiting.event_id,
-                    *waiting.coordinates,
-                    claimed_at=now,
-                    applied=frozenset(counter_id(key) for key in waiting.applied),
-                )
-                if self._ledger.take_over(held, new):
-                    waiting.held = new
-                    to_apply.append(waiting)
-                else:
-                    waiting.status = ReplayStatus.FAILED
-                    waiting.detail = "another run took this event over meanwhile; run again"
-            else:
-                waiting.status = ReplayStatus.FAILED
-                waiting.detail = (
-                    f"held by replay run {held.lane} since {held.claimed_at:%Y-%m-%d %H:%M:%S} "
-                    f"UTC (running, or interrupted: taken over from "
-                    f"{held.claimed_at + self._lease:%H:%M:%S} UTC on)"
-                )
-        return to_apply
+        return False
 
     @staticmethod
     def _is_own(waiting: _Pending) -> bool:

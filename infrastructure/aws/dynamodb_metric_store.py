@@ -25,8 +25,8 @@ from application.ports import (
     MetricStore,
     RecordId,
     WriteReport,
-    merge_unfinished,
 )
+from application.shard_cut import NO_CUT, ShardCut
 from domain.errors import InfrastructureConfigurationError
 from domain.limits import delta_sum_problem
 from domain.metrics import Granularity, MetricDelta, MetricKey
@@ -86,12 +86,12 @@ MarkerKey = tuple[str, str]
 
 @dataclass(frozen=True, slots=True)
 class _Outcome:
-    unfinished: Mapping[str, int]
+    unfinished: ShardCut
     problems: tuple[str, ...] = ()
     refused: Mapping[RecordId, str] = field(default_factory=dict)
 
 
-_DONE = _Outcome({})
+_DONE = _Outcome(NO_CUT)
 
 
 class DynamoDbMetricStore(MetricStore):
@@ -176,7 +176,7 @@ class DynamoDbMetricStore(MetricStore):
         return self._collect(self._submit_markers(self._new_markers(deltas), deadline))
 
     def _submit_markers(
-        self, markers: Mapping[MarkerKey, Mapping[str, int]], deadline: Deadline
+        self, markers: Mapping[MarkerKey, ShardCut], deadline: Deadline
     ) -> list[Future[_Outcome]]:
         return [
             self._executor.submit(self._write_markers, list(chunk), markers, deadline)
@@ -184,7 +184,7 @@ class DynamoDbMetricStore(MetricStore):
         ]
 
     def _collect(self, futures: list[Future[_Outcome]]) -> WriteReport:
-        unfinished: dict[str, int] = {}
+        unfinished = NO_CUT
         problems: list[str] = []
         refused: dict[RecordId, str] = {}
         configuration_errors: list[InfrastructureConfigurationError] = []
@@ -194,7 +194,7 @@ class DynamoDbMetricStore(MetricStore):
             except InfrastructureConfigurationError as error:
                 configuration_errors.append(error)
                 continue
-            unfinished = merge_unfinished(unfinished, outcome.unfinished)
+            unfinished = unfinished.merged(outcome.unfinished)
             problems.extend(outcome.problems)
             refused.update(outcome.refused)
         if configuration_errors:
@@ -211,14 +211,13 @@ class DynamoDbMetricStore(MetricStore):
             refused.update(outcome.refused)
             if outcome.unfinished:
                 return _Outcome(
-                    merge_unfinished(
-                        outcome.unfinished,
-                        *({d.shard_id: d.first_sequence} for d in deltas[index + 1 :]),
+                    outcome.unfinished.merged(
+                        ShardCut.of((d.shard_id, d.first_sequence) for d in deltas[index + 1 :])
                     ),
                     outcome.problems,
                     refused,
                 )
-        return _Outcome({}, (), refused) if refused else _DONE
+        return _Outcome(NO_CUT, (), refused) if refused else _DONE
 
     def _apply_counter(self, delta: MetricDelta, deadline: Deadline) -> _Outcome:
         """One conditional update, trimmed by the old image when the condition fails, retried
@@ -233,7 +232,7 @@ class DynamoDbMetricStore(MetricStore):
         while True:
             if deadline.expired():
                 return _Outcome(
-                    {delta.shard_id: remaining.first_sequence},
+                    ShardCut({delta.shard_id: remaining.first_sequence}),
                     ("deadline reached before updating every metric counter",),
                 )
             failure: ClientError | BotoCoreError
@@ -248,7 +247,7 @@ class DynamoDbMetricStore(MetricStore):
                     watermark = _watermark_in(error, watermark_name)
                     if watermark is None:
                         return _Outcome(
-                            {delta.shard_id: remaining.first_sequence},
+                            ShardCut({delta.shard_id: remaining.first_sequence}),
                             (f"UpdateItem: condition failed without a readable {watermark_name}",),
                         )
                     self._confirm(counter, watermark)
@@ -259,7 +258,7 @@ class DynamoDbMetricStore(MetricStore):
                     condition_failures += 1
                     if condition_failures >= self._max_condition_retries:
                         return _Outcome(
-                            {delta.shard_id: remaining.first_sequence},
+                            ShardCut({delta.shard_id: remaining.first_sequence}),
                             (
                                 "UpdateItem: the watermark kept moving; another writer applies "
                                 "the same shard",
@@ -278,7 +277,7 @@ class DynamoDbMetricStore(MetricStore):
             transient_failures += 1
             if not is_transient(failure) or transient_failures > self._max_transient_retries:
                 return self._failed(
-                    failure, "UpdateItem", {delta.shard_id: remaining.first_sequence}
+                    failure, "UpdateItem", ShardCut({delta.shard_id: remaining.first_sequence})
                 )
             self._backoff.pause(transient_failures - 1)
 
@@ -287,7 +286,7 @@ class DynamoDbMetricStore(MetricStore):
         first half before the second, so the watermark rule holds) and apply the rest."""
         if delta.event_count == 1:
             return _Outcome(
-                {},
+                NO_CUT,
                 (),
                 {
                     (
@@ -342,10 +341,10 @@ class DynamoDbMetricStore(MetricStore):
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
 
-    def _new_markers(self, deltas: Sequence[MetricDelta]) -> dict[MarkerKey, dict[str, int]]:
+    def _new_markers(self, deltas: Sequence[MetricDelta]) -> dict[MarkerKey, ShardCut]:
         """The markers this batch needs that this container has not written yet, each with the
-        lowest sequence number per shard of a record that needs it."""
-        markers: dict[MarkerKey, dict[str, int]] = defaultdict(dict)
+        cut that redelivers every record that needs it."""
+        markers: dict[MarkerKey, list[RecordId]] = defaultdict(list)
         with self._markers_lock:
             for delta in deltas:
                 key = delta.key
@@ -360,18 +359,17 @@ class DynamoDbMetricStore(MetricStore):
                     marker = (partition, marker_sort_key(key.window_start, user_id))
                     if marker in self._written_markers:
                         continue
-                    sources = markers[marker]
-                    sources[delta.shard_id] = min(sources.get(delta.shard_id, sequence), sequence)
-        return markers
+                    markers[marker].append((delta.shard_id, sequence))
+        return {marker: ShardCut.of(records) for marker, records in markers.items()}
 
     def _write_markers(
         self,
         chunk: list[MarkerKey],
-        sources: Mapping[MarkerKey, Mapping[str, int]],
+        sources: Mapping[MarkerKey, ShardCut],
         deadline: Deadline,
     ) -> _Outcome:
-        def unfinished_of(keys: Sequence[MarkerKey]) -> dict[str, int]:
-            return merge_unfinished(*(sources[key] for key in keys))
+        def unfinished_of(keys: Sequence[MarkerKey]) -> ShardCut:
+            return NO_CUT.merged(*(sources[key] for key in keys))
 
         transient_failures = 0
         while True:
@@ -413,7 +411,7 @@ class DynamoDbMetricStore(MetricStore):
     def _isolate_refused_markers(
         self,
         chunk: list[MarkerKey],
-        sources: Mapping[MarkerKey, Mapping[str, int]],
+        sources: Mapping[MarkerKey, ShardCut],
         deadline: Deadline,
         error: ClientError | BotoCoreError,
     ) -> _Outcome:
@@ -422,15 +420,16 @@ class DynamoDbMetricStore(MetricStore):
         if len(chunk) == 1:
             message = getattr(error, "response", {}).get("Error", {}).get("Message", "")
             return _Outcome(
-                {},
+                NO_CUT,
                 (),
                 dict.fromkeys(
-                    sources[chunk[0]].items(), f"BatchWriteItem (unique-user marker): {message}"
+                    sources[chunk[0]].as_dict().items(),
+                    f"BatchWriteItem (unique-user marker): {message}",
                 ),
             )
         outcomes = [self._write_markers([key], sources, deadline) for key in chunk]
         return _Outcome(
-            merge_unfinished(*(outcome.unfinished for outcome in outcomes)),
+            NO_CUT.merged(*(outcome.unfinished for outcome in outcomes)),
             tuple(problem for outcome in outcomes for problem in outcome.problems),
             {where: why for outcome in outcomes for where, why in outcome.refused.items()},
         )
@@ -445,7 +444,7 @@ class DynamoDbMetricStore(MetricStore):
         return item
 
     @staticmethod
-    def _failed(error: Exception, operation: str, unfinished: Mapping[str, int]) -> _Outcome:
+    def _failed(error: Exception, operation: str, unfinished: ShardCut) -> _Outcome:
         domain_error = translate(error, operation)
         if not is_transient(error):
             raise domain_error from error

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from application.ports import COMPLETE, Deadline, EventArchive, RecordId, WriteReport
+from application.shard_cut import ShardCut
 from domain.archiving import ARCHIVE_SCHEMA_VERSION, ArchiveObject
 from domain.errors import InfrastructureConfigurationError, TransientInfrastructureError
 from infrastructure.archive_format import object_key, object_metadata
@@ -97,7 +98,7 @@ class S3EventArchive(EventArchive):
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3-archive") as pool:
             outcomes = list(pool.map(lambda item: self._put(item, deadline), objects))
 
-        unfinished: dict[str, int] = {}
+        unfinished: list[RecordId] = []
         problems: list[str] = []
         refused: dict[RecordId, str] = {}
         configuration_errors: list[InfrastructureConfigurationError] = []
@@ -112,14 +113,12 @@ class S3EventArchive(EventArchive):
                     ((item.shard_id, sequence), str(outcome)) for sequence in item.sequences
                 )
                 continue
-            current = unfinished.get(item.shard_id)
-            if current is None or item.first_sequence < current:
-                unfinished[item.shard_id] = item.first_sequence
+            unfinished.append((item.shard_id, item.first_sequence))
             problems.append(outcome)
         if configuration_errors:
             raise configuration_errors[0]
         if unfinished or refused:
-            return WriteReport(unfinished, tuple(sorted(set(problems))), refused)
+            return WriteReport(ShardCut.of(unfinished), tuple(sorted(set(problems))), refused)
         return COMPLETE
 
     def _put(

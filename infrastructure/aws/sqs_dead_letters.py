@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from application.ports import COMPLETE, Clock, DeadLetterQueue, Deadline, WriteReport
+from application.ports import COMPLETE, Clock, DeadLetterQueue, Deadline, RecordId, WriteReport
+from application.shard_cut import ShardCut
 from domain.errors import InfrastructureConfigurationError, TransientInfrastructureError
 from domain.rejections import DeadLetter
 from infrastructure.aws.dead_letter_format import (
@@ -46,21 +47,22 @@ class _Unfinished:
     """Letters not known to be durable, and why; turned into a WriteReport at the end."""
 
     def __init__(self) -> None:
-        self.lowest: dict[str, int] = {}
+        self.letters: list[RecordId] = []
         self.problems: list[str] = []
 
     def add(self, letter: DeadLetter, problem: str) -> None:
-        shard_id = letter.coordinates.shard_id
-        current = self.lowest.get(shard_id)
-        if current is None or letter.sequence < current:
-            self.lowest[shard_id] = letter.sequence
+        self.letters.append((letter.coordinates.shard_id, letter.sequence))
         self.problems.append(problem)
+
+    def include(self, other: _Unfinished) -> None:
+        self.letters.extend(other.letters)
+        self.problems.extend(other.problems)
 
     def report(self, notes: Sequence[str] = ()) -> WriteReport:
         problems = tuple(sorted({*self.problems, *notes}))
-        if not self.lowest and not problems:
+        if not self.letters and not problems:
             return COMPLETE
-        return WriteReport(dict(self.lowest), problems)
+        return WriteReport(ShardCut.of(self.letters), problems)
 
 
 class S3DeadLetterStore:
@@ -265,10 +267,7 @@ class SqsDeadLetterQueue(DeadLetterQueue):
     ) -> list[_Outgoing]:
         """Write the whole letters to S3; pointer messages for those written."""
         locations, not_written = self._overflow.put_all(letters, now, deadline, self._max_workers)
-        for shard_id, sequence in not_written.lowest.items():
-            current = unfinished.lowest.get(shard_id)
-            unfinished.lowest[shard_id] = sequence if current is None else min(current, sequence)
-        unfinished.problems.extend(not_written.problems)
+        unfinished.include(not_written)
         return [self._message(letters[i], now, location) for i, location in locations.items()]
 
     def _chunks(self, outgoing: Sequence[_Outgoing]) -> list[list[_Outgoing]]:

@@ -15,6 +15,7 @@ from application.ports import (
     RecordId,
     WriteReport,
 )
+from application.shard_cut import ShardCut
 from domain.archiving import ArchiveObject
 from domain.errors import InfrastructureConfigurationError
 from infrastructure.archive_format import object_key, object_metadata, rewritten_metadata
@@ -42,12 +43,11 @@ class InMemoryEventArchive(EventArchive, ArchiveEditor):
         self._objects: dict[str, StoredObject] = {}
 
     def store(self, objects: Sequence[ArchiveObject], deadline: Deadline) -> WriteReport:
-        unfinished: dict[str, int] = {}
+        late: list[RecordId] = []
         refused: dict[RecordId, str] = {}
         for item in objects:
             if deadline.expired():
-                previous = unfinished.get(item.shard_id, item.first_sequence)
-                unfinished[item.shard_id] = min(previous, item.first_sequence)
+                late.append((item.shard_id, item.first_sequence))
                 continue
             key = object_key(self._prefix, item, self._codec)
             metadata = object_metadata(item)
@@ -60,9 +60,9 @@ class InMemoryEventArchive(EventArchive, ArchiveEditor):
             blob = self._codec.compress(item.body)
             with self._lock:
                 self._objects[key] = StoredObject(key, blob, metadata, self._codec.content_encoding)
-        if unfinished or refused:
-            problems = ("deadline reached while archiving",) if unfinished else ()
-            return WriteReport(unfinished, problems, refused)
+        if late or refused:
+            problems = ("deadline reached while archiving",) if late else ()
+            return WriteReport(ShardCut.of(late), problems, refused)
         return COMPLETE
 
     def objects(self) -> list[StoredObject]:

@@ -15,6 +15,7 @@ from application.ports import (
     HeldDeadLetter,
     WriteReport,
 )
+from application.shard_cut import ShardCut
 from domain.errors import InfrastructureConfigurationError
 from domain.rejections import DeadLetter
 
@@ -34,12 +35,9 @@ class InMemoryDeadLetterQueue(DeadLetterQueue, DeadLetterBacklog):
 
     def send(self, letters: Sequence[DeadLetter], deadline: Deadline) -> WriteReport:
         if letters and deadline.expired():
-            unfinished: dict[str, int] = {}
-            for letter in letters:
-                shard_id = letter.coordinates.shard_id
-                unfinished[shard_id] = min(
-                    unfinished.get(shard_id, letter.sequence), letter.sequence
-                )
+            unfinished = ShardCut.of(
+                (letter.coordinates.shard_id, letter.sequence) for letter in letters
+            )
             return WriteReport(unfinished, ("deadline reached while dead-lettering",))
         with self._lock:
             for letter in letters:

@@ -16,6 +16,7 @@ from application.ports import (
     RecordId,
     WriteReport,
 )
+from application.shard_cut import ShardCut
 from domain.erasure import UniqueUserMarker
 from domain.limits import COUNTER_CONTEXT, counter_sum_problem, delta_sum_problem
 from domain.metrics import Granularity, MetricDelta, MetricKey
@@ -47,13 +48,12 @@ class InMemoryMetricStore(MetricStore):
         keys DynamoDB would refuse is refused for the records responsible (found by halves, the
         rest applied), and a user whose unique-user marker key is too large is refused through
         the first record that needed it."""
-        unfinished: dict[str, int] = {}
+        late: list[RecordId] = []
         refused: dict[RecordId, str] = {}
         with self._lock:
             for delta in deltas:
                 if deadline.expired():
-                    previous = unfinished.get(delta.shard_id, delta.first_sequence)
-                    unfinished[delta.shard_id] = min(previous, delta.first_sequence)
+                    late.append((delta.shard_id, delta.first_sequence))
                     continue
                 self._apply_delta(delta, refused)
                 counter = self._counters.get(delta.key)
@@ -61,11 +61,11 @@ class InMemoryMetricStore(MetricStore):
                     # Every user of the delta, as DynamoDB's markers are written apart from the
                     # counter (a record the counter refused still marks its user).
                     counter.users.update(self._markable_users(delta, refused))
-        if unfinished:
+        if late:
             return WriteReport(
-                unfinished, ("deadline reached while applying metric deltas",), refused
+                ShardCut.of(late), ("deadline reached while applying metric deltas",), refused
             )
-        return WriteReport({}, (), refused) if refused else COMPLETE
+        return WriteReport(refused=refused) if refused else COMPLETE
 
     def _apply_delta(self, delta: MetricDelta, refused: dict[RecordId, str]) -> None:
         key = delta.key

@@ -22,8 +22,8 @@ from application.ports import (
     MetricSnapshot,
     MetricStore,
     WriteReport,
-    merge_unfinished,
 )
+from application.shard_cut import NO_CUT
 from domain.archiving import ArchiveObject
 from domain.metrics import Granularity, MetricDelta, MetricKey
 from domain.rejections import DeadLetter
@@ -78,7 +78,7 @@ class PortFaults:
         crash_at = len(items) + 1
         if items and self._roll() < self._crash:
             crash_at = int(self._roll() * len(items))
-        unfinished: dict[str, int] = {}
+        unfinished = NO_CUT
         for index, item in enumerate(items):
             if index == crash_at:
                 self._count("crash")
@@ -87,19 +87,19 @@ class PortFaults:
             shard_id, sequence = _coordinates(item)
             if roll < self._refused:
                 self._count("refused")
-                unfinished = merge_unfinished(unfinished, {shard_id: sequence})
+                unfinished = unfinished.lowered_to(shard_id, sequence)
                 continue
             report = apply([item])
-            unfinished = merge_unfinished(unfinished, report.unfinished_from)
+            unfinished = unfinished.merged(report.cut)
             if roll < self._refused + self._lost:
                 self._count("lost")
-                unfinished = merge_unfinished(unfinished, {shard_id: sequence})
+                unfinished = unfinished.lowered_to(shard_id, sequence)
         if items and self._roll() < self._timeout:
             self._count("timeout")
             self._clock.jump(self._function_timeout + 1)
         if unfinished:
             return WriteReport(unfinished, ("injected faults",))
-        return WriteReport({})
+        return WriteReport()
 
 
 class FaultyMetricStore(MetricStore):

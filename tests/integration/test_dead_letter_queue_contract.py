@@ -13,6 +13,7 @@ from mypy_boto3_s3 import S3Client
 from mypy_boto3_sqs import SQSClient
 
 from application.ports import DeadLetterQueue, Deadline, NoDeadline
+from application.shard_cut import ShardCut
 from domain.errors import InfrastructureConfigurationError
 from domain.rejections import DeadLetter, RejectionReason
 from infrastructure.aws.permissions import LAMBDA_PERMISSIONS, Resource
@@ -171,7 +172,7 @@ def test_a_passed_deadline_leaves_each_shard_unfinished_from_its_lowest_letter(
 
     report = queue_under_test.queue.send(letters, ExpiredDeadline())
 
-    assert report.unfinished_from == {SHARD_ONE: 8, SHARD_TWO: 4}
+    assert report.cut == ShardCut({SHARD_ONE: 8, SHARD_TWO: 4})
     assert queue_under_test.kept() == []
 
 
@@ -275,7 +276,7 @@ def test_an_entry_that_keeps_failing_leaves_its_shard_unfinished_from_its_sequen
 
     report = aws.sqs_queue(max_entry_attempts=3).send(letters, NoDeadline())
 
-    assert report.unfinished_from == {SHARD_ONE: 7}
+    assert report.cut == ShardCut({SHARD_ONE: 7})
     assert any("InternalError" in problem for problem in report.problems)
     assert sorted(faults.failed_sequences) == [7, 7, 7, 9, 9, 9]
     kept = {letter.sequence for letter in aws.received()}

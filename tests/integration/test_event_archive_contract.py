@@ -13,6 +13,7 @@ import pytest
 from mypy_boto3_s3 import S3Client
 
 from application.ports import COMPLETE, Deadline, EventArchive, NoDeadline
+from application.shard_cut import ShardCut
 from domain.archiving import ARCHIVE_SCHEMA_VERSION, ArchiveObject
 from domain.errors import InfrastructureConfigurationError
 from domain.limits import S3_KEY_BYTES
@@ -201,7 +202,7 @@ def test_a_passed_deadline_leaves_every_shard_unfinished_from_its_first_object(
 
     report = under_test.archive.store(objects, ExpiredDeadline())
 
-    assert report.unfinished_from == {"shardId-000000000001": 40, "shardId-000000000002": 7}
+    assert report.cut == ShardCut({"shardId-000000000001": 40, "shardId-000000000002": 7})
     assert under_test.stored() == []
 
 
@@ -331,7 +332,7 @@ def test_a_throttled_put_leaves_its_shard_unfinished_from_that_object(
 
     report = archive.store([*shard_one, *shard_two], NoDeadline())
 
-    assert report.unfinished_from == {"shardId-000000000001": throttled.first_sequence}
+    assert report.cut == ShardCut({"shardId-000000000001": throttled.first_sequence})
     assert any("SlowDown" in problem for problem in report.problems)
     assert faults.throttled == 1
     stored_keys = {view.key for view in s3_stored(s3, archive_bucket)}

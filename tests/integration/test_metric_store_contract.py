@@ -15,6 +15,7 @@ from mypy_boto3_dynamodb import DynamoDBClient
 from pydantic import ValidationError
 
 from application.ports import Deadline, MetricSnapshot, MetricStore, NoDeadline
+from application.shard_cut import ShardCut
 from domain.errors import InfrastructureConfigurationError
 from domain.events import IDENTIFIER_MAX_BYTES
 from domain.metrics import Granularity
@@ -261,7 +262,7 @@ def test_past_the_deadline_nothing_is_applied_and_all_is_reported_unfinished(
 
     report = store.apply(deltas, Expired())
 
-    assert dict(report.unfinished_from) == {SHARD_A: 7, SHARD_B: 3}
+    assert report.cut == ShardCut({SHARD_A: 7, SHARD_B: 3})
     assert store.snapshots("exp-1", HOUR) == []
 
 
@@ -360,7 +361,7 @@ def test_a_throttled_update_is_reported_from_its_first_unapplied_record_and_rede
     report = store.apply(batch, NoDeadline())
 
     assert throttle.refused >= 1
-    assert dict(report.unfinished_from) == {SHARD_A: 2}
+    assert report.cut == ShardCut({SHARD_A: 2})
     assert any("ProvisionedThroughputExceededException" in p for p in report.problems)
     throttle.matches = lambda body: False
     assert store.apply(batch, NoDeadline()).complete
@@ -384,7 +385,7 @@ def test_throttled_markers_are_reported_from_the_first_record_of_their_users(
     report = store.apply(deltas_of(records), NoDeadline())
 
     assert throttle.refused >= 1
-    assert dict(report.unfinished_from) == {SHARD_A: 125}
+    assert report.cut == ShardCut({SHARD_A: 125})
     snapshot = by_window(store)[("control", "click", at(10))]
     assert (snapshot.event_count, snapshot.unique_users) == (60, 25)
 
@@ -420,7 +421,7 @@ def test_markers_still_unprocessed_after_retries_are_reported_unfinished(
     )
 
     assert withhold.calls == FAST_BACKOFF.attempts
-    assert dict(report.unfinished_from) == {SHARD_A: 12}
+    assert report.cut == ShardCut({SHARD_A: 12})
     assert by_window(store)[("control", "click", at(10))].unique_users == 1
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from application.ports import Deadline, MetricSnapshot, MetricStore, WriteReport
 from application.process_batch import BatchProcessor, ProcessingSettings
+from application.shard_cut import NO_CUT
 from domain.metrics import Granularity, MetricDelta, MetricKey
 from domain.records import RawRecord
 from entrypoints.local_run import InMemoryBackEnd
@@ -136,13 +137,11 @@ class SometimesFailingStore(MetricStore):
         self.refuse = refuse
 
     def apply(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
-        unfinished: dict[str, int] = {}
+        unfinished = NO_CUT
         accepted = []
         for index, delta in enumerate(deltas):
             if index in self.refuse:
-                unfinished[delta.shard_id] = min(
-                    unfinished.get(delta.shard_id, delta.first_sequence), delta.first_sequence
-                )
+                unfinished = unfinished.lowered_to(delta.shard_id, delta.first_sequence)
             else:
                 accepted.append(delta)
         self.inner.apply(accepted, deadline)

@@ -87,7 +87,7 @@ class _RefusingMetricStore(InMemoryMetricStore):
                 sequences, users, values = zip(*rows, strict=True)
                 kept.append(MetricDelta(delta.key, delta.shard_id, sequences, users, values))
         report = super().apply(kept, deadline)
-        return WriteReport(report.unfinished_from, report.problems, refused)
+        return WriteReport(report.cut, report.problems, refused)
 
 
 def test_a_record_a_store_refuses_for_good_is_dead_lettered_unstorable_and_not_archived() -> None:

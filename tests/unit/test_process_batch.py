@@ -15,6 +15,7 @@ from application.ports import (
     WriteReport,
 )
 from application.process_batch import BatchProcessor, ProcessingSettings
+from application.shard_cut import ShardCut
 from domain.archiving import ArchiveLimits
 from domain.errors import TransientInfrastructureError
 from domain.experiments import Assignment, ExperimentStatus
@@ -207,11 +208,7 @@ class FailingMetricStore(MetricStore):
         good = [d for d in deltas if d.key.experiment_id != self.failing_experiment]
         bad = [d for d in deltas if d.key.experiment_id == self.failing_experiment]
         self.inner.apply(good, deadline)
-        unfinished: dict[str, int] = {}
-        for delta in bad:
-            unfinished[delta.shard_id] = min(
-                unfinished.get(delta.shard_id, delta.first_sequence), delta.first_sequence
-            )
+        unfinished = ShardCut.of((delta.shard_id, delta.first_sequence) for delta in bad)
         return WriteReport(unfinished, ("throttled",) if bad else ())
 
     def snapshots(
@@ -269,9 +266,10 @@ def test_when_enrichment_is_unavailable_every_valid_record_is_redelivered_and_ba
 class BrokenDeadLetterQueue(DeadLetterQueue):
     def send(self, letters: Sequence[DeadLetter], deadline: Deadline) -> WriteReport:
         if not letters:
-            return WriteReport({})
+            return WriteReport()
         return WriteReport(
-            {letters[0].coordinates.shard_id: min(d.sequence for d in letters)}, ("down",)
+            ShardCut({letters[0].coordinates.shard_id: min(d.sequence for d in letters)}),
+            ("down",),
         )
 
 

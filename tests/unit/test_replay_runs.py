@@ -13,7 +13,6 @@ from application.ports import (
     MetricSnapshot,
     MetricStore,
     WriteReport,
-    merge_unfinished,
 )
 from application.process_batch import ProcessingSettings
 from application.replay import (
@@ -24,6 +23,7 @@ from application.replay import (
     ReplayStatus,
     new_lane,
 )
+from application.shard_cut import ShardCut
 from domain.metrics import Granularity, MetricDelta, MetricKey
 from domain.records import KinesisCoordinates, RawRecord
 from entrypoints.local_run import InMemoryBackEnd
@@ -48,7 +48,7 @@ class DailyCountersFailOnce(MetricStore):
         hourly = [d for d in deltas if d.key.granularity is Granularity.HOUR]
         daily = [d for d in deltas if d.key.granularity is Granularity.DAY]
         self.inner.apply(hourly, deadline)
-        unfinished = merge_unfinished(*({d.shard_id: d.first_sequence} for d in daily))
+        unfinished = ShardCut.of((d.shard_id, d.first_sequence) for d in daily)
         return WriteReport(unfinished, ("UpdateItem: ProvisionedThroughputExceeded",))
 
     def snapshots(
