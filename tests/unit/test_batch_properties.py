@@ -14,8 +14,8 @@ from application.ports import Deadline, MetricSnapshot, MetricStore, WriteReport
 from application.process_batch import BatchProcessor, ProcessingSettings
 from domain.metrics import Granularity, MetricDelta, MetricKey
 from domain.records import RawRecord
-from entrypoints.local_run import InMemoryBackEnd
 from infrastructure.clock import ManualClock
+from operations.local_run import InMemoryBackEnd
 from tests.factories import NOW, assignment, experiment, record_of
 
 EXPERIMENTS = ("exp-a", "exp-b", "exp-c")

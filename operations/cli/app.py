@@ -30,9 +30,10 @@ from typer.core import TyperGroup
 
 from domain.errors import InfrastructureConfigurationError, PipelineError
 from domain.metrics import Granularity
-from entrypoints.cli_progress import ProgressReporter
-from entrypoints.cli_report import OutputFormat, parse_moment
-from entrypoints.cli_stream import (
+from infrastructure.aws.errors import translate
+from operations.cli.progress import ProgressReporter
+from operations.cli.report_output import OutputFormat, parse_moment
+from operations.cli.stream import (
     DEFAULT_QUEUE,
     DEFAULT_STREAM,
     consumer_summary,
@@ -40,16 +41,15 @@ from entrypoints.cli_stream import (
     progress_line,
     put_entries,
 )
-from entrypoints.event_source_emulator import lambda_context
-from infrastructure.aws.errors import translate
+from operations.event_source_emulator import lambda_context
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
 
-    from entrypoints.container import Container
     from entrypoints.settings import Settings
-    from infrastructure.aws.provisioning import ResourceNames
-    from infrastructure.aws.reference_data import Changes
+    from operations.aws.provisioning import ResourceNames
+    from operations.aws.reference_data import Changes
+    from operations.container import OperationsContainer
 
 PIPED_WIDTH = 160
 EXIT_OK = 0
@@ -167,13 +167,13 @@ def aws_environment(endpoint_url: str | None) -> Iterator[None]:
         yield
 
 
-def build_container() -> Container:
+def build_container() -> OperationsContainer:
     """The composition root, configured from the environment (built per command)."""
     from pydantic import ValidationError
 
-    from entrypoints.container import Container
+    from operations.container import OperationsContainer
 
-    container = Container()
+    container = OperationsContainer()
     try:
         container.settings()
     except ValidationError as error:
@@ -273,9 +273,9 @@ def report(
     rate per exposed user with a 95% confidence interval, the lift against the control, and,
     first, a sample-ratio check."""
     from application.reporting import UnknownControlVariantError
-    from entrypoints.charts import ChartMeasure, ChartPathError, chart_format, write_report_chart
-    from entrypoints.cli_report import read_report, render_table, report_csv, report_json
     from infrastructure.clock import SystemClock
+    from operations.charts import ChartMeasure, ChartPathError, chart_format, write_report_chart
+    from operations.cli.report_output import read_report, render_table, report_csv, report_json
 
     first, last = _moment_option(start), _moment_option(end)
     if first is not None and last is not None and last <= first:
@@ -331,14 +331,14 @@ StreamName = Annotated[
 ]
 
 
-def _kinesis_client(container: Container) -> KinesisClient:
+def _kinesis_client(container: OperationsContainer) -> KinesisClient:
     client: KinesisClient = container.kinesis_client()
     return client
 
 
 def resource_names(settings: Settings, queue: str, stream: str, shards: int = 1) -> ResourceNames:
     """The resources the configuration names, plus the queue and stream it leaves to the caller."""
-    from infrastructure.aws.provisioning import ResourceNames
+    from operations.aws.provisioning import ResourceNames
 
     return ResourceNames(
         aggregation_table=settings.dynamodb_table,
@@ -351,7 +351,7 @@ def resource_names(settings: Settings, queue: str, stream: str, shards: int = 1)
     )
 
 
-def _region(container: Container) -> str:
+def _region(container: OperationsContainer) -> str:
     region = container.session().region_name
     if not region:
         fail(NO_REGION, EXIT_USAGE)
@@ -374,7 +374,7 @@ def provision(
     """Create the stream, the tables, the bucket and the queue in an emulator if missing
     (idempotent: run it again and nothing changes), and wait until they are usable. In an AWS
     account the stack is deployed from template.yaml instead (`make deploy`)."""
-    from infrastructure.aws.provisioning import provision_all
+    from operations.aws.provisioning import provision_all
 
     if _real_account(endpoint_url):
         fail(
@@ -449,8 +449,8 @@ def seed(
     status and variants are set; its other attributes stay. What is already as the file says is
     not written again. Without `--endpoint-url` (or AWS_ENDPOINT_URL) the tables are those of the
     account your credentials name, and `seed` writes there only with `--yes`."""
-    from entrypoints.seed_file import SeedFileError, load_seed
-    from infrastructure.aws.reference_data import DynamoDbReferenceDataWriter
+    from operations.aws.reference_data import DynamoDbReferenceDataWriter
+    from operations.seed_file import SeedFileError, load_seed
 
     try:
         data = load_seed(file)
@@ -539,8 +539,8 @@ def put(
     """Put events into the stream, one record per line, as a producer would: each line's bytes
     as they are, partitioned by its `user_id`, in order, with PutRecords (refused entries put
     again). The pipeline judges the content: an invalid line is dead-lettered with its reason."""
-    from entrypoints.cli_stream import EventFileError, records_of_lines
-    from infrastructure.aws.kinesis_producer import put_records
+    from operations.aws.kinesis_producer import put_records
+    from operations.cli.stream import EventFileError, records_of_lines
 
     try:
         raw = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
@@ -613,8 +613,8 @@ def invoke(
     """Run the Lambda handler once on a Kinesis event file (as `sam local invoke` would) and
     print its response. Exit code 1 when the response reports failed records."""
     from entrypoints import lambda_handler
-    from entrypoints.cli_stream import load_event
     from entrypoints.kinesis_event import MalformedEventError, raw_records
+    from operations.cli.stream import load_event
 
     try:
         text = sys.stdin.read() if str(event_file) == "-" else event_file.read_text()
@@ -684,7 +684,7 @@ def replay(
     events failed (transiently) and need another run."""
     from application.replay import new_lane
     from domain.archiving import ArchiveLineError
-    from entrypoints.cli_replay import (
+    from operations.cli.replay_sources import (
         ReplaySummary,
         archive_records,
         file_items,
@@ -763,7 +763,7 @@ def replay(
                         )
                     )
         elif source == "dlq" and not settings.dlq_url:
-            from infrastructure.aws.sqs_dead_letters import S3DeadLetterReader
+            from operations.aws.dead_letter_readers import S3DeadLetterReader
 
             # Without a queue the handler keeps dead letters in S3 (S3DeadLetterQueue).
             _stderr().print(
@@ -780,7 +780,7 @@ def replay(
                     )
                 )
         elif source == "dlq":
-            from infrastructure.aws.sqs_dead_letters import SqsDeadLetterReader
+            from operations.aws.dead_letter_readers import SqsDeadLetterReader
 
             queue_url = settings.dlq_url
             assert queue_url is not None
@@ -800,7 +800,7 @@ def replay(
                     )
                 )
         else:
-            from infrastructure.aws.s3_archive import S3ArchiveReader
+            from operations.aws.archive_reader import S3ArchiveReader
 
             assert first is not None
             assert last is not None
@@ -861,7 +861,7 @@ def forget_user(
 
     Reads the whole archive once per run (however many users): see docs/cli.md for the cost.
     Running it again touches nothing; an interrupted run is finished by running it again."""
-    from entrypoints.cli_erasure import IdFileError, read_user_ids, report_lines
+    from operations.cli.erasure import IdFileError, read_user_ids, report_lines
 
     if (user_id is None) == (from_file is None):
         raise typer.BadParameter("give exactly one of USER_ID or --from-file", param_hint="USER_ID")
@@ -958,14 +958,14 @@ def consume(
     line shows records/s and the iterator lag. Stops at Ctrl-C, with --until-drained once the
     stream is drained, or with exit code 1 when a batch still fails after --max-retries."""
     from entrypoints import lambda_handler
-    from entrypoints.event_source_emulator import (
+    from operations.event_source_emulator import (
         DiscardedBatch,
         EmulatorStats,
         EventSourceMappingEmulator,
         EventSourceMappingSettings,
         StreamRecord,
     )
-    from entrypoints.event_source_emulator import StartingPosition as EmulatorPosition
+    from operations.event_source_emulator import StartingPosition as EmulatorPosition
 
     given_up: list[DiscardedBatch] = []
 
@@ -1053,16 +1053,16 @@ def demo(
     from moto.server import ThreadedMotoServer
 
     from entrypoints import lambda_handler
-    from entrypoints.charts import ChartMeasure, write_report_chart
-    from entrypoints.cli_report import read_report, render_table
-    from entrypoints.event_source_emulator import (
+    from operations.aws.provisioning import provision_all
+    from operations.aws.reference_data import DynamoDbReferenceDataWriter
+    from operations.charts import ChartMeasure, write_report_chart
+    from operations.cli.report_output import read_report, render_table
+    from operations.event_source_emulator import (
         EmulatorStats,
         EventSourceMappingEmulator,
         EventSourceMappingSettings,
     )
-    from infrastructure.aws.provisioning import provision_all
-    from infrastructure.aws.reference_data import DynamoDbReferenceDataWriter
-    from infrastructure.synthetic.workload import WorkloadSpec, generate
+    from operations.synthetic.workload import WorkloadSpec, generate
 
     stderr = _stderr()
     console = _stdout()
@@ -1219,14 +1219,14 @@ def _since(started: float) -> str:
     return f"[{time.monotonic() - started:5.1f} s]"
 
 
-def _queue_depth(container: Container, queue_url: str) -> int:
+def _queue_depth(container: OperationsContainer, queue_url: str) -> int:
     attributes = container.sqs_client().get_queue_attributes(
         QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
     )["Attributes"]
     return int(attributes.get("ApproximateNumberOfMessages", "0"))
 
 
-def _object_count(container: Container, bucket: str, prefix: str) -> int:
+def _object_count(container: OperationsContainer, bucket: str, prefix: str) -> int:
     paginator = container.s3_client().get_paginator("list_objects_v2")
     return sum(page.get("KeyCount", 0) for page in paginator.paginate(Bucket=bucket, Prefix=prefix))
 
