@@ -14,6 +14,8 @@ from domain.metrics import Granularity
 from infrastructure.aws.dynamodb_metric_store import DynamoDbMetricStore
 from operations.aws.reference_data import assignments_item
 from operations.cli.app import app
+from operations.cli.commands import provision as provision_command
+from operations.cli.commands import seed as seed_command
 from operations.seed_file import dump_seed
 from operations.synthetic.workload import Workload
 from tests.conftest import REGION
@@ -215,7 +217,8 @@ def test_seed_and_provision_refuse_a_real_account_and_touch_nothing(
         calls.append("aws")
         raise AssertionError("the command went on to build AWS clients")
 
-    monkeypatch.setattr("operations.cli.app.build_container", reaching_aws)
+    monkeypatch.setattr(seed_command, "build_container", reaching_aws)
+    monkeypatch.setattr(provision_command, "build_container", reaching_aws)
 
     seeded = without_endpoint(["seed", str(seed_file)], environment)
     provisioned = without_endpoint(["provision"], environment)

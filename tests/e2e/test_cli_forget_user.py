@@ -227,7 +227,7 @@ def test_requests_of_one_erasure_name_exact_keys_and_never_query_or_scan(
     world: World, endpoint_url: str
 ) -> None:
     """What erasing one user costs, by operation (printed with -s; docs/cli.md has the counts)."""
-    from operations.cli.app import aws_environment
+    from operations.cli.aws_access import aws_environment
     from operations.cli.stream import environment as environment_variables
     from operations.container import OperationsContainer
 
