@@ -40,16 +40,16 @@ from domain.events import AcceptedEvent, EventLimits
 from domain.experiments import Assignment, Experiment, ExperimentStatus, Variant
 from domain.metrics import GRANULARITIES, MetricKey, to_decimal
 from domain.records import KinesisCoordinates, RawRecord
-from entrypoints.event_source_emulator import EmulatedLambdaContext, lambda_context
-from infrastructure.aws.provisioning import ResourceNames, ensure_aggregation_table, provision_all
-from infrastructure.aws.reference_data import DynamoDbReferenceDataWriter
 from infrastructure.dynamodb_layout import (
     counter_partition_key,
     counter_sort_key,
     marker_partition_key,
     marker_sort_key,
 )
-from infrastructure.synthetic.workload import Workload
+from operations.aws.provisioning import ResourceNames, ensure_aggregation_table, provision_all
+from operations.aws.reference_data import DynamoDbReferenceDataWriter
+from operations.event_source_emulator import EmulatedLambdaContext, lambda_context
+from operations.synthetic.workload import Workload
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

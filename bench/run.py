@@ -3,7 +3,7 @@
 `make bench` runs it. It prints a table and writes bench/results.json (and bench/scaling.png).
 Timings are the best of several runs, in CPU time of this process (`time.process_time`) as well
 as wall time, so that a busy machine disturbs them less; the reference workload is the seeded
-generator in infrastructure/synthetic/workload.py.
+generator in operations/synthetic/workload.py.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from aws_budget import aws_figures, lambda_event  # noqa: E402
 from application.process_batch import BatchProcessor, ProcessingSettings  # noqa: E402
 from application.results import BatchResult  # noqa: E402
 from domain.records import RawRecord  # noqa: E402
-from entrypoints.local_run import InMemoryBackEnd  # noqa: E402
 from infrastructure.caching import (  # noqa: E402
     CachingAssignmentRepository,
     CachingExperimentRepository,
@@ -44,7 +43,8 @@ from infrastructure.clock import SystemClock  # noqa: E402
 from infrastructure.codecs import ArchiveCodec, codec_named  # noqa: E402
 from infrastructure.garbage_collection import collector_paused, freeze_warm_heap  # noqa: E402
 from infrastructure.in_memory.archive import InMemoryEventArchive  # noqa: E402
-from infrastructure.synthetic.workload import Workload, WorkloadSpec, generate  # noqa: E402
+from operations.local_run import InMemoryBackEnd  # noqa: E402
+from operations.synthetic.workload import Workload, WorkloadSpec, generate  # noqa: E402
 
 STAGES = ("decode", "deduplicate", "enrich", "aggregate", "write_metrics", "archive", "dead_letter")
 TARGET_EVENTS_PER_SECOND = 50_000

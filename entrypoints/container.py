@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -11,31 +10,19 @@ from aws_lambda_powertools import Tracer
 from botocore.config import Config
 from dependency_injector import containers, providers
 
-from application.erasure import UserEraser
-from application.ports import (
-    Clock,
-    DeadLetterBacklog,
-    DeadLetterQueue,
-    RecentEventIndex,
-    Telemetry,
-)
+from application.ports import Clock, DeadLetterQueue, RecentEventIndex, Telemetry
 from application.process_batch import BatchProcessor, ProcessingSettings
-from application.replay import ReplayProcessor
 from domain.archiving import ArchiveLimits
 from domain.events import EventLimits
 from entrypoints.settings import Settings
 from infrastructure.aws.client_config import client_config
-from infrastructure.aws.dead_letter_backlogs import S3DeadLetterBacklog, SqsDeadLetterBacklog
 from infrastructure.aws.dynamodb_metric_store import DynamoDbMetricStore
-from infrastructure.aws.dynamodb_personal_items import DynamoDbPersonalItemStore
 from infrastructure.aws.dynamodb_recent_events import DynamoDbRecentEventIndex
-from infrastructure.aws.dynamodb_replay_ledger import DynamoDbReplayLedger
 from infrastructure.aws.dynamodb_repositories import (
     DynamoDbAssignmentRepository,
     DynamoDbExperimentRepository,
 )
 from infrastructure.aws.s3_archive import S3Encryption, S3EventArchive
-from infrastructure.aws.s3_archive_editor import S3ArchiveEditor
 from infrastructure.aws.sqs_dead_letters import (
     S3DeadLetterQueue,
     S3DeadLetterStore,
@@ -57,7 +44,6 @@ from infrastructure.tracing import (
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_kinesis import KinesisClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
@@ -87,10 +73,6 @@ def _processing_settings(settings: Settings) -> ProcessingSettings:
     )
 
 
-def _archive_replay_settings(settings: Settings) -> ProcessingSettings:
-    return replace(_processing_settings(settings), archive_events=False)
-
-
 def _archive_codec(settings: Settings) -> ArchiveCodec:
     return codec_named(settings.archive_codec, settings.archive_compression_level)
 
@@ -105,10 +87,6 @@ def _s3_client(session: boto3.session.Session, config: Config) -> S3Client:
 
 def _sqs_client(session: boto3.session.Session, config: Config) -> SQSClient:
     return session.client("sqs", config=config)
-
-
-def _kinesis_client(session: boto3.session.Session, config: Config) -> KinesisClient:
-    return session.client("kinesis", config=config)
 
 
 def _encryption(settings: Settings) -> S3Encryption:
@@ -131,21 +109,10 @@ def _dead_letter_queue(
     return S3DeadLetterQueue(overflow, clock, max_workers=settings.write_concurrency)
 
 
-def _dead_letter_backlogs(
-    settings: Settings, sqs_client: SQSClient, s3_client: S3Client
-) -> list[DeadLetterBacklog]:
-    """Where dead letters are kept: the queue when DLQ_URL is set, and always the dead-letter
-    prefix in S3 (letters kept without a queue, refused by it, or too large for it), in that
-    order: a message is removed before the S3 body it points to."""
-    stored = S3DeadLetterBacklog(s3_client, settings.s3_bucket, settings.dead_letter_prefix)
-    if settings.dlq_url:
-        return [SqsDeadLetterBacklog(sqs_client, settings.dlq_url, s3_client), stored]
-    return [stored]
-
-
 class Container(containers.DeclarativeContainer):
-    """Everything the entrypoints need. Nothing is created until a provider is first called;
-    boto3 honours AWS_ENDPOINT_URL, which is how local runs and tests reach an emulator."""
+    """What the Lambda handler's processing needs, and nothing else: the operators' tools extend
+    it (operations.container.OperationsContainer). Nothing is created until a provider is first
+    called; boto3 honours AWS_ENDPOINT_URL, which is how local runs and tests reach an emulator."""
 
     settings = providers.Singleton(Settings)
     telemetry: providers.Provider[Telemetry] = providers.Singleton(InMemoryTelemetry)
@@ -156,9 +123,6 @@ class Container(containers.DeclarativeContainer):
     dynamodb_client = providers.Singleton(_dynamodb_client, session, botocore_config)
     s3_client = providers.Singleton(_s3_client, session, botocore_config)
     sqs_client = providers.Singleton(_sqs_client, session, botocore_config)
-    kinesis_client = providers.Singleton(_kinesis_client, session, botocore_config)
-    """Only the operators' tools read the stream; the Lambda's event-source mapping does it for
-    the function, which never builds this client."""
 
     clock = providers.Singleton(SystemClock)
     archive_codec = providers.Singleton(_archive_codec, settings)
@@ -198,13 +162,6 @@ class Container(containers.DeclarativeContainer):
         marker_cache_size=settings.provided.marker_cache_entries,
     )
     metric_store = providers.Singleton(TracedMetricStore, dynamodb_metric_store, tracer)
-    replay_ledger = providers.Singleton(
-        DynamoDbReplayLedger,
-        dynamodb_client,
-        settings.provided.dynamodb_table,
-        clock,
-        max_workers=settings.provided.write_concurrency,
-    )
     event_archive = providers.Singleton(
         TracedEventArchive,
         providers.Singleton(
@@ -258,30 +215,6 @@ class Container(containers.DeclarativeContainer):
     the aggregation table, which remembers ids across cold starts."""
     processing_settings = providers.Singleton(_processing_settings, settings)
 
-    replay_processor = providers.Factory(
-        ReplayProcessor,
-        assignment_repository,
-        experiment_repository,
-        metric_store,
-        replay_ledger,
-        event_archive,
-        clock,
-        processing_settings,
-    )
-    archive_replay_processor = providers.Factory(
-        BatchProcessor,
-        assignment_repository,
-        experiment_repository,
-        metric_store,
-        event_archive,
-        dead_letter_queue,
-        recent_events,
-        clock,
-        telemetry,
-        providers.Singleton(_archive_replay_settings, settings),
-    )
-    """Replays the archive through the stream's own path (per-shard watermarks), archiving nothing."""
-
     batch_processor = providers.Singleton(
         BatchProcessor,
         assignment_repository,
@@ -294,19 +227,3 @@ class Container(containers.DeclarativeContainer):
         telemetry,
         processing_settings,
     )
-
-    user_eraser = providers.Factory(
-        UserEraser,
-        providers.Singleton(
-            DynamoDbPersonalItemStore, dynamodb_client, settings.provided.dynamodb_table
-        ),
-        providers.Singleton(
-            S3ArchiveEditor,
-            s3_client,
-            settings.provided.s3_bucket,
-            settings.provided.archive_prefix,
-            s3_encryption,
-        ),
-        providers.Singleton(_dead_letter_backlogs, settings, sqs_client, s3_client),
-    )
-    """`forget-user`: erases users' markers, event ids, claims, dead letters and archive lines."""

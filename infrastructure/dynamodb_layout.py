@@ -45,6 +45,10 @@ def marker_sort_key(hour: datetime, user_id: str) -> str:
     return f"{hour:%H}#{user_id}"
 
 
+TTL_ATTRIBUTE = "expires_at"
+"""The aggregation table's time-to-live attribute (epoch seconds): DynamoDB deletes an item some
+time after it passes. Provisioning and template.yaml enable TTL on it; the adapters set it."""
+
 EVENT_PREFIX = "EVENT#"
 EVENT_SORT_KEY = "EVENT"
 LEDGER_SORT_KEY = "REPLAY"

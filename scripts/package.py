@@ -5,8 +5,10 @@
     python scripts/package.py check                      # host-arch zip, clean venv, import
     python scripts/package.py lock                       # re-resolve requirements/lambda-*.txt
 
-The package holds the four top-level packages of the service and the runtime dependencies of
-pyproject.toml, as binary wheels for the target platform. The AWS SDK (boto3 and everything it
+The package holds the handler's import closure (the modules of the service that
+`entrypoints.lambda_handler` imports, directly or not, found by reading their import statements;
+never the operators' `operations` wing) and the runtime dependencies of pyproject.toml, as binary
+wheels for the target platform. The AWS SDK (boto3 and everything it
 pulls in) is left to the Lambda runtime unless `--include-sdk` is given. Nothing else: no tests,
 no dev tools, no bytecode caches. The zip is reproducible (sorted entries, fixed timestamps), and so is what it holds: the
 dependencies are installed from a lock file per architecture and Python version
@@ -19,6 +21,7 @@ Uses only the standard library and pip, so it runs without the project's virtual
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import json
 import os
@@ -35,6 +38,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_PACKAGES = ("domain", "application", "infrastructure", "entrypoints")
+"""The layers the function's modules come from; of them, only what the handler imports ships."""
+OPERATIONS_PACKAGE = "operations"
+"""The operators' and developers' tools: never imported by the handler, never shipped."""
 HANDLER_MODULE = "entrypoints.lambda_handler"
 IMPORT_CHECK_MODULE = HANDLER_MODULE
 """The module `check` imports from the unpacked zip: the handler of template.yaml."""
@@ -198,13 +204,90 @@ def is_packaged(relative: Path) -> bool:
     return not relative.name.endswith(EXCLUDED_SUFFIXES)
 
 
+def module_file(module: str, root: Path = ROOT) -> Path | None:
+    """The source file of one of the project's modules (a package's is its __init__.py)."""
+    base = root.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    """`if TYPE_CHECKING:` or `if typing.TYPE_CHECKING:`: imports only the type checker runs."""
+    if isinstance(test, ast.Name):
+        return test.id == "TYPE_CHECKING"
+    return isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+
+
+def _run_time_imports(nodes: Iterable[ast.AST]) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Every import statement that can run, at module level or in a function (a lazy import is
+    still an import of the package), leaving out the bodies of `if TYPE_CHECKING:`."""
+    for node in nodes:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node
+        elif isinstance(node, ast.If) and _is_type_checking(node.test):
+            yield from _run_time_imports(node.orelse)
+        else:
+            yield from _run_time_imports(ast.iter_child_nodes(node))
+
+
+def imported_modules(module: str, source: str, is_package: bool = False) -> set[str]:
+    """The absolute names `module` (whose text is `source`; `is_package` when it is a package's
+    __init__) imports: for `from a import b`, both `a` and `a.b` (which of them is a module is
+    for the caller to tell)."""
+    names: set[str] = set()
+    for node in _run_time_imports(ast.parse(source).body):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+            continue
+        base = node.module or ""
+        if node.level:
+            anchor = module.split(".")
+            anchor = anchor if is_package else anchor[:-1]
+            anchor = anchor[: len(anchor) - (node.level - 1)]
+            base = ".".join([*anchor, *([base] if base else [])])
+        names.add(base)
+        names.update(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
+    return names
+
+
+def import_closure(
+    root: Path = ROOT,
+    module: str = HANDLER_MODULE,
+    packages: Sequence[str] = (*SOURCE_PACKAGES, OPERATIONS_PACKAGE),
+) -> set[str]:
+    """`module` and every module of `packages` it imports at run time, directly or not, with the
+    packages that hold them (Python runs a package's __init__ before any module in it)."""
+    found: set[str] = set()
+    pending = [module]
+    while pending:
+        name = pending.pop()
+        if name in found or name.split(".")[0] not in packages:
+            continue
+        path = module_file(name, root)
+        if path is None:
+            continue  # `from a import b` where b is not a module
+        found.add(name)
+        parts = name.split(".")
+        pending.extend(".".join(parts[:end]) for end in range(1, len(parts)))
+        source = path.read_text(encoding="utf-8")
+        pending.extend(imported_modules(name, source, path.name == "__init__.py") - found)
+    return found
+
+
 def source_files(root: Path = ROOT) -> Iterator[tuple[Path, Path]]:
-    """(file, path in the zip) for the service's own packages."""
-    for package in SOURCE_PACKAGES:
-        for path in sorted((root / package).rglob("*")):
-            relative = path.relative_to(root)
-            if path.is_file() and is_packaged(relative):
-                yield path, relative
+    """(file, path in the zip) for the handler's import closure: what the function runs."""
+    closure = import_closure(root)
+    outside = sorted(name for name in closure if name.split(".")[0] not in SOURCE_PACKAGES)
+    if outside:
+        raise SystemExit(f"the handler imports modules that are never shipped: {outside}")
+    for module in sorted(closure):
+        path = module_file(module, root)
+        assert path is not None  # import_closure keeps only modules it found a file for
+        relative = path.relative_to(root)
+        if is_packaged(relative):
+            yield path, relative
 
 
 def dependency_files(site: Path) -> Iterator[tuple[Path, Path]]:

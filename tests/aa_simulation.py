@@ -17,9 +17,9 @@ import numpy as np
 from application.reporting import ExperimentReport
 from domain.experiments import Experiment, ExperimentStatus, Variant
 from domain.metrics import Granularity, MetricDelta, MetricKey
-from entrypoints.cli_report import read_report
 from infrastructure.in_memory.metric_store import InMemoryMetricStore
 from infrastructure.in_memory.repositories import InMemoryExperimentRepository
+from operations.cli.report_output import read_report
 
 EXPERIMENT_ID = "exp-aa"
 VARIANTS = ("control", "treatment")

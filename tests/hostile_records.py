@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from domain.experiments import Assignment
-from infrastructure.synthetic.bad_records import bad_record_catalogue
+from operations.synthetic.bad_records import bad_record_catalogue
 
 MARKER_PREFIX = "pii-"
 ASSIGNED_USER = "pii-user-7c1f@example.com"

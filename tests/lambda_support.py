@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from entrypoints.event_source_emulator import EmulatedLambdaContext, lambda_context
+from operations.event_source_emulator import EmulatedLambdaContext, lambda_context
 
 
 def fresh_context(timeout_ms: int = 60_000) -> EmulatedLambdaContext:

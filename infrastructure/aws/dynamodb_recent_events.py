@@ -28,8 +28,12 @@ from infrastructure.aws.dynamodb_codec import (
     string,
 )
 from infrastructure.aws.errors import translate
-from infrastructure.aws.provisioning import TTL_ATTRIBUTE
-from infrastructure.dynamodb_layout import EVENT_PREFIX, EVENT_SORT_KEY, event_partition_key
+from infrastructure.dynamodb_layout import (
+    EVENT_PREFIX,
+    EVENT_SORT_KEY,
+    TTL_ATTRIBUTE,
+    event_partition_key,
+)
 
 __all__ = ["EVENT_PREFIX", "EVENT_SORT_KEY", "DynamoDbRecentEventIndex", "event_partition_key"]
 

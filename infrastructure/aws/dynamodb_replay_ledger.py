@@ -23,8 +23,7 @@ from infrastructure.aws.dynamodb_codec import (
     string,
 )
 from infrastructure.aws.errors import is_transient, translate
-from infrastructure.aws.provisioning import TTL_ATTRIBUTE
-from infrastructure.dynamodb_layout import LEDGER_SORT_KEY, ledger_partition_key
+from infrastructure.dynamodb_layout import LEDGER_SORT_KEY, TTL_ATTRIBUTE, ledger_partition_key
 
 __all__ = ["LEDGER_SORT_KEY", "DynamoDbReplayLedger", "ledger_partition_key", "run_partition_key"]
 

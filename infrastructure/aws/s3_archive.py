@@ -1,11 +1,10 @@
-"""The event archive in S3: one compressed JSON Lines object per archive object, and its reader."""
+"""The event archive in S3: one compressed JSON Lines object per archive object."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlencode
 
@@ -17,7 +16,7 @@ from domain.archiving import ARCHIVE_SCHEMA_VERSION, ArchiveObject
 from domain.errors import InfrastructureConfigurationError, TransientInfrastructureError
 from infrastructure.archive_format import object_key, object_metadata
 from infrastructure.aws.errors import translate
-from infrastructure.codecs import ArchiveCodec, codec_for_key, codec_named
+from infrastructure.codecs import ArchiveCodec, codec_named
 from infrastructure.s3_layout import (
     DATA_REFUSAL_CODES,
     NON_ASCII_METADATA,
@@ -163,69 +162,3 @@ def data_refusal(error: Exception) -> S3Refusal | None:
     if code not in DATA_REFUSAL_CODES:
         return None
     return S3Refusal(code, details.get("Message", ""))
-
-
-@dataclass(frozen=True, slots=True)
-class ArchivedObjectSummary:
-    key: str
-    size: int
-
-
-def hour_partitions(start: datetime, end: datetime) -> list[datetime]:
-    """The starts of the hours that overlap [start, end)."""
-    if start.tzinfo is None or end.tzinfo is None:
-        raise ValueError("start and end must be time-zone aware")
-    hour = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    hours: list[datetime] = []
-    while hour < end:
-        hours.append(hour)
-        hour += timedelta(hours=1)
-    return hours
-
-
-class S3ArchiveReader:
-    """Reads the archive back for replays: lists hour partitions, streams an object's lines."""
-
-    def __init__(
-        self,
-        s3: S3Client,
-        bucket: str,
-        prefix: str = DEFAULT_ARCHIVE_PREFIX,
-        page_size: int = 1000,
-    ) -> None:
-        self._s3 = s3
-        self._bucket = bucket
-        self._prefix = prefix
-        self._page_size = page_size
-
-    def list_objects(self, start: datetime, end: datetime) -> Iterator[ArchivedObjectSummary]:
-        """The objects of the hours overlapping [start, end), hour by hour, in key order.
-
-        One prefix per hour: a replay of an afternoon lists that afternoon, not the bucket.
-        """
-        paginator = self._s3.get_paginator("list_objects_v2")
-        for hour in hour_partitions(start, end):
-            prefix = f"{self._prefix}{hour.strftime('year=%Y/month=%m/day=%d/hour=%H/')}"
-            try:
-                pages = paginator.paginate(
-                    Bucket=self._bucket,
-                    Prefix=prefix,
-                    PaginationConfig={"PageSize": self._page_size},
-                )
-                for page in pages:
-                    for entry in page.get("Contents", []):
-                        yield ArchivedObjectSummary(entry["Key"], entry.get("Size", 0))
-            except (ClientError, BotoCoreError) as error:
-                raise translate(error, "s3:ListBucket") from error
-
-    def read_lines(self, key: str) -> Iterator[bytes]:
-        """The archive lines of one object, without their line ends."""
-        try:
-            response = self._s3.get_object(Bucket=self._bucket, Key=key)
-            blob = response["Body"].read()
-        except (ClientError, BotoCoreError) as error:
-            raise translate(error, "s3:GetObject") from error
-        body = codec_for_key(key).decompress(blob)
-        for line in body.split(b"\n"):
-            if line:
-                yield line

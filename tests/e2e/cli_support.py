@@ -16,9 +16,9 @@ from domain.records import RawRecord
 # Imported here so that its Powertools logger binds to the test session's stdout, not to the
 # output of the first runner invocation that happens to import it.
 from entrypoints import lambda_handler  # noqa: F401
-from entrypoints.cli import app
-from entrypoints.seed_file import dump_seed
-from infrastructure.synthetic.workload import Workload, WorkloadSpec, generate
+from operations.cli.app import app
+from operations.seed_file import dump_seed
+from operations.synthetic.workload import Workload, WorkloadSpec, generate
 from tests.conftest import REGION
 
 runner = CliRunner()

@@ -12,7 +12,7 @@ from mypy_boto3_s3 import S3Client
 from mypy_boto3_sqs import SQSClient
 
 from entrypoints import lambda_handler
-from infrastructure.aws.provisioning import ProvisionedResources, ResourceNames, provision_all
+from operations.aws.provisioning import ProvisionedResources, ResourceNames, provision_all
 from tests.conftest import REGION
 from tests.faults.aws_world import AdminClients, service_environment
 

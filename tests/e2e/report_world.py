@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from domain.experiments import Assignment, Experiment, ExperimentStatus, Variant
-from infrastructure.synthetic.workload import StreamEntry, Workload, WorkloadSpec
+from operations.synthetic.workload import StreamEntry, Workload, WorkloadSpec
 from tests.e2e.cli_support import kinesis_event, run, seed_workload
 
 ACTIVE_HOURS = (9, 17)

@@ -11,11 +11,13 @@ import pytest
 from typer.testing import Result
 
 from domain.metrics import Granularity
-from entrypoints.cli import app
-from entrypoints.seed_file import dump_seed
 from infrastructure.aws.dynamodb_metric_store import DynamoDbMetricStore
-from infrastructure.aws.reference_data import assignments_item
-from infrastructure.synthetic.workload import Workload
+from operations.aws.reference_data import assignments_item
+from operations.cli.app import app
+from operations.cli.commands import provision as provision_command
+from operations.cli.commands import seed as seed_command
+from operations.seed_file import dump_seed
+from operations.synthetic.workload import Workload
 from tests.conftest import REGION
 from tests.e2e import cli_support
 from tests.e2e.cli_support import kinesis_event, run, runner
@@ -215,7 +217,8 @@ def test_seed_and_provision_refuse_a_real_account_and_touch_nothing(
         calls.append("aws")
         raise AssertionError("the command went on to build AWS clients")
 
-    monkeypatch.setattr("entrypoints.cli.build_container", reaching_aws)
+    monkeypatch.setattr(seed_command, "build_container", reaching_aws)
+    monkeypatch.setattr(provision_command, "build_container", reaching_aws)
 
     seeded = without_endpoint(["seed", str(seed_file)], environment)
     provisioned = without_endpoint(["provision"], environment)

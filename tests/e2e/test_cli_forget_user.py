@@ -16,13 +16,13 @@ from domain.erasure import archived_event, letter_owner
 from domain.rejections import DeadLetter
 from infrastructure.aws.dynamodb_recent_events import DynamoDbRecentEventIndex
 from infrastructure.aws.s3_archive_editor import S3ArchiveEditor
-from infrastructure.aws.sqs_dead_letters import (
+from infrastructure.clock import SystemClock
+from operations.aws.dead_letter_readers import (
     ReceivedDeadLetter,
     S3DeadLetterReader,
     SqsDeadLetterReader,
 )
-from infrastructure.clock import SystemClock
-from infrastructure.synthetic.workload import StreamEntry, Workload
+from operations.synthetic.workload import StreamEntry, Workload
 from tests.aws_calls import CallRecorder
 from tests.conftest import REGION
 from tests.e2e import cli_support
@@ -227,13 +227,13 @@ def test_requests_of_one_erasure_name_exact_keys_and_never_query_or_scan(
     world: World, endpoint_url: str
 ) -> None:
     """What erasing one user costs, by operation (printed with -s; docs/cli.md has the counts)."""
-    from entrypoints.cli import aws_environment
-    from entrypoints.cli_stream import environment as environment_variables
-    from entrypoints.container import Container
+    from operations.cli.aws_access import aws_environment
+    from operations.cli.stream import environment as environment_variables
+    from operations.container import OperationsContainer
 
     recorder = CallRecorder()
     with environment_variables(world.env), aws_environment(endpoint_url):
-        container = Container()
+        container = OperationsContainer()
         for client in (container.dynamodb_client(), container.s3_client(), container.sqs_client()):
             recorder.attach(client)
         report = container.user_eraser().erase([world.user])

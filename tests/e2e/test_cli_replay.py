@@ -12,7 +12,7 @@ import pytest
 
 from domain.archiving import record_from_archive_line
 from domain.metrics import Granularity
-from infrastructure.synthetic.workload import StreamEntry, Workload
+from operations.synthetic.workload import StreamEntry, Workload
 from tests.conftest import REGION
 from tests.e2e import cli_support
 from tests.e2e.cli_support import counters, kinesis_event, run, seed_workload

@@ -12,16 +12,16 @@ import pytest
 from rich.console import Console
 
 from domain.metrics import Granularity
-from entrypoints.charts import ChartMeasure, ChartPathError, write_time_series_chart
-from entrypoints.cli_report import (
+from operations.charts import ChartMeasure, ChartPathError, write_time_series_chart
+from operations.cli.report_output import (
     WINDOW_COLUMNS,
     read_report,
     render_table,
     report_csv,
     report_document,
 )
-from entrypoints.local_run import InMemoryBackEnd
-from infrastructure.synthetic.workload import WorkloadSpec, generate
+from operations.local_run import InMemoryBackEnd
+from operations.synthetic.workload import WorkloadSpec, generate
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

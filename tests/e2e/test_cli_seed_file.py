@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from domain.experiments import ExperimentStatus
-from entrypoints.seed_file import SeedFileError, dump_seed, load_seed, parse_seed
-from infrastructure.synthetic.workload import WorkloadSpec, generate
+from operations.seed_file import SeedFileError, dump_seed, load_seed, parse_seed
+from operations.synthetic.workload import WorkloadSpec, generate
 
 
 def _document(**overrides: object) -> dict[str, object]:

@@ -11,9 +11,9 @@ import boto3
 import pytest
 
 from domain.metrics import Granularity
-from entrypoints.cli_stream import put_entries
 from infrastructure.aws.dynamodb_metric_store import DynamoDbMetricStore
-from infrastructure.synthetic.workload import Workload
+from operations.cli.stream import put_entries
+from operations.synthetic.workload import Workload
 from tests.conftest import REGION
 from tests.e2e import cli_support
 from tests.e2e.cli_support import run, seed_workload

@@ -20,13 +20,6 @@ from mypy_boto3_kinesis import KinesisClient
 from application.process_batch import BatchProcessor, ProcessingSettings
 from domain.metrics import Granularity
 from domain.rejections import RejectionReason
-from entrypoints.event_source_emulator import (
-    EmulatedLambdaContext,
-    EmulatorStats,
-    EventSourceMappingEmulator,
-    EventSourceMappingSettings,
-    Outcome,
-)
 from infrastructure.clock import SystemClock
 from infrastructure.in_memory.archive import InMemoryEventArchive
 from infrastructure.in_memory.dead_letters import InMemoryDeadLetterQueue
@@ -37,8 +30,15 @@ from infrastructure.in_memory.repositories import (
     InMemoryExperimentRepository,
 )
 from infrastructure.in_memory.telemetry import InMemoryTelemetry
-from infrastructure.synthetic.bad_records import bad_record_catalogue
-from infrastructure.synthetic.stream import (
+from operations.event_source_emulator import (
+    EmulatedLambdaContext,
+    EmulatorStats,
+    EventSourceMappingEmulator,
+    EventSourceMappingSettings,
+    Outcome,
+)
+from operations.synthetic.bad_records import bad_record_catalogue
+from operations.synthetic.stream import (
     DEFAULT_STREAM_START,
     GeneratedStream,
     StreamSpec,

@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from entrypoints.event_source_emulator import Outcome
-from infrastructure.synthetic.stream import StreamSpec
+from operations.event_source_emulator import Outcome
+from operations.synthetic.stream import StreamSpec
 from tests.faults.aws_world import (
     AdminClients,
     Drained,

@@ -14,7 +14,7 @@ from mypy_boto3_sqs import SQSClient
 
 from domain.experiments import Assignment, Experiment, ExperimentStatus, Variant
 from entrypoints.lambda_handler import handler
-from infrastructure.aws.reference_data import DynamoDbReferenceDataWriter
+from operations.aws.reference_data import DynamoDbReferenceDataWriter
 from tests.e2e.conftest import Deployment
 from tests.lambda_support import fresh_context
 

@@ -17,7 +17,7 @@ from typer.testing import Result
 
 from domain.rejections import CONTRACT_REASONS
 from entrypoints import lambda_handler
-from entrypoints.seed_file import dump_seed
+from operations.seed_file import dump_seed
 from tests.captured_output import captured_at
 from tests.e2e import cli_support
 from tests.e2e.cli_support import run

@@ -19,7 +19,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from infrastructure.synthetic.workload import Workload, WorkloadSpec, generate
+from operations.synthetic.workload import Workload, WorkloadSpec, generate
 from tests.conftest import REGION
 from tests.e2e.cli_support import (
     counters,
@@ -34,7 +34,7 @@ STREAM_CHUNK = 200
 WRITER = """
 import sys
 from pathlib import Path
-from entrypoints.cli import app
+from operations.cli.app import app
 # The stream's batches, then each delivered again until the replays are over (redeliveries
 # count nothing, and keep writing the same counters as the replays).
 stop = Path(sys.argv[1])

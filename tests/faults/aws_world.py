@@ -25,19 +25,19 @@ from mypy_boto3_sqs import SQSClient
 
 from domain.rejections import RejectionReason
 from entrypoints import lambda_handler
-from entrypoints.event_source_emulator import (
+from infrastructure.aws.client_config import client_config
+from operations.aws.dead_letter_readers import SqsDeadLetterReader
+from operations.aws.provisioning import ProvisionedResources, ResourceNames, provision_all
+from operations.aws.reference_data import DynamoDbReferenceDataWriter
+from operations.event_source_emulator import (
     EmulatorStats,
     EventSourceMappingEmulator,
     EventSourceMappingSettings,
     Handler,
     LambdaContextLike,
 )
-from infrastructure.aws.client_config import client_config
-from infrastructure.aws.provisioning import ProvisionedResources, ResourceNames, provision_all
-from infrastructure.aws.reference_data import DynamoDbReferenceDataWriter
-from infrastructure.aws.sqs_dead_letters import SqsDeadLetterReader
-from infrastructure.synthetic.bad_records import SQS_MESSAGE_LIMIT
-from infrastructure.synthetic.stream import (
+from operations.synthetic.bad_records import SQS_MESSAGE_LIMIT
+from operations.synthetic.stream import (
     EntryKind,
     GeneratedStream,
     PutResult,

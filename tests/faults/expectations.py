@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from domain.experiments import ExperimentStatus
 from domain.rejections import RejectionReason
-from infrastructure.synthetic.stream import EntryKind, GeneratedStream, PutResult
+from operations.synthetic.stream import EntryKind, GeneratedStream, PutResult
 
 AggregateKey = tuple[str, str, str, str, str]
 """(experiment_id, variant_id, metric, "HOUR" or "DAY", window label)."""

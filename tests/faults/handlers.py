@@ -10,8 +10,8 @@ from typing import Any
 
 from application.ports import Deadline
 from application.process_batch import BatchProcessor
-from entrypoints.event_source_emulator import Handler, LambdaContextLike
 from entrypoints.kinesis_event import raw_records
+from operations.event_source_emulator import Handler, LambdaContextLike
 
 
 class ContextDeadline(Deadline):

@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.client import BaseClient
 
-from entrypoints.event_source_emulator import Handler, LambdaContextLike
+from operations.event_source_emulator import Handler, LambdaContextLike
 from tests.faults.clock import SteppingClock
 
 WRITE_OPERATIONS = frozenset(

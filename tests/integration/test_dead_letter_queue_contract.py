@@ -19,13 +19,12 @@ from domain.rejections import DeadLetter, RejectionReason
 from infrastructure.aws.permissions import LAMBDA_PERMISSIONS, Resource
 from infrastructure.aws.sqs_dead_letters import (
     S3DeadLetterQueue,
-    S3DeadLetterReader,
     S3DeadLetterStore,
     SqsDeadLetterQueue,
-    SqsDeadLetterReader,
 )
 from infrastructure.clock import ManualClock
 from infrastructure.in_memory.dead_letters import InMemoryDeadLetterQueue
+from operations.aws.dead_letter_readers import S3DeadLetterReader, SqsDeadLetterReader
 from tests.aws_calls import CallRecorder
 from tests.aws_faults import FailedBatchEntries
 from tests.aws_resources import create_bucket, create_queue

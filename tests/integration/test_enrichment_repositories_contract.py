@@ -21,12 +21,12 @@ from infrastructure.aws.dynamodb_repositories import (
     DynamoDbExperimentRepository,
 )
 from infrastructure.aws.permissions import LAMBDA_PERMISSIONS, Resource
-from infrastructure.aws.provisioning import ensure_assignments_table, ensure_experiments_table
-from infrastructure.aws.reference_data import DynamoDbReferenceDataWriter
 from infrastructure.in_memory.repositories import (
     InMemoryAssignmentRepository,
     InMemoryExperimentRepository,
 )
+from operations.aws.provisioning import ensure_assignments_table, ensure_experiments_table
+from operations.aws.reference_data import DynamoDbReferenceDataWriter
 from tests.aws_calls import CallRecorder
 from tests.botocore_faults import WithholdBatchItems
 from tests.factories import NOW, assignment, experiment

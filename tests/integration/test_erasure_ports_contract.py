@@ -33,13 +33,11 @@ from domain.errors import InfrastructureConfigurationError, PipelineError
 from domain.metrics import Granularity, MetricDelta, MetricKey
 from domain.records import KinesisCoordinates
 from domain.rejections import DeadLetter, RejectionReason
-from infrastructure.aws.dead_letter_backlogs import SqsDeadLetterBacklog
 from infrastructure.aws.dynamodb_codec import Backoff
 from infrastructure.aws.dynamodb_metric_store import DynamoDbMetricStore
 from infrastructure.aws.dynamodb_personal_items import DynamoDbPersonalItemStore
 from infrastructure.aws.dynamodb_recent_events import DynamoDbRecentEventIndex
 from infrastructure.aws.dynamodb_replay_ledger import DynamoDbReplayLedger
-from infrastructure.aws.provisioning import ensure_aggregation_table
 from infrastructure.aws.s3_archive import S3EventArchive
 from infrastructure.aws.s3_archive_editor import S3ArchiveEditor
 from infrastructure.aws.sqs_dead_letters import S3DeadLetterStore, SqsDeadLetterQueue
@@ -50,6 +48,8 @@ from infrastructure.in_memory.metric_store import InMemoryMetricStore
 from infrastructure.in_memory.personal_items import InMemoryPersonalItemStore
 from infrastructure.in_memory.recent_events import InMemoryRecentEventIndex
 from infrastructure.in_memory.replay_ledger import InMemoryReplayLedger
+from operations.aws.dead_letter_backlogs import SqsDeadLetterBacklog
+from operations.aws.provisioning import ensure_aggregation_table
 from tests.aws_resources import create_bucket
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)

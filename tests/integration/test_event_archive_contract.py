@@ -20,9 +20,10 @@ from domain.limits import S3_KEY_BYTES
 from infrastructure.archive_format import object_key
 from infrastructure.aws.client_config import client_config
 from infrastructure.aws.permissions import LAMBDA_PERMISSIONS, Resource
-from infrastructure.aws.s3_archive import S3ArchiveReader, S3Encryption, S3EventArchive
+from infrastructure.aws.s3_archive import S3Encryption, S3EventArchive
 from infrastructure.codecs import ArchiveCodec, codec_for_key, codec_named
 from infrastructure.in_memory.archive import InMemoryEventArchive
+from operations.aws.archive_reader import S3ArchiveReader
 from tests.aws_calls import CallRecorder
 from tests.aws_faults import ThrottledPuts
 from tests.aws_resources import create_bucket

@@ -27,8 +27,8 @@ from infrastructure.aws.permissions import (
     LAMBDA_PERMISSIONS,
     Resource,
 )
-from infrastructure.aws.provisioning import ensure_aggregation_table
 from infrastructure.in_memory.metric_store import InMemoryMetricStore
+from operations.aws.provisioning import ensure_aggregation_table
 from tests.aws_calls import CallRecorder
 from tests.botocore_faults import LoseResponses, RefuseRequests, WithholdBatchItems
 from tests.conftest import REGION

@@ -8,7 +8,7 @@ from mypy_boto3_kinesis import KinesisClient
 from mypy_boto3_s3 import S3Client
 from mypy_boto3_sqs import SQSClient
 
-from infrastructure.aws.provisioning import (
+from operations.aws.provisioning import (
     ResourceNames,
     ensure_archive_bucket,
     provision_all,

@@ -22,10 +22,11 @@ from infrastructure.aws.permissions import (
     LAMBDA_PERMISSIONS,
     Resource,
 )
-from infrastructure.aws.provisioning import TTL_ATTRIBUTE, ensure_aggregation_table
 from infrastructure.clock import ManualClock
+from infrastructure.dynamodb_layout import TTL_ATTRIBUTE
 from infrastructure.in_memory.recent_events import InMemoryRecentEventIndex
 from infrastructure.layered_recent_events import LayeredRecentEventIndex
+from operations.aws.provisioning import ensure_aggregation_table
 from tests.aws_calls import CallRecorder
 from tests.botocore_faults import RefuseRequests, WithholdBatchItems
 from tests.conftest import REGION

@@ -11,8 +11,8 @@ from mypy_boto3_dynamodb import DynamoDBClient
 
 from infrastructure.aws.dynamodb_codec import Backoff
 from infrastructure.aws.dynamodb_repositories import DynamoDbAssignmentRepository
-from infrastructure.aws.provisioning import ensure_assignments_table, ensure_experiments_table
-from infrastructure.aws.reference_data import (
+from operations.aws.provisioning import ensure_assignments_table, ensure_experiments_table
+from operations.aws.reference_data import (
     Changes,
     DynamoDbReferenceDataWriter,
     SeedConflictError,

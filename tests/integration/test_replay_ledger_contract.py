@@ -15,9 +15,9 @@ from infrastructure.aws.dynamodb_replay_ledger import (
     DynamoDbReplayLedger,
     ledger_partition_key,
 )
-from infrastructure.aws.provisioning import ensure_aggregation_table
 from infrastructure.clock import ManualClock
 from infrastructure.in_memory.replay_ledger import InMemoryReplayLedger
+from operations.aws.provisioning import ensure_aggregation_table
 from tests.botocore_faults import LoseResponses
 
 NOW = datetime(2026, 11, 20, 12, 0, 0, 123456, tzinfo=UTC)

@@ -10,7 +10,7 @@ from domain.decoding import decode_record
 from domain.events import EventLimits
 from domain.records import KinesisCoordinates, RawRecord
 from domain.rejections import CONTRACT_REASONS, DeadLetter
-from infrastructure.synthetic.bad_records import (
+from operations.synthetic.bad_records import (
     SQS_MESSAGE_LIMIT,
     BadRecord,
     bad_record_catalogue,

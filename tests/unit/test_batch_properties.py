@@ -15,8 +15,8 @@ from application.process_batch import BatchProcessor, ProcessingSettings
 from application.shard_cut import NO_CUT
 from domain.metrics import Granularity, MetricDelta, MetricKey
 from domain.records import RawRecord
-from entrypoints.local_run import InMemoryBackEnd
 from infrastructure.clock import ManualClock
+from operations.local_run import InMemoryBackEnd
 from tests.factories import NOW, assignment, experiment, record_of
 
 EXPERIMENTS = ("exp-a", "exp-b", "exp-c")

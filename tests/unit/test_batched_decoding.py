@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from domain.decoding import decode_record, decode_records
 from domain.events import AcceptedEvent, EventLimits
 from domain.records import KinesisCoordinates, RawRecord
-from infrastructure.synthetic.bad_records import bad_record_catalogue
+from operations.synthetic.bad_records import bad_record_catalogue
 
 MOMENT = datetime(2026, 11, 18, 12, 0, tzinfo=UTC)
 NOW = MOMENT + timedelta(days=3)

@@ -15,7 +15,7 @@ from application.ports import MetricSnapshot
 from application.reporting import EXPOSURE_METRIC, build_report
 from domain.experiments import Experiment, ExperimentStatus, Variant
 from domain.metrics import Granularity, MetricKey
-from entrypoints.charts import (
+from operations.charts import (
     ChartFormat,
     ChartMeasure,
     ChartPathError,

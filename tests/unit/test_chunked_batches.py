@@ -15,8 +15,8 @@ from domain.errors import TransientInfrastructureError
 from domain.experiments import Assignment
 from domain.metrics import Granularity
 from domain.records import KinesisCoordinates, RawRecord
-from entrypoints.local_run import InMemoryBackEnd
 from infrastructure.clock import ManualClock
+from operations.local_run import InMemoryBackEnd
 from tests.factories import NOW
 from tests.unit.test_batch_properties import (
     EXPERIMENTS,

@@ -9,7 +9,7 @@ import time
 import pytest
 from rich.console import Console
 
-from entrypoints.cli_progress import (
+from operations.cli.progress import (
     DEFAULT_HEARTBEAT_SECONDS,
     ProgressReporter,
     heartbeat_seconds,

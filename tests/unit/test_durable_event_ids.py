@@ -19,10 +19,10 @@ from application.process_batch import BatchProcessor, ProcessingSettings
 from domain.archiving import ArchiveObject
 from domain.errors import TransientInfrastructureError
 from domain.records import RawRecord
-from entrypoints.local_run import InMemoryBackEnd
 from infrastructure.clock import ManualClock
 from infrastructure.in_memory.recent_events import InMemoryRecentEventIndex
 from infrastructure.layered_recent_events import LayeredRecentEventIndex
+from operations.local_run import InMemoryBackEnd
 from tests.factories import NOW, event_payload, record_of
 from tests.unit.test_process_batch import FailingMetricStore, back_end, click, daily
 

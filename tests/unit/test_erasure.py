@@ -24,10 +24,10 @@ from domain.errors import InfrastructureConfigurationError, TransientInfrastruct
 from domain.metrics import Granularity
 from domain.records import KinesisCoordinates
 from domain.rejections import DeadLetter, RejectionReason
-from entrypoints.local_run import InMemoryBackEnd
 from infrastructure.in_memory.archive import InMemoryEventArchive
 from infrastructure.in_memory.personal_items import InMemoryPersonalItemStore
 from infrastructure.in_memory.replay_ledger import InMemoryReplayLedger
+from operations.local_run import InMemoryBackEnd
 from tests.factories import NOW, assignment, event_payload, experiment, record_of
 
 HOUR_11 = datetime(2026, 11, 20, 11, tzinfo=UTC)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from mypy_boto3_kinesis import KinesisClient
 
-from entrypoints.event_source_emulator import (
+from operations.event_source_emulator import (
     DiscardedBatch,
     EmulatorStats,
     EventSourceMappingEmulator,

@@ -15,10 +15,10 @@ from botocore.exceptions import ParamValidationError
 from application.process_batch import BatchProcessor, ProcessingSettings
 from domain.rejections import CONTRACT_REASONS
 from entrypoints import lambda_handler
-from entrypoints.local_run import InMemoryBackEnd
 from infrastructure.aws.errors import translate
 from infrastructure.clock import SystemClock
 from infrastructure.powertools_telemetry import PowertoolsTelemetry
+from operations.local_run import InMemoryBackEnd
 from tests.captured_output import captured_at
 from tests.factories import assignment, experiment
 from tests.hostile_records import (

@@ -30,25 +30,64 @@ def make_tree(root: Path, files: list[str]) -> None:
         path.write_text(f"# {name}\n")
 
 
-def test_the_package_holds_the_service_modules_but_no_tests_or_bytecode(tmp_path: Path) -> None:
+def test_the_package_holds_the_handlers_modules_but_no_tests_bytecode_or_tools(
+    tmp_path: Path,
+) -> None:
     make_tree(
         tmp_path,
         [
             "domain/__init__.py",
-            "domain/events.py",
             "domain/__pycache__/events.cpython-312.pyc",
+            "domain/unused.py",
+            "infrastructure/__init__.py",
+            "infrastructure/aws/__init__.py",
             "infrastructure/aws/py.typed",
+            "entrypoints/__init__.py",
             "entrypoints/tests/test_handler.py",
             "entrypoints/stale.pyc",
+            "operations/__init__.py",
+            "operations/cli.py",
             "tests/unit/test_decoding.py",
             "scripts/package.py",
             "bench/run.py",
         ],
     )
+    (tmp_path / "entrypoints" / "lambda_handler.py").write_text(
+        "from typing import TYPE_CHECKING\n"
+        "from domain import events\n"
+        "from infrastructure.aws.s3 import archive\n"
+        "if TYPE_CHECKING:\n"
+        "    from operations import cli\n"
+    )
+    (tmp_path / "domain" / "events.py").write_text("from . import limits\n")
+    (tmp_path / "domain" / "limits.py").write_text("import json\n")
+    (tmp_path / "infrastructure" / "aws" / "s3.py").write_text("def archive() -> None:\n    pass\n")
 
     packaged = {name.as_posix() for _, name in source_files(tmp_path)}
 
-    assert packaged == {"domain/__init__.py", "domain/events.py", "infrastructure/aws/py.typed"}
+    assert packaged == {
+        "domain/__init__.py",
+        "domain/events.py",
+        "domain/limits.py",
+        "infrastructure/__init__.py",
+        "infrastructure/aws/__init__.py",
+        "infrastructure/aws/s3.py",
+        "entrypoints/__init__.py",
+        "entrypoints/lambda_handler.py",
+    }
+
+
+def test_a_handler_that_imports_the_operators_tools_is_refused_rather_than_shipped_broken(
+    tmp_path: Path,
+) -> None:
+    make_tree(tmp_path, ["entrypoints/__init__.py", "operations/__init__.py"])
+    (tmp_path / "entrypoints" / "lambda_handler.py").write_text(
+        "def handler() -> None:\n    from operations import demo\n"
+    )
+    (tmp_path / "operations" / "demo.py").write_text("")
+
+    with pytest.raises(SystemExit, match=r"operations\.demo"):
+        list(source_files(tmp_path))
 
 
 def test_the_package_ships_the_four_layers() -> None:

@@ -22,8 +22,8 @@ from domain.experiments import Assignment, ExperimentStatus
 from domain.metrics import Granularity, MetricDelta, MetricKey
 from domain.records import RawRecord
 from domain.rejections import DeadLetter, RejectionReason
-from entrypoints.local_run import InMemoryBackEnd
 from infrastructure.clock import ManualClock
+from operations.local_run import InMemoryBackEnd
 from tests.factories import NOW, SHARD, assignment, event_payload, experiment, record_of
 
 

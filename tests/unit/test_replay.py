@@ -8,9 +8,9 @@ from application.replay import ReplayItem, ReplayOptions, ReplayProcessor, Repla
 from domain.metrics import Granularity
 from domain.records import KinesisCoordinates, RawRecord
 from domain.rejections import RejectionReason
-from entrypoints.local_run import InMemoryBackEnd
 from infrastructure.clock import ManualClock
 from infrastructure.in_memory.replay_ledger import InMemoryReplayLedger
+from operations.local_run import InMemoryBackEnd
 from tests.factories import NOW, assignment, event_payload, experiment
 
 

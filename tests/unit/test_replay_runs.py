@@ -26,10 +26,10 @@ from application.replay import (
 from application.shard_cut import ShardCut
 from domain.metrics import Granularity, MetricDelta, MetricKey
 from domain.records import KinesisCoordinates, RawRecord
-from entrypoints.local_run import InMemoryBackEnd
 from infrastructure.clock import ManualClock
 from infrastructure.in_memory.metric_store import InMemoryMetricStore
 from infrastructure.in_memory.replay_ledger import InMemoryReplayLedger
+from operations.local_run import InMemoryBackEnd
 from tests.factories import NOW, assignment, event_payload, experiment
 
 

@@ -11,8 +11,8 @@ from application.process_batch import BatchProcessor, ProcessingSettings
 from domain.archiving import ArchiveObject, record_from_archive_line
 from domain.metrics import Granularity
 from domain.records import RawRecord
-from entrypoints.local_run import InMemoryBackEnd
 from infrastructure.clock import ManualClock
+from operations.local_run import InMemoryBackEnd
 from tests.factories import NOW, assignment, event_payload, experiment, record_of
 from tests.unit.test_process_batch import FailingMetricStore
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, cast
 from botocore.exceptions import ClientError
 
 from infrastructure.aws.dynamodb_repositories import ASSIGNMENTS_TABLE, EXPERIMENTS_TABLE
+from infrastructure.dynamodb_layout import TTL_ATTRIBUTE
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.literals import BucketLocationConstraintType
     from mypy_boto3_sqs import SQSClient
 
-TTL_ATTRIBUTE = "expires_at"
 DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600
 WAIT_DELAY_SECONDS = 2
 WAIT_ATTEMPTS = 90

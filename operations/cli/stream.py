@@ -12,13 +12,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from infrastructure.aws.kinesis_producer import OutgoingRecord, PutOutcome, put_records
-from infrastructure.synthetic.workload import StreamEntry
+from operations.aws.kinesis_producer import OutgoingRecord, PutOutcome, put_records
+from operations.synthetic.workload import StreamEntry
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
 
-    from entrypoints.event_source_emulator import EmulatorStats
+    from operations.event_source_emulator import EmulatorStats
 
 DEFAULT_STREAM = "experiment-events"
 DEFAULT_QUEUE = "event-dead-letters"

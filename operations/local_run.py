@@ -22,7 +22,7 @@ from infrastructure.in_memory.repositories import (
     InMemoryExperimentRepository,
 )
 from infrastructure.in_memory.telemetry import InMemoryTelemetry
-from infrastructure.synthetic.workload import WorkloadSpec, generate
+from operations.synthetic.workload import WorkloadSpec, generate
 
 
 @dataclass(slots=True)

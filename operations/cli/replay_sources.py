@@ -37,8 +37,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
     from application.process_batch import ProcessingSettings
-    from infrastructure.aws.s3_archive import S3ArchiveReader
-    from infrastructure.aws.sqs_dead_letters import S3DeadLetterReader, SqsDeadLetterReader
+    from operations.aws.archive_reader import S3ArchiveReader
+    from operations.aws.dead_letter_readers import S3DeadLetterReader, SqsDeadLetterReader
 
 
 def whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime]:

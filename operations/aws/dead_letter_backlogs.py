@@ -15,11 +15,8 @@ from infrastructure.aws.dead_letter_format import (
     DEFAULT_DEAD_LETTER_PREFIX,
     MalformedDeadLetterError,
 )
-from infrastructure.aws.sqs_dead_letters import (
-    SQS_MAX_BATCH_ENTRIES,
-    S3DeadLetterReader,
-    SqsDeadLetterReader,
-)
+from infrastructure.aws.sqs_dead_letters import SQS_MAX_BATCH_ENTRIES
+from operations.aws.dead_letter_readers import S3DeadLetterReader, SqsDeadLetterReader
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -21,9 +21,9 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from domain.experiments import Assignment, Experiment
-from infrastructure.aws.kinesis_producer import OutgoingRecord, PlacedRecord, put_records
-from infrastructure.synthetic.bad_records import BadRecord, stream_safe_catalogue
-from infrastructure.synthetic.workload import WorkloadSpec, generate
+from operations.aws.kinesis_producer import OutgoingRecord, PlacedRecord, put_records
+from operations.synthetic.bad_records import BadRecord, stream_safe_catalogue
+from operations.synthetic.workload import WorkloadSpec, generate
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient

@@ -1,0 +1,1 @@
+"""One module per command of `event-processor`; `operations.cli.app` registers them."""
