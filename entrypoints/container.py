@@ -6,11 +6,20 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import boto3
-from aws_lambda_powertools import Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from botocore.config import Config
 from dependency_injector import containers, providers
 
-from application.ports import Clock, DeadLetterQueue, RecentEventIndex, Telemetry
+from application.ports import (
+    AssignmentRepository,
+    Clock,
+    DeadLetterQueue,
+    EventArchive,
+    ExperimentRepository,
+    MetricStore,
+    RecentEventIndex,
+    Telemetry,
+)
 from application.process_batch import BatchProcessor, ProcessingSettings
 from domain.archiving import ArchiveLimits
 from domain.events import EventLimits
@@ -31,9 +40,17 @@ from infrastructure.aws.sqs_dead_letters import (
 from infrastructure.caching import CachingAssignmentRepository, CachingExperimentRepository
 from infrastructure.clock import SystemClock
 from infrastructure.codecs import ArchiveCodec, codec_named
+from infrastructure.in_memory.archive import InMemoryEventArchive
+from infrastructure.in_memory.dead_letters import InMemoryDeadLetterQueue
+from infrastructure.in_memory.metric_store import InMemoryMetricStore
 from infrastructure.in_memory.recent_events import InMemoryRecentEventIndex
+from infrastructure.in_memory.repositories import (
+    InMemoryAssignmentRepository,
+    InMemoryExperimentRepository,
+)
 from infrastructure.in_memory.telemetry import InMemoryTelemetry
 from infrastructure.layered_recent_events import LayeredRecentEventIndex
+from infrastructure.powertools_telemetry import PowertoolsTelemetry
 from infrastructure.tracing import (
     TracedAssignmentRepository,
     TracedDeadLetterQueue,
@@ -109,14 +126,39 @@ def _dead_letter_queue(
     return S3DeadLetterQueue(overflow, clock, max_workers=settings.write_concurrency)
 
 
+def _telemetry_kind(powertools_metrics: providers.Dependency[Metrics]) -> str:
+    """`powertools` once the Lambda handler has handed in its Metrics, `memory` otherwise."""
+    return "powertools" if powertools_metrics.is_defined else "memory"
+
+
 class Container(containers.DeclarativeContainer):
     """What the Lambda handler's processing needs, and nothing else: the operators' tools extend
     it (operations.container.OperationsContainer). Nothing is created until a provider is first
-    called; boto3 honours AWS_ENDPOINT_URL, which is how local runs and tests reach an emulator."""
+    called; boto3 honours AWS_ENDPOINT_URL, which is how local runs and tests reach an emulator.
+
+    BACK_END chooses each port's adapter (`<port>_adapter`: DynamoDB, S3 and SQS, or the
+    in-memory adapters, `in_memory_*`, singletons of this container that a local run or a test
+    seeds and reads); the warm-container caches and the tracing wrap either alike. A test
+    replaces a provider with `provider.override(...)`, an adapter by a faulty one for instance,
+    and keeps the rest of the wiring."""
 
     settings = providers.Singleton(Settings)
-    telemetry: providers.Provider[Telemetry] = providers.Singleton(InMemoryTelemetry)
-    tracer = providers.Singleton(Tracer, disabled=True)
+
+    # Powertools' module-level utilities, handed in by the Lambda handler when it builds its
+    # container. Without them telemetry stays in memory and tracing is off.
+    powertools_metrics = providers.Dependency(instance_of=Metrics)
+    powertools_logger = providers.Dependency(instance_of=Logger)
+    tracer = providers.Dependency(
+        instance_of=Tracer, default=providers.Singleton(Tracer, disabled=True)
+    )
+    in_memory_telemetry = providers.Singleton(
+        InMemoryTelemetry, capacity=settings.provided.telemetry_results_kept
+    )
+    telemetry: providers.Provider[Telemetry] = providers.Selector(
+        providers.Callable(_telemetry_kind, powertools_metrics.provider),
+        powertools=providers.Singleton(PowertoolsTelemetry, powertools_metrics, powertools_logger),
+        memory=in_memory_telemetry,
+    )
 
     botocore_config = providers.Singleton(_botocore_config, settings)
     session = providers.Singleton(boto3.session.Session)
@@ -124,34 +166,21 @@ class Container(containers.DeclarativeContainer):
     s3_client = providers.Singleton(_s3_client, session, botocore_config)
     sqs_client = providers.Singleton(_sqs_client, session, botocore_config)
 
-    clock = providers.Singleton(SystemClock)
+    clock: providers.Provider[Clock] = providers.Singleton(SystemClock)
     archive_codec = providers.Singleton(_archive_codec, settings)
     s3_encryption = providers.Singleton(_encryption, settings)
 
-    assignment_repository = providers.Singleton(
-        TracedAssignmentRepository,
-        providers.Singleton(
-            CachingAssignmentRepository,
-            providers.Singleton(
-                DynamoDbAssignmentRepository, dynamodb_client, settings.provided.assignments_table
-            ),
-            max_size=settings.provided.cache_max_entries,
-            ttl_seconds=settings.provided.cache_ttl_seconds,
-        ),
-        tracer,
+    # The memory back end: one instance of each adapter per container.
+    in_memory_assignment_repository = providers.Singleton(InMemoryAssignmentRepository)
+    in_memory_experiment_repository = providers.Singleton(InMemoryExperimentRepository)
+    in_memory_metric_store = providers.Singleton(InMemoryMetricStore)
+    in_memory_event_archive = providers.Singleton(InMemoryEventArchive, archive_codec)
+    in_memory_dead_letter_queue = providers.Singleton(InMemoryDeadLetterQueue)
+    in_memory_durable_event_ids = providers.Singleton(
+        InMemoryRecentEventIndex, capacity=settings.provided.recent_event_ids
     )
-    experiment_repository = providers.Singleton(
-        TracedExperimentRepository,
-        providers.Singleton(
-            CachingExperimentRepository,
-            providers.Singleton(
-                DynamoDbExperimentRepository, dynamodb_client, settings.provided.experiments_table
-            ),
-            max_size=settings.provided.cache_max_entries,
-            ttl_seconds=settings.provided.cache_ttl_seconds,
-        ),
-        tracer,
-    )
+    """What stands for the aggregation table's event ids (EVENT_ID_INDEX=dynamodb)."""
+
     dynamodb_metric_store = providers.Singleton(
         DynamoDbMetricStore,
         dynamodb_client,
@@ -161,10 +190,27 @@ class Container(containers.DeclarativeContainer):
         marker_ttl_days=settings.provided.marker_ttl_days,
         marker_cache_size=settings.provided.marker_cache_entries,
     )
-    metric_store = providers.Singleton(TracedMetricStore, dynamodb_metric_store, tracer)
-    event_archive = providers.Singleton(
-        TracedEventArchive,
-        providers.Singleton(
+
+    assignment_repository_adapter: providers.Provider[AssignmentRepository] = providers.Selector(
+        settings.provided.back_end,
+        aws=providers.Singleton(
+            DynamoDbAssignmentRepository, dynamodb_client, settings.provided.assignments_table
+        ),
+        memory=in_memory_assignment_repository,
+    )
+    experiment_repository_adapter: providers.Provider[ExperimentRepository] = providers.Selector(
+        settings.provided.back_end,
+        aws=providers.Singleton(
+            DynamoDbExperimentRepository, dynamodb_client, settings.provided.experiments_table
+        ),
+        memory=in_memory_experiment_repository,
+    )
+    metric_store_adapter: providers.Provider[MetricStore] = providers.Selector(
+        settings.provided.back_end, aws=dynamodb_metric_store, memory=in_memory_metric_store
+    )
+    event_archive_adapter: providers.Provider[EventArchive] = providers.Selector(
+        settings.provided.back_end,
+        aws=providers.Singleton(
             S3EventArchive,
             s3_client,
             settings.provided.s3_bucket,
@@ -173,11 +219,11 @@ class Container(containers.DeclarativeContainer):
             max_workers=settings.provided.write_concurrency,
             encryption=s3_encryption,
         ),
-        tracer,
+        memory=in_memory_event_archive,
     )
-    dead_letter_queue = providers.Singleton(
-        TracedDeadLetterQueue,
-        providers.Singleton(
+    dead_letter_queue_adapter: providers.Provider[DeadLetterQueue] = providers.Selector(
+        settings.provided.back_end,
+        aws=providers.Singleton(
             _dead_letter_queue,
             settings,
             sqs_client,
@@ -190,7 +236,46 @@ class Container(containers.DeclarativeContainer):
             ),
             clock,
         ),
+        memory=in_memory_dead_letter_queue,
+    )
+    durable_event_ids_adapter: providers.Provider[RecentEventIndex] = providers.Selector(
+        settings.provided.back_end,
+        aws=providers.Singleton(
+            DynamoDbRecentEventIndex,
+            dynamodb_client,
+            settings.provided.dynamodb_table,
+            clock,
+            ttl_days=settings.provided.event_id_ttl_days,
+            max_workers=settings.provided.write_concurrency,
+        ),
+        memory=in_memory_durable_event_ids,
+    )
+
+    # The ports as the use cases receive them, whichever the back end.
+    assignment_repository = providers.Singleton(
+        TracedAssignmentRepository,
+        providers.Singleton(
+            CachingAssignmentRepository,
+            assignment_repository_adapter,
+            max_size=settings.provided.cache_max_entries,
+            ttl_seconds=settings.provided.cache_ttl_seconds,
+        ),
         tracer,
+    )
+    experiment_repository = providers.Singleton(
+        TracedExperimentRepository,
+        providers.Singleton(
+            CachingExperimentRepository,
+            experiment_repository_adapter,
+            max_size=settings.provided.cache_max_entries,
+            ttl_seconds=settings.provided.cache_ttl_seconds,
+        ),
+        tracer,
+    )
+    metric_store = providers.Singleton(TracedMetricStore, metric_store_adapter, tracer)
+    event_archive = providers.Singleton(TracedEventArchive, event_archive_adapter, tracer)
+    dead_letter_queue = providers.Singleton(
+        TracedDeadLetterQueue, dead_letter_queue_adapter, tracer
     )
     recent_events_in_memory = providers.Singleton(
         InMemoryRecentEventIndex, capacity=settings.provided.recent_event_ids
@@ -199,16 +284,7 @@ class Container(containers.DeclarativeContainer):
         settings.provided.event_id_index,
         memory=recent_events_in_memory,
         dynamodb=providers.Singleton(
-            LayeredRecentEventIndex,
-            recent_events_in_memory,
-            providers.Singleton(
-                DynamoDbRecentEventIndex,
-                dynamodb_client,
-                settings.provided.dynamodb_table,
-                clock,
-                ttl_days=settings.provided.event_id_ttl_days,
-                max_workers=settings.provided.write_concurrency,
-            ),
+            LayeredRecentEventIndex, recent_events_in_memory, durable_event_ids_adapter
         ),
     )
     """EVENT_ID_INDEX: the warm container's memory alone (default), or that memory in front of

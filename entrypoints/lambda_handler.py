@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -14,7 +16,6 @@ from application.ports import Deadline
 from entrypoints.container import Container
 from entrypoints.kinesis_event import MalformedEventError, raw_records
 from infrastructure.garbage_collection import collector_paused, freeze_warm_heap
-from infrastructure.powertools_telemetry import PowertoolsTelemetry
 
 # Powertools' three utilities are the documented module-level singletons: they hold no
 # connection and do no I/O when created. The container (boto3 clients, caches) is built
@@ -27,15 +28,42 @@ IN_LAMBDA = "AWS_LAMBDA_FUNCTION_NAME" in os.environ
 metrics disabled) is only published there: a local run or the CLI has no cold start to count."""
 
 
-@functools.cache
-def container() -> Container:
-    """The composition root of this warm container; `container.cache_clear()` forgets it."""
-    built = Container()
+class WarmContainer:
+    """The composition root of this warm container: built on the first invocation, with
+    Powertools' utilities handed in, then reused while the container stays warm."""
+
+    def __init__(self) -> None:
+        self._built: Container | None = None
+
+    def __call__(self) -> Container:
+        if self._built is None:
+            self._built = _container_for_lambda()
+        return self._built
+
+    def cache_clear(self) -> None:
+        """Forget it: the next invocation builds another from the environment, as a cold start
+        would."""
+        self._built = None
+
+    @contextmanager
+    def replaced_by(self, built: Container) -> Iterator[Container]:
+        """Invocations inside run on `built` (a test's or a local run's container, with its
+        overrides); the container held before is back afterwards."""
+        held, self._built = self._built, built
+        try:
+            yield built
+        finally:
+            self._built = held
+
+
+def _container_for_lambda() -> Container:
+    built = Container(powertools_metrics=metrics, powertools_logger=logger, tracer=tracer)
     if stack_name := built.settings().metrics_stack_name:
         metrics.set_default_dimensions(stack=stack_name)
-    built.telemetry.override(PowertoolsTelemetry(metrics, logger))
-    built.tracer.override(tracer)
     return built
+
+
+container = WarmContainer()
 
 
 class LambdaDeadline(Deadline):

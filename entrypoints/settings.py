@@ -18,6 +18,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
 
+    back_end: Literal["aws", "memory"] = "aws"
+    """Where the ports lead: `aws` (DynamoDB, S3, SQS), or `memory`, the in-memory adapters, held
+    by the container (local runs, tests and the benchmark; nothing outlives the process)."""
     s3_bucket: str = "event-archive"
     dynamodb_table: str = "event-aggregations"
     dlq_url: str | None = None
@@ -51,6 +54,9 @@ class Settings(BaseSettings):
     BatchGetItem per 100 events the container does not hold (docs/exactly-once.md)."""
     event_id_ttl_days: int = Field(default=7, ge=1)
     """How long the `dynamodb` event-id index keeps an id (the table's TTL removes it after)."""
+    telemetry_results_kept: int = Field(default=1_000, ge=1)
+    """Without Powertools (operators' tools, local runs, tests), the batch results kept in
+    memory for reading back: the most recent ones, so that a long run's memory stays bounded."""
     write_concurrency: int = Field(default=16, ge=1, le=128)
     metrics_stack_name: str | None = None
     """Added to every metric as the `stack` dimension (the template sets its stack name), so

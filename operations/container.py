@@ -12,7 +12,7 @@ from botocore.config import Config
 from dependency_injector import providers
 
 from application.erasure import UserEraser
-from application.ports import DeadLetterBacklog
+from application.ports import ArchiveEditor, DeadLetterBacklog, PersonalItemStore, ReplayLedger
 from application.process_batch import BatchProcessor, ProcessingSettings
 from application.replay import ReplayProcessor
 from entrypoints.container import Container
@@ -20,6 +20,8 @@ from entrypoints.settings import Settings
 from infrastructure.aws.dynamodb_personal_items import DynamoDbPersonalItemStore
 from infrastructure.aws.dynamodb_replay_ledger import DynamoDbReplayLedger
 from infrastructure.aws.s3_archive_editor import S3ArchiveEditor
+from infrastructure.in_memory.personal_items import InMemoryPersonalItemStore
+from infrastructure.in_memory.replay_ledger import InMemoryReplayLedger
 from operations.aws.archive_reader import S3ArchiveReader
 from operations.aws.dead_letter_backlogs import S3DeadLetterBacklog, SqsDeadLetterBacklog
 from operations.aws.dead_letter_readers import S3DeadLetterReader
@@ -82,12 +84,17 @@ class OperationsContainer(Container):
     )
     """The dead letters kept in S3 (without a queue, the handler keeps them there alone)."""
 
-    replay_ledger = providers.Singleton(
-        DynamoDbReplayLedger,
-        Container.dynamodb_client,
-        Container.settings.provided.dynamodb_table,
-        Container.clock,
-        max_workers=Container.settings.provided.write_concurrency,
+    in_memory_replay_ledger = providers.Singleton(InMemoryReplayLedger)
+    replay_ledger: providers.Provider[ReplayLedger] = providers.Selector(
+        Container.settings.provided.back_end,
+        aws=providers.Singleton(
+            DynamoDbReplayLedger,
+            Container.dynamodb_client,
+            Container.settings.provided.dynamodb_table,
+            Container.clock,
+            max_workers=Container.settings.provided.write_concurrency,
+        ),
+        memory=in_memory_replay_ledger,
     )
     replay_processor = providers.Factory(
         ReplayProcessor,
@@ -113,22 +120,40 @@ class OperationsContainer(Container):
     )
     """Replays the archive through the stream's own path (per-shard watermarks), archiving nothing."""
 
-    user_eraser = providers.Factory(
-        UserEraser,
-        providers.Singleton(
+    personal_item_store: providers.Provider[PersonalItemStore] = providers.Selector(
+        Container.settings.provided.back_end,
+        aws=providers.Singleton(
             DynamoDbPersonalItemStore,
             Container.dynamodb_client,
             Container.settings.provided.dynamodb_table,
         ),
-        providers.Singleton(
+        # In one process, the event ids the memory back end remembers are the warm memory's.
+        memory=providers.Singleton(
+            InMemoryPersonalItemStore,
+            Container.in_memory_metric_store,
+            Container.recent_events_in_memory,
+            in_memory_replay_ledger,
+        ),
+    )
+    archive_editor: providers.Provider[ArchiveEditor] = providers.Selector(
+        Container.settings.provided.back_end,
+        aws=providers.Singleton(
             S3ArchiveEditor,
             Container.s3_client,
             Container.settings.provided.s3_bucket,
             Container.settings.provided.archive_prefix,
             Container.s3_encryption,
         ),
-        providers.Singleton(
+        memory=Container.in_memory_event_archive,
+    )
+    dead_letter_backlogs: providers.Provider[list[DeadLetterBacklog]] = providers.Selector(
+        Container.settings.provided.back_end,
+        aws=providers.Singleton(
             _dead_letter_backlogs, Container.settings, Container.sqs_client, Container.s3_client
         ),
+        memory=providers.List(Container.in_memory_dead_letter_queue),
+    )
+    user_eraser = providers.Factory(
+        UserEraser, personal_item_store, archive_editor, dead_letter_backlogs
     )
     """`forget-user`: erases users' markers, event ids, claims, dead letters and archive lines."""

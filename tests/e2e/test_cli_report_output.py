@@ -20,16 +20,16 @@ from operations.cli.report_output import (
     report_csv,
     report_document,
 )
-from operations.local_run import InMemoryBackEnd
+from tests.containers import MemoryBackEnd
 from operations.synthetic.workload import WorkloadSpec, generate
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def back_end() -> InMemoryBackEnd:
+def back_end() -> MemoryBackEnd:
     workload = generate(WorkloadSpec(events=3_000, experiments=2, users=600, seed=11))
-    back_end = InMemoryBackEnd.empty()
+    back_end = MemoryBackEnd.empty()
     back_end.experiments.put_all(workload.experiments)
     back_end.assignments.put_all(workload.assignments)
     processor = back_end.processor()
@@ -39,7 +39,7 @@ def back_end() -> InMemoryBackEnd:
     return back_end
 
 
-def test_the_json_windows_are_exactly_the_stored_counters(back_end: InMemoryBackEnd) -> None:
+def test_the_json_windows_are_exactly_the_stored_counters(back_end: MemoryBackEnd) -> None:
     report = read_report(back_end.metrics, back_end.experiments, "exp-00", Granularity.HOUR)
 
     document = json.loads(json.dumps(report_document(report)))
@@ -69,7 +69,7 @@ def test_the_json_windows_are_exactly_the_stored_counters(back_end: InMemoryBack
     ]
 
 
-def test_the_json_summary_agrees_with_the_daily_counters(back_end: InMemoryBackEnd) -> None:
+def test_the_json_summary_agrees_with_the_daily_counters(back_end: MemoryBackEnd) -> None:
     report = read_report(back_end.metrics, back_end.experiments, "exp-00", Granularity.DAY)
 
     summary = report_document(report)["summary"]
@@ -97,7 +97,7 @@ def test_the_json_summary_agrees_with_the_daily_counters(back_end: InMemoryBackE
 
 
 def test_the_csv_has_one_row_per_window_with_the_documented_columns(
-    back_end: InMemoryBackEnd,
+    back_end: MemoryBackEnd,
 ) -> None:
     report = read_report(back_end.metrics, back_end.experiments, "exp-01", Granularity.HOUR)
 
@@ -109,7 +109,7 @@ def test_the_csv_has_one_row_per_window_with_the_documented_columns(
 
 
 def test_the_table_shows_every_variant_and_the_sample_ratio_verdict(
-    back_end: InMemoryBackEnd,
+    back_end: MemoryBackEnd,
 ) -> None:
     report = read_report(back_end.metrics, back_end.experiments, "exp-00", Granularity.DAY)
     console = Console(file=io.StringIO(), width=200, color_system=None)
@@ -123,7 +123,7 @@ def test_the_table_shows_every_variant_and_the_sample_ratio_verdict(
     assert f"{report.totals[0].event_count:,}" in text
 
 
-def test_the_chart_is_a_png_file(back_end: InMemoryBackEnd, tmp_path: Path) -> None:
+def test_the_chart_is_a_png_file(back_end: MemoryBackEnd, tmp_path: Path) -> None:
     path = tmp_path / "exposures.png"
     snapshots = back_end.metrics.snapshots("exp-00", Granularity.HOUR)
 
@@ -136,7 +136,7 @@ def test_the_chart_is_a_png_file(back_end: InMemoryBackEnd, tmp_path: Path) -> N
 
 
 def test_a_chart_is_not_written_into_a_directory_that_does_not_exist(
-    back_end: InMemoryBackEnd, tmp_path: Path
+    back_end: MemoryBackEnd, tmp_path: Path
 ) -> None:
     path = tmp_path / "no-such-directory" / "exposures.png"
     snapshots = back_end.metrics.snapshots("exp-00", Granularity.HOUR)

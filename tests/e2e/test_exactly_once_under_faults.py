@@ -17,19 +17,11 @@ from decimal import Decimal
 import pytest
 from mypy_boto3_kinesis import KinesisClient
 
-from application.process_batch import BatchProcessor, ProcessingSettings
+from application.process_batch import ProcessingSettings
 from domain.metrics import Granularity
 from domain.rejections import RejectionReason
-from infrastructure.clock import SystemClock
-from infrastructure.in_memory.archive import InMemoryEventArchive
-from infrastructure.in_memory.dead_letters import InMemoryDeadLetterQueue
+from entrypoints import lambda_handler
 from infrastructure.in_memory.metric_store import InMemoryMetricStore
-from infrastructure.in_memory.recent_events import InMemoryRecentEventIndex
-from infrastructure.in_memory.repositories import (
-    InMemoryAssignmentRepository,
-    InMemoryExperimentRepository,
-)
-from infrastructure.in_memory.telemetry import InMemoryTelemetry
 from operations.event_source_emulator import (
     EmulatedLambdaContext,
     EmulatorStats,
@@ -45,6 +37,7 @@ from operations.synthetic.stream import (
     generate_stream,
 )
 from tests.conftest import REGION
+from tests.containers import memory_container
 from tests.e2e.conftest import point_the_service_at
 from tests.faults.aws_world import (
     AdminClients,
@@ -60,7 +53,6 @@ from tests.faults.expectations import (
     expected_dead_letters,
     expected_event_ids,
 )
-from tests.faults.handlers import use_case_handler
 from tests.faults.plan import DROPS, LOSSES, REFUSALS
 from tests.faults.ports import (
     FaultyDeadLetterQueue,
@@ -144,23 +136,18 @@ def run_on_in_memory_back_end(kinesis: KinesisClient, name: str, scenario: Scena
         clock=clock,
         function_timeout_seconds=FUNCTION_TIMEOUT,
     )
-    metrics = InMemoryMetricStore()
-    archive = InMemoryEventArchive()
-    dead_letters = InMemoryDeadLetterQueue()
-    processor = BatchProcessor(
-        InMemoryAssignmentRepository(stream.assignments),
-        InMemoryExperimentRepository(stream.experiments),
-        FaultyMetricStore(metrics, faults),
-        FaultyEventArchive(archive, faults),
-        FaultyDeadLetterQueue(dead_letters, faults),
-        InMemoryRecentEventIndex(),
-        SystemClock(),
-        InMemoryTelemetry(),
-        ProcessingSettings(),
-    )
+    container = memory_container(processing_settings=ProcessingSettings())
+    container.in_memory_assignment_repository().put_all(stream.assignments)
+    container.in_memory_experiment_repository().put_all(stream.experiments)
+    metrics = container.in_memory_metric_store()
+    archive = container.in_memory_event_archive()
+    dead_letters = container.in_memory_dead_letter_queue()
+    container.metric_store_adapter.override(FaultyMetricStore(metrics, faults))
+    container.event_archive_adapter.override(FaultyEventArchive(archive, faults))
+    container.dead_letter_queue_adapter.override(FaultyDeadLetterQueue(dead_letters, faults))
     emulator = EventSourceMappingEmulator(
         kinesis,
-        use_case_handler(processor),
+        lambda_handler.handler,
         EventSourceMappingSettings(
             stream_name=name,
             batch_size=scenario.batch_size,
@@ -171,7 +158,8 @@ def run_on_in_memory_back_end(kinesis: KinesisClient, name: str, scenario: Scena
         clock=clock,
     )
 
-    stats = emulator.run(until_drained=True)
+    with lambda_handler.container.replaced_by(container):
+        stats = emulator.run(until_drained=True)
 
     assert_progress_without_loss(stats, emulator)
     assert {"refused", "lost", "crash", "timeout"} <= set(faults.injected)
@@ -345,18 +333,7 @@ def test_large_streams_stay_exact_under_faults_through_the_lambda_handler_on_aws
 def test_a_record_whose_data_is_not_base64_is_dead_lettered_not_retried() -> None:
     """Only a hand-built event can carry invalid base64 (Kinesis encodes what it is given)."""
     invalid = next(b for b in bad_record_catalogue(DEFAULT_STREAM_START) if not b.stream_safe)
-    dead_letters = InMemoryDeadLetterQueue()
-    processor = BatchProcessor(
-        InMemoryAssignmentRepository(),
-        InMemoryExperimentRepository(),
-        InMemoryMetricStore(),
-        InMemoryEventArchive(),
-        dead_letters,
-        InMemoryRecentEventIndex(),
-        SystemClock(),
-        InMemoryTelemetry(),
-        ProcessingSettings(),
-    )
+    container = memory_container(processing_settings=ProcessingSettings())
     event = {
         "Records": [
             {
@@ -381,9 +358,10 @@ def test_a_record_whose_data_is_not_base64_is_dead_lettered_not_retried() -> Non
         "fn", "$LATEST", "arn", 128, "req", "/aws/lambda/fn", "s", deadline=1e12, clock=lambda: 0.0
     )
 
-    response = use_case_handler(processor)(event, context)
+    with lambda_handler.container.replaced_by(container):
+        response = lambda_handler.handler(event, context)
 
     assert response == {"batchItemFailures": []}
-    [letter] = dead_letters.letters()
+    [letter] = container.in_memory_dead_letter_queue().letters()
     assert letter.reason is RejectionReason.INVALID_BASE64
     assert letter.data == invalid.data

@@ -16,7 +16,7 @@ from application.shard_cut import NO_CUT
 from domain.metrics import Granularity, MetricDelta, MetricKey
 from domain.records import RawRecord
 from infrastructure.clock import ManualClock
-from operations.local_run import InMemoryBackEnd
+from tests.containers import MemoryBackEnd
 from tests.factories import NOW, assignment, experiment, record_of
 
 EXPERIMENTS = ("exp-a", "exp-b", "exp-c")
@@ -24,8 +24,8 @@ USERS = tuple(f"user-{i}" for i in range(6))
 METRICS = ("exposure", "click", "purchase")
 
 
-def seeded_back_end() -> InMemoryBackEnd:
-    store = InMemoryBackEnd.empty()
+def seeded_back_end() -> MemoryBackEnd:
+    store = MemoryBackEnd.empty()
     store.experiments.put_all(experiment(e) for e in EXPERIMENTS)
     store.assignments.put_all(
         assignment(user, exp, "control" if (i + j) % 2 else "treatment")
@@ -70,21 +70,14 @@ def batches(draw: st.DrawFn) -> list[RawRecord]:
     return records
 
 
-def processor(store: InMemoryBackEnd, metrics: MetricStore | None = None) -> BatchProcessor:
-    return BatchProcessor(
-        store.assignments,
-        store.experiments,
-        metrics or store.metrics,
-        store.archive,
-        store.dead_letters,
-        store.recent_events,
-        ManualClock(NOW),
-        store.telemetry,
-        ProcessingSettings(),
+def processor(store: MemoryBackEnd, metrics: MetricStore | None = None) -> BatchProcessor:
+    faulty = {} if metrics is None else {"metric_store_adapter": metrics}
+    return store.processor(
+        clock=ManualClock(NOW), processing_settings=ProcessingSettings(), **faulty
     )
 
 
-def all_snapshots(store: InMemoryBackEnd, granularity: Granularity) -> list[MetricSnapshot]:
+def all_snapshots(store: MemoryBackEnd, granularity: Granularity) -> list[MetricSnapshot]:
     return [s for e in EXPERIMENTS for s in store.metrics.snapshots(e, granularity)]
 
 

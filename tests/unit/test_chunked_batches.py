@@ -16,7 +16,7 @@ from domain.experiments import Assignment
 from domain.metrics import Granularity
 from domain.records import KinesisCoordinates, RawRecord
 from infrastructure.clock import ManualClock
-from operations.local_run import InMemoryBackEnd
+from tests.containers import MemoryBackEnd
 from tests.factories import NOW
 from tests.unit.test_batch_properties import (
     EXPERIMENTS,
@@ -76,22 +76,17 @@ def run(
     deadline: Deadline | None = None,
     failing_enrichment_call: int = 0,
     calls: list[int] | None = None,
-) -> tuple[BatchResult, InMemoryBackEnd]:
+) -> tuple[BatchResult, MemoryBackEnd]:
     """One run on a fresh back end; the number of enrichment calls made is appended to
     `calls` when given."""
     store = seeded_back_end()
     metrics: MetricStore = SometimesFailingStore(store.metrics, refuse)
     assignments = AssignmentsFailingOnCall(store.assignments, failing_enrichment_call)
-    processor = BatchProcessor(
-        assignments,
-        store.experiments,
-        metrics,
-        store.archive,
-        store.dead_letters,
-        store.recent_events,
-        ManualClock(NOW),
-        store.telemetry,
-        ProcessingSettings(chunk_records=chunk_records),
+    processor = store.processor(
+        clock=ManualClock(NOW),
+        processing_settings=ProcessingSettings(chunk_records=chunk_records),
+        assignment_repository_adapter=assignments,
+        metric_store_adapter=metrics,
     )
     result = processor.process(records, deadline)
     if calls is not None:
@@ -100,7 +95,7 @@ def run(
 
 
 def outcome(
-    result: BatchResult, store: InMemoryBackEnd, records: Sequence[RawRecord]
+    result: BatchResult, store: MemoryBackEnd, records: Sequence[RawRecord]
 ) -> tuple[object, ...]:
     """Everything observable of one run, timings aside."""
     event_ids = {f"e-{r.coordinates.sequence}" for r in records}

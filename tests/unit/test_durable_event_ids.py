@@ -21,8 +21,7 @@ from domain.errors import TransientInfrastructureError
 from domain.records import RawRecord
 from infrastructure.clock import ManualClock
 from infrastructure.in_memory.recent_events import InMemoryRecentEventIndex
-from infrastructure.layered_recent_events import LayeredRecentEventIndex
-from operations.local_run import InMemoryBackEnd
+from tests.containers import MemoryBackEnd, memory_settings
 from tests.factories import NOW, event_payload, record_of
 from tests.unit.test_process_batch import FailingMetricStore, back_end, click, daily
 
@@ -55,7 +54,7 @@ class DurableEventIds(RecentEventIndex):
 
 
 def container(
-    store: InMemoryBackEnd,
+    store: MemoryBackEnd,
     durable: RecentEventIndex,
     *,
     metrics: MetricStore | None = None,
@@ -64,16 +63,18 @@ def container(
 ) -> BatchProcessor:
     """A freshly started container: its memory of event ids is empty, the durable index and
     the counters, archive and dead letters are the deployment's."""
-    return BatchProcessor(
-        store.assignments,
-        store.experiments,
-        metrics or store.metrics,
-        archive or store.archive,
-        store.dead_letters,
-        LayeredRecentEventIndex(InMemoryRecentEventIndex(), durable),
-        ManualClock(NOW),
-        store.telemetry,
-        ProcessingSettings(chunk_records=chunk_records),
+    replaced = {
+        name: adapter
+        for name, adapter in (("metric_store_adapter", metrics), ("event_archive_adapter", archive))
+        if adapter is not None
+    }
+    return store.processor(
+        memory_settings(event_id_index="dynamodb"),
+        recent_events_in_memory=InMemoryRecentEventIndex(),
+        durable_event_ids_adapter=durable,
+        clock=ManualClock(NOW),
+        processing_settings=ProcessingSettings(chunk_records=chunk_records),
+        **replaced,
     )
 
 
@@ -98,15 +99,7 @@ def test_without_a_durable_index_a_cold_start_forgets_and_the_re_send_counts_aga
     # The gap the durable index closes, shown with the default (memory only) index.
     store = back_end()
     for records in ([record_of(event_payload(event_id="same"), 1)], [resent("same", 9)]):
-        InMemoryBackEnd(
-            store.assignments,
-            store.experiments,
-            store.metrics,
-            store.archive,
-            store.dead_letters,
-            InMemoryRecentEventIndex(),
-            store.telemetry,
-        ).processor().process(records)
+        store.processor(recent_events_in_memory=InMemoryRecentEventIndex()).process(records)
 
     assert daily(store, "exp-1") == {("control", "click"): (2, 1)}
 

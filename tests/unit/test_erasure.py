@@ -26,8 +26,7 @@ from domain.records import KinesisCoordinates
 from domain.rejections import DeadLetter, RejectionReason
 from infrastructure.in_memory.archive import InMemoryEventArchive
 from infrastructure.in_memory.personal_items import InMemoryPersonalItemStore
-from infrastructure.in_memory.replay_ledger import InMemoryReplayLedger
-from operations.local_run import InMemoryBackEnd
+from tests.containers import MemoryBackEnd, memory_operations_container
 from tests.factories import NOW, assignment, event_payload, experiment, record_of
 
 HOUR_11 = datetime(2026, 11, 20, 11, tzinfo=UTC)
@@ -36,8 +35,9 @@ _NO_DEADLINE = NoDeadline()
 
 class World:
     def __init__(self) -> None:
-        self.store = InMemoryBackEnd.empty()
-        self.ledger = InMemoryReplayLedger()
+        self.operations = memory_operations_container()
+        self.store = MemoryBackEnd(self.operations)
+        self.ledger = self.operations.in_memory_replay_ledger()
         self.store.experiments.put_all([experiment("exp-1"), experiment("exp-2")])
         self.store.assignments.put_all(
             [
@@ -47,12 +47,10 @@ class World:
                 assignment("user-3", "exp-1", "control"),
             ]
         )
-        self.items = InMemoryPersonalItemStore(
-            self.store.metrics, self.store.recent_events, self.ledger
-        )
+        self.items = self.operations.personal_item_store()
 
     def eraser(self) -> UserEraser:
-        return UserEraser(self.items, self.store.archive, [self.store.dead_letters])
+        return self.operations.user_eraser()
 
     def counters(self) -> list[tuple[object, int, object, int]]:
         return [(s.key, s.event_count, s.value_sum, s.value_count) for s in self._snapshots()]
@@ -228,7 +226,8 @@ def test_an_interrupted_run_changes_no_line_and_a_rerun_finishes(world: World) -
     failing = _FailingDeletes(world.store.metrics, world.store.recent_events, world.ledger)
 
     with pytest.raises(TransientInfrastructureError):
-        UserEraser(failing, world.store.archive, [world.store.dead_letters]).erase(["user-1"])
+        with world.operations.personal_item_store.override(failing):
+            world.eraser().erase(["user-1"])
 
     assert list(world.store.archive.lines()) == lines
     assert len(world.store.dead_letters.hold()) == 3  # released again, none removed
@@ -237,7 +236,8 @@ def test_an_interrupted_run_changes_no_line_and_a_rerun_finishes(world: World) -
 def test_an_interrupted_run_is_finished_by_the_next(world: World) -> None:
     failing = _FailingDeletes(world.store.metrics, world.store.recent_events, world.ledger)
     with pytest.raises(TransientInfrastructureError):
-        UserEraser(failing, world.store.archive, [world.store.dead_letters]).erase(["user-1"])
+        with world.operations.personal_item_store.override(failing):
+            world.eraser().erase(["user-1"])
 
     world.eraser().erase(["user-1"])
 
@@ -278,7 +278,8 @@ def test_a_run_interrupted_while_rewriting_the_archive_is_finished_by_the_next(
 ) -> None:
     failing = _FailingRewrites(world.store.archive, allowed=1)
     with pytest.raises(TransientInfrastructureError):
-        UserEraser(world.items, failing, [world.store.dead_letters]).erase(["user-1"])
+        with world.operations.archive_editor.override(failing):
+            world.eraser().erase(["user-1"])
     assert "user-1" in world.archived_users()  # one of the two objects is still to rewrite
 
     second = world.eraser().erase(["user-1"])
@@ -291,7 +292,7 @@ def test_a_run_interrupted_while_rewriting_the_archive_is_finished_by_the_next(
 
 
 def test_the_in_memory_queue_refuses_a_handle_it_does_not_hold_as_sqs_does() -> None:
-    store = InMemoryBackEnd.empty()
+    store = MemoryBackEnd.empty()
     store.dead_letters.send([_letter("user-1", 1)], _NO_DEADLINE)
     [held] = store.dead_letters.hold()
     store.dead_letters.remove([held.handle])
@@ -301,7 +302,7 @@ def test_the_in_memory_queue_refuses_a_handle_it_does_not_hold_as_sqs_does() -> 
 
 
 def test_the_in_memory_archive_refuses_to_read_an_object_it_does_not_hold() -> None:
-    store = InMemoryBackEnd.empty()
+    store = MemoryBackEnd.empty()
 
     with pytest.raises(InfrastructureConfigurationError, match="NoSuchKey"):
         store.archive.read_lines("events/year=2026/missing.jsonl.gz")

@@ -25,7 +25,7 @@ from domain.archiving import record_from_archive_line
 from domain.metrics import Granularity
 from domain.rejections import RejectionReason
 from entrypoints import lambda_handler
-from operations.local_run import InMemoryBackEnd
+from tests.containers import MemoryBackEnd
 from operations.synthetic.bad_records import bad_record_catalogue
 from tests.factories import assignment, experiment
 from tests.lambda_support import fresh_context
@@ -116,8 +116,8 @@ def kinesis_event(data: list[str]) -> dict[str, Any]:
     }
 
 
-def fresh_world() -> InMemoryBackEnd:
-    world = InMemoryBackEnd.empty()
+def fresh_world() -> MemoryBackEnd:
+    world = MemoryBackEnd.empty()
     world.experiments.put_all([experiment("exp-1")])
     world.assignments.put_all(
         [assignment(user, "exp-1", assigned_at=NOW - timedelta(days=30)) for user in USERS]
@@ -125,7 +125,7 @@ def fresh_world() -> InMemoryBackEnd:
     return world
 
 
-def counters(world: InMemoryBackEnd) -> list[tuple[object, ...]]:
+def counters(world: MemoryBackEnd) -> list[tuple[object, ...]]:
     return sorted(
         (str(s.key), s.event_count, s.value_sum, s.value_count, s.unique_users)
         for granularity in Granularity
@@ -133,11 +133,11 @@ def counters(world: InMemoryBackEnd) -> list[tuple[object, ...]]:
     )
 
 
-def archived(world: InMemoryBackEnd) -> set[int]:
+def archived(world: MemoryBackEnd) -> set[int]:
     return {record_from_archive_line(line).coordinates.sequence for line in world.archive.lines()}
 
 
-def dead_lettered(world: InMemoryBackEnd) -> dict[int, RejectionReason]:
+def dead_lettered(world: MemoryBackEnd) -> dict[int, RejectionReason]:
     return {letter.sequence: letter.reason for letter in world.dead_letters.letters()}
 
 
@@ -153,15 +153,11 @@ def test_no_record_escapes_its_one_outcome_and_a_redelivery_changes_nothing(
     data: list[str],
 ) -> None:
     world = fresh_world()
-    lambda_handler.container.cache_clear()
     event = kinesis_event(data)
-    try:
-        with lambda_handler.container().batch_processor.override(world.processor()):
-            response = lambda_handler.handler(event, fresh_context())
-            once = counters(world), archived(world), dead_lettered(world)
-            again = lambda_handler.handler(event, fresh_context())
-    finally:
-        lambda_handler.container.cache_clear()
+    with lambda_handler.container.replaced_by(world.container):
+        response = lambda_handler.handler(event, fresh_context())
+        once = counters(world), archived(world), dead_lettered(world)
+        again = lambda_handler.handler(event, fresh_context())
 
     assert response == {"batchItemFailures": []}
     assert again == {"batchItemFailures": []}

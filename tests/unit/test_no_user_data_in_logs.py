@@ -12,13 +12,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from botocore.exceptions import ParamValidationError
 
-from application.process_batch import BatchProcessor, ProcessingSettings
+from application.process_batch import ProcessingSettings
 from domain.rejections import CONTRACT_REASONS
 from entrypoints import lambda_handler
 from infrastructure.aws.errors import translate
-from infrastructure.clock import SystemClock
-from infrastructure.powertools_telemetry import PowertoolsTelemetry
-from operations.local_run import InMemoryBackEnd
+from tests.containers import MemoryBackEnd, memory_container
 from tests.captured_output import captured_at
 from tests.factories import assignment, experiment
 from tests.hostile_records import (
@@ -36,18 +34,15 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 MOMENT = NOW - timedelta(hours=1)
 
 
-def _processor(world: InMemoryBackEnd) -> BatchProcessor:
-    """The world's use case, publishing through Powertools as the deployed handler does."""
-    return BatchProcessor(
-        world.assignments,
-        world.experiments,
-        world.metrics,
-        world.archive,
-        world.dead_letters,
-        world.recent_events,
-        SystemClock(),
-        PowertoolsTelemetry(lambda_handler.metrics, lambda_handler.logger),
-        ProcessingSettings(),
+def _world() -> MemoryBackEnd:
+    """The memory back end, publishing through Powertools as the deployed handler does."""
+    return MemoryBackEnd(
+        memory_container(
+            powertools_metrics=lambda_handler.metrics,
+            powertools_logger=lambda_handler.logger,
+            tracer=lambda_handler.tracer,
+            processing_settings=ProcessingSettings(),
+        )
     )
 
 
@@ -55,23 +50,19 @@ def _processor(world: InMemoryBackEnd) -> BatchProcessor:
 def test_the_handler_logs_no_user_id_and_no_payload_value_over_a_hostile_batch(
     level: str, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    world = InMemoryBackEnd.empty()
+    world = _world()
     world.experiments.put_all([experiment(EXPERIMENT)])
     records = hostile_records(MOMENT)
     event = kinesis_event(records, NOW.timestamp())
-    lambda_handler.container.cache_clear()
-    try:
-        with captured_at(level, lambda_handler.logger, caplog) as captured:
-            world.assignments.put_all(
-                [
-                    assignment(ASSIGNED_USER, EXPERIMENT, assigned_at=NOW - timedelta(days=30)),
-                    *malformed_assignments(MOMENT),
-                ]
-            )
-            with lambda_handler.container().batch_processor.override(_processor(world)):
-                response = lambda_handler.handler(event, fresh_context())
-    finally:
-        lambda_handler.container.cache_clear()
+    with captured_at(level, lambda_handler.logger, caplog) as captured:
+        world.assignments.put_all(
+            [
+                assignment(ASSIGNED_USER, EXPERIMENT, assigned_at=NOW - timedelta(days=30)),
+                *malformed_assignments(MOMENT),
+            ]
+        )
+        with lambda_handler.container.replaced_by(world.container):
+            response = lambda_handler.handler(event, fresh_context())
     out, err = capfd.readouterr()
     logged = captured.text(caplog, out, err)
 

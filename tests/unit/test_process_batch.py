@@ -23,12 +23,12 @@ from domain.metrics import Granularity, MetricDelta, MetricKey
 from domain.records import RawRecord
 from domain.rejections import DeadLetter, RejectionReason
 from infrastructure.clock import ManualClock
-from operations.local_run import InMemoryBackEnd
+from tests.containers import MemoryBackEnd
 from tests.factories import NOW, SHARD, assignment, event_payload, experiment, record_of
 
 
-def back_end() -> InMemoryBackEnd:
-    store = InMemoryBackEnd.empty()
+def back_end() -> MemoryBackEnd:
+    store = MemoryBackEnd.empty()
     store.experiments.put_all(
         [experiment("exp-1"), experiment("exp-2"), experiment("exp-off", ExperimentStatus.PAUSED)]
     )
@@ -45,7 +45,7 @@ def back_end() -> InMemoryBackEnd:
 
 
 def processor_for(
-    store: InMemoryBackEnd,
+    store: MemoryBackEnd,
     *,
     assignments: AssignmentRepository | None = None,
     metrics: MetricStore | None = None,
@@ -53,16 +53,20 @@ def processor_for(
     dead_letters: DeadLetterQueue | None = None,
     archive_limits: ArchiveLimits | None = None,
 ) -> BatchProcessor:
-    return BatchProcessor(
-        assignments or store.assignments,
-        store.experiments,
-        metrics or store.metrics,
-        archive or store.archive,
-        dead_letters or store.dead_letters,
-        store.recent_events,
-        ManualClock(NOW),
-        store.telemetry,
-        ProcessingSettings(archive_limits=archive_limits or ArchiveLimits()),
+    replaced = {
+        name: adapter
+        for name, adapter in (
+            ("assignment_repository_adapter", assignments),
+            ("metric_store_adapter", metrics),
+            ("event_archive_adapter", archive),
+            ("dead_letter_queue_adapter", dead_letters),
+        )
+        if adapter is not None
+    }
+    return store.processor(
+        clock=ManualClock(NOW),
+        processing_settings=ProcessingSettings(archive_limits=archive_limits or ArchiveLimits()),
+        **replaced,
     )
 
 
@@ -70,7 +74,7 @@ def click(sequence: int, user_id: str = "user-1", **fields: object) -> RawRecord
     return record_of(event_payload(event_id=f"evt-{sequence}", user_id=user_id, **fields), sequence)
 
 
-def daily(store: InMemoryBackEnd, experiment_id: str) -> dict[tuple[str, str], tuple[int, int]]:
+def daily(store: MemoryBackEnd, experiment_id: str) -> dict[tuple[str, str], tuple[int, int]]:
     return {
         (s.key.variant_id, s.key.metric): (s.event_count, s.unique_users)
         for s in store.metrics.snapshots(experiment_id, Granularity.DAY)

@@ -9,24 +9,17 @@ from domain.metrics import Granularity
 from domain.records import KinesisCoordinates, RawRecord
 from domain.rejections import RejectionReason
 from infrastructure.clock import ManualClock
-from infrastructure.in_memory.replay_ledger import InMemoryReplayLedger
-from operations.local_run import InMemoryBackEnd
+from tests.containers import MemoryBackEnd
 from tests.factories import NOW, assignment, event_payload, experiment
 
 
-def setup() -> tuple[InMemoryBackEnd, ReplayProcessor]:
-    store = InMemoryBackEnd.empty()
+def setup() -> tuple[MemoryBackEnd, ReplayProcessor]:
+    store = MemoryBackEnd.empty()
     store.experiments.put_all([experiment("exp-1")])
     store.assignments.put_all([assignment("user-1", "exp-1", "control")])
-    processor = ReplayProcessor(
-        store.assignments,
-        store.experiments,
-        store.metrics,
-        InMemoryReplayLedger(),
-        store.archive,
-        ManualClock(NOW),
-        ProcessingSettings(),
-    )
+    processor = store.operations_container_sharing(
+        clock=ManualClock(NOW), processing_settings=ProcessingSettings()
+    ).replay_processor()
     return store, processor
 
 
@@ -41,7 +34,7 @@ def item(
     return ReplayItem(source, RawRecord(coordinates, base64.b64encode(data).decode()))
 
 
-def counts(store: InMemoryBackEnd) -> list[tuple[str, int, int]]:
+def counts(store: MemoryBackEnd) -> list[tuple[str, int, int]]:
     return [
         (s.key.metric, s.event_count, s.unique_users)
         for s in store.metrics.snapshots("exp-1", Granularity.DAY)

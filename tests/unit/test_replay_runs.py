@@ -28,8 +28,7 @@ from domain.metrics import Granularity, MetricDelta, MetricKey
 from domain.records import KinesisCoordinates, RawRecord
 from infrastructure.clock import ManualClock
 from infrastructure.in_memory.metric_store import InMemoryMetricStore
-from infrastructure.in_memory.replay_ledger import InMemoryReplayLedger
-from operations.local_run import InMemoryBackEnd
+from tests.containers import MemoryBackEnd
 from tests.factories import NOW, assignment, event_payload, experiment
 
 
@@ -66,23 +65,20 @@ class DailyCountersFailOnce(MetricStore):
 
 class World:
     def __init__(self, interrupt_first_write: bool = False) -> None:
-        self.store = InMemoryBackEnd.empty()
+        self.store = MemoryBackEnd.empty()
         self.store.experiments.put_all([experiment("exp-1")])
         self.store.assignments.put_all([assignment("user-1", "exp-1", "control")])
-        self.ledger = InMemoryReplayLedger()
         self.clock = ManualClock(NOW)
-        metrics: MetricStore = self.store.metrics
-        if interrupt_first_write:
-            metrics = DailyCountersFailOnce(self.store.metrics)
-        self.processor = ReplayProcessor(
-            self.store.assignments,
-            self.store.experiments,
-            metrics,
-            self.ledger,
-            self.store.archive,
-            self.clock,
-            ProcessingSettings(),
+        faulty = (
+            {"metric_store_adapter": DailyCountersFailOnce(self.store.metrics)}
+            if interrupt_first_write
+            else {}
         )
+        operations = self.store.operations_container_sharing(
+            clock=self.clock, processing_settings=ProcessingSettings(), **faulty
+        )
+        self.ledger = operations.in_memory_replay_ledger()
+        self.processor = operations.replay_processor()
 
     def run(self, event_ids: Sequence[str], finish: bool = True) -> list[ReplayStatus]:
         """One replay run of these events, under a lane of its own."""

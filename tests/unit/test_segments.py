@@ -12,7 +12,7 @@ from domain.archiving import ArchiveObject, record_from_archive_line
 from domain.metrics import Granularity
 from domain.records import RawRecord
 from infrastructure.clock import ManualClock
-from operations.local_run import InMemoryBackEnd
+from tests.containers import MemoryBackEnd
 from tests.factories import NOW, assignment, event_payload, experiment, record_of
 from tests.unit.test_process_batch import FailingMetricStore
 
@@ -45,8 +45,8 @@ class SlowArchive(EventArchive):
         return self.inner.store(objects, deadline)
 
 
-def world(seconds_per_event: float = 0.0) -> tuple[InMemoryBackEnd, ManualClock, SlowArchive]:
-    store = InMemoryBackEnd.empty()
+def world(seconds_per_event: float = 0.0) -> tuple[MemoryBackEnd, ManualClock, SlowArchive]:
+    store = MemoryBackEnd.empty()
     store.experiments.put_all([experiment("exp-1")])
     store.assignments.put_all([assignment(f"user-{n}", "exp-1", "control") for n in range(5)])
     clock = ManualClock(NOW)
@@ -54,21 +54,17 @@ def world(seconds_per_event: float = 0.0) -> tuple[InMemoryBackEnd, ManualClock,
 
 
 def processor(
-    store: InMemoryBackEnd,
+    store: MemoryBackEnd,
     clock: ManualClock,
     archive: EventArchive,
     metrics: MetricStore | None = None,
 ) -> BatchProcessor:
-    return BatchProcessor(
-        store.assignments,
-        store.experiments,
-        metrics or store.metrics,
-        archive,
-        store.dead_letters,
-        store.recent_events,
-        clock,
-        store.telemetry,
-        ProcessingSettings(segment_records=1_000),
+    faulty = {} if metrics is None else {"metric_store_adapter": metrics}
+    return store.processor(
+        clock=clock,
+        processing_settings=ProcessingSettings(segment_records=1_000),
+        event_archive_adapter=archive,
+        **faulty,
     )
 
 
@@ -80,11 +76,11 @@ def clicks(first: int, last: int, user_of: dict[int, str] | None = None) -> list
     ]
 
 
-def daily_events(store: InMemoryBackEnd) -> int:
+def daily_events(store: MemoryBackEnd) -> int:
     return sum(s.event_count for s in store.metrics.snapshots("exp-1", Granularity.DAY))
 
 
-def archived_sequences(store: InMemoryBackEnd) -> set[int]:
+def archived_sequences(store: MemoryBackEnd) -> set[int]:
     return {record_from_archive_line(line).coordinates.sequence for line in store.archive.lines()}
 
 
