@@ -35,15 +35,11 @@ from aws_budget import aws_figures, lambda_event  # noqa: E402
 from application.process_batch import BatchProcessor, ProcessingSettings  # noqa: E402
 from application.results import BatchResult  # noqa: E402
 from domain.records import RawRecord  # noqa: E402
-from infrastructure.caching import (  # noqa: E402
-    CachingAssignmentRepository,
-    CachingExperimentRepository,
-)
+from entrypoints.container import Container  # noqa: E402
+from entrypoints.settings import Settings  # noqa: E402
 from infrastructure.clock import SystemClock  # noqa: E402
 from infrastructure.codecs import ArchiveCodec, codec_named  # noqa: E402
 from infrastructure.garbage_collection import collector_paused, freeze_warm_heap  # noqa: E402
-from infrastructure.in_memory.archive import InMemoryEventArchive  # noqa: E402
-from operations.local_run import InMemoryBackEnd  # noqa: E402
 from operations.synthetic.workload import Workload, WorkloadSpec, generate  # noqa: E402
 
 STAGES = ("decode", "deduplicate", "enrich", "aggregate", "write_metrics", "archive", "dead_letter")
@@ -61,7 +57,7 @@ class CpuClock(SystemClock):
 @dataclass(slots=True)
 class Pipeline:
     processor: BatchProcessor
-    back_end: InMemoryBackEnd
+    container: Container
     processor_settings: ProcessingSettings
 
 
@@ -71,24 +67,19 @@ def in_memory_pipeline(
     cpu_clock: bool,
     settings: ProcessingSettings | None = None,
 ) -> Pipeline:
-    """The use case over the in-memory adapters, with the warm-container caches in front of the
-    enrichment repositories as in the Lambda."""
-    back_end = InMemoryBackEnd.empty()
-    back_end.archive = InMemoryEventArchive(codec)
-    back_end.experiments.put_all(workload.experiments)
-    back_end.assignments.put_all(workload.assignments)
-    processor = BatchProcessor(
-        CachingAssignmentRepository(back_end.assignments, max_size=200_000, ttl_seconds=3_600),
-        CachingExperimentRepository(back_end.experiments, max_size=10_000, ttl_seconds=3_600),
-        back_end.metrics,
-        back_end.archive,
-        back_end.dead_letters,
-        back_end.recent_events,
-        CpuClock() if cpu_clock else SystemClock(),
-        back_end.telemetry,
-        settings or ProcessingSettings(),
-    )
-    return Pipeline(processor, back_end, settings or ProcessingSettings())
+    """The use case as the Lambda's container wires it (warm-container caches and tracing in
+    front of the ports), on the memory back end."""
+    processing_settings = settings or ProcessingSettings()
+    container = Container()
+    # Caches that outlive the whole run, as a warm container's would outlive a few invocations.
+    container.settings.override(Settings(back_end="memory", cache_ttl_seconds=3_600))
+    container.archive_codec.override(codec)
+    container.processing_settings.override(processing_settings)
+    if cpu_clock:
+        container.clock.override(CpuClock())
+    container.in_memory_experiment_repository().put_all(workload.experiments)
+    container.in_memory_assignment_repository().put_all(workload.assignments)
+    return Pipeline(container.batch_processor(), container, processing_settings)
 
 
 def batches_of(records: Sequence[RawRecord], size: int) -> list[Sequence[RawRecord]]:
@@ -200,7 +191,10 @@ def codec_figures(workload: Workload, batch_size: int, repeats: int) -> list[dic
     batch = workload.records()[:batch_size]
     pipeline.processor.process(batch)
     gzip = codec_named("gzip")
-    bodies = [gzip.decompress(stored.blob) for stored in pipeline.back_end.archive.objects()]
+    bodies = [
+        gzip.decompress(stored.blob)
+        for stored in pipeline.container.in_memory_event_archive().objects()
+    ]
     events = sum(body.count(b"\n") for body in bodies)
     raw = sum(len(body) for body in bodies)
     figures = []

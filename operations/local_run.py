@@ -1,67 +1,30 @@
-"""Process the reference workload through the use case with the in-memory back end and summarise."""
+"""Process the reference workload through the use case, wired by the Lambda's container on the
+memory back end, and summarise."""
 
 from __future__ import annotations
 
 import argparse
 import time
 from collections import Counter
-from dataclasses import dataclass
 
 from application.ports import MetricSnapshot
-from application.process_batch import BatchProcessor, ProcessingSettings
 from application.results import BatchResult
 from domain.metrics import Granularity
 from domain.rejections import RejectionReason
-from infrastructure.clock import SystemClock
-from infrastructure.in_memory.archive import InMemoryEventArchive
-from infrastructure.in_memory.dead_letters import InMemoryDeadLetterQueue
+from entrypoints.container import Container
+from entrypoints.settings import Settings
 from infrastructure.in_memory.metric_store import InMemoryMetricStore
-from infrastructure.in_memory.recent_events import InMemoryRecentEventIndex
-from infrastructure.in_memory.repositories import (
-    InMemoryAssignmentRepository,
-    InMemoryExperimentRepository,
-)
-from infrastructure.in_memory.telemetry import InMemoryTelemetry
 from operations.synthetic.workload import WorkloadSpec, generate
 
 
-@dataclass(slots=True)
-class InMemoryBackEnd:
-    assignments: InMemoryAssignmentRepository
-    experiments: InMemoryExperimentRepository
-    metrics: InMemoryMetricStore
-    archive: InMemoryEventArchive
-    dead_letters: InMemoryDeadLetterQueue
-    recent_events: InMemoryRecentEventIndex
-    telemetry: InMemoryTelemetry
-
-    @classmethod
-    def empty(cls) -> InMemoryBackEnd:
-        return cls(
-            InMemoryAssignmentRepository(),
-            InMemoryExperimentRepository(),
-            InMemoryMetricStore(),
-            InMemoryEventArchive(),
-            InMemoryDeadLetterQueue(),
-            InMemoryRecentEventIndex(),
-            InMemoryTelemetry(),
-        )
-
-    def processor(self, settings: ProcessingSettings | None = None) -> BatchProcessor:
-        return BatchProcessor(
-            self.assignments,
-            self.experiments,
-            self.metrics,
-            self.archive,
-            self.dead_letters,
-            self.recent_events,
-            SystemClock(),
-            self.telemetry,
-            settings or ProcessingSettings(),
-        )
+def memory_container() -> Container:
+    """The Lambda's composition root with the memory back end (BACK_END=memory)."""
+    container = Container()
+    container.settings.override(Settings(back_end="memory"))
+    return container
 
 
-def summarise(back_end: InMemoryBackEnd, results: list[BatchResult]) -> str:
+def summarise(metrics: InMemoryMetricStore, results: list[BatchResult]) -> str:
     lines = []
     totals = Counter[str]()
     reasons = Counter[RejectionReason]()
@@ -100,9 +63,9 @@ def summarise(back_end: InMemoryBackEnd, results: list[BatchResult]) -> str:
     lines.append(
         f"{'experiment':<10} {'variant':<12} {'metric':<11} {'events':>7} {'users':>6} {'value sum':>11}"
     )
-    for experiment_id in back_end.metrics.experiment_ids():
+    for experiment_id in metrics.experiment_ids():
         daily: dict[tuple[str, str], list[MetricSnapshot]] = {}
-        for snapshot in back_end.metrics.snapshots(experiment_id, Granularity.DAY):
+        for snapshot in metrics.snapshots(experiment_id, Granularity.DAY):
             daily.setdefault((snapshot.key.variant_id, snapshot.key.metric), []).append(snapshot)
         for (variant_id, metric), snapshots in sorted(daily.items()):
             events = sum(s.event_count for s in snapshots)
@@ -122,10 +85,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     workload = generate(WorkloadSpec(events=args.events, seed=args.seed))
-    back_end = InMemoryBackEnd.empty()
-    back_end.experiments.put_all(workload.experiments)
-    back_end.assignments.put_all(workload.assignments)
-    processor = back_end.processor()
+    container = memory_container()
+    container.in_memory_experiment_repository().put_all(workload.experiments)
+    container.in_memory_assignment_repository().put_all(workload.assignments)
+    processor = container.batch_processor()
     records = workload.records()
     started = time.perf_counter()
     results = [
@@ -133,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         for i in range(0, len(records), args.batch_size)
     ]
     elapsed = time.perf_counter() - started
-    print(summarise(back_end, results))
+    print(summarise(container.in_memory_metric_store(), results))
     print(f"\n{len(records)} records in {elapsed:.2f} s ({len(records) / elapsed:,.0f} records/s)")
 
 

@@ -42,14 +42,14 @@ def memory_settings(**fields: object) -> Settings:
     return Settings.model_validate(Settings().model_dump() | fields | {"back_end": "memory"})
 
 
-def memory_container(settings: Settings | None = None, **overrides: object) -> Container:
+def memory_container(settings: Settings | None = None, /, **overrides: object) -> Container:
     """`Container()` over the memory back end; each of `overrides` replaces the provider of
     that name (an object, or a provider)."""
     return _overridden(Container(), settings, overrides)
 
 
 def memory_operations_container(
-    settings: Settings | None = None, **overrides: object
+    settings: Settings | None = None, /, **overrides: object
 ) -> OperationsContainer:
     """The operators' container (replays, erasure) over the memory back end."""
     return _overridden(OperationsContainer(), settings, overrides)
@@ -104,16 +104,18 @@ class MemoryBackEnd:
     def telemetry(self) -> InMemoryTelemetry:
         return self.container.in_memory_telemetry()
 
-    def container_sharing(self, settings: Settings | None = None, **overrides: object) -> Container:
+    def container_sharing(
+        self, settings: Settings | None = None, /, **overrides: object
+    ) -> Container:
         """A new container whose adapters are this one's, then `overrides`."""
         return memory_container(settings, **(self._shared() | overrides))
 
     def operations_container_sharing(
-        self, settings: Settings | None = None, **overrides: object
+        self, settings: Settings | None = None, /, **overrides: object
     ) -> OperationsContainer:
         return memory_operations_container(settings, **(self._shared() | overrides))
 
-    def processor(self, settings: Settings | None = None, **overrides: object) -> BatchProcessor:
+    def processor(self, settings: Settings | None = None, /, **overrides: object) -> BatchProcessor:
         """A new batch processor over these adapters, as `container_sharing` builds it."""
         return self.container_sharing(settings, **overrides).batch_processor()
 

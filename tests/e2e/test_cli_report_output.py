@@ -20,8 +20,8 @@ from operations.cli.report_output import (
     report_csv,
     report_document,
 )
-from tests.containers import MemoryBackEnd
 from operations.synthetic.workload import WorkloadSpec, generate
+from tests.containers import MemoryBackEnd
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

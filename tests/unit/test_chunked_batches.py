@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from application.ports import AssignmentRepository, Deadline, MetricStore
-from application.process_batch import BatchProcessor, ProcessingSettings
+from application.process_batch import ProcessingSettings
 from application.results import BatchResult
 from domain.errors import TransientInfrastructureError
 from domain.experiments import Assignment

@@ -225,9 +225,11 @@ def test_an_interrupted_run_changes_no_line_and_a_rerun_finishes(world: World) -
     lines = list(world.store.archive.lines())
     failing = _FailingDeletes(world.store.metrics, world.store.recent_events, world.ledger)
 
-    with pytest.raises(TransientInfrastructureError):
-        with world.operations.personal_item_store.override(failing):
-            world.eraser().erase(["user-1"])
+    with (
+        pytest.raises(TransientInfrastructureError),
+        world.operations.personal_item_store.override(failing),
+    ):
+        world.eraser().erase(["user-1"])
 
     assert list(world.store.archive.lines()) == lines
     assert len(world.store.dead_letters.hold()) == 3  # released again, none removed
@@ -235,9 +237,11 @@ def test_an_interrupted_run_changes_no_line_and_a_rerun_finishes(world: World) -
 
 def test_an_interrupted_run_is_finished_by_the_next(world: World) -> None:
     failing = _FailingDeletes(world.store.metrics, world.store.recent_events, world.ledger)
-    with pytest.raises(TransientInfrastructureError):
-        with world.operations.personal_item_store.override(failing):
-            world.eraser().erase(["user-1"])
+    with (
+        pytest.raises(TransientInfrastructureError),
+        world.operations.personal_item_store.override(failing),
+    ):
+        world.eraser().erase(["user-1"])
 
     world.eraser().erase(["user-1"])
 
@@ -277,9 +281,11 @@ def test_a_run_interrupted_while_rewriting_the_archive_is_finished_by_the_next(
     world: World,
 ) -> None:
     failing = _FailingRewrites(world.store.archive, allowed=1)
-    with pytest.raises(TransientInfrastructureError):
-        with world.operations.archive_editor.override(failing):
-            world.eraser().erase(["user-1"])
+    with (
+        pytest.raises(TransientInfrastructureError),
+        world.operations.archive_editor.override(failing),
+    ):
+        world.eraser().erase(["user-1"])
     assert "user-1" in world.archived_users()  # one of the two objects is still to rewrite
 
     second = world.eraser().erase(["user-1"])

@@ -25,8 +25,8 @@ from domain.archiving import record_from_archive_line
 from domain.metrics import Granularity
 from domain.rejections import RejectionReason
 from entrypoints import lambda_handler
-from tests.containers import MemoryBackEnd
 from operations.synthetic.bad_records import bad_record_catalogue
+from tests.containers import MemoryBackEnd
 from tests.factories import assignment, experiment
 from tests.lambda_support import fresh_context
 

@@ -16,8 +16,8 @@ from application.process_batch import ProcessingSettings
 from domain.rejections import CONTRACT_REASONS
 from entrypoints import lambda_handler
 from infrastructure.aws.errors import translate
-from tests.containers import MemoryBackEnd, memory_container
 from tests.captured_output import captured_at
+from tests.containers import MemoryBackEnd, memory_container
 from tests.factories import assignment, experiment
 from tests.hostile_records import (
     ASSIGNED_USER,

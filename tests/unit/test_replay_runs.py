@@ -19,7 +19,6 @@ from application.replay import (
     CLAIM_LEASE,
     ReplayItem,
     ReplayOptions,
-    ReplayProcessor,
     ReplayStatus,
     new_lane,
 )
