@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The development environment, exactly: versions and sha256 of every file (`make lock` writes it),
+# and its installers (pip, uv) cut from it.
+DEV_LOCK := requirements/dev.txt
+TOOLING_LOCK := requirements/tooling.txt
 # checkov pins boto3, packaging and networkx below the project's versions: it gets a venv of its
 # own, from pyproject.toml's `checkov` dependency group (pip >= 25.1 reads dependency groups).
 CHECKOV_VENV := .venv-checkov
@@ -10,11 +14,16 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
 .PHONY: run test check lint types imports bench package package-check lock deploy clean
 
-$(STAMP): pyproject.toml
-	@echo "setting up $(VENV) (pip install -e '.[cli,dev]'; only when pyproject.toml changed)"
+# Exactly what the lock holds, with the hashes it holds: pip installs the locked installers, uv
+# makes .venv equal to the lock (what is not in it is removed), then adds the project itself.
+# A lock that pyproject.toml's dependencies outgrew is refused.
+$(STAMP): pyproject.toml $(DEV_LOCK) $(TOOLING_LOCK) requirements/lambda-*.txt
+	@$(PYTHON) scripts/package.py check-locks
+	@echo "setting up $(VENV) from $(DEV_LOCK) (only when it or pyproject.toml changed)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install -qq --upgrade pip
-	@$(BIN)/python -m pip install -qq -e '.[cli,dev]'
+	@$(BIN)/python -m pip install -qq --require-hashes --no-deps -r $(TOOLING_LOCK)
+	@$(BIN)/uv pip sync -q --python $(BIN)/python --require-hashes $(DEV_LOCK)
+	@$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
 
 $(CHECKOV_STAMP): pyproject.toml
@@ -58,9 +67,13 @@ package: $(STAMP)
 	$(BIN)/python scripts/package.py build --arch $(ARCH) --python-version $(LAMBDA_PYTHON) \
 		--output dist/event-processor-$(ARCH).zip
 
-# Re-resolves the package's dependencies into requirements/lambda-*.txt (versions and hashes);
-# run it after changing pyproject.toml's runtime dependencies, and commit the result.
-lock: $(STAMP)
+# Re-resolves every lock: requirements/dev.txt (uv, universal) and tooling.txt, and, at its
+# runtime versions, requirements/lambda-*.txt. Run it after changing pyproject.toml's
+# dependencies, and commit the result. Not behind $(STAMP), which refuses the stale lock this is
+# here to replace: it needs only the installers, from the committed tooling lock.
+lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install -qq --require-hashes --no-deps -r $(TOOLING_LOCK)
 	$(BIN)/python scripts/package.py lock
 
 # Builds the same package for this machine, unpacks it into a clean venv holding only boto3 (what
