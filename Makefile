@@ -8,9 +8,10 @@ STAMP := $(VENV)/.installed
 DEV_LOCK := requirements/dev.txt
 TOOLING_LOCK := requirements/tooling.txt
 # checkov pins boto3, packaging and networkx below the project's versions: it gets a venv of its
-# own, from pyproject.toml's `checkov` dependency group (pip >= 25.1 reads dependency groups).
+# own, from pyproject.toml's `checkov` dependency group, locked in requirements/checkov.txt.
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+CHECKOV_LOCK := requirements/checkov.txt
 
 .PHONY: run test check lint types imports bench package package-check lock deploy clean
 
@@ -26,11 +27,11 @@ $(STAMP): pyproject.toml $(DEV_LOCK) $(TOOLING_LOCK) requirements/lambda-*.txt
 	@$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
 
-$(CHECKOV_STAMP): pyproject.toml
-	@echo "setting up $(CHECKOV_VENV) (pip install --group checkov; only when pyproject.toml changed)"
-	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
-	@$(CHECKOV_VENV)/bin/python -m pip install -qq --upgrade pip
-	@$(CHECKOV_VENV)/bin/python -m pip install -qq --group checkov
+# Installed by .venv's uv, so this venv holds checkov's lock and nothing else.
+$(CHECKOV_STAMP): $(STAMP) $(CHECKOV_LOCK)
+	@echo "setting up $(CHECKOV_VENV) from $(CHECKOV_LOCK) (only when it changed)"
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv --without-pip $(CHECKOV_VENV)
+	@$(BIN)/uv pip sync -q --python $(CHECKOV_VENV)/bin/python --require-hashes $(CHECKOV_LOCK)
 	@touch $(CHECKOV_STAMP)
 
 run: $(STAMP)
@@ -67,8 +68,8 @@ package: $(STAMP)
 	$(BIN)/python scripts/package.py build --arch $(ARCH) --python-version $(LAMBDA_PYTHON) \
 		--output dist/event-processor-$(ARCH).zip
 
-# Re-resolves every lock: requirements/dev.txt (uv, universal) and tooling.txt, and, at its
-# runtime versions, requirements/lambda-*.txt. Run it after changing pyproject.toml's
+# Re-resolves every lock: requirements/dev.txt (uv, universal), tooling.txt cut from it,
+# checkov.txt, and, at dev.txt's runtime versions, requirements/lambda-*.txt. Run it after changing pyproject.toml's
 # dependencies, and commit the result. Not behind $(STAMP), which refuses the stale lock this is
 # here to replace: it needs only the installers, from the committed tooling lock.
 lock:

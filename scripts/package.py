@@ -19,8 +19,10 @@ The same `lock` writes the development environment's lock, `requirements/dev.txt
 dependencies, the extras `make run` and `make test` install and the installers pip and uv, for
 any platform and Python 3.11+, with every file's sha256; resolved by uv), and the Lambda locks take
 their runtime versions from it, so the zip ships what the tests ran against where the target
-platform has a wheel of it. The Makefile's set-up runs `check-locks`, which refuses any lock
-written for other dependencies than pyproject.toml's.
+platform has a wheel of it; `requirements/tooling.txt` is cut from it (pip and uv, which the
+Makefile installs first) and `requirements/checkov.txt` locks checkov's venv of its own. The
+Makefile's set-up runs `check-locks`, which refuses any lock written for other dependencies than
+pyproject.toml's.
 Uses only the standard library and pip (uv for `lock`), so it runs without the project's virtual
 environment.
 """
@@ -65,7 +67,8 @@ LOCKED_TARGETS = tuple(
 )
 """The template's target (arm64, 3.12), x86 (`ARCH=x86_64`), and Python 3.11, which
 `package-check` builds for when it runs on a 3.11 host."""
-_DIGEST_LINE = "# runtime requirements sha256: "
+RUNTIME = "runtime"
+"""The kind of requirements a Lambda lock is written for; see `digest_line`."""
 
 DEV_LOCK = LOCK_DIRECTORY / "dev.txt"
 DEV_EXTRAS = ("cli", "demo", "dev")
@@ -77,7 +80,10 @@ TOOLING_LOCK = LOCK_DIRECTORY / "tooling.txt"
 the rest: the same versions and hashes, so nothing in .venv is fetched without a lock."""
 DEV_PYTHON = "3.11"
 """The oldest Python of requires-python: the universal resolution holds from it upwards."""
-_DEV_DIGEST_LINE = "# development requirements sha256: "
+DEVELOPMENT = "development"
+CHECKOV_GROUP = "checkov"
+CHECKOV_LOCK = LOCK_DIRECTORY / "checkov.txt"
+"""checkov's venv of its own (`make lint`): it pins below the versions the project runs with."""
 _PINNED_LINE = re.compile(
     r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^ ;\\]+)(?P<marker> ;)?"
 )
@@ -91,6 +97,11 @@ def lock_path(arch: str, python_version: str, directory: Path = LOCK_DIRECTORY) 
     return directory / f"lambda-{arch}-py{python_version}.txt"
 
 
+def digest_line(kind: str) -> str:
+    """The comment by which a lock names the requirements it was written for."""
+    return f"# {kind} requirements sha256: "
+
+
 def requirements_digest(requirements: Sequence[str]) -> str:
     """Of the requirement strings as declared (their order does not matter)."""
     return hashlib.sha256("\n".join(sorted(requirements)).encode()).hexdigest()
@@ -101,7 +112,7 @@ def lock_text(requirements: Sequence[str], pinned: dict[str, tuple[str, str]]) -
     lines = [
         "# The Lambda package's dependencies, installed with --require-hashes --no-deps.",
         "# Written by `make lock` (scripts/package.py lock); do not edit.",
-        f"{_DIGEST_LINE}{requirements_digest(requirements)}",
+        f"{digest_line(RUNTIME)}{requirements_digest(requirements)}",
     ]
     lines += [
         f"{name}=={version} --hash=sha256:{digest}"
@@ -110,16 +121,14 @@ def lock_text(requirements: Sequence[str], pinned: dict[str, tuple[str, str]]) -
     return "\n".join(lines) + "\n"
 
 
-def read_lock(
-    path: Path, requirements: Sequence[str], digest_line: str = _DIGEST_LINE
-) -> list[str]:
-    """The lock's requirement lines, once it is known to match `requirements`."""
+def read_lock(path: Path, requirements: Sequence[str], kind: str = RUNTIME) -> list[str]:
+    """The lock's requirement lines, once it is known to match `requirements` of `kind`."""
     if not path.exists():
         raise StaleLockError(f"no lock file {_shown(path)}: run `make lock`")
     lines = path.read_text().splitlines()
-    digests = [line[len(digest_line) :] for line in lines if line.startswith(digest_line)]
+    prefix = digest_line(kind)
+    digests = [line[len(prefix) :] for line in lines if line.startswith(prefix)]
     if digests != [requirements_digest(requirements)]:
-        kind = "runtime" if digest_line == _DIGEST_LINE else "development"
         raise StaleLockError(
             f"{_shown(path)} was written for other {kind} dependencies than "
             "pyproject.toml's: run `make lock`"
@@ -131,7 +140,7 @@ def read_dev_lock(path: Path = DEV_LOCK, requirements: Sequence[str] | None = No
     """The development lock's lines, once it is known to match pyproject.toml."""
     if requirements is None:
         requirements = dev_requirements()
-    return read_lock(path, requirements, _DEV_DIGEST_LINE)
+    return read_lock(path, requirements, DEVELOPMENT)
 
 
 def check_locks() -> None:
@@ -142,6 +151,7 @@ def check_locks() -> None:
         raise StaleLockError(
             f"{_shown(TOOLING_LOCK)} is not cut from {_shown(DEV_LOCK)}: run `make lock`"
         )
+    read_lock(CHECKOV_LOCK, group_requirements(CHECKOV_GROUP), CHECKOV_GROUP)
     requirements = runtime_requirements()
     for arch, python_version in LOCKED_TARGETS:
         read_lock(lock_path(arch, python_version), requirements)
@@ -177,10 +187,11 @@ def dev_requirements(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
     with pyproject.open("rb") as handle:
         project = tomllib.load(handle)
     extras = project["project"]["optional-dependencies"]
-    groups = project["dependency-groups"]
     requirements = [str(requirement) for requirement in project["project"]["dependencies"]]
     requirements += [str(requirement) for extra in DEV_EXTRAS for requirement in extras[extra]]
-    requirements += [str(requirement) for group in DEV_GROUPS for requirement in groups[group]]
+    requirements += [
+        requirement for group in DEV_GROUPS for requirement in group_requirements(group, pyproject)
+    ]
     return requirements
 
 
@@ -272,40 +283,61 @@ def lock(targets: Sequence[tuple[str, str]] = LOCKED_TARGETS) -> None:
         print(f"{path.relative_to(ROOT)}: {len(packaged)} distributions", file=sys.stderr)
 
 
-def lock_dev(path: Path = DEV_LOCK) -> None:
-    """Resolve the development environment with uv, for every platform and Python from
-    DEV_PYTHON up, with the sha256 of every file, into `path` with its requirements' digest."""
-    arguments = ["pip", "compile", "pyproject.toml", "--universal", "--generate-hashes"]
+def lock_dev() -> None:
+    """The development lock, the tooling lock cut from it, and checkov's lock."""
+    lines = compile_with_uv(DEV_LOCK, DEVELOPMENT, dev_requirements(), DEV_EXTRAS, DEV_GROUPS)
+    TOOLING_LOCK.write_text(tooling_lock_text(lines))
+    compile_with_uv(
+        CHECKOV_LOCK, CHECKOV_GROUP, group_requirements(CHECKOV_GROUP), (), (CHECKOV_GROUP,)
+    )
+
+
+def compile_with_uv(
+    path: Path,
+    kind: str,
+    requirements: Sequence[str],
+    extras: Sequence[str],
+    groups: Sequence[str],
+) -> list[str]:
+    """Resolve pyproject.toml's `extras` (with the runtime dependencies; none without extras)
+    and `groups` with uv, for every platform and Python from DEV_PYTHON up, with the sha256 of
+    every file, into `path` with the digest of `requirements`; return its lines."""
+    arguments = ["pip", "compile", "--universal", "--generate-hashes", "--quiet"]
     arguments += ["--python-version", DEV_PYTHON, "--custom-compile-command", "make lock"]
-    arguments += [argument for extra in DEV_EXTRAS for argument in ("--extra", extra)]
+    if extras:
+        arguments += ["pyproject.toml"]
+    arguments += [argument for extra in extras for argument in ("--extra", extra)]
     arguments += [
-        argument for group in DEV_GROUPS for argument in ("--group", f"pyproject.toml:{group}")
+        argument for group in groups for argument in ("--group", f"pyproject.toml:{group}")
     ]
     with tempfile.TemporaryDirectory() as scratch:
-        output = Path(scratch) / "dev.txt"
-        subprocess.run([_uv(), *arguments, "--quiet", "-o", str(output)], check=True, cwd=ROOT)
+        output = Path(scratch) / path.name
+        subprocess.run([_uv(), *arguments, "-o", str(output)], check=True, cwd=ROOT)
         lines = output.read_text().splitlines()
     # The digest goes at the end of uv's header (its leading comment lines).
     header_end = next(index for index, line in enumerate(lines) if not line.startswith("#"))
-    lines[header_end:header_end] = [f"{_DEV_DIGEST_LINE}{requirements_digest(dev_requirements())}"]
+    lines[header_end:header_end] = [f"{digest_line(kind)}{requirements_digest(requirements)}"]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
-    TOOLING_LOCK.write_text(tooling_lock_text(lines))
     print(
         f"{_shown(path)}: {len(unconditional_pins(lines))} distributions on every platform",
         file=sys.stderr,
     )
+    return lines
 
 
 def tooling_lock_text(dev_lock_lines: Sequence[str]) -> str:
     """TOOLING_LOCK: the development lock's digest and its stanzas (pin, hashes, annotations)
     of the tooling group's distributions."""
-    names = {normalise(_requirement_name(requirement)) for requirement in tooling_requirements()}
+    names = {
+        normalise(_requirement_name(requirement))
+        for requirement in group_requirements(TOOLING_GROUP)
+    }
     lines = [
         "# The installers of .venv, cut from requirements/dev.txt by `make lock`: pip installs",
         "# these, then uv installs requirements/dev.txt. Do not edit.",
     ]
-    lines += [line for line in dev_lock_lines if line.startswith(_DEV_DIGEST_LINE)]
+    lines += [line for line in dev_lock_lines if line.startswith(digest_line(DEVELOPMENT))]
     taking = False
     for line in dev_lock_lines:
         if line and not line[0].isspace():
@@ -316,10 +348,10 @@ def tooling_lock_text(dev_lock_lines: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def tooling_requirements(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
+def group_requirements(group: str, pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
     with pyproject.open("rb") as handle:
         groups = tomllib.load(handle)["dependency-groups"]
-    return [str(requirement) for requirement in groups[TOOLING_GROUP]]
+    return [str(requirement) for requirement in groups[group]]
 
 
 def _requirement_name(requirement: str) -> str:
