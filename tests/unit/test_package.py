@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import zipfile
 from pathlib import Path
@@ -163,3 +164,12 @@ def test_the_installers_are_cut_from_the_development_lock_unchanged() -> None:
     assert tooling == tooling_lock_text(dev_lines)
     assert set(unconditional_pins(tooling.splitlines())) == {"pip", "uv"}
     assert unconditional_pins(tooling.splitlines()).items() <= unconditional_pins(dev_lines).items()
+
+
+def test_the_distribution_says_it_is_proprietary_and_never_to_be_uploaded() -> None:
+    metadata = importlib.metadata.metadata("experimently-event-processor")
+
+    assert metadata["License-Expression"] == "LicenseRef-Proprietary"
+    assert metadata.get_all("License-File") == ["LICENSE"]
+    assert "Private :: Do Not Upload" in (metadata.get_all("Classifier") or [])
+    assert "Experimently platform" in (Path(__file__).parents[2] / "LICENSE").read_text()
