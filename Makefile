@@ -69,9 +69,9 @@ package: $(STAMP)
 		--output dist/event-processor-$(ARCH).zip
 
 # Re-resolves every lock: requirements/dev.txt (uv, universal), tooling.txt cut from it,
-# checkov.txt, and, at dev.txt's runtime versions, requirements/lambda-*.txt. Run it after changing pyproject.toml's
-# dependencies, and commit the result. Not behind $(STAMP), which refuses the stale lock this is
-# here to replace: it needs only the installers, from the committed tooling lock.
+# checkov.txt, and, at dev.txt's runtime versions, requirements/lambda-*.txt. Run it after
+# changing pyproject.toml's dependencies, and commit the result. Not behind $(STAMP), which refuses
+# the stale lock this is here to replace: it needs only the installers, from the tooling lock.
 lock:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install -qq --require-hashes --no-deps -r $(TOOLING_LOCK)
