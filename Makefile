@@ -13,7 +13,7 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 CHECKOV_LOCK := requirements/checkov.txt
 
-.PHONY: run test check lint types imports bench package package-check lock deploy clean
+.PHONY: run test check lint types imports complexity bench bench-ab package package-check lock deploy clean
 
 # Exactly what the lock holds, with the hashes it holds: pip installs the locked installers, uv
 # makes .venv equal to the lock (what is not in it is removed), then adds the project itself.
@@ -56,10 +56,20 @@ types: $(STAMP)
 imports: $(STAMP)
 	$(BIN)/lint-imports
 
-check: lint types imports test
+# domain/ and application/: modules of at most 400 lines, functions of at most 60 lines and of
+# cyclomatic complexity at most 15 (radon).
+complexity: $(STAMP)
+	$(BIN)/python scripts/core_limits.py
+
+check: lint types imports complexity test
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# The pipeline's throughput here against BASE's, in alternating processes of one run.
+BASE ?= HEAD~1
+bench-ab: $(STAMP)
+	$(BIN)/python bench/compare.py --base $(BASE)
 
 # The Lambda zip for template.yaml (arm64, Python 3.12); `ARCH=x86_64 make package` for x86.
 ARCH ?= arm64
