@@ -3,25 +3,35 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The development environment, exactly: versions and sha256 of every file (`make lock` writes it),
+# and its installers (pip, uv) cut from it.
+DEV_LOCK := requirements/dev.txt
+TOOLING_LOCK := requirements/tooling.txt
 # checkov pins boto3, packaging and networkx below the project's versions: it gets a venv of its
-# own, from pyproject.toml's `checkov` dependency group (pip >= 25.1 reads dependency groups).
+# own, from pyproject.toml's `checkov` dependency group, locked in requirements/checkov.txt.
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+CHECKOV_LOCK := requirements/checkov.txt
 
-.PHONY: run test check lint types imports bench package package-check lock deploy clean
+.PHONY: run test check lint types imports complexity bench bench-ab package package-check lock deploy clean
 
-$(STAMP): pyproject.toml
-	@echo "setting up $(VENV) (pip install -e '.[cli,dev]'; only when pyproject.toml changed)"
+# Exactly what the lock holds, with the hashes it holds: pip installs the locked installers, uv
+# makes .venv equal to the lock (what is not in it is removed), then adds the project itself.
+# A lock that pyproject.toml's dependencies outgrew is refused.
+$(STAMP): pyproject.toml $(DEV_LOCK) $(TOOLING_LOCK) requirements/lambda-*.txt
+	@$(PYTHON) scripts/package.py check-locks
+	@echo "setting up $(VENV) from $(DEV_LOCK) (only when it or pyproject.toml changed)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install -qq --upgrade pip
-	@$(BIN)/python -m pip install -qq -e '.[cli,dev]'
+	@$(BIN)/python -m pip install -qq --require-hashes --no-deps -r $(TOOLING_LOCK)
+	@$(BIN)/uv pip sync -q --python $(BIN)/python --require-hashes $(DEV_LOCK)
+	@$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
 
-$(CHECKOV_STAMP): pyproject.toml
-	@echo "setting up $(CHECKOV_VENV) (pip install --group checkov; only when pyproject.toml changed)"
-	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
-	@$(CHECKOV_VENV)/bin/python -m pip install -qq --upgrade pip
-	@$(CHECKOV_VENV)/bin/python -m pip install -qq --group checkov
+# Installed by .venv's uv, so this venv holds checkov's lock and nothing else.
+$(CHECKOV_STAMP): $(STAMP) $(CHECKOV_LOCK)
+	@echo "setting up $(CHECKOV_VENV) from $(CHECKOV_LOCK) (only when it changed)"
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv --without-pip $(CHECKOV_VENV)
+	@$(BIN)/uv pip sync -q --python $(CHECKOV_VENV)/bin/python --require-hashes $(CHECKOV_LOCK)
 	@touch $(CHECKOV_STAMP)
 
 run: $(STAMP)
@@ -46,10 +56,20 @@ types: $(STAMP)
 imports: $(STAMP)
 	$(BIN)/lint-imports
 
-check: lint types imports test
+# domain/ and application/: modules of at most 400 lines, functions of at most 60 lines and of
+# cyclomatic complexity at most 15 (radon).
+complexity: $(STAMP)
+	$(BIN)/python scripts/core_limits.py
+
+check: lint types imports complexity test
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# The pipeline's throughput here against BASE's, in alternating processes of one run.
+BASE ?= HEAD~1
+bench-ab: $(STAMP)
+	$(BIN)/python bench/compare.py --base $(BASE)
 
 # The Lambda zip for template.yaml (arm64, Python 3.12); `ARCH=x86_64 make package` for x86.
 ARCH ?= arm64
@@ -58,9 +78,13 @@ package: $(STAMP)
 	$(BIN)/python scripts/package.py build --arch $(ARCH) --python-version $(LAMBDA_PYTHON) \
 		--output dist/event-processor-$(ARCH).zip
 
-# Re-resolves the package's dependencies into requirements/lambda-*.txt (versions and hashes);
-# run it after changing pyproject.toml's runtime dependencies, and commit the result.
-lock: $(STAMP)
+# Re-resolves every lock: requirements/dev.txt (uv, universal), tooling.txt cut from it,
+# checkov.txt, and, at dev.txt's runtime versions, requirements/lambda-*.txt. Run it after
+# changing pyproject.toml's dependencies, and commit the result. Not behind $(STAMP), which refuses
+# the stale lock this is here to replace: it needs only the installers, from the tooling lock.
+lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install -qq --require-hashes --no-deps -r $(TOOLING_LOCK)
 	$(BIN)/python scripts/package.py lock
 
 # Builds the same package for this machine, unpacks it into a clean venv holding only boto3 (what

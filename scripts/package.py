@@ -3,7 +3,8 @@
     python scripts/package.py build --arch arm64 --python-version 3.12 --output dist/x.zip
     python scripts/package.py build --output-dir DIR     # what `sam build` (makefile) calls
     python scripts/package.py check                      # host-arch zip, clean venv, import
-    python scripts/package.py lock                       # re-resolve requirements/lambda-*.txt
+    python scripts/package.py lock                       # re-resolve every lock of requirements/
+    python scripts/package.py check-locks                # refuse a lock pyproject.toml outgrew
 
 The package holds the handler's import closure (the modules of the service that
 `entrypoints.lambda_handler` imports, directly or not, found by reading their import statements;
@@ -15,7 +16,17 @@ dependencies are installed from a lock file per architecture and Python version
 (`requirements/lambda-<arch>-py<version>.txt`, exact versions and the wheel's sha256, installed
 with `--require-hashes`), which `lock` writes and which a build refuses when pyproject.toml's
 runtime dependencies changed since (`make lock`).
-Uses only the standard library and pip, so it runs without the project's virtual environment.
+
+The same `lock` writes the development environment's lock, `requirements/dev.txt` (runtime
+dependencies, the extras `make run` and `make test` install and the installers pip and uv, for
+any platform and Python 3.11+, with every file's sha256; resolved by uv), and the Lambda locks take
+their runtime versions from it, so the zip ships what the tests ran against where the target
+platform has a wheel of it; `requirements/tooling.txt` is cut from it (pip and uv, which the
+Makefile installs first) and `requirements/checkov.txt` locks checkov's venv of its own. The
+Makefile's set-up runs `check-locks`, which refuses any lock written for other dependencies than
+pyproject.toml's.
+Uses only the standard library and pip (uv for `lock`), so it runs without the project's virtual
+environment.
 """
 
 from __future__ import annotations
@@ -62,15 +73,39 @@ LOCKED_TARGETS = tuple(
 )
 """The template's target (arm64, 3.12), x86 (`ARCH=x86_64`), and Python 3.11, which
 `package-check` builds for when it runs on a 3.11 host."""
-_DIGEST_LINE = "# runtime requirements sha256: "
+RUNTIME = "runtime"
+"""The kind of requirements a Lambda lock is written for; see `digest_line`."""
+
+DEV_LOCK = LOCK_DIRECTORY / "dev.txt"
+DEV_EXTRAS = ("cli", "demo", "dev")
+"""What `make run` (the demo: cli and its embedded emulator) and `make test` install."""
+TOOLING_GROUP = "tooling"
+DEV_GROUPS = (TOOLING_GROUP,)
+TOOLING_LOCK = LOCK_DIRECTORY / "tooling.txt"
+"""The installers (pip, uv) cut from the development lock, which pip installs before uv installs
+the rest: the same versions and hashes, so nothing in .venv is fetched without a lock."""
+DEV_PYTHON = "3.11"
+"""The oldest Python of requires-python: the universal resolution holds from it upwards."""
+DEVELOPMENT = "development"
+CHECKOV_GROUP = "checkov"
+CHECKOV_LOCK = LOCK_DIRECTORY / "checkov.txt"
+"""checkov's venv of its own (`make lint`): it pins below the versions the project runs with."""
+_PINNED_LINE = re.compile(
+    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^ ;\\]+)(?P<marker> ;)?"
+)
 
 
 class StaleLockError(SystemExit):
-    """The lock no longer matches pyproject.toml's runtime dependencies."""
+    """The lock no longer matches pyproject.toml's dependencies."""
 
 
 def lock_path(arch: str, python_version: str, directory: Path = LOCK_DIRECTORY) -> Path:
     return directory / f"lambda-{arch}-py{python_version}.txt"
+
+
+def digest_line(kind: str) -> str:
+    """The comment by which a lock names the requirements it was written for."""
+    return f"# {kind} requirements sha256: "
 
 
 def requirements_digest(requirements: Sequence[str]) -> str:
@@ -83,7 +118,7 @@ def lock_text(requirements: Sequence[str], pinned: dict[str, tuple[str, str]]) -
     lines = [
         "# The Lambda package's dependencies, installed with --require-hashes --no-deps.",
         "# Written by `make lock` (scripts/package.py lock); do not edit.",
-        f"{_DIGEST_LINE}{requirements_digest(requirements)}",
+        f"{digest_line(RUNTIME)}{requirements_digest(requirements)}",
     ]
     lines += [
         f"{name}=={version} --hash=sha256:{digest}"
@@ -92,18 +127,50 @@ def lock_text(requirements: Sequence[str], pinned: dict[str, tuple[str, str]]) -
     return "\n".join(lines) + "\n"
 
 
-def read_lock(path: Path, requirements: Sequence[str]) -> list[str]:
-    """The lock's requirement lines, once it is known to match `requirements`."""
+def read_lock(path: Path, requirements: Sequence[str], kind: str = RUNTIME) -> list[str]:
+    """The lock's requirement lines, once it is known to match `requirements` of `kind`."""
     if not path.exists():
         raise StaleLockError(f"no lock file {_shown(path)}: run `make lock`")
     lines = path.read_text().splitlines()
-    digests = [line[len(_DIGEST_LINE) :] for line in lines if line.startswith(_DIGEST_LINE)]
+    prefix = digest_line(kind)
+    digests = [line[len(prefix) :] for line in lines if line.startswith(prefix)]
     if digests != [requirements_digest(requirements)]:
         raise StaleLockError(
-            f"{_shown(path)} was written for other runtime dependencies than "
+            f"{_shown(path)} was written for other {kind} dependencies than "
             "pyproject.toml's: run `make lock`"
         )
     return [line for line in lines if line and not line.startswith("#")]
+
+
+def read_dev_lock(path: Path = DEV_LOCK, requirements: Sequence[str] | None = None) -> list[str]:
+    """The development lock's lines, once it is known to match pyproject.toml."""
+    if requirements is None:
+        requirements = dev_requirements()
+    return read_lock(path, requirements, DEVELOPMENT)
+
+
+def check_locks() -> None:
+    """Refuse any lock of requirements/ that pyproject.toml's dependencies have outgrown."""
+    read_dev_lock()
+    read_dev_lock(TOOLING_LOCK)
+    if TOOLING_LOCK.read_text() != tooling_lock_text(DEV_LOCK.read_text().splitlines()):
+        raise StaleLockError(
+            f"{_shown(TOOLING_LOCK)} is not cut from {_shown(DEV_LOCK)}: run `make lock`"
+        )
+    read_lock(CHECKOV_LOCK, group_requirements(CHECKOV_GROUP), CHECKOV_GROUP)
+    requirements = runtime_requirements()
+    for arch, python_version in LOCKED_TARGETS:
+        read_lock(lock_path(arch, python_version), requirements)
+
+
+def unconditional_pins(lock_lines: Iterable[str]) -> dict[str, str]:
+    """Name -> version of a uv lock's pins that hold on every platform and Python (no marker)."""
+    pins = {}
+    for line in lock_lines:
+        match = _PINNED_LINE.match(line)
+        if match and not match["marker"]:
+            pins[normalise(match["name"])] = match["version"]
+    return pins
 
 
 def _shown(path: Path) -> str:
@@ -119,6 +186,19 @@ def runtime_requirements(pyproject: Path = ROOT / "pyproject.toml") -> list[str]
     with pyproject.open("rb") as handle:
         requirements = tomllib.load(handle)["project"]["dependencies"]
     return [str(requirement) for requirement in requirements]
+
+
+def dev_requirements(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
+    """Everything the development lock is resolved from: runtime, DEV_EXTRAS, DEV_GROUPS."""
+    with pyproject.open("rb") as handle:
+        project = tomllib.load(handle)
+    extras = project["project"]["optional-dependencies"]
+    requirements = [str(requirement) for requirement in project["project"]["dependencies"]]
+    requirements += [str(requirement) for extra in DEV_EXTRAS for requirement in extras[extra]]
+    requirements += [
+        requirement for group in DEV_GROUPS for requirement in group_requirements(group, pyproject)
+    ]
+    return requirements
 
 
 def normalise(name: str) -> str:
@@ -143,11 +223,22 @@ def resolve(requirements: Sequence[str], arch: str, python_version: str) -> dict
 
 
 def resolve_pinned(
-    requirements: Sequence[str], arch: str, python_version: str
+    requirements: Sequence[str],
+    arch: str,
+    python_version: str,
+    constraints: dict[str, str] | None = None,
 ) -> dict[str, tuple[str, str]]:
-    """Name -> (version, sha256 of the wheel) of everything pip would install for the target."""
+    """Name -> (version, sha256 of the wheel) of everything pip would install for the target,
+    held to the versions of `constraints` (name -> version) where it names a distribution."""
     with tempfile.TemporaryDirectory() as scratch:
         report = Path(scratch) / "report.json"
+        constraint_arguments = []
+        if constraints:
+            constraint_file = Path(scratch) / "constraints.txt"
+            constraint_file.write_text(
+                "".join(f"{name}=={version}\n" for name, version in sorted(constraints.items()))
+            )
+            constraint_arguments = ["--constraint", str(constraint_file)]
         _pip(
             "install",
             "--dry-run",
@@ -158,6 +249,7 @@ def resolve_pinned(
             "--report",
             str(report),
             *platform_arguments(arch, python_version),
+            *constraint_arguments,
             *requirements,
         )
         installs = json.loads(report.read_text())["install"]
@@ -171,10 +263,21 @@ def resolve_pinned(
 
 
 def lock(targets: Sequence[tuple[str, str]] = LOCKED_TARGETS) -> None:
-    """Resolve the runtime dependencies afresh for each target and write its lock file."""
+    """Resolve the development lock afresh, then each target's runtime dependencies at its
+    versions (afresh where the target has no wheel of one of them), and write the lock files."""
+    lock_dev()
+    tested = unconditional_pins(DEV_LOCK.read_text().splitlines())
     requirements = runtime_requirements()
     for arch, python_version in targets:
-        pinned = resolve_pinned(requirements, arch, python_version)
+        try:
+            pinned = resolve_pinned(requirements, arch, python_version, tested)
+        except subprocess.CalledProcessError:
+            print(
+                f"{arch}, Python {python_version}: not resolvable at the versions of "
+                f"{_shown(DEV_LOCK)}; resolved afresh",
+                file=sys.stderr,
+            )
+            pinned = resolve_pinned(requirements, arch, python_version)
         provided = set(resolve([SDK_ROOT], arch, python_version))
         packaged = {
             name: pinned[name]
@@ -184,6 +287,93 @@ def lock(targets: Sequence[tuple[str, str]] = LOCKED_TARGETS) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(lock_text(requirements, packaged))
         print(f"{path.relative_to(ROOT)}: {len(packaged)} distributions", file=sys.stderr)
+
+
+def lock_dev() -> None:
+    """The development lock, the tooling lock cut from it, and checkov's lock."""
+    lines = compile_with_uv(DEV_LOCK, DEVELOPMENT, dev_requirements(), DEV_EXTRAS, DEV_GROUPS)
+    TOOLING_LOCK.write_text(tooling_lock_text(lines))
+    compile_with_uv(
+        CHECKOV_LOCK, CHECKOV_GROUP, group_requirements(CHECKOV_GROUP), (), (CHECKOV_GROUP,)
+    )
+
+
+def compile_with_uv(
+    path: Path,
+    kind: str,
+    requirements: Sequence[str],
+    extras: Sequence[str],
+    groups: Sequence[str],
+) -> list[str]:
+    """Resolve pyproject.toml's `extras` (with the runtime dependencies; none without extras)
+    and `groups` with uv, for every platform and Python from DEV_PYTHON up, with the sha256 of
+    every file, into `path` with the digest of `requirements`; return its lines."""
+    arguments = ["pip", "compile", "--universal", "--generate-hashes", "--quiet"]
+    arguments += ["--python-version", DEV_PYTHON, "--custom-compile-command", "make lock"]
+    if extras:
+        arguments += ["pyproject.toml"]
+    arguments += [argument for extra in extras for argument in ("--extra", extra)]
+    arguments += [
+        argument for group in groups for argument in ("--group", f"pyproject.toml:{group}")
+    ]
+    with tempfile.TemporaryDirectory() as scratch:
+        output = Path(scratch) / path.name
+        subprocess.run([_uv(), *arguments, "-o", str(output)], check=True, cwd=ROOT)
+        lines = output.read_text().splitlines()
+    # The digest goes at the end of uv's header (its leading comment lines).
+    header_end = next(index for index, line in enumerate(lines) if not line.startswith("#"))
+    lines[header_end:header_end] = [f"{digest_line(kind)}{requirements_digest(requirements)}"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    print(
+        f"{_shown(path)}: {len(unconditional_pins(lines))} distributions on every platform",
+        file=sys.stderr,
+    )
+    return lines
+
+
+def tooling_lock_text(dev_lock_lines: Sequence[str]) -> str:
+    """TOOLING_LOCK: the development lock's digest and its stanzas (pin, hashes, annotations)
+    of the tooling group's distributions."""
+    names = {
+        normalise(_requirement_name(requirement))
+        for requirement in group_requirements(TOOLING_GROUP)
+    }
+    lines = [
+        "# The installers of .venv, cut from requirements/dev.txt by `make lock`: pip installs",
+        "# these, then uv installs requirements/dev.txt. Do not edit.",
+    ]
+    lines += [line for line in dev_lock_lines if line.startswith(digest_line(DEVELOPMENT))]
+    taking = False
+    for line in dev_lock_lines:
+        if line and not line[0].isspace():
+            match = _PINNED_LINE.match(line)
+            taking = match is not None and normalise(match["name"]) in names
+        if taking:
+            lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def group_requirements(group: str, pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
+    with pyproject.open("rb") as handle:
+        groups = tomllib.load(handle)["dependency-groups"]
+    return [str(requirement) for requirement in groups[group]]
+
+
+def _requirement_name(requirement: str) -> str:
+    match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
+    if match is None:
+        raise ValueError(f"not a requirement: {requirement!r}")
+    return match[0]
+
+
+def _uv() -> str:
+    """uv of this interpreter's environment (`make lock` installs it there), else of PATH."""
+    beside = Path(sys.executable).parent / "uv"
+    found = str(beside) if beside.exists() else shutil.which("uv")
+    if found is None:
+        raise SystemExit("`lock` needs uv: run `make lock`, which installs it into .venv")
+    return found
 
 
 def resolve_versions(pinned: dict[str, tuple[str, str]]) -> dict[str, str]:
@@ -434,6 +624,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     check_command = commands.add_parser("check", help="build for this host and import it")
     check_command.add_argument("--module", default=IMPORT_CHECK_MODULE)
     commands.add_parser("lock", help="re-resolve the lock files of requirements/")
+    commands.add_parser("check-locks", help="refuse a lock written for other dependencies")
     arguments = parser.parse_args(argv)
     if arguments.command == "build":
         if arguments.output is None and arguments.output_dir is None:
@@ -447,6 +638,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     elif arguments.command == "lock":
         lock()
+    elif arguments.command == "check-locks":
+        check_locks()
     else:
         check(arguments.module)
 

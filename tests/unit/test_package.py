@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import zipfile
 from pathlib import Path
@@ -9,16 +10,23 @@ from pathlib import Path
 import pytest
 
 from scripts.package import (
+    DEV_LOCK,
     LOCKED_TARGETS,
     SOURCE_PACKAGES,
+    TOOLING_LOCK,
     StaleLockError,
+    check_locks,
+    dev_requirements,
     lock_path,
     lock_text,
     packaged_distributions,
     platform_arguments,
+    read_dev_lock,
     read_lock,
     runtime_requirements,
     source_files,
+    tooling_lock_text,
+    unconditional_pins,
     write_zip,
 )
 
@@ -153,3 +161,54 @@ def test_a_lock_written_for_other_dependencies_is_refused(tmp_path: Path) -> Non
         read_lock(path, ["pydantic>=2.9,<3", "jiter>=0.8"])
     with pytest.raises(StaleLockError, match="no lock file"):
         read_lock(tmp_path / "missing.txt", [])
+
+
+def test_every_lock_of_requirements_is_written_for_todays_dependencies() -> None:
+    check_locks()
+
+
+def test_the_development_lock_pins_every_distribution_with_hashes() -> None:
+    lines = read_dev_lock()
+    pins = [line for line in lines if not line[0].isspace()]
+    pinned = unconditional_pins(lines)
+
+    assert {"pydantic", "moto", "typer", "pytest", "pip", "uv"} <= set(pinned)
+    for pin in pins:
+        assert re.match(r"[A-Za-z0-9._-]+==[^ ]+( ; .+)? \\$", pin), pin
+    assert sum("--hash=sha256:" in line for line in lines) >= len(pins)
+
+
+def test_a_development_lock_written_for_other_dependencies_is_refused(tmp_path: Path) -> None:
+    stale = tmp_path / "dev.txt"
+    stale.write_text(DEV_LOCK.read_text())
+
+    assert read_dev_lock(stale) == read_dev_lock()
+    with pytest.raises(StaleLockError, match=r"development dependencies .* run `make lock`"):
+        read_dev_lock(stale, [*dev_requirements(), "requests>=2,<3"])
+
+
+def test_the_lambda_package_ships_the_runtime_versions_the_tests_run_against() -> None:
+    tested = unconditional_pins(DEV_LOCK.read_text().splitlines())
+    requirements = runtime_requirements()
+    for arch, python_version in LOCKED_TARGETS:
+        for line in read_lock(lock_path(arch, python_version), requirements):
+            name, version = line.split(" ", 1)[0].split("==", 1)
+            assert tested.get(name, version) == version, (arch, python_version, name)
+
+
+def test_the_installers_are_cut_from_the_development_lock_unchanged() -> None:
+    dev_lines = DEV_LOCK.read_text().splitlines()
+    tooling = TOOLING_LOCK.read_text()
+
+    assert tooling == tooling_lock_text(dev_lines)
+    assert set(unconditional_pins(tooling.splitlines())) == {"pip", "uv"}
+    assert unconditional_pins(tooling.splitlines()).items() <= unconditional_pins(dev_lines).items()
+
+
+def test_the_distribution_says_it_is_proprietary_and_never_to_be_uploaded() -> None:
+    metadata = importlib.metadata.metadata("experimently-event-processor")
+
+    assert metadata["License-Expression"] == "LicenseRef-Proprietary"
+    assert metadata.get_all("License-File") == ["LICENSE"]
+    assert "Private :: Do Not Upload" in (metadata.get_all("Classifier") or [])
+    assert "Experimently platform" in (Path(__file__).parents[2] / "LICENSE").read_text()
