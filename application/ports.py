@@ -7,14 +7,13 @@ import math
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from application.shard_cut import NO_CUT, ShardCut
 from domain.archiving import ArchiveObject
 from domain.erasure import PersonalItem
 from domain.experiments import Assignment, Experiment
-from domain.metrics import Granularity, MetricDelta, MetricKey
+from domain.metrics import Granularity, Measures, MetricDelta, MetricKey
 from domain.rejections import DeadLetter
 
 if TYPE_CHECKING:
@@ -99,9 +98,7 @@ class MetricSnapshot:
     """
 
     key: MetricKey
-    event_count: int
-    value_sum: Decimal
-    value_count: int
+    measures: Measures
     user_ids: frozenset[str]
 
     @property

@@ -14,12 +14,11 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from application.reporting import ExperimentReport
+from application.reporting import ExperimentReport, read_report
 from domain.experiments import Experiment, ExperimentStatus, Variant
 from domain.metrics import Granularity, MetricDelta, MetricKey
 from infrastructure.in_memory.metric_store import InMemoryMetricStore
 from infrastructure.in_memory.repositories import InMemoryExperimentRepository
-from operations.cli.report_output import read_report
 
 EXPERIMENT_ID = "exp-aa"
 VARIANTS = ("control", "treatment")

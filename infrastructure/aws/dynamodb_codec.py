@@ -13,6 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from application.ports import Deadline
 from domain.errors import TransientInfrastructureError
+from domain.metrics import MEASURE_NAMES, Measures
 from infrastructure.aws.errors import translate
 
 if TYPE_CHECKING:
@@ -62,6 +63,24 @@ def read_int(item: Mapping[str, AttributeValueTypeDef], name: str) -> int:
     if number_value != number_value.to_integral_value():
         raise MalformedItemError(f"attribute {name!r} is not an integer: {number_value}")
     return int(number_value)
+
+
+MEASURES_ADD = "ADD " + ", ".join(f"{name} :{name}" for name in MEASURE_NAMES)
+"""A counter update's `ADD` clause: each measure onto the number attribute of its name, with
+the value placeholder of its name (`measure_values`)."""
+
+
+def measure_values(measures: Measures) -> dict[str, AttributeValueTypeDef]:
+    """The values of `MEASURES_ADD`'s placeholders."""
+    return {f":{name}": number(amount) for name, amount in measures.as_numbers().items()}
+
+
+def read_measures(item: Mapping[str, AttributeValueTypeDef]) -> Measures:
+    """A counter item's measures; raises `MalformedItemError` when one is missing or a count
+    is not a whole number."""
+    return Measures.from_stored(
+        lambda name: read_int(item, name), lambda name: read_decimal(item, name)
+    )
 
 
 def chunked(items: Sequence[T], size: int) -> list[Sequence[T]]:

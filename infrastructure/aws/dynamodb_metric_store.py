@@ -35,15 +35,16 @@ from infrastructure.aws.client_config import refund_retry_quota_on_answers
 from infrastructure.aws.dynamodb_codec import (
     BATCH_GET_LIMIT,
     BATCH_WRITE_LIMIT,
+    MEASURES_ADD,
     Backoff,
     Item,
     MalformedItemError,
     chunked,
+    measure_values,
     number,
     put_items,
-    read_decimal,
-    read_int,
     read_items,
+    read_measures,
     read_string,
     string,
 )
@@ -65,7 +66,7 @@ if TYPE_CHECKING:
 CONDITION_FAILED = "ConditionalCheckFailedException"
 
 _COUNTER_UPDATE = (
-    "ADD event_count :n, value_sum :s, value_count :c "
+    f"{MEASURES_ADD} "
     "SET #wm = :last, updated_at = :now, "
     "#experiment_id = if_not_exists(#experiment_id, :experiment_id), "
     "#variant_id = if_not_exists(#variant_id, :variant_id), "
@@ -313,9 +314,7 @@ class DynamoDbMetricStore(MetricStore):
     def _update_counter(self, delta: MetricDelta) -> None:
         key = delta.key
         values: dict[str, AttributeValueTypeDef] = {
-            ":n": number(delta.event_count),
-            ":s": number(delta.value_sum),
-            ":c": number(delta.value_count),
+            **measure_values(delta.measures),
             ":first": string(padded_sequence(delta.first_sequence)),
             ":last": string(padded_sequence(delta.last_sequence)),
             ":now": string(self._clock.now().astimezone(UTC).isoformat()),
@@ -531,15 +530,7 @@ class DynamoDbMetricStore(MetricStore):
                 user_ids = frozenset(hours.get(f"{key.window_start:%H}", ()))
             else:
                 user_ids = frozenset().union(*hours.values())
-            snapshots.append(
-                MetricSnapshot(
-                    key,
-                    read_int(item, "event_count"),
-                    read_decimal(item, "value_sum"),
-                    read_int(item, "value_count"),
-                    user_ids,
-                )
-            )
+            snapshots.append(MetricSnapshot(key, read_measures(item), user_ids))
         return snapshots
 
     def _users_by_hour(self, partition: str) -> dict[str, set[str]]:

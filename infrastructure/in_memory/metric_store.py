@@ -6,7 +6,6 @@ import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 
 from application.ports import (
     COMPLETE,
@@ -18,8 +17,8 @@ from application.ports import (
 )
 from application.shard_cut import ShardCut
 from domain.erasure import UniqueUserMarker
-from domain.limits import COUNTER_CONTEXT, counter_sum_problem, delta_sum_problem
-from domain.metrics import Granularity, MetricDelta, MetricKey
+from domain.limits import counter_sum_problem, delta_sum_problem
+from domain.metrics import NO_MEASURES, Granularity, Measures, MetricDelta, MetricKey
 from infrastructure.dynamodb_layout import (
     counter_partition_key,
     counter_sort_key,
@@ -31,9 +30,7 @@ from infrastructure.dynamodb_layout import (
 
 @dataclass(slots=True)
 class _Counter:
-    event_count: int = 0
-    value_sum: Decimal = Decimal(0)
-    value_count: int = 0
+    measures: Measures = NO_MEASURES
     users: set[str] = field(default_factory=set)
     watermarks: dict[str, int] = field(default_factory=dict)
 
@@ -76,7 +73,7 @@ class InMemoryMetricStore(MetricStore):
             fresh = delta.after(watermark)
             if fresh is None:
                 return
-            stored_sum = Decimal(0) if counter is None else counter.value_sum
+            stored_sum = NO_MEASURES.value_sum if counter is None else counter.measures.value_sum
             problem = delta_sum_problem(fresh.values) or counter_sum_problem(
                 stored_sum, *(value for value in fresh.values if value is not None)
             )
@@ -92,9 +89,7 @@ class InMemoryMetricStore(MetricStore):
             return
         if counter is None:
             counter = self._counters[key] = _Counter()
-        counter.event_count += fresh.event_count
-        counter.value_sum = COUNTER_CONTEXT.add(counter.value_sum, fresh.value_sum)
-        counter.value_count += fresh.value_count
+        counter.measures += fresh.measures
         counter.watermarks[delta.shard_id] = fresh.last_sequence
 
     @staticmethod
@@ -134,7 +129,7 @@ class InMemoryMetricStore(MetricStore):
     ) -> list[MetricSnapshot]:
         with self._lock:
             return [
-                MetricSnapshot(key, c.event_count, c.value_sum, c.value_count, frozenset(c.users))
+                MetricSnapshot(key, c.measures, frozenset(c.users))
                 for key, c in sorted(self._counters.items())
                 if key.experiment_id == experiment_id
                 and key.granularity is granularity

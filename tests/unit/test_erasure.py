@@ -55,7 +55,10 @@ class World:
         return UserEraser(self.items, self.store.archive, [self.store.dead_letters])
 
     def counters(self) -> list[tuple[object, int, object, int]]:
-        return [(s.key, s.event_count, s.value_sum, s.value_count) for s in self._snapshots()]
+        return [
+            (s.key, s.measures.event_count, s.measures.value_sum, s.measures.value_count)
+            for s in self._snapshots()
+        ]
 
     def users(self) -> dict[object, frozenset[str]]:
         return {s.key: s.user_ids for s in self._snapshots()}

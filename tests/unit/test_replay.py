@@ -43,7 +43,7 @@ def item(
 
 def counts(store: InMemoryBackEnd) -> list[tuple[str, int, int]]:
     return [
-        (s.key.metric, s.event_count, s.unique_users)
+        (s.key.metric, s.measures.event_count, s.unique_users)
         for s in store.metrics.snapshots("exp-1", Granularity.DAY)
     ]
 

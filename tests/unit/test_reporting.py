@@ -14,18 +14,17 @@ from scipy.stats import chi2, chisquare
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
 from application.ports import MetricSnapshot
-from application.reporting import (
+from application.reporting import UnknownControlVariantError, build_report
+from domain.experiments import Experiment, ExperimentStatus, Variant
+from domain.metrics import Granularity, Measures, MetricKey
+from domain.statistics import (
     EXPOSURE_METRIC,
     SRM_P_VALUE_THRESHOLD,
-    UnknownControlVariantError,
-    build_report,
     chi_square_survival,
     newcombe_difference_interval,
     sample_ratio_check,
     wilson_interval,
 )
-from domain.experiments import Experiment, ExperimentStatus, Variant
-from domain.metrics import Granularity, MetricKey
 
 DAY = datetime(2026, 11, 20, tzinfo=UTC)
 
@@ -59,9 +58,7 @@ def _snapshot(
     user_ids = _users(users, variant_id) if isinstance(users, int) else users
     return MetricSnapshot(
         key,
-        events if events is not None else len(user_ids),
-        Decimal(value_sum),
-        value_count,
+        Measures(events if events is not None else len(user_ids), Decimal(value_sum), value_count),
         user_ids,
     )
 
@@ -174,8 +171,8 @@ def test_the_report_computes_rates_lift_and_means_per_variant() -> None:
     )
 
     totals = {(t.variant_id, t.metric): t for t in report.totals}
-    assert totals[("control", "purchase")].value_mean == Decimal("20.01")
-    assert totals[("control", "conversion")].event_count == 130
+    assert totals[("control", "purchase")].measures.value_mean == Decimal("20.01")
+    assert totals[("control", "conversion")].measures.event_count == 130
     rates = {(r.variant_id, r.metric): r for r in report.rates}
     treatment = rates[("treatment", "conversion")]
     assert treatment.rate == pytest.approx(0.12)
@@ -199,7 +196,7 @@ def test_a_user_active_in_several_windows_counts_once_over_the_range() -> None:
     report = build_report("exp-1", None, snapshots, Granularity.DAY)
 
     assert report.totals[0].unique_users == 12
-    assert report.totals[0].event_count == 22
+    assert report.totals[0].measures.event_count == 22
     assert report.totals[0].windows == 2
     assert report.sample_ratio is None
 
@@ -413,7 +410,7 @@ def test_report_totals_count_events_and_distinct_users_over_the_windows(
             for s in snapshots
             if (s.key.variant_id, s.key.metric) == (total.variant_id, total.metric)
         ]
-        assert total.event_count == sum(s.event_count for s in mine)
+        assert total.measures.event_count == sum(s.measures.event_count for s in mine)
         assert total.unique_users == len(users_of(total.variant_id, total.metric))
         assert total.windows == len(mine)
     for rate in report.rates:
