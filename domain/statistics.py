@@ -29,7 +29,8 @@ from domain.experiments import Experiment
 EXPOSURE_METRIC = "exposure"
 CONTROL_VARIANT = "control"
 SRM_P_VALUE_THRESHOLD = 0.001
-Z_95 = 1.959963984540054  # the 97.5% quantile of the standard normal distribution
+CONFIDENCE_LEVEL = 0.95
+Z_95 = 1.959963984540054  # the 97.5% quantile of the standard normal distribution: two-sided 95%
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,10 +21,15 @@ from rich.table import Table
 from application.ports import MetricSnapshot
 from application.reporting import ExperimentReport
 from domain.metrics import Granularity
-from domain.statistics import SRM_P_VALUE_THRESHOLD, Interval, MetricRate, SampleRatioCheck
+from domain.statistics import (
+    CONFIDENCE_LEVEL,
+    SRM_P_VALUE_THRESHOLD,
+    Interval,
+    MetricRate,
+    SampleRatioCheck,
+)
 
 JSON_FORMAT_VERSION = 1
-CONFIDENCE_LEVEL = 0.95
 WINDOW_COLUMNS = (
     "experiment_id",
     "variant_id",
