@@ -129,6 +129,23 @@ class MetricStore(abc.ABC):
         counter without one is left out). Strongly consistent."""
 
 
+class UniqueUserMarkers(abc.ABC):
+    """The distinct users of the counters' windows: one marker per (experiment, variant, metric,
+    hour, user). Marking a user twice is harmless, so markers need no watermark; a day's users
+    are the union of its hours' markers."""
+
+    @abc.abstractmethod
+    def mark(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
+        """Mark the users of the hourly deltas (a daily delta's users are those of the hourly
+        deltas of the same records). A marker not known to be durable leaves its shard
+        unfinished from the first record of the user in the deltas; a marker refused for good is
+        refused through the first record of the user in each shard."""
+
+    @abc.abstractmethod
+    def users(self, keys: Collection[MetricKey]) -> dict[MetricKey, frozenset[str]]:
+        """The marked users of each counter's window (of a day: of every hour in it)."""
+
+
 class EventArchive(abc.ABC):
     @abc.abstractmethod
     def store(self, objects: Sequence[ArchiveObject], deadline: Deadline) -> WriteReport:

@@ -22,6 +22,7 @@ from infrastructure.aws.dynamodb_repositories import (
     DynamoDbAssignmentRepository,
     DynamoDbExperimentRepository,
 )
+from infrastructure.aws.dynamodb_unique_user_markers import DynamoDbUniqueUserMarkers
 from infrastructure.aws.s3_archive import S3Encryption, S3EventArchive
 from infrastructure.aws.sqs_dead_letters import (
     S3DeadLetterQueue,
@@ -152,14 +153,21 @@ class Container(containers.DeclarativeContainer):
         ),
         tracer,
     )
+    unique_user_markers = providers.Singleton(
+        DynamoDbUniqueUserMarkers,
+        dynamodb_client,
+        settings.provided.dynamodb_table,
+        max_workers=settings.provided.write_concurrency,
+        ttl_days=settings.provided.marker_ttl_days,
+        cache_size=settings.provided.marker_cache_entries,
+    )
     dynamodb_metric_store = providers.Singleton(
         DynamoDbMetricStore,
         dynamodb_client,
         settings.provided.dynamodb_table,
         max_workers=settings.provided.write_concurrency,
         clock=clock,
-        marker_ttl_days=settings.provided.marker_ttl_days,
-        marker_cache_size=settings.provided.marker_cache_entries,
+        markers=unique_user_markers,
     )
     metric_store = providers.Singleton(TracedMetricStore, dynamodb_metric_store, tracer)
     event_archive = providers.Singleton(

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import (
         AttributeValueTypeDef,
         KeysAndAttributesTypeDef,
+        QueryInputTypeDef,
         WriteRequestTypeDef,
     )
 
@@ -190,6 +191,21 @@ def read_items(
             f"{len(unprocessed)} keys of {table_name} still unprocessed after retries",
         )
     return found
+
+
+def query_items(client: DynamoDBClient, request: QueryInputTypeDef) -> list[Item]:
+    """Every item a `Query` finds, page after page; botocore's errors translated."""
+    items: list[Item] = []
+    try:
+        while True:
+            response = client.query(**request)
+            items.extend(response.get("Items", []))
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return items
+            request = {**request, "ExclusiveStartKey": last}
+    except (ClientError, BotoCoreError) as error:
+        raise translate(error, "Query") from error
 
 
 def delete_keys(

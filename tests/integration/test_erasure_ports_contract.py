@@ -74,7 +74,9 @@ def table(request: pytest.FixtureRequest) -> Table:
             InMemoryRecentEventIndex(),
             InMemoryReplayLedger(),
         )
-        return Table(InMemoryPersonalItemStore(metrics, events, ledger), metrics, events, ledger)
+        return Table(
+            InMemoryPersonalItemStore(metrics.markers, events, ledger), metrics, events, ledger
+        )
     client: DynamoDBClient = request.getfixturevalue("dynamodb_client")
     name: str = request.getfixturevalue("unique_name")
     ensure_aggregation_table(client, name)

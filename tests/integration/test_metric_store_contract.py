@@ -22,6 +22,7 @@ from domain.metrics import Granularity
 from infrastructure.aws.client_config import _retry_quota_checker, client_config
 from infrastructure.aws.dynamodb_codec import Backoff
 from infrastructure.aws.dynamodb_metric_store import DynamoDbMetricStore
+from infrastructure.aws.dynamodb_unique_user_markers import DynamoDbUniqueUserMarkers
 from infrastructure.aws.permissions import (
     LAMBDA_PARTITION_KEY_PREFIXES,
     LAMBDA_PERMISSIONS,
@@ -501,7 +502,8 @@ def test_markers_this_container_wrote_are_not_written_again(
 def test_markers_carry_an_expiry_when_a_retention_is_set(
     dynamodb_client: DynamoDBClient, aggregation_table: str
 ) -> None:
-    store = dynamodb_store(dynamodb_client, aggregation_table, marker_ttl_days=30)
+    retained = DynamoDbUniqueUserMarkers(dynamodb_client, aggregation_table, ttl_days=30)
+    store = dynamodb_store(dynamodb_client, aggregation_table, markers=retained)
     apply(store, Seen(1, "u1", at(10, 1)))
 
     items = dynamodb_client.scan(TableName=aggregation_table)["Items"]

@@ -48,7 +48,7 @@ class World:
             ]
         )
         self.items = InMemoryPersonalItemStore(
-            self.store.metrics, self.store.recent_events, self.ledger
+            self.store.metrics.markers, self.store.recent_events, self.ledger
         )
 
     def eraser(self) -> UserEraser:
@@ -228,7 +228,7 @@ class _FailingDeletes(InMemoryPersonalItemStore):
 
 def test_an_interrupted_run_changes_no_line_and_a_rerun_finishes(world: World) -> None:
     lines = list(world.store.archive.lines())
-    failing = _FailingDeletes(world.store.metrics, world.store.recent_events, world.ledger)
+    failing = _FailingDeletes(world.store.metrics.markers, world.store.recent_events, world.ledger)
 
     with pytest.raises(TransientInfrastructureError):
         UserEraser(failing, world.store.archive, [world.store.dead_letters]).erase(["user-1"])
@@ -238,7 +238,7 @@ def test_an_interrupted_run_changes_no_line_and_a_rerun_finishes(world: World) -
 
 
 def test_an_interrupted_run_is_finished_by_the_next(world: World) -> None:
-    failing = _FailingDeletes(world.store.metrics, world.store.recent_events, world.ledger)
+    failing = _FailingDeletes(world.store.metrics.markers, world.store.recent_events, world.ledger)
     with pytest.raises(TransientInfrastructureError):
         UserEraser(failing, world.store.archive, [world.store.dead_letters]).erase(["user-1"])
 
