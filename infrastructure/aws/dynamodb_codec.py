@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from application.ports import Deadline
-from domain.errors import TransientInfrastructureError
+from application.ports import COMPLETE, Deadline, RecordId, WriteReport
+from application.shard_cut import NO_CUT, ShardCut
+from domain.errors import InfrastructureConfigurationError, TransientInfrastructureError
 from domain.metrics import MEASURE_NAMES, Measures
-from infrastructure.aws.errors import translate
+from infrastructure.aws.errors import is_transient, translate
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -82,6 +84,39 @@ def read_measures(item: Mapping[str, AttributeValueTypeDef]) -> Measures:
     return Measures.from_stored(
         lambda name: read_int(item, name), lambda name: read_decimal(item, name)
     )
+
+
+def settled(futures: Iterable[Future[WriteReport]]) -> WriteReport:
+    """One report of writes made concurrently, once every one has settled: per shard the lowest
+    cut, every problem once, every refusal. A configuration error is raised only then (the first
+    one), so that no write is still under way when the caller hears of it."""
+    cut = NO_CUT
+    problems: list[str] = []
+    refused: dict[RecordId, str] = {}
+    configuration_errors: list[InfrastructureConfigurationError] = []
+    for future in futures:
+        try:
+            report = future.result()
+        except InfrastructureConfigurationError as error:
+            configuration_errors.append(error)
+            continue
+        cut = cut.merged(report.cut)
+        problems.extend(report.problems)
+        refused.update(report.refused)
+    if configuration_errors:
+        raise configuration_errors[0]
+    if not cut and not problems and not refused:
+        return COMPLETE
+    return WriteReport(cut, tuple(dict.fromkeys(problems)), refused)
+
+
+def failed_write(error: Exception, operation: str, cut: ShardCut) -> WriteReport:
+    """The report of a write that failed for now (`cut` redelivers what it was to make
+    durable); raises the domain's error for a failure that retrying cannot help."""
+    domain_error = translate(error, operation)
+    if not is_transient(error):
+        raise domain_error from error
+    return WriteReport(cut, (str(domain_error),))
 
 
 def chunked(items: Sequence[T], size: int) -> list[Sequence[T]]:

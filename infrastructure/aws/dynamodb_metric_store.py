@@ -9,7 +9,6 @@ import threading
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import DecimalException
 from typing import TYPE_CHECKING, cast
@@ -27,7 +26,6 @@ from application.ports import (
     WriteReport,
 )
 from application.shard_cut import NO_CUT, ShardCut
-from domain.errors import InfrastructureConfigurationError
 from domain.limits import delta_sum_problem
 from domain.metrics import Granularity, MetricDelta, MetricKey
 from domain.records import padded_sequence
@@ -39,15 +37,17 @@ from infrastructure.aws.dynamodb_codec import (
     Item,
     MalformedItemError,
     chunked,
+    failed_write,
     measure_values,
     query_items,
     read_items,
     read_measures,
     read_string,
+    settled,
     string,
 )
 from infrastructure.aws.dynamodb_unique_user_markers import DynamoDbUniqueUserMarkers
-from infrastructure.aws.errors import is_data_refusal, is_transient, translate
+from infrastructure.aws.errors import is_data_refusal, is_transient
 from infrastructure.clock import SystemClock
 from infrastructure.dynamodb_layout import (
     counter_partition_key,
@@ -76,16 +76,6 @@ _IDENTITY_NAMES = {
     f"#{name}": name
     for name in ("experiment_id", "variant_id", "metric", "granularity", "window_start")
 }
-
-
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    unfinished: ShardCut
-    problems: tuple[str, ...] = ()
-    refused: Mapping[RecordId, str] = field(default_factory=dict)
-
-
-_DONE = _Outcome(NO_CUT)
 
 
 class DynamoDbMetricStore(MetricStore):
@@ -164,52 +154,30 @@ class DynamoDbMetricStore(MetricStore):
             fresh = delta if known is None else delta.after(known)
             if fresh is not None:
                 per_counter[counter].append(fresh)
-        futures: list[Future[_Outcome] | Future[WriteReport]] = [
+        futures: list[Future[WriteReport]] = [
             self._executor.submit(self._apply_counter_deltas, same_counter, deadline)
             for same_counter in per_counter.values()
         ]
         futures.extend(self._markers.submit(deltas, deadline, self._executor))
-        return self._collect(futures)
+        return settled(futures)
 
-    def _collect(self, futures: list[Future[_Outcome] | Future[WriteReport]]) -> WriteReport:
-        unfinished = NO_CUT
-        problems: list[str] = []
-        refused: dict[RecordId, str] = {}
-        configuration_errors: list[InfrastructureConfigurationError] = []
-        for future in futures:
-            try:
-                outcome = future.result()
-            except InfrastructureConfigurationError as error:
-                configuration_errors.append(error)
-                continue
-            if isinstance(outcome, WriteReport):  # the markers' part
-                outcome = _Outcome(outcome.cut, outcome.problems, outcome.refused)
-            unfinished = unfinished.merged(outcome.unfinished)
-            problems.extend(outcome.problems)
-            refused.update(outcome.refused)
-        if configuration_errors:
-            raise configuration_errors[0]
-        if not unfinished and not problems and not refused:
-            return COMPLETE
-        return WriteReport(unfinished, tuple(dict.fromkeys(problems)), refused)
-
-    def _apply_counter_deltas(self, deltas: list[MetricDelta], deadline: Deadline) -> _Outcome:
+    def _apply_counter_deltas(self, deltas: list[MetricDelta], deadline: Deadline) -> WriteReport:
         deltas.sort(key=lambda delta: delta.first_sequence)
         refused: dict[RecordId, str] = {}
         for index, delta in enumerate(deltas):
             outcome = self._apply_counter(delta, deadline)
             refused.update(outcome.refused)
-            if outcome.unfinished:
-                return _Outcome(
-                    outcome.unfinished.merged(
+            if outcome.cut:
+                return WriteReport(
+                    outcome.cut.merged(
                         ShardCut.of((d.shard_id, d.first_sequence) for d in deltas[index + 1 :])
                     ),
                     outcome.problems,
                     refused,
                 )
-        return _Outcome(NO_CUT, (), refused) if refused else _DONE
+        return WriteReport(NO_CUT, (), refused) if refused else COMPLETE
 
-    def _apply_counter(self, delta: MetricDelta, deadline: Deadline) -> _Outcome:
+    def _apply_counter(self, delta: MetricDelta, deadline: Deadline) -> WriteReport:
         """One conditional update, trimmed by the old image when the condition fails, retried
         with backoff while a transient failure lasts and the deadline allows (each try is a
         request the redelivery would otherwise cost, and a batch cut at this counter's first
@@ -221,7 +189,7 @@ class DynamoDbMetricStore(MetricStore):
         transient_failures = 0
         while True:
             if deadline.expired():
-                return _Outcome(
+                return WriteReport(
                     ShardCut({delta.shard_id: remaining.first_sequence}),
                     ("deadline reached before updating every metric counter",),
                 )
@@ -236,18 +204,18 @@ class DynamoDbMetricStore(MetricStore):
                 if error.response.get("Error", {}).get("Code") == CONDITION_FAILED:
                     watermark = _watermark_in(error, watermark_name)
                     if watermark is None:
-                        return _Outcome(
+                        return WriteReport(
                             ShardCut({delta.shard_id: remaining.first_sequence}),
                             (f"UpdateItem: condition failed without a readable {watermark_name}",),
                         )
                     self._confirm(counter, watermark)
                     trimmed = remaining.after(watermark)
                     if trimmed is None:
-                        return _DONE
+                        return COMPLETE
                     remaining = trimmed
                     condition_failures += 1
                     if condition_failures >= self._max_condition_retries:
-                        return _Outcome(
+                        return WriteReport(
                             ShardCut({delta.shard_id: remaining.first_sequence}),
                             (
                                 "UpdateItem: the watermark kept moving; another writer applies "
@@ -263,19 +231,19 @@ class DynamoDbMetricStore(MetricStore):
                 failure = error
             else:
                 self._confirm(counter, remaining.last_sequence)
-                return _DONE
+                return COMPLETE
             transient_failures += 1
             if not is_transient(failure) or transient_failures > self._max_transient_retries:
-                return self._failed(
+                return failed_write(
                     failure, "UpdateItem", ShardCut({delta.shard_id: remaining.first_sequence})
                 )
             self._backoff.pause(transient_failures - 1)
 
-    def _isolate_refused(self, delta: MetricDelta, deadline: Deadline, message: str) -> _Outcome:
+    def _isolate_refused(self, delta: MetricDelta, deadline: Deadline, message: str) -> WriteReport:
         """DynamoDB refused this update's data: find the records responsible by halves (the
         first half before the second, so the watermark rule holds) and apply the rest."""
         if delta.event_count == 1:
-            return _Outcome(
+            return WriteReport(
                 NO_CUT,
                 (),
                 {
@@ -287,11 +255,11 @@ class DynamoDbMetricStore(MetricStore):
             )
         middle = delta.event_count // 2
         first = self._apply_counter(delta.part(0, middle), deadline)
-        if first.unfinished:
-            return _Outcome(first.unfinished, first.problems, first.refused)
+        if first.cut:
+            return WriteReport(first.cut, first.problems, first.refused)
         second = self._apply_counter(delta.part(middle, delta.event_count), deadline)
-        return _Outcome(
-            second.unfinished, first.problems + second.problems, {**first.refused, **second.refused}
+        return WriteReport(
+            second.cut, first.problems + second.problems, {**first.refused, **second.refused}
         )
 
     def _confirm(self, counter: tuple[MetricKey, str], watermark: int) -> None:
@@ -328,13 +296,6 @@ class DynamoDbMetricStore(MetricStore):
             ExpressionAttributeValues=values,
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
-
-    @staticmethod
-    def _failed(error: Exception, operation: str, unfinished: ShardCut) -> _Outcome:
-        domain_error = translate(error, operation)
-        if not is_transient(error):
-            raise domain_error from error
-        return _Outcome(unfinished, (str(domain_error),))
 
     # -- reading (operators' reports) -----------------------------------------------------------
 

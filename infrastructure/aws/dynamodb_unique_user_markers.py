@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
+from collections.abc import Collection, Mapping, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -23,13 +23,15 @@ from infrastructure.aws.dynamodb_codec import (
     Backoff,
     Item,
     chunked,
+    failed_write,
     number,
     put_items,
     query_items,
     read_string,
+    settled,
     string,
 )
-from infrastructure.aws.errors import is_data_refusal, is_transient, translate
+from infrastructure.aws.errors import is_data_refusal, is_transient
 from infrastructure.dynamodb_layout import marker_partition_key, marker_sort_key
 
 if TYPE_CHECKING:
@@ -78,9 +80,7 @@ class DynamoDbUniqueUserMarkers(UniqueUserMarkers):
     # -- writing -------------------------------------------------------------------------------
 
     def mark(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
-        futures = self.submit(deltas, deadline, self._executor)
-        wait(futures)  # every write settled before a configuration error is raised
-        return combined(future.result() for future in futures)
+        return settled(self.submit(deltas, deadline, self._executor))
 
     def submit(
         self, deltas: Sequence[MetricDelta], deadline: Deadline, executor: Executor
@@ -143,7 +143,7 @@ class DynamoDbUniqueUserMarkers(UniqueUserMarkers):
                     return self._isolate_refused_markers(chunk, sources, deadline, error)
                 transient_failures += 1
                 if not is_transient(error) or transient_failures > self._max_transient_retries:
-                    return _failed(error, "BatchWriteItem", unfinished_of(chunk))
+                    return failed_write(error, "BatchWriteItem", unfinished_of(chunk))
                 self._backoff.pause(transient_failures - 1)
         not_written = {
             (read_string(item, "partition_key"), read_string(item, "sort_key")) for item in left
@@ -178,7 +178,12 @@ class DynamoDbUniqueUserMarkers(UniqueUserMarkers):
                     f"BatchWriteItem (unique-user marker): {message}",
                 ),
             )
-        return combined(self._write_markers([key], sources, deadline) for key in chunk)
+        reports = [self._write_markers([key], sources, deadline) for key in chunk]
+        return WriteReport(
+            NO_CUT.merged(*(report.cut for report in reports)),
+            tuple(problem for report in reports for problem in report.problems),
+            {where: why for report in reports for where, why in report.refused.items()},
+        )
 
     def _marker_item(self, key: MarkerKey) -> Item:
         partition, sort = key
@@ -225,25 +230,3 @@ class DynamoDbUniqueUserMarkers(UniqueUserMarkers):
 
 def _partition_of(key: MetricKey) -> str:
     return marker_partition_key(key.experiment_id, key.variant_id, key.metric, key.window_start)
-
-
-def combined(reports: Iterable[WriteReport]) -> WriteReport:
-    """One report of several writes: the lowest unfinished sequence per shard, every problem
-    once, every refusal."""
-    unfinished = NO_CUT
-    problems: list[str] = []
-    refused: dict[RecordId, str] = {}
-    for report in reports:
-        unfinished = unfinished.merged(report.cut)
-        problems.extend(report.problems)
-        refused.update(report.refused)
-    if not unfinished and not problems and not refused:
-        return COMPLETE
-    return WriteReport(unfinished, tuple(dict.fromkeys(problems)), refused)
-
-
-def _failed(error: Exception, operation: str, unfinished: ShardCut) -> WriteReport:
-    domain_error = translate(error, operation)
-    if not is_transient(error):
-        raise domain_error from error
-    return WriteReport(unfinished, (str(domain_error),))
