@@ -89,9 +89,12 @@ class Measures:
         return cls(event_count, value_sum, value_count)
 
     def __add__(self, other: Measures) -> Measures:
+        """Decimals add in the current context: a store adds its counters in DynamoDB's
+        (`decimal.localcontext(COUNTER_CONTEXT)`, which raises rather than round), a report
+        its totals in Python's default one."""
         return Measures(
             self.event_count + other.event_count,
-            COUNTER_CONTEXT.add(self.value_sum, other.value_sum),
+            self.value_sum + other.value_sum,
             self.value_count + other.value_count,
         )
 

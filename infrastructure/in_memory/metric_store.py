@@ -7,6 +7,7 @@ import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import localcontext
 
 from application.ports import (
     COMPLETE,
@@ -18,7 +19,7 @@ from application.ports import (
     WriteReport,
 )
 from application.shard_cut import ShardCut
-from domain.limits import counter_sum_problem, delta_sum_problem
+from domain.limits import COUNTER_CONTEXT, counter_sum_problem, delta_sum_problem
 from domain.metrics import NO_MEASURES, Granularity, Measures, MetricDelta, MetricKey
 from infrastructure.dynamodb_layout import (
     counter_partition_key,
@@ -87,7 +88,8 @@ class InMemoryMetricStore(MetricStore):
             return
         if counter is None:
             counter = self._counters[key] = _Counter()
-        counter.measures += fresh.measures
+        with localcontext(COUNTER_CONTEXT):
+            counter.measures += fresh.measures
         counter.watermarks[delta.shard_id] = fresh.last_sequence
 
     def watermarks(self, keys: Collection[MetricKey], shard_id: str) -> dict[MetricKey, int]:

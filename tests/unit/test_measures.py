@@ -4,11 +4,13 @@ that the DynamoDB item format writes and reads whole."""
 from __future__ import annotations
 
 from dataclasses import fields
-from decimal import Decimal
+from decimal import Decimal, Inexact, localcontext
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from domain.limits import COUNTER_CONTEXT
 from domain.metrics import MEASURE_NAMES, NO_MEASURES, Measures
 from infrastructure.aws.dynamodb_codec import (
     MEASURES_ADD,
@@ -73,3 +75,13 @@ def test_a_counter_item_reads_back_the_measures_it_was_written_with(
     item = {name: number(amount) for name, amount in measures.as_numbers().items()}
 
     assert read_measures(item) == measures
+
+
+def test_in_dynamodb_s_arithmetic_measures_add_exactly_or_not_at_all() -> None:
+    thirty_digits = Measures(1, Decimal("1" * 30), 1)
+    cent = Measures(1, Decimal("0.01"), 1)
+
+    with localcontext(COUNTER_CONTEXT):
+        assert (thirty_digits + cent).value_sum == Decimal("1" * 30 + ".01")
+        with pytest.raises(Inexact):
+            _ = Measures(value_sum=Decimal("1" * 38)) + Measures(value_sum=Decimal("0.1"))
