@@ -7,14 +7,13 @@ import math
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from application.shard_cut import NO_CUT, ShardCut
 from domain.archiving import ArchiveObject
 from domain.erasure import PersonalItem
 from domain.experiments import Assignment, Experiment
-from domain.metrics import Granularity, MetricDelta, MetricKey
+from domain.metrics import Granularity, Measures, MetricDelta, MetricKey
 from domain.rejections import DeadLetter
 
 if TYPE_CHECKING:
@@ -99,9 +98,7 @@ class MetricSnapshot:
     """
 
     key: MetricKey
-    event_count: int
-    value_sum: Decimal
-    value_count: int
+    measures: Measures
     user_ids: frozenset[str]
 
     @property
@@ -130,6 +127,23 @@ class MetricStore(abc.ABC):
     def watermarks(self, keys: Collection[MetricKey], shard_id: str) -> dict[MetricKey, int]:
         """The highest sequence number of `shard_id` applied to each of these counters (a
         counter without one is left out). Strongly consistent."""
+
+
+class UniqueUserMarkers(abc.ABC):
+    """The distinct users of the counters' windows: one marker per (experiment, variant, metric,
+    hour, user). Marking a user twice is harmless, so markers need no watermark; a day's users
+    are the union of its hours' markers."""
+
+    @abc.abstractmethod
+    def mark(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
+        """Mark the users of the hourly deltas (a daily delta's users are those of the hourly
+        deltas of the same records). A marker not known to be durable leaves its shard
+        unfinished from the first record of the user in the deltas; a marker refused for good is
+        refused through the first record of the user in each shard."""
+
+    @abc.abstractmethod
+    def users(self, keys: Collection[MetricKey]) -> dict[MetricKey, frozenset[str]]:
+        """The marked users of each counter's window (of a day: of every hour in it)."""
 
 
 class EventArchive(abc.ABC):

@@ -17,13 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from application.ports import MetricSnapshot
-from application.reporting import (
-    EXPOSURE_METRIC,
-    ExperimentReport,
-    Interval,
-    wilson_interval,
-)
+from application.reporting import ExperimentReport
 from domain.metrics import Granularity
+from domain.statistics import EXPOSURE_METRIC, Interval, wilson_interval
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,8 +38,9 @@ from domain.attribution import attribute
 from domain.decoding import decode_record
 from domain.events import AcceptedEvent, EventLimits
 from domain.experiments import Assignment, Experiment, ExperimentStatus, Variant
-from domain.metrics import GRANULARITIES, MetricKey, to_decimal
+from domain.metrics import GRANULARITIES, Measures, MetricKey, to_decimal
 from domain.records import KinesisCoordinates, RawRecord
+from infrastructure.aws.dynamodb_codec import MEASURES_ADD, measure_values
 from infrastructure.dynamodb_layout import (
     counter_partition_key,
     counter_sort_key,
@@ -215,12 +216,8 @@ class NaiveRecordHandler:
                         "partition_key": {"S": counter_partition_key(key.experiment_id)},
                         "sort_key": {"S": counter_sort_key(key)},
                     },
-                    UpdateExpression="ADD event_count :n, value_sum :s, value_count :c",
-                    ExpressionAttributeValues={
-                        ":n": {"N": "1"},
-                        ":s": {"N": str(value or 0)},
-                        ":c": {"N": "0" if value is None else "1"},
-                    },
+                    UpdateExpression=MEASURES_ADD,
+                    ExpressionAttributeValues=measure_values(Measures.of_records([value])),
                 )
                 if granularity is GRANULARITIES[0]:
                     try:

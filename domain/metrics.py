@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -55,6 +55,72 @@ def to_decimal(value: float) -> Decimal:
 
 
 @dataclass(frozen=True, slots=True)
+class Measures:
+    """What a counter adds up, defined once: the deltas, the stores (both write paths and their
+    reads), the snapshots and the report's totals all hold this value.
+
+    Every measure is additive (`+`), so that a counter is the sum of its deltas in any grouping;
+    DynamoDB keeps each as a number attribute of the same name, added by one `ADD` (its update
+    and its read are built from `MEASURE_NAMES`). Unique users are not a measure: a set does not
+    add up as a number, so the unique-user markers keep them apart.
+
+    A new measure is a field here with a zero default, its rule in `of_records`, `__add__` and
+    `from_stored`, and its place in the report's output formats.
+    """
+
+    event_count: int = 0
+    value_sum: Decimal = Decimal(0)
+    """Exact: adding raises `decimal.Inexact` (a `decimal.DecimalException`) rather than round,
+    which the contract's bound on `value` keeps out of reach of any batch."""
+    value_count: int = 0
+    """The events that carried a value: the denominator of the mean value."""
+
+    @classmethod
+    def of_records(cls, values: Iterable[Decimal | None]) -> Measures:
+        """The measures of records carrying these values (None: the event had no value)."""
+        event_count = value_count = 0
+        value_sum = Decimal(0)
+        add = COUNTER_CONTEXT.add
+        for value in values:
+            event_count += 1
+            if value is not None:
+                value_sum = add(value_sum, value)
+                value_count += 1
+        return cls(event_count, value_sum, value_count)
+
+    def __add__(self, other: Measures) -> Measures:
+        """Decimals add in the current context: a store adds its counters in DynamoDB's
+        (`decimal.localcontext(COUNTER_CONTEXT)`, which raises rather than round), a report
+        its totals in Python's default one."""
+        return Measures(
+            self.event_count + other.event_count,
+            self.value_sum + other.value_sum,
+            self.value_count + other.value_count,
+        )
+
+    @classmethod
+    def from_stored(cls, count: Callable[[str], int], amount: Callable[[str], Decimal]) -> Measures:
+        """The measures as a store keeps them: `count(name)` reads a whole-number measure,
+        `amount(name)` a decimal one."""
+        return cls(count("event_count"), amount("value_sum"), count("value_count"))
+
+    @property
+    def value_mean(self) -> Decimal | None:
+        """The mean `value` of the events that carried one."""
+        if self.value_count == 0:
+            return None
+        return self.value_sum / self.value_count
+
+    def as_numbers(self) -> dict[str, int | Decimal]:
+        """Each measure by name, in `MEASURE_NAMES` order."""
+        return {name: getattr(self, name) for name in MEASURE_NAMES}
+
+
+MEASURE_NAMES: tuple[str, ...] = tuple(field.name for field in fields(Measures))
+NO_MEASURES = Measures()
+
+
+@dataclass(frozen=True, slots=True)
 class MetricDelta:
     """What one batch adds to one counter, with the records it came from.
 
@@ -70,22 +136,13 @@ class MetricDelta:
 
     @property
     def event_count(self) -> int:
+        """The number of records (a refused delta is split by halves of them)."""
         return len(self.sequences)
 
     @property
-    def value_sum(self) -> Decimal:
-        """Exact: raises `decimal.Inexact` (a `decimal.DecimalException`) rather than round,
-        which the contract's bound on `value` keeps out of reach of any batch."""
-        total = Decimal(0)
-        add = COUNTER_CONTEXT.add
-        for value in self.values:
-            if value is not None:
-                total = add(total, value)
-        return total
-
-    @property
-    def value_count(self) -> int:
-        return sum(1 for value in self.values if value is not None)
+    def measures(self) -> Measures:
+        """What these records add to the counter: exact, see `Measures.of_records`."""
+        return Measures.of_records(self.values)
 
     @property
     def users(self) -> frozenset[str]:

@@ -31,6 +31,7 @@ from infrastructure.aws.dynamodb_repositories import (
     DynamoDbAssignmentRepository,
     DynamoDbExperimentRepository,
 )
+from infrastructure.aws.dynamodb_unique_user_markers import DynamoDbUniqueUserMarkers
 from infrastructure.aws.s3_archive import S3Encryption, S3EventArchive
 from infrastructure.aws.sqs_dead_letters import (
     S3DeadLetterQueue,
@@ -49,6 +50,7 @@ from infrastructure.in_memory.repositories import (
     InMemoryExperimentRepository,
 )
 from infrastructure.in_memory.telemetry import InMemoryTelemetry
+from infrastructure.in_memory.unique_user_markers import InMemoryUniqueUserMarkers
 from infrastructure.layered_recent_events import LayeredRecentEventIndex
 from infrastructure.powertools_telemetry import PowertoolsTelemetry
 from infrastructure.tracing import (
@@ -173,7 +175,8 @@ class Container(containers.DeclarativeContainer):
     # The memory back end: one instance of each adapter per container.
     in_memory_assignment_repository = providers.Singleton(InMemoryAssignmentRepository)
     in_memory_experiment_repository = providers.Singleton(InMemoryExperimentRepository)
-    in_memory_metric_store = providers.Singleton(InMemoryMetricStore)
+    in_memory_unique_user_markers = providers.Singleton(InMemoryUniqueUserMarkers)
+    in_memory_metric_store = providers.Singleton(InMemoryMetricStore, in_memory_unique_user_markers)
     in_memory_event_archive = providers.Singleton(InMemoryEventArchive, archive_codec)
     in_memory_dead_letter_queue = providers.Singleton(InMemoryDeadLetterQueue)
     in_memory_durable_event_ids = providers.Singleton(
@@ -181,14 +184,21 @@ class Container(containers.DeclarativeContainer):
     )
     """What stands for the aggregation table's event ids (EVENT_ID_INDEX=dynamodb)."""
 
+    dynamodb_unique_user_markers = providers.Singleton(
+        DynamoDbUniqueUserMarkers,
+        dynamodb_client,
+        settings.provided.dynamodb_table,
+        max_workers=settings.provided.write_concurrency,
+        ttl_days=settings.provided.marker_ttl_days,
+        cache_size=settings.provided.marker_cache_entries,
+    )
     dynamodb_metric_store = providers.Singleton(
         DynamoDbMetricStore,
         dynamodb_client,
         settings.provided.dynamodb_table,
         max_workers=settings.provided.write_concurrency,
         clock=clock,
-        marker_ttl_days=settings.provided.marker_ttl_days,
-        marker_cache_size=settings.provided.marker_cache_entries,
+        markers=dynamodb_unique_user_markers,
     )
 
     assignment_repository_adapter: providers.Provider[AssignmentRepository] = providers.Selector(

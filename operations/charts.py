@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING
 
 from application.ports import MetricSnapshot
 from application.report_series import WindowGrid, cumulative_series, window_grid
-from application.reporting import EXPOSURE_METRIC, ExperimentReport
+from application.reporting import ExperimentReport
 from domain.metrics import Granularity
+from domain.statistics import EXPOSURE_METRIC
 
 if TYPE_CHECKING:
     import numpy as np
@@ -42,7 +43,9 @@ class ChartMeasure(StrEnum):
     USERS = "users"
 
     def of(self, snapshot: MetricSnapshot) -> int:
-        return snapshot.event_count if self is ChartMeasure.EVENTS else snapshot.unique_users
+        return (
+            snapshot.measures.event_count if self is ChartMeasure.EVENTS else snapshot.unique_users
+        )
 
     @property
     def label(self) -> str:

@@ -130,7 +130,7 @@ class OperationsContainer(Container):
         # In one process, the event ids the memory back end remembers are the warm memory's.
         memory=providers.Singleton(
             InMemoryPersonalItemStore,
-            Container.in_memory_metric_store,
+            Container.in_memory_unique_user_markers,
             Container.recent_events_in_memory,
             in_memory_replay_ledger,
         ),

@@ -68,9 +68,9 @@ def summarise(metrics: InMemoryMetricStore, results: list[BatchResult]) -> str:
         for snapshot in metrics.snapshots(experiment_id, Granularity.DAY):
             daily.setdefault((snapshot.key.variant_id, snapshot.key.metric), []).append(snapshot)
         for (variant_id, metric), snapshots in sorted(daily.items()):
-            events = sum(s.event_count for s in snapshots)
+            events = sum(s.measures.event_count for s in snapshots)
             users = sum(s.unique_users for s in snapshots)
-            value = sum(s.value_sum for s in snapshots)
+            value = sum(s.measures.value_sum for s in snapshots)
             lines.append(
                 f"{experiment_id:<10} {variant_id:<12} {metric:<11} {events:>7} {users:>6} {value:>11}"
             )

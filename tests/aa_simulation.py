@@ -14,12 +14,11 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from application.reporting import ExperimentReport
+from application.reporting import ExperimentReport, read_report
 from domain.experiments import Experiment, ExperimentStatus, Variant
 from domain.metrics import Granularity, MetricDelta, MetricKey
 from infrastructure.in_memory.metric_store import InMemoryMetricStore
 from infrastructure.in_memory.repositories import InMemoryExperimentRepository
-from operations.cli.report_output import read_report
 
 EXPERIMENT_ID = "exp-aa"
 VARIANTS = ("control", "treatment")
@@ -48,7 +47,7 @@ AA_EXPERIMENT = Experiment(
 
 
 def aa_deltas(spec: AaSpec, rng: np.random.Generator) -> list[MetricDelta]:
-    """One run's daily deltas: (variant, metric, day) -> the users who did it that day."""
+    """One run's deltas: (variant, metric, day) -> the users who did it that day."""
     variant_of = rng.integers(0, len(VARIANTS), size=spec.users)
     activity = rng.beta(*spec.activity, size=spec.users)
     conversion = rng.beta(*spec.conversion, size=spec.users)
@@ -66,15 +65,18 @@ def aa_deltas(spec: AaSpec, rng: np.random.Generator) -> list[MetricDelta]:
                     continue
                 sequences = tuple(range(sequence + 1, sequence + 1 + users.size))
                 sequence += users.size
-                deltas.append(
-                    MetricDelta(
-                        MetricKey(EXPERIMENT_ID, variant_id, metric, Granularity.DAY, window),
-                        SHARD,
-                        sequences,
-                        tuple(f"user-{u}" for u in users),
-                        (None,) * users.size,
+                # The day's records, all in its first hour: as a batch counts them, hourly and
+                # daily, the hourly delta marking the users.
+                for granularity in (Granularity.HOUR, Granularity.DAY):
+                    deltas.append(
+                        MetricDelta(
+                            MetricKey(EXPERIMENT_ID, variant_id, metric, granularity, window),
+                            SHARD,
+                            sequences,
+                            tuple(f"user-{u}" for u in users),
+                            (None,) * users.size,
+                        )
                     )
-                )
     return deltas
 
 

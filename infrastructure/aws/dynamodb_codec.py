@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from application.ports import Deadline
-from domain.errors import TransientInfrastructureError
-from infrastructure.aws.errors import translate
+from application.ports import COMPLETE, Deadline, RecordId, WriteReport
+from application.shard_cut import NO_CUT, ShardCut
+from domain.errors import InfrastructureConfigurationError, TransientInfrastructureError
+from domain.metrics import MEASURE_NAMES, Measures
+from infrastructure.aws.errors import is_transient, translate
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import (
         AttributeValueTypeDef,
         KeysAndAttributesTypeDef,
+        QueryInputTypeDef,
         WriteRequestTypeDef,
     )
 
@@ -62,6 +66,57 @@ def read_int(item: Mapping[str, AttributeValueTypeDef], name: str) -> int:
     if number_value != number_value.to_integral_value():
         raise MalformedItemError(f"attribute {name!r} is not an integer: {number_value}")
     return int(number_value)
+
+
+MEASURES_ADD = "ADD " + ", ".join(f"{name} :{name}" for name in MEASURE_NAMES)
+"""A counter update's `ADD` clause: each measure onto the number attribute of its name, with
+the value placeholder of its name (`measure_values`)."""
+
+
+def measure_values(measures: Measures) -> dict[str, AttributeValueTypeDef]:
+    """The values of `MEASURES_ADD`'s placeholders."""
+    return {f":{name}": number(amount) for name, amount in measures.as_numbers().items()}
+
+
+def read_measures(item: Mapping[str, AttributeValueTypeDef]) -> Measures:
+    """A counter item's measures; raises `MalformedItemError` when one is missing or a count
+    is not a whole number."""
+    return Measures.from_stored(
+        lambda name: read_int(item, name), lambda name: read_decimal(item, name)
+    )
+
+
+def settled(futures: Iterable[Future[WriteReport]]) -> WriteReport:
+    """One report of writes made concurrently, once every one has settled: per shard the lowest
+    cut, every problem once, every refusal. A configuration error is raised only then (the first
+    one), so that no write is still under way when the caller hears of it."""
+    cut = NO_CUT
+    problems: list[str] = []
+    refused: dict[RecordId, str] = {}
+    configuration_errors: list[InfrastructureConfigurationError] = []
+    for future in futures:
+        try:
+            report = future.result()
+        except InfrastructureConfigurationError as error:
+            configuration_errors.append(error)
+            continue
+        cut = cut.merged(report.cut)
+        problems.extend(report.problems)
+        refused.update(report.refused)
+    if configuration_errors:
+        raise configuration_errors[0]
+    if not cut and not problems and not refused:
+        return COMPLETE
+    return WriteReport(cut, tuple(dict.fromkeys(problems)), refused)
+
+
+def failed_write(error: Exception, operation: str, cut: ShardCut) -> WriteReport:
+    """The report of a write that failed for now (`cut` redelivers what it was to make
+    durable); raises the domain's error for a failure that retrying cannot help."""
+    domain_error = translate(error, operation)
+    if not is_transient(error):
+        raise domain_error from error
+    return WriteReport(cut, (str(domain_error),))
 
 
 def chunked(items: Sequence[T], size: int) -> list[Sequence[T]]:
@@ -171,6 +226,21 @@ def read_items(
             f"{len(unprocessed)} keys of {table_name} still unprocessed after retries",
         )
     return found
+
+
+def query_items(client: DynamoDBClient, request: QueryInputTypeDef) -> list[Item]:
+    """Every item a `Query` finds, page after page; botocore's errors translated."""
+    items: list[Item] = []
+    try:
+        while True:
+            response = client.query(**request)
+            items.extend(response.get("Items", []))
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return items
+            request = {**request, "ExclusiveStartKey": last}
+    except (ClientError, BotoCoreError) as error:
+        raise translate(error, "Query") from error
 
 
 def delete_keys(

@@ -9,8 +9,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import DecimalException
 from typing import TYPE_CHECKING, cast
 
@@ -27,45 +26,44 @@ from application.ports import (
     WriteReport,
 )
 from application.shard_cut import NO_CUT, ShardCut
-from domain.errors import InfrastructureConfigurationError
 from domain.limits import delta_sum_problem
 from domain.metrics import Granularity, MetricDelta, MetricKey
 from domain.records import padded_sequence
 from infrastructure.aws.client_config import refund_retry_quota_on_answers
 from infrastructure.aws.dynamodb_codec import (
     BATCH_GET_LIMIT,
-    BATCH_WRITE_LIMIT,
+    MEASURES_ADD,
     Backoff,
     Item,
     MalformedItemError,
     chunked,
-    number,
-    put_items,
-    read_decimal,
-    read_int,
+    failed_write,
+    measure_values,
+    query_items,
     read_items,
+    read_measures,
     read_string,
+    settled,
     string,
 )
-from infrastructure.aws.errors import is_data_refusal, is_transient, translate
+from infrastructure.aws.dynamodb_unique_user_markers import DynamoDbUniqueUserMarkers
+from infrastructure.aws.errors import is_data_refusal, is_transient
 from infrastructure.clock import SystemClock
 from infrastructure.dynamodb_layout import (
     counter_partition_key,
     counter_sort_key,
     granularity_prefix,
-    marker_partition_key,
-    marker_sort_key,
     watermark_attribute,
 )
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, QueryInputTypeDef
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
 
 _COUNTER_UPDATE = (
-    "ADD event_count :n, value_sum :s, value_count :c "
+    f"{MEASURES_ADD} "
     "SET #wm = :last, updated_at = :now, "
     "#experiment_id = if_not_exists(#experiment_id, :experiment_id), "
     "#variant_id = if_not_exists(#variant_id, :variant_id), "
@@ -80,22 +78,9 @@ _IDENTITY_NAMES = {
 }
 
 
-MarkerKey = tuple[str, str]
-"""(partition_key, sort_key) of one unique-user marker."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    unfinished: ShardCut
-    problems: tuple[str, ...] = ()
-    refused: Mapping[RecordId, str] = field(default_factory=dict)
-
-
-_DONE = _Outcome(NO_CUT)
-
-
 class DynamoDbMetricStore(MetricStore):
-    """Counters with a per-shard watermark, and one idempotent marker item per user and hour.
+    """Counters with a per-shard watermark; their unique users are `markers`' items, written
+    beside the counters by the same workers.
 
     Exactly once: each counter item remembers, per shard, the highest sequence number applied to
     it, and an update only succeeds if its records all lie beyond that mark. When the condition
@@ -111,8 +96,7 @@ class DynamoDbMetricStore(MetricStore):
         max_workers: int = 16,
         executor: Executor | None = None,
         clock: Clock | None = None,
-        marker_ttl_days: int | None = None,
-        marker_cache_size: int = 50_000,
+        markers: DynamoDbUniqueUserMarkers | None = None,
         backoff: Backoff | None = None,
         max_condition_retries: int = 5,
         max_transient_retries: int = 4,
@@ -125,10 +109,15 @@ class DynamoDbMetricStore(MetricStore):
             max_workers=max_workers, thread_name_prefix="metric-store"
         )
         self._clock = clock or SystemClock()
-        self._marker_ttl = None if marker_ttl_days is None else timedelta(days=marker_ttl_days)
-        self._written_markers: LRUCache[MarkerKey, bool] = LRUCache(maxsize=marker_cache_size)
-        self._markers_lock = threading.Lock()
         self._backoff = backoff or Backoff()
+        self._owns_markers = markers is None
+        self._markers = markers or DynamoDbUniqueUserMarkers(
+            client,
+            table_name,
+            executor=self._executor,
+            backoff=self._backoff,
+            max_transient_retries=max_transient_retries,
+        )
         self._max_condition_retries = max_condition_retries
         self._max_transient_retries = max_transient_retries
         self._confirmed: LRUCache[tuple[MetricKey, str], int] = LRUCache(
@@ -141,13 +130,14 @@ class DynamoDbMetricStore(MetricStore):
         refund_retry_quota_on_answers(client, frozenset({CONDITION_FAILED}))
 
     def close(self) -> None:
+        if self._owns_markers:
+            self._markers.close()
         if self._owns_executor:
             self._executor.shutdown(wait=True)
 
     # -- writing -------------------------------------------------------------------------------
 
     def apply(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
-        markers = self._new_markers(deltas)
         # Deltas of one counter and shard go in sequence order through one worker: applied out
         # of order, a later delta would raise the watermark above an earlier one's records.
         per_counter: dict[tuple[MetricKey, str], list[MetricDelta]] = defaultdict(list)
@@ -164,62 +154,30 @@ class DynamoDbMetricStore(MetricStore):
             fresh = delta if known is None else delta.after(known)
             if fresh is not None:
                 per_counter[counter].append(fresh)
-        futures: list[Future[_Outcome]] = [
+        futures: list[Future[WriteReport]] = [
             self._executor.submit(self._apply_counter_deltas, same_counter, deadline)
             for same_counter in per_counter.values()
         ]
-        futures.extend(self._submit_markers(markers, deadline))
-        return self._collect(futures)
+        futures.extend(self._markers.submit(deltas, deadline, self._executor))
+        return settled(futures)
 
-    def mark_users(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
-        """Write the unique-user markers of `deltas` alone (replays count their events apart)."""
-        return self._collect(self._submit_markers(self._new_markers(deltas), deadline))
-
-    def _submit_markers(
-        self, markers: Mapping[MarkerKey, ShardCut], deadline: Deadline
-    ) -> list[Future[_Outcome]]:
-        return [
-            self._executor.submit(self._write_markers, list(chunk), markers, deadline)
-            for chunk in chunked(sorted(markers), BATCH_WRITE_LIMIT)
-        ]
-
-    def _collect(self, futures: list[Future[_Outcome]]) -> WriteReport:
-        unfinished = NO_CUT
-        problems: list[str] = []
-        refused: dict[RecordId, str] = {}
-        configuration_errors: list[InfrastructureConfigurationError] = []
-        for future in futures:
-            try:
-                outcome = future.result()
-            except InfrastructureConfigurationError as error:
-                configuration_errors.append(error)
-                continue
-            unfinished = unfinished.merged(outcome.unfinished)
-            problems.extend(outcome.problems)
-            refused.update(outcome.refused)
-        if configuration_errors:
-            raise configuration_errors[0]
-        if not unfinished and not problems and not refused:
-            return COMPLETE
-        return WriteReport(unfinished, tuple(dict.fromkeys(problems)), refused)
-
-    def _apply_counter_deltas(self, deltas: list[MetricDelta], deadline: Deadline) -> _Outcome:
+    def _apply_counter_deltas(self, deltas: list[MetricDelta], deadline: Deadline) -> WriteReport:
         deltas.sort(key=lambda delta: delta.first_sequence)
         refused: dict[RecordId, str] = {}
         for index, delta in enumerate(deltas):
             outcome = self._apply_counter(delta, deadline)
             refused.update(outcome.refused)
-            if outcome.unfinished:
-                return _Outcome(
-                    outcome.unfinished.merged(
+            if outcome.cut:
+                return WriteReport(
+                    outcome.cut.merged(
                         ShardCut.of((d.shard_id, d.first_sequence) for d in deltas[index + 1 :])
                     ),
                     outcome.problems,
                     refused,
                 )
-        return _Outcome(NO_CUT, (), refused) if refused else _DONE
+        return WriteReport(NO_CUT, (), refused) if refused else COMPLETE
 
-    def _apply_counter(self, delta: MetricDelta, deadline: Deadline) -> _Outcome:
+    def _apply_counter(self, delta: MetricDelta, deadline: Deadline) -> WriteReport:
         """One conditional update, trimmed by the old image when the condition fails, retried
         with backoff while a transient failure lasts and the deadline allows (each try is a
         request the redelivery would otherwise cost, and a batch cut at this counter's first
@@ -231,7 +189,7 @@ class DynamoDbMetricStore(MetricStore):
         transient_failures = 0
         while True:
             if deadline.expired():
-                return _Outcome(
+                return WriteReport(
                     ShardCut({delta.shard_id: remaining.first_sequence}),
                     ("deadline reached before updating every metric counter",),
                 )
@@ -246,18 +204,18 @@ class DynamoDbMetricStore(MetricStore):
                 if error.response.get("Error", {}).get("Code") == CONDITION_FAILED:
                     watermark = _watermark_in(error, watermark_name)
                     if watermark is None:
-                        return _Outcome(
+                        return WriteReport(
                             ShardCut({delta.shard_id: remaining.first_sequence}),
                             (f"UpdateItem: condition failed without a readable {watermark_name}",),
                         )
                     self._confirm(counter, watermark)
                     trimmed = remaining.after(watermark)
                     if trimmed is None:
-                        return _DONE
+                        return COMPLETE
                     remaining = trimmed
                     condition_failures += 1
                     if condition_failures >= self._max_condition_retries:
-                        return _Outcome(
+                        return WriteReport(
                             ShardCut({delta.shard_id: remaining.first_sequence}),
                             (
                                 "UpdateItem: the watermark kept moving; another writer applies "
@@ -273,19 +231,19 @@ class DynamoDbMetricStore(MetricStore):
                 failure = error
             else:
                 self._confirm(counter, remaining.last_sequence)
-                return _DONE
+                return COMPLETE
             transient_failures += 1
             if not is_transient(failure) or transient_failures > self._max_transient_retries:
-                return self._failed(
+                return failed_write(
                     failure, "UpdateItem", ShardCut({delta.shard_id: remaining.first_sequence})
                 )
             self._backoff.pause(transient_failures - 1)
 
-    def _isolate_refused(self, delta: MetricDelta, deadline: Deadline, message: str) -> _Outcome:
+    def _isolate_refused(self, delta: MetricDelta, deadline: Deadline, message: str) -> WriteReport:
         """DynamoDB refused this update's data: find the records responsible by halves (the
         first half before the second, so the watermark rule holds) and apply the rest."""
         if delta.event_count == 1:
-            return _Outcome(
+            return WriteReport(
                 NO_CUT,
                 (),
                 {
@@ -297,11 +255,11 @@ class DynamoDbMetricStore(MetricStore):
             )
         middle = delta.event_count // 2
         first = self._apply_counter(delta.part(0, middle), deadline)
-        if first.unfinished:
-            return _Outcome(first.unfinished, first.problems, first.refused)
+        if first.cut:
+            return WriteReport(first.cut, first.problems, first.refused)
         second = self._apply_counter(delta.part(middle, delta.event_count), deadline)
-        return _Outcome(
-            second.unfinished, first.problems + second.problems, {**first.refused, **second.refused}
+        return WriteReport(
+            second.cut, first.problems + second.problems, {**first.refused, **second.refused}
         )
 
     def _confirm(self, counter: tuple[MetricKey, str], watermark: int) -> None:
@@ -313,9 +271,7 @@ class DynamoDbMetricStore(MetricStore):
     def _update_counter(self, delta: MetricDelta) -> None:
         key = delta.key
         values: dict[str, AttributeValueTypeDef] = {
-            ":n": number(delta.event_count),
-            ":s": number(delta.value_sum),
-            ":c": number(delta.value_count),
+            **measure_values(delta.measures),
             ":first": string(padded_sequence(delta.first_sequence)),
             ":last": string(padded_sequence(delta.last_sequence)),
             ":now": string(self._clock.now().astimezone(UTC).isoformat()),
@@ -340,115 +296,6 @@ class DynamoDbMetricStore(MetricStore):
             ExpressionAttributeValues=values,
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
-
-    def _new_markers(self, deltas: Sequence[MetricDelta]) -> dict[MarkerKey, ShardCut]:
-        """The markers this batch needs that this container has not written yet, each with the
-        cut that redelivers every record that needs it."""
-        markers: dict[MarkerKey, list[RecordId]] = defaultdict(list)
-        with self._markers_lock:
-            for delta in deltas:
-                key = delta.key
-                if key.granularity is not Granularity.HOUR:
-                    # A day's users are the union of its hours' users, which the hourly deltas
-                    # of the same records already mark.
-                    continue
-                partition = marker_partition_key(
-                    key.experiment_id, key.variant_id, key.metric, key.window_start
-                )
-                for user_id, sequence in delta.first_sequence_of_users().items():
-                    marker = (partition, marker_sort_key(key.window_start, user_id))
-                    if marker in self._written_markers:
-                        continue
-                    markers[marker].append((delta.shard_id, sequence))
-        return {marker: ShardCut.of(records) for marker, records in markers.items()}
-
-    def _write_markers(
-        self,
-        chunk: list[MarkerKey],
-        sources: Mapping[MarkerKey, ShardCut],
-        deadline: Deadline,
-    ) -> _Outcome:
-        def unfinished_of(keys: Sequence[MarkerKey]) -> ShardCut:
-            return NO_CUT.merged(*(sources[key] for key in keys))
-
-        transient_failures = 0
-        while True:
-            if deadline.expired():
-                return _Outcome(
-                    unfinished_of(chunk),
-                    ("deadline reached before writing every unique-user marker",),
-                )
-            try:
-                left = put_items(
-                    self._client,
-                    self._table_name,
-                    [self._marker_item(key) for key in chunk],
-                    self._backoff,
-                    deadline,
-                )
-                break
-            except (ClientError, BotoCoreError) as error:
-                if is_data_refusal(error):
-                    return self._isolate_refused_markers(chunk, sources, deadline, error)
-                transient_failures += 1
-                if not is_transient(error) or transient_failures > self._max_transient_retries:
-                    return self._failed(error, "BatchWriteItem", unfinished_of(chunk))
-                self._backoff.pause(transient_failures - 1)
-        not_written = {
-            (read_string(item, "partition_key"), read_string(item, "sort_key")) for item in left
-        }
-        with self._markers_lock:
-            for key in chunk:
-                if key not in not_written:
-                    self._written_markers[key] = True
-        if not not_written:
-            return _DONE
-        return _Outcome(
-            unfinished_of(sorted(not_written)),
-            (f"BatchWriteItem: {len(not_written)} unique-user markers still unprocessed",),
-        )
-
-    def _isolate_refused_markers(
-        self,
-        chunk: list[MarkerKey],
-        sources: Mapping[MarkerKey, ShardCut],
-        deadline: Deadline,
-        error: ClientError | BotoCoreError,
-    ) -> _Outcome:
-        """DynamoDB refused this batch's data: write the markers one by one; a marker refused
-        alone is reported through the records that needed it first."""
-        if len(chunk) == 1:
-            message = getattr(error, "response", {}).get("Error", {}).get("Message", "")
-            return _Outcome(
-                NO_CUT,
-                (),
-                dict.fromkeys(
-                    sources[chunk[0]].as_dict().items(),
-                    f"BatchWriteItem (unique-user marker): {message}",
-                ),
-            )
-        outcomes = [self._write_markers([key], sources, deadline) for key in chunk]
-        return _Outcome(
-            NO_CUT.merged(*(outcome.unfinished for outcome in outcomes)),
-            tuple(problem for outcome in outcomes for problem in outcome.problems),
-            {where: why for outcome in outcomes for where, why in outcome.refused.items()},
-        )
-
-    def _marker_item(self, key: MarkerKey) -> Item:
-        partition, sort = key
-        item: Item = {"partition_key": string(partition), "sort_key": string(sort)}
-        if self._marker_ttl is not None:
-            day = datetime.strptime(partition.rsplit("#", 1)[1], "%Y-%m-%d").replace(tzinfo=UTC)
-            expires = day + timedelta(days=1) + self._marker_ttl
-            item["expires_at"] = number(int(expires.timestamp()))
-        return item
-
-    @staticmethod
-    def _failed(error: Exception, operation: str, unfinished: ShardCut) -> _Outcome:
-        domain_error = translate(error, operation)
-        if not is_transient(error):
-            raise domain_error from error
-        return _Outcome(unfinished, (str(domain_error),))
 
     # -- reading (operators' reports) -----------------------------------------------------------
 
@@ -490,7 +337,8 @@ class DynamoDbMetricStore(MetricStore):
         lower = prefix if start is None else prefix + _label(granularity, start)
         # '$' sorts right after '#': every sort key of the window containing `end` is below it.
         upper = prefix[:-1] + "$" if end is None else prefix + _label(granularity, end) + "$"
-        counters = self._query(
+        counters = query_items(
+            self._client,
             {
                 "TableName": self._table_name,
                 "KeyConditionExpression": "partition_key = :pk AND sort_key BETWEEN :lo AND :hi",
@@ -499,7 +347,7 @@ class DynamoDbMetricStore(MetricStore):
                     ":lo": string(lower),
                     ":hi": string(upper),
                 },
-            }
+            },
         )
         keyed = []
         for item in counters:
@@ -511,64 +359,8 @@ class DynamoDbMetricStore(MetricStore):
             ):
                 keyed.append((key, item))
         keyed.sort(key=lambda pair: pair[0])
-        partitions = sorted(
-            {
-                marker_partition_key(k.experiment_id, k.variant_id, k.metric, k.window_start)
-                for k, _ in keyed
-            }
-        )
-        users_by_partition = dict(
-            zip(partitions, self._executor.map(self._users_by_hour, partitions), strict=True)
-        )
-        snapshots = []
-        for key, item in keyed:
-            hours = users_by_partition[
-                marker_partition_key(
-                    key.experiment_id, key.variant_id, key.metric, key.window_start
-                )
-            ]
-            if granularity is Granularity.HOUR:
-                user_ids = frozenset(hours.get(f"{key.window_start:%H}", ()))
-            else:
-                user_ids = frozenset().union(*hours.values())
-            snapshots.append(
-                MetricSnapshot(
-                    key,
-                    read_int(item, "event_count"),
-                    read_decimal(item, "value_sum"),
-                    read_int(item, "value_count"),
-                    user_ids,
-                )
-            )
-        return snapshots
-
-    def _users_by_hour(self, partition: str) -> dict[str, set[str]]:
-        """One query per (experiment, variant, metric, day) serves the day and its hours alike."""
-        hours: dict[str, set[str]] = defaultdict(set)
-        for item in self._query(
-            {
-                "TableName": self._table_name,
-                "KeyConditionExpression": "partition_key = :pk",
-                "ExpressionAttributeValues": {":pk": string(partition)},
-                "ProjectionExpression": "sort_key",
-            }
-        ):
-            hour, user_id = read_string(item, "sort_key").split("#", 1)
-            hours[hour].add(user_id)
-        return hours
-
-    def _query(self, request: QueryInputTypeDef) -> list[Item]:
-        items: list[Item] = []
-        try:
-            while True:
-                response = self._client.query(**request)
-                items.extend(response.get("Items", []))
-                last = response.get("LastEvaluatedKey")
-                if not last:
-                    return items
-                request = {**request, "ExclusiveStartKey": last}
-        except (ClientError, BotoCoreError) as error:
-            raise translate(error, "Query") from error
+        users = self._markers.users([key for key, _ in keyed])
+        return [MetricSnapshot(key, read_measures(item), users[key]) for key, item in keyed]
 
 
 def _label(granularity: Granularity, moment: datetime) -> str:

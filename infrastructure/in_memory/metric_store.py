@@ -1,4 +1,5 @@
-"""Counters in memory, with the same per-shard watermark rule as the DynamoDB store."""
+"""Counters in memory, with the same per-shard watermark rule as the DynamoDB store; their unique
+users are the markers' (`InMemoryUniqueUserMarkers`), marked beside each counter."""
 
 from __future__ import annotations
 
@@ -6,42 +7,39 @@ import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import localcontext
 
 from application.ports import (
     COMPLETE,
     Deadline,
     MetricSnapshot,
     MetricStore,
+    NoDeadline,
     RecordId,
     WriteReport,
 )
 from application.shard_cut import ShardCut
-from domain.erasure import UniqueUserMarker
 from domain.limits import COUNTER_CONTEXT, counter_sum_problem, delta_sum_problem
-from domain.metrics import Granularity, MetricDelta, MetricKey
+from domain.metrics import NO_MEASURES, Granularity, Measures, MetricDelta, MetricKey
 from infrastructure.dynamodb_layout import (
     counter_partition_key,
     counter_sort_key,
     key_size_problem,
-    marker_partition_key,
-    marker_sort_key,
 )
+from infrastructure.in_memory.unique_user_markers import InMemoryUniqueUserMarkers
 
 
 @dataclass(slots=True)
 class _Counter:
-    event_count: int = 0
-    value_sum: Decimal = Decimal(0)
-    value_count: int = 0
-    users: set[str] = field(default_factory=set)
+    measures: Measures = NO_MEASURES
     watermarks: dict[str, int] = field(default_factory=dict)
 
 
 class InMemoryMetricStore(MetricStore):
-    def __init__(self) -> None:
+    def __init__(self, markers: InMemoryUniqueUserMarkers | None = None) -> None:
         self._lock = threading.Lock()
         self._counters: dict[MetricKey, _Counter] = {}
+        self.markers = markers or InMemoryUniqueUserMarkers()
 
     def apply(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
         """As the DynamoDB store applies them, refusals included: a counter whose numbers or
@@ -56,11 +54,9 @@ class InMemoryMetricStore(MetricStore):
                     late.append((delta.shard_id, delta.first_sequence))
                     continue
                 self._apply_delta(delta, refused)
-                counter = self._counters.get(delta.key)
-                if counter is not None:
-                    # Every user of the delta, as DynamoDB's markers are written apart from the
-                    # counter (a record the counter refused still marks its user).
-                    counter.users.update(self._markable_users(delta, refused))
+                # Every user of the delta, as DynamoDB's markers are written apart from the
+                # counter (a record the counter refused still marks its user).
+                refused.update(self.markers.mark([delta], NoDeadline()).refused)
         if late:
             return WriteReport(
                 ShardCut.of(late), ("deadline reached while applying metric deltas",), refused
@@ -76,7 +72,7 @@ class InMemoryMetricStore(MetricStore):
             fresh = delta.after(watermark)
             if fresh is None:
                 return
-            stored_sum = Decimal(0) if counter is None else counter.value_sum
+            stored_sum = NO_MEASURES.value_sum if counter is None else counter.measures.value_sum
             problem = delta_sum_problem(fresh.values) or counter_sum_problem(
                 stored_sum, *(value for value in fresh.values if value is not None)
             )
@@ -92,29 +88,9 @@ class InMemoryMetricStore(MetricStore):
             return
         if counter is None:
             counter = self._counters[key] = _Counter()
-        counter.event_count += fresh.event_count
-        counter.value_sum = COUNTER_CONTEXT.add(counter.value_sum, fresh.value_sum)
-        counter.value_count += fresh.value_count
+        with localcontext(COUNTER_CONTEXT):
+            counter.measures += fresh.measures
         counter.watermarks[delta.shard_id] = fresh.last_sequence
-
-    @staticmethod
-    def _markable_users(delta: MetricDelta, refused: dict[RecordId, str]) -> set[str]:
-        """The delta's users whose marker keys DynamoDB takes; the others are refused through
-        the first record of theirs (as the DynamoDB store's marker writes are)."""
-        key = delta.key
-        partition = marker_partition_key(
-            key.experiment_id, key.variant_id, key.metric, key.window_start
-        )
-        users = set()
-        for user_id, sequence in delta.first_sequence_of_users().items():
-            problem = key_size_problem(partition, marker_sort_key(key.window_start, user_id))
-            if problem is None:
-                users.add(user_id)
-            elif key.granularity is Granularity.HOUR:
-                refused[(delta.shard_id, sequence)] = (
-                    f"BatchWriteItem (unique-user marker): {problem}"
-                )
-        return users
 
     def watermarks(self, keys: Collection[MetricKey], shard_id: str) -> dict[MetricKey, int]:
         with self._lock:
@@ -133,66 +109,17 @@ class InMemoryMetricStore(MetricStore):
         end: datetime | None = None,
     ) -> list[MetricSnapshot]:
         with self._lock:
-            return [
-                MetricSnapshot(key, c.event_count, c.value_sum, c.value_count, frozenset(c.users))
-                for key, c in sorted(self._counters.items())
+            counters = [
+                (key, counter.measures)
+                for key, counter in sorted(self._counters.items())
                 if key.experiment_id == experiment_id
                 and key.granularity is granularity
                 and (start is None or key.window_start >= start)
                 and (end is None or key.window_start < end)
             ]
+        users = self.markers.users([key for key, _ in counters])
+        return [MetricSnapshot(key, measures, users[key]) for key, measures in counters]
 
     def experiment_ids(self) -> list[str]:
         with self._lock:
             return sorted({key.experiment_id for key in self._counters})
-
-    # -- unique-user markers, for erasure ------------------------------------------------------
-
-    def has_marker(self, marker: UniqueUserMarker) -> bool:
-        """Whether the marker item exists: the user is among the users of its hourly counter
-        (and its key is one DynamoDB could hold)."""
-        if _marker_key_problem(marker) is not None:
-            return False
-        with self._lock:
-            counter = self._counters.get(_hourly_key(marker))
-            return counter is not None and marker.user_id in counter.users
-
-    def delete_markers(self, markers: Collection[UniqueUserMarker]) -> None:
-        """Delete the marker items: the user leaves the hourly counter's users, and the daily
-        counter's once no hour of that day marks them (a day's users are its hours' markers)."""
-        with self._lock:
-            for marker in markers:
-                hourly = self._counters.get(_hourly_key(marker))
-                if hourly is not None:
-                    hourly.users.discard(marker.user_id)
-                day = Granularity.DAY.window_start(marker.hour)
-                daily = self._counters.get(
-                    MetricKey(
-                        marker.experiment_id, marker.variant_id, marker.metric, Granularity.DAY, day
-                    )
-                )
-                if daily is None or marker.user_id not in daily.users:
-                    continue
-                still_marked = any(
-                    key.granularity is Granularity.HOUR
-                    and (key.experiment_id, key.variant_id, key.metric)
-                    == (marker.experiment_id, marker.variant_id, marker.metric)
-                    and Granularity.DAY.window_start(key.window_start) == day
-                    and marker.user_id in counter.users
-                    for key, counter in self._counters.items()
-                )
-                if not still_marked:
-                    daily.users.discard(marker.user_id)
-
-
-def _hourly_key(marker: UniqueUserMarker) -> MetricKey:
-    return MetricKey(
-        marker.experiment_id, marker.variant_id, marker.metric, Granularity.HOUR, marker.hour
-    )
-
-
-def _marker_key_problem(marker: UniqueUserMarker) -> str | None:
-    return key_size_problem(
-        marker_partition_key(marker.experiment_id, marker.variant_id, marker.metric, marker.hour),
-        marker_sort_key(marker.hour, marker.user_id),
-    )

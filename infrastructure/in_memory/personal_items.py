@@ -1,5 +1,5 @@
-"""The items erasure deletes, in memory: they live in the in-memory metric store (unique-user
-markers), event-id index and replay ledger, as in DynamoDB they live in one table."""
+"""The items erasure deletes, in memory: they live in the in-memory unique-user markers, event-id
+index and replay ledger, as in DynamoDB they live in one table."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from infrastructure.dynamodb_layout import (
     key_size_problem,
     ledger_partition_key,
 )
-from infrastructure.in_memory.metric_store import InMemoryMetricStore
 from infrastructure.in_memory.recent_events import InMemoryRecentEventIndex
 from infrastructure.in_memory.replay_ledger import InMemoryReplayLedger
+from infrastructure.in_memory.unique_user_markers import InMemoryUniqueUserMarkers
 
 
 class InMemoryPersonalItemStore(PersonalItemStore):
@@ -25,11 +25,11 @@ class InMemoryPersonalItemStore(PersonalItemStore):
 
     def __init__(
         self,
-        metrics: InMemoryMetricStore,
+        markers: InMemoryUniqueUserMarkers,
         recent_events: InMemoryRecentEventIndex,
         ledger: InMemoryReplayLedger,
     ) -> None:
-        self._metrics = metrics
+        self._markers = markers
         self._recent_events = recent_events
         self._ledger = ledger
 
@@ -47,12 +47,12 @@ class InMemoryPersonalItemStore(PersonalItemStore):
             if isinstance(item, ReplayClaimItem)
             and key_size_problem(ledger_partition_key(item.event_id), LEDGER_SORT_KEY) is None
         ]
-        found: set[PersonalItem] = {m for m in markers if self._metrics.has_marker(m)}
+        found: set[PersonalItem] = {m for m in markers if self._markers.has_marker(m)}
         found.update(EventIdItem(i) for i in self._recent_events.lookup(event_ids))
         found.update(ReplayClaimItem(i) for i in self._ledger.claimed(claims))
         return found
 
     def delete(self, items: Collection[PersonalItem]) -> None:
-        self._metrics.delete_markers([i for i in items if isinstance(i, UniqueUserMarker)])
+        self._markers.delete_markers([i for i in items if isinstance(i, UniqueUserMarker)])
         self._recent_events.forget([i.event_id for i in items if isinstance(i, EventIdItem)])
         self._ledger.forget([i.event_id for i in items if isinstance(i, ReplayClaimItem)])

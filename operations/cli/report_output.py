@@ -18,20 +18,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from application.ports import ExperimentRepository, MetricSnapshot, MetricStore
-from application.reporting import (
-    CONTROL_VARIANT,
+from application.ports import MetricSnapshot
+from application.reporting import ExperimentReport
+from domain.metrics import Granularity
+from domain.statistics import (
+    CONFIDENCE_LEVEL,
     SRM_P_VALUE_THRESHOLD,
-    ExperimentReport,
     Interval,
     MetricRate,
     SampleRatioCheck,
-    build_report,
 )
-from domain.metrics import Granularity
 
 JSON_FORMAT_VERSION = 1
-CONFIDENCE_LEVEL = 0.95
 WINDOW_COLUMNS = (
     "experiment_id",
     "variant_id",
@@ -57,23 +55,6 @@ def parse_moment(text: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def read_report(
-    metric_store: MetricStore,
-    experiment_repository: ExperimentRepository,
-    experiment_id: str,
-    granularity: Granularity,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    control_variant: str = CONTROL_VARIANT,
-) -> ExperimentReport:
-    """Raises `UnknownControlVariantError` as `build_report` does."""
-    experiment = experiment_repository.experiments([experiment_id]).get(experiment_id)
-    snapshots = metric_store.snapshots(experiment_id, granularity, start, end)
-    return build_report(
-        experiment_id, experiment, snapshots, granularity, start, end, control_variant
-    )
-
-
 def _iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None
@@ -93,10 +74,10 @@ def window_row(snapshot: MetricSnapshot) -> dict[str, object]:
         "metric": key.metric,
         "granularity": key.granularity.value,
         "window_start": _iso(key.window_start),
-        "event_count": snapshot.event_count,
+        "event_count": snapshot.measures.event_count,
         "unique_users": snapshot.unique_users,
-        "value_sum": _decimal(snapshot.value_sum),
-        "value_count": snapshot.value_count,
+        "value_sum": _decimal(snapshot.measures.value_sum),
+        "value_count": snapshot.measures.value_count,
     }
 
 
@@ -156,11 +137,11 @@ def report_document(report: ExperimentReport) -> dict[str, object]:
                 {
                     "variant_id": total.variant_id,
                     "metric": total.metric,
-                    "event_count": total.event_count,
+                    "event_count": total.measures.event_count,
                     "unique_users": total.unique_users,
-                    "value_sum": _decimal(total.value_sum),
-                    "value_count": total.value_count,
-                    "value_mean": _decimal(total.value_mean),
+                    "value_sum": _decimal(total.measures.value_sum),
+                    "value_count": total.measures.value_count,
+                    "value_mean": _decimal(total.measures.value_mean),
                     "windows": total.windows,
                 }
                 for total in report.totals
@@ -241,10 +222,10 @@ def render_table(report: ExperimentReport, console: Console) -> None:
         counts.add_row(
             total.variant_id,
             total.metric,
-            f"{total.event_count:,}",
+            f"{total.measures.event_count:,}",
             f"{total.unique_users:,}",
-            _money(total.value_sum) if total.value_count else "-",
-            _money(total.value_mean),
+            _money(total.measures.value_sum) if total.measures.value_count else "-",
+            _money(total.measures.value_mean),
             style=row_style,
         )
     console.print(counts)

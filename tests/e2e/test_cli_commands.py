@@ -98,7 +98,14 @@ def test_a_seeded_experiment_and_an_invoked_batch_show_up_in_the_report(
         (w["variant_id"], w["metric"], w["event_count"], w["unique_users"], Decimal(w["value_sum"]))
         for w in document["windows"]
     ] == [
-        (s.key.variant_id, s.key.metric, s.event_count, s.unique_users, s.value_sum) for s in stored
+        (
+            s.key.variant_id,
+            s.key.metric,
+            s.measures.event_count,
+            s.unique_users,
+            s.measures.value_sum,
+        )
+        for s in stored
     ]
 
 

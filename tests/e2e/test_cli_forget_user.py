@@ -38,7 +38,10 @@ for an SQS message: it is kept in S3 and the message points to it."""
 
 
 def _counters(snapshots: list[MetricSnapshot]) -> list[tuple[object, ...]]:
-    return [(s.key, s.event_count, s.value_sum, s.value_count) for s in snapshots]
+    return [
+        (s.key, s.measures.event_count, s.measures.value_sum, s.measures.value_count)
+        for s in snapshots
+    ]
 
 
 def _archive_users(env: dict[str, str], endpoint_url: str) -> Counter[str]:

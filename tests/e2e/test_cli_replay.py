@@ -114,7 +114,8 @@ def test_dead_letters_that_became_valid_are_counted_once_and_deleted(
     assert archive["outcomes"] == {"already_applied": 1}
     purchases = [s for s in counters(provisioned, endpoint_url) if s.key.metric == "purchase"]
     assert {
-        (s.key.granularity, s.event_count, s.unique_users, str(s.value_sum)) for s in purchases
+        (s.key.granularity, s.measures.event_count, s.unique_users, str(s.measures.value_sum))
+        for s in purchases
     } == {
         (Granularity.HOUR, 1, 1, "12.5"),
         (Granularity.DAY, 1, 1, "12.5"),
@@ -173,7 +174,9 @@ def test_without_a_queue_the_dead_letters_kept_in_s3_are_replayed_once_and_delet
     assert second["outcomes"] == {"invalid": 1}
     assert len(kept()) == 1
     purchases = [s for s in counters(provisioned, endpoint_url) if s.key.metric == "purchase"]
-    assert {(s.key.granularity, s.event_count, str(s.value_sum)) for s in purchases} == {
+    assert {
+        (s.key.granularity, s.measures.event_count, str(s.measures.value_sum)) for s in purchases
+    } == {
         (Granularity.HOUR, 1, "7.25"),
         (Granularity.DAY, 1, "7.25"),
     }

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from application.reporting import read_report
 from domain.metrics import Granularity
 from operations.charts import ChartMeasure, ChartPathError, write_time_series_chart
 from operations.cli.report_output import (
     WINDOW_COLUMNS,
-    read_report,
     render_table,
     report_csv,
     report_document,
@@ -61,9 +61,9 @@ def test_the_json_windows_are_exactly_the_stored_counters(back_end: MemoryBackEn
             s.key.variant_id,
             s.key.metric,
             s.key.window_start.isoformat().replace("+00:00", "Z"),
-            s.event_count,
+            s.measures.event_count,
             s.unique_users,
-            s.value_sum,
+            s.measures.value_sum,
         )
         for s in stored
     ]
@@ -84,7 +84,7 @@ def test_the_json_summary_agrees_with_the_daily_counters(back_end: MemoryBackEnd
     }
     for total in summary["totals"]:
         snapshot = daily[(total["variant_id"], total["metric"])]
-        assert total["event_count"] == snapshot.event_count
+        assert total["event_count"] == snapshot.measures.event_count
         assert total["unique_users"] == snapshot.unique_users
     for rate in summary["rates"]:
         exposed = daily[(rate["variant_id"], "exposure")].user_ids
@@ -105,7 +105,9 @@ def test_the_csv_has_one_row_per_window_with_the_documented_columns(
 
     assert tuple(rows[0]) == WINDOW_COLUMNS
     assert len(rows) == len(report.windows)
-    assert sum(int(r["event_count"]) for r in rows) == sum(s.event_count for s in report.windows)
+    assert sum(int(r["event_count"]) for r in rows) == sum(
+        s.measures.event_count for s in report.windows
+    )
 
 
 def test_the_table_shows_every_variant_and_the_sample_ratio_verdict(
@@ -120,7 +122,7 @@ def test_the_table_shows_every_variant_and_the_sample_ratio_verdict(
     assert "sample ratio: ok" in text
     for total in report.totals:
         assert total.variant_id in text
-    assert f"{report.totals[0].event_count:,}" in text
+    assert f"{report.totals[0].measures.event_count:,}" in text
 
 
 def test_the_chart_is_a_png_file(back_end: MemoryBackEnd, tmp_path: Path) -> None:

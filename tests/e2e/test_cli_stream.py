@@ -74,7 +74,7 @@ def test_consume_until_drained_counts_every_event_once(
     store = DynamoDbMetricStore(client, provisioned["DYNAMODB_TABLE"])
     for experiment in workload.experiments:
         daily = store.snapshots(experiment.experiment_id, Granularity.DAY)
-        assert sum(s.event_count for s in daily) == _expected_events(
+        assert sum(s.measures.event_count for s in daily) == _expected_events(
             workload, experiment.experiment_id
         )
 

@@ -119,7 +119,12 @@ def in_memory_observed(
                     granularity.name,
                     s.key.window_label,
                 )
-                observed[key] = (s.event_count, s.value_sum, s.value_count, s.unique_users)
+                observed[key] = (
+                    s.measures.event_count,
+                    s.measures.value_sum,
+                    s.measures.value_count,
+                    s.unique_users,
+                )
     return observed
 
 

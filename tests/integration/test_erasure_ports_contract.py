@@ -74,7 +74,9 @@ def table(request: pytest.FixtureRequest) -> Table:
             InMemoryRecentEventIndex(),
             InMemoryReplayLedger(),
         )
-        return Table(InMemoryPersonalItemStore(metrics, events, ledger), metrics, events, ledger)
+        return Table(
+            InMemoryPersonalItemStore(metrics.markers, events, ledger), metrics, events, ledger
+        )
     client: DynamoDBClient = request.getfixturevalue("dynamodb_client")
     name: str = request.getfixturevalue("unique_name")
     ensure_aggregation_table(client, name)
@@ -122,7 +124,7 @@ def test_present_finds_exactly_the_stored_items_and_delete_removes_them(table: T
     assert table.items.present(asked) == {_marker("u2")}
     [snapshot] = table.metrics.snapshots("exp-1", Granularity.HOUR)
     assert snapshot.user_ids == {"u2"}
-    assert snapshot.event_count == 2  # the counter itself is untouched
+    assert snapshot.measures.event_count == 2  # the counter itself is untouched
     assert table.events.lookup(["e1", "e2"]).keys() == {"e2"}
 
 

@@ -22,6 +22,7 @@ from domain.metrics import Granularity
 from infrastructure.aws.client_config import _retry_quota_checker, client_config
 from infrastructure.aws.dynamodb_codec import Backoff
 from infrastructure.aws.dynamodb_metric_store import DynamoDbMetricStore
+from infrastructure.aws.dynamodb_unique_user_markers import DynamoDbUniqueUserMarkers
 from infrastructure.aws.permissions import (
     LAMBDA_PARTITION_KEY_PREFIXES,
     LAMBDA_PERMISSIONS,
@@ -94,7 +95,12 @@ def by_window(
 
 
 def counts(snapshot: MetricSnapshot) -> tuple[int, Decimal, int, int]:
-    return (snapshot.event_count, snapshot.value_sum, snapshot.value_count, snapshot.unique_users)
+    return (
+        snapshot.measures.event_count,
+        snapshot.measures.value_sum,
+        snapshot.measures.value_count,
+        snapshot.unique_users,
+    )
 
 
 # -- the contract ---------------------------------------------------------------------------
@@ -223,8 +229,8 @@ def test_value_sums_are_exact_decimals(store: MetricStore) -> None:
     apply(store, Seen(6, "u1", at(10, 6), metric="purchase", value=123456789.01))
 
     snapshot = by_window(store)[("control", "purchase", at(10))]
-    assert snapshot.value_sum == Decimal("123456809.3000001")
-    assert (snapshot.event_count, snapshot.value_count) == (6, 5)
+    assert snapshot.measures.value_sum == Decimal("123456809.3000001")
+    assert (snapshot.measures.event_count, snapshot.measures.value_count) == (6, 5)
 
 
 def test_identifiers_containing_key_separators_stay_apart(store: MetricStore) -> None:
@@ -279,8 +285,8 @@ def test_successive_deltas_of_one_counter_and_shard_in_one_call_all_count(
     report = store.apply(deltas, NoDeadline())
 
     assert report.complete
-    assert by_window(store)[("control", "click", at(10))].event_count == 26
-    assert by_window(store, DAILY)[("control", "click", DAY)].event_count == 26
+    assert by_window(store)[("control", "click", at(10))].measures.event_count == 26
+    assert by_window(store, DAILY)[("control", "click", DAY)].measures.event_count == 26
 
 
 def test_an_empty_batch_is_complete(store: MetricStore) -> None:
@@ -338,8 +344,8 @@ def test_lost_responses_of_every_update_still_count_each_record_once(
 
     assert faults.lost >= 4
     hourly = by_window(store)
-    assert hourly[("control", "click", at(10))].event_count == 6
-    assert hourly[("control", "click", at(11))].event_count == 6
+    assert hourly[("control", "click", at(10))].measures.event_count == 6
+    assert hourly[("control", "click", at(11))].measures.event_count == 6
 
 
 def test_a_throttled_update_is_reported_from_its_first_unapplied_record_and_redelivery_heals(
@@ -368,7 +374,7 @@ def test_a_throttled_update_is_reported_from_its_first_unapplied_record_and_rede
     hourly = by_window(store)
     assert counts(hourly[("control", "click", at(10))]) == (2, Decimal(0), 0, 2)
     assert counts(hourly[("control", "click", at(11))]) == (2, Decimal(0), 0, 2)
-    assert by_window(store, DAILY)[("control", "click", DAY)].event_count == 4
+    assert by_window(store, DAILY)[("control", "click", DAY)].measures.event_count == 4
 
 
 def test_throttled_markers_are_reported_from_the_first_record_of_their_users(
@@ -387,7 +393,7 @@ def test_throttled_markers_are_reported_from_the_first_record_of_their_users(
     assert throttle.refused >= 1
     assert report.cut == ShardCut({SHARD_A: 125})
     snapshot = by_window(store)[("control", "click", at(10))]
-    assert (snapshot.event_count, snapshot.unique_users) == (60, 25)
+    assert (snapshot.measures.event_count, snapshot.unique_users) == (60, 25)
 
 
 def test_markers_handed_back_unprocessed_are_written_on_retry(
@@ -475,7 +481,7 @@ def test_a_batch_of_200_counters_is_written_concurrently_and_exactly(
             if (r.variant_id, r.metric, r.timestamp.hour)
             == (snapshot.key.variant_id, snapshot.key.metric, snapshot.key.window_start.hour)
         ]
-        assert snapshot.event_count == len(mine)
+        assert snapshot.measures.event_count == len(mine)
         assert snapshot.unique_users == len({r.user_id for r in mine})
 
 
@@ -496,7 +502,8 @@ def test_markers_this_container_wrote_are_not_written_again(
 def test_markers_carry_an_expiry_when_a_retention_is_set(
     dynamodb_client: DynamoDBClient, aggregation_table: str
 ) -> None:
-    store = dynamodb_store(dynamodb_client, aggregation_table, marker_ttl_days=30)
+    retained = DynamoDbUniqueUserMarkers(dynamodb_client, aggregation_table, ttl_days=30)
+    store = dynamodb_store(dynamodb_client, aggregation_table, markers=retained)
     apply(store, Seen(1, "u1", at(10, 1)))
 
     items = dynamodb_client.scan(TableName=aggregation_table)["Items"]
@@ -614,7 +621,7 @@ def test_the_longest_identifiers_the_contract_accepts_make_keys_the_store_holds(
     assert report.refused == {}
     [hourly] = store.snapshots(escaped, Granularity.HOUR)
     assert (hourly.key.variant_id, hourly.key.metric) == (escaped, metric)
-    assert (hourly.event_count, hourly.unique_users) == (2, 2)
+    assert (hourly.measures.event_count, hourly.unique_users) == (2, 2)
 
 
 # -- forward progress: a redelivery costs requests only for what is not yet durable ---------
@@ -651,7 +658,7 @@ def test_an_update_refused_for_a_while_is_retried_within_the_call_until_it_lands
 
     assert throttle.refused == 3
     assert report.complete
-    assert by_window(store, DAILY)[("control", "click", DAY)].event_count == 1
+    assert by_window(store, DAILY)[("control", "click", DAY)].measures.event_count == 1
 
 
 def test_an_expected_conditional_failure_after_a_retry_gives_the_retry_quota_back(

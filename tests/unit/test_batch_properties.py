@@ -113,7 +113,7 @@ def test_counters_add_up_to_the_attributed_pairs_and_the_distinct_users(
             s.key.metric,
             s.key.granularity,
             s.key.window_start,
-        ): (s.event_count, s.unique_users)
+        ): (s.measures.event_count, s.unique_users)
         for granularity in Granularity
         for s in all_snapshots(store, granularity)
     }
@@ -189,11 +189,11 @@ def test_redelivering_from_the_reported_failure_until_done_counts_like_one_clean
         pending = [r for r in records if r.sequence >= resume]
     for granularity in Granularity:
         expected = [
-            (s.key, s.event_count, s.value_sum, s.unique_users)
+            (s.key, s.measures.event_count, s.measures.value_sum, s.unique_users)
             for s in all_snapshots(clean, granularity)
         ]
         actual = [
-            (s.key, s.event_count, s.value_sum, s.unique_users)
+            (s.key, s.measures.event_count, s.measures.value_sum, s.unique_users)
             for s in all_snapshots(faulty, granularity)
         ]
         assert actual == expected

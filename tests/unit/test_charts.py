@@ -4,7 +4,6 @@ experiment was counted, the window in progress drawn apart, the experiment in th
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +11,10 @@ import pytest
 from matplotlib.lines import Line2D
 
 from application.ports import MetricSnapshot
-from application.reporting import EXPOSURE_METRIC, build_report
+from application.reporting import build_report
 from domain.experiments import Experiment, ExperimentStatus, Variant
-from domain.metrics import Granularity, MetricKey
+from domain.metrics import Granularity, Measures, MetricKey
+from domain.statistics import EXPOSURE_METRIC
 from operations.charts import (
     ChartFormat,
     ChartMeasure,
@@ -34,7 +34,7 @@ EXPERIMENT = Experiment(
 
 def _snapshot(variant_id: str, metric: str, hour: int, *users: str) -> MetricSnapshot:
     key = MetricKey("exp-1", variant_id, metric, Granularity.HOUR, HOUR + timedelta(hours=hour))
-    return MetricSnapshot(key, len(users), Decimal(0), 0, frozenset(users))
+    return MetricSnapshot(key, Measures(len(users)), frozenset(users))
 
 
 # Hours 0, 1, 3 and 4 counted; hour 2 nothing at all; treatment had no conversion in hour 1;

@@ -104,7 +104,13 @@ def outcome(
         [(o.key, o.blob, o.metadata) for o in store.archive.objects()],
         store.dead_letters.letters(),
         [
-            (s.key, s.event_count, s.value_sum, s.value_count, s.unique_users)
+            (
+                s.key,
+                s.measures.event_count,
+                s.measures.value_sum,
+                s.measures.value_count,
+                s.unique_users,
+            )
             for granularity in Granularity
             for experiment_id in EXPERIMENTS
             for s in store.metrics.snapshots(experiment_id, granularity)

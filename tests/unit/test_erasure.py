@@ -53,7 +53,10 @@ class World:
         return self.operations.user_eraser()
 
     def counters(self) -> list[tuple[object, int, object, int]]:
-        return [(s.key, s.event_count, s.value_sum, s.value_count) for s in self._snapshots()]
+        return [
+            (s.key, s.measures.event_count, s.measures.value_sum, s.measures.value_count)
+            for s in self._snapshots()
+        ]
 
     def users(self) -> dict[object, frozenset[str]]:
         return {s.key: s.user_ids for s in self._snapshots()}
@@ -223,7 +226,7 @@ class _FailingDeletes(InMemoryPersonalItemStore):
 
 def test_an_interrupted_run_changes_no_line_and_a_rerun_finishes(world: World) -> None:
     lines = list(world.store.archive.lines())
-    failing = _FailingDeletes(world.store.metrics, world.store.recent_events, world.ledger)
+    failing = _FailingDeletes(world.store.metrics.markers, world.store.recent_events, world.ledger)
 
     with (
         pytest.raises(TransientInfrastructureError),
@@ -236,7 +239,7 @@ def test_an_interrupted_run_changes_no_line_and_a_rerun_finishes(world: World) -
 
 
 def test_an_interrupted_run_is_finished_by_the_next(world: World) -> None:
-    failing = _FailingDeletes(world.store.metrics, world.store.recent_events, world.ledger)
+    failing = _FailingDeletes(world.store.metrics.markers, world.store.recent_events, world.ledger)
     with (
         pytest.raises(TransientInfrastructureError),
         world.operations.personal_item_store.override(failing),

@@ -127,7 +127,13 @@ def fresh_world() -> MemoryBackEnd:
 
 def counters(world: MemoryBackEnd) -> list[tuple[object, ...]]:
     return sorted(
-        (str(s.key), s.event_count, s.value_sum, s.value_count, s.unique_users)
+        (
+            str(s.key),
+            s.measures.event_count,
+            s.measures.value_sum,
+            s.measures.value_count,
+            s.unique_users,
+        )
         for granularity in Granularity
         for s in world.metrics.snapshots("exp-1", granularity)
     )

@@ -102,13 +102,13 @@ def test_a_record_a_store_refuses_for_good_is_dead_lettered_unstorable_and_not_a
     assert result.dead_lettered == {RejectionReason.UNSTORABLE: 1}
     [letter] = store.dead_letters.letters()
     assert (letter.sequence, letter.stage, letter.data) == (2, Stage.STORE, records[1].data)
-    assert [s.event_count for s in metrics.snapshots("exp-1", Granularity.DAY)] == [2]
+    assert [s.measures.event_count for s in metrics.snapshots("exp-1", Granularity.DAY)] == [2]
     assert not [line for line in store.archive.lines() if b'"user-2"' in line]
 
     again = processor_for(store, metrics=metrics).process(records)
 
     assert again.failures == ()
-    assert [s.event_count for s in metrics.snapshots("exp-1", Granularity.DAY)] == [2]
+    assert [s.measures.event_count for s in metrics.snapshots("exp-1", Granularity.DAY)] == [2]
 
 
 def test_records_whose_archive_object_s3_would_refuse_are_dead_lettered_and_the_rest_archived() -> (

@@ -76,7 +76,7 @@ def click(sequence: int, user_id: str = "user-1", **fields: object) -> RawRecord
 
 def daily(store: MemoryBackEnd, experiment_id: str) -> dict[tuple[str, str], tuple[int, int]]:
     return {
-        (s.key.variant_id, s.key.metric): (s.event_count, s.unique_users)
+        (s.key.variant_id, s.key.metric): (s.measures.event_count, s.unique_users)
         for s in store.metrics.snapshots(experiment_id, Granularity.DAY)
     }
 
@@ -118,7 +118,11 @@ def test_hourly_and_daily_counters_with_unique_users_and_exact_value_sums() -> N
     ]
     processor_for(store).process(records)
     hourly = {
-        (s.key.variant_id, s.key.window_label): (s.event_count, s.unique_users, str(s.value_sum))
+        (s.key.variant_id, s.key.window_label): (
+            s.measures.event_count,
+            s.unique_users,
+            str(s.measures.value_sum),
+        )
         for s in store.metrics.snapshots("exp-1", Granularity.HOUR)
     }
     assert hourly == {
@@ -126,7 +130,7 @@ def test_hourly_and_daily_counters_with_unique_users_and_exact_value_sums() -> N
         ("treatment", "2026-11-20T11"): (1, 1, "5.0"),
     }
     days = store.metrics.snapshots("exp-1", Granularity.DAY)
-    assert [(s.key.variant_id, s.event_count, s.unique_users) for s in days] == [
+    assert [(s.key.variant_id, s.measures.event_count, s.unique_users) for s in days] == [
         ("control", 2, 1),
         ("treatment", 1, 1),
     ]

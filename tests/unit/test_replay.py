@@ -36,7 +36,7 @@ def item(
 
 def counts(store: MemoryBackEnd) -> list[tuple[str, int, int]]:
     return [
-        (s.key.metric, s.event_count, s.unique_users)
+        (s.key.metric, s.measures.event_count, s.unique_users)
         for s in store.metrics.snapshots("exp-1", Granularity.DAY)
     ]
 

@@ -94,7 +94,9 @@ class World:
 
     def counts(self) -> dict[Granularity, list[int]]:
         return {
-            granularity: [s.event_count for s in self.store.metrics.snapshots("exp-1", granularity)]
+            granularity: [
+                s.measures.event_count for s in self.store.metrics.snapshots("exp-1", granularity)
+            ]
             for granularity in Granularity
         }
 

@@ -4,7 +4,6 @@ cumulative per-variant statistics, checked against a direct count for all inputs
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 import pytest
 from hypothesis import given
@@ -12,9 +11,10 @@ from hypothesis import strategies as st
 
 from application.ports import MetricSnapshot
 from application.report_series import cumulative_series, window_grid
-from application.reporting import EXPOSURE_METRIC, build_report, wilson_interval
+from application.reporting import build_report
 from domain.experiments import Experiment, ExperimentStatus, Variant
-from domain.metrics import Granularity, MetricKey
+from domain.metrics import Granularity, Measures, MetricKey
+from domain.statistics import EXPOSURE_METRIC, wilson_interval
 
 HOUR = datetime(2026, 11, 20, 10, tzinfo=UTC)
 EXPERIMENT = Experiment(
@@ -27,7 +27,7 @@ EXPERIMENT = Experiment(
 
 def _snapshot(variant_id: str, metric: str, hour: int, users: frozenset[str]) -> MetricSnapshot:
     key = MetricKey("exp-1", variant_id, metric, Granularity.HOUR, HOUR + timedelta(hours=hour))
-    return MetricSnapshot(key, len(users), Decimal(0), 0, users)
+    return MetricSnapshot(key, Measures(len(users)), users)
 
 
 def test_the_grid_has_every_window_and_knows_which_were_counted() -> None:
@@ -49,8 +49,8 @@ def test_a_day_grid_steps_by_days() -> None:
     key = MetricKey("exp-1", "control", "click", Granularity.DAY, HOUR.replace(hour=0))
     later = MetricKey("exp-1", "control", "click", Granularity.DAY, key.window_start + timedelta(2))
     windows = [
-        MetricSnapshot(key, 1, Decimal(0), 0, frozenset({"a"})),
-        MetricSnapshot(later, 1, Decimal(0), 0, frozenset({"a"})),
+        MetricSnapshot(key, Measures(1), frozenset({"a"})),
+        MetricSnapshot(later, Measures(1), frozenset({"a"})),
     ]
 
     grid = window_grid(windows, Granularity.DAY)

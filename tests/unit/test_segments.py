@@ -77,7 +77,7 @@ def clicks(first: int, last: int, user_of: dict[int, str] | None = None) -> list
 
 
 def daily_events(store: MemoryBackEnd) -> int:
-    return sum(s.event_count for s in store.metrics.snapshots("exp-1", Granularity.DAY))
+    return sum(s.measures.event_count for s in store.metrics.snapshots("exp-1", Granularity.DAY))
 
 
 def archived_sequences(store: MemoryBackEnd) -> set[int]:

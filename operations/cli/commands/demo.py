@@ -65,10 +65,11 @@ def demo(
     event-source mapping, then prints the report and writes a chart."""
     from moto.server import ThreadedMotoServer
 
+    from application.reporting import read_report
     from entrypoints import lambda_handler
     from operations.aws.provisioning import provision_all
     from operations.charts import ChartMeasure, write_report_chart
-    from operations.cli.report_output import read_report, render_table
+    from operations.cli.report_output import render_table
     from operations.event_source_emulator import (
         EmulatorStats,
         EventSourceMappingEmulator,

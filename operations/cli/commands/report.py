@@ -65,10 +65,10 @@ def report(
     """Per variant and metric over the range: events, distinct users, value sum and mean, the
     rate per exposed user with a 95% confidence interval, the lift against the control, and,
     first, a sample-ratio check."""
-    from application.reporting import UnknownControlVariantError
+    from application.reporting import UnknownControlVariantError, read_report
     from infrastructure.clock import SystemClock
     from operations.charts import ChartMeasure, ChartPathError, chart_format, write_report_chart
-    from operations.cli.report_output import read_report, render_table, report_csv, report_json
+    from operations.cli.report_output import render_table, report_csv, report_json
 
     first, last = moment_option(start), moment_option(end)
     if first is not None and last is not None and last <= first:
