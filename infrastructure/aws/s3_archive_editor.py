@@ -16,6 +16,7 @@ from infrastructure.aws.s3_archive import (
     S3Encryption,
     object_tagging,
 )
+from infrastructure.aws.s3_listing import listed_objects
 from infrastructure.codecs import codec_for_key
 
 if TYPE_CHECKING:
@@ -44,13 +45,8 @@ class S3ArchiveEditor(ArchiveEditor):
         self._metadata: dict[str, Mapping[str, str]] = {}
 
     def object_keys(self) -> Iterator[str]:
-        paginator = self._s3.get_paginator("list_objects_v2")
-        try:
-            for page in paginator.paginate(Bucket=self._bucket, Prefix=self._prefix):
-                for entry in page.get("Contents", []):
-                    yield entry["Key"]
-        except (ClientError, BotoCoreError) as error:
-            raise translate(error, "s3:ListBucket") from error
+        for entry in listed_objects(self._s3, self._bucket, self._prefix):
+            yield entry["Key"]
 
     def read_lines(self, key: str) -> list[bytes]:
         try:

@@ -11,6 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from infrastructure.aws.errors import translate
 from infrastructure.aws.s3_archive import DEFAULT_ARCHIVE_PREFIX
+from infrastructure.aws.s3_listing import listed_objects
 from infrastructure.codecs import codec_for_key
 
 if TYPE_CHECKING:
@@ -55,20 +56,10 @@ class S3ArchiveReader:
 
         One prefix per hour: a replay of an afternoon lists that afternoon, not the bucket.
         """
-        paginator = self._s3.get_paginator("list_objects_v2")
         for hour in hour_partitions(start, end):
             prefix = f"{self._prefix}{hour.strftime('year=%Y/month=%m/day=%d/hour=%H/')}"
-            try:
-                pages = paginator.paginate(
-                    Bucket=self._bucket,
-                    Prefix=prefix,
-                    PaginationConfig={"PageSize": self._page_size},
-                )
-                for page in pages:
-                    for entry in page.get("Contents", []):
-                        yield ArchivedObjectSummary(entry["Key"], entry.get("Size", 0))
-            except (ClientError, BotoCoreError) as error:
-                raise translate(error, "s3:ListBucket") from error
+            for entry in listed_objects(self._s3, self._bucket, prefix, self._page_size):
+                yield ArchivedObjectSummary(entry["Key"], entry.get("Size", 0))
 
     def read_lines(self, key: str) -> Iterator[bytes]:
         """The archive lines of one object, without their line ends."""

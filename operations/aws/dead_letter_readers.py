@@ -19,6 +19,7 @@ from infrastructure.aws.dead_letter_format import (
     decode_letter,
 )
 from infrastructure.aws.errors import translate
+from infrastructure.aws.s3_listing import listed_objects
 from infrastructure.aws.sqs_dead_letters import SQS_MAX_BATCH_ENTRIES
 
 if TYPE_CHECKING:
@@ -151,13 +152,8 @@ class S3DeadLetterReader:
         self._prefix = prefix
 
     def keys(self) -> Iterator[str]:
-        paginator = self._s3.get_paginator("list_objects_v2")
-        try:
-            for page in paginator.paginate(Bucket=self._bucket, Prefix=self._prefix):
-                for entry in page.get("Contents", []):
-                    yield entry["Key"]
-        except (ClientError, BotoCoreError) as error:
-            raise translate(error, "s3:ListBucket") from error
+        for entry in listed_objects(self._s3, self._bucket, self._prefix):
+            yield entry["Key"]
 
     def read(self, key: str) -> DeadLetterEnvelope:
         try:
