@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
 
     from entrypoints.settings import Settings
-    from operations.aws.provisioning import ResourceNames
+    from operations.aws.provisioning import ProvisionedResources, ResourceNames
     from operations.container import OperationsContainer
 
 NO_REGION = "no AWS region configured: set AWS_DEFAULT_REGION or AWS_REGION"
@@ -115,4 +115,22 @@ def resource_names(settings: Settings, queue: str, stream: str, shards: int = 1)
         assignments_table=settings.assignments_table,
         experiments_table=settings.experiments_table,
         stream_shards=shards,
+    )
+
+
+def provision_resources(
+    container: OperationsContainer, names: ResourceNames
+) -> ProvisionedResources:
+    """The named resources made (or found) in the account the container reaches."""
+    from operations.aws.provisioning import provision_all
+
+    return run_against_aws(
+        lambda: provision_all(
+            names,
+            container.dynamodb_client(),
+            container.s3_client(),
+            container.sqs_client(),
+            kinesis_client(container),
+            region_of(container),
+        )
     )

@@ -15,6 +15,7 @@ from domain.metrics import Granularity
 from operations.cli.aws_access import (
     build_container,
     kinesis_client,
+    provision_resources,
     region_of,
     resource_names,
     run_against_aws,
@@ -67,7 +68,6 @@ def demo(
 
     from application.reporting import read_report
     from entrypoints import lambda_handler
-    from operations.aws.provisioning import provision_all
     from operations.charts import ChartMeasure, write_report_chart
     from operations.cli.report_output import render_table
     from operations.event_source_emulator import (
@@ -92,16 +92,7 @@ def demo(
             settings = container.settings()
             names = resource_names(settings, DEFAULT_QUEUE, DEFAULT_STREAM)
             kinesis = kinesis_client(container)
-            resources = run_against_aws(
-                lambda: provision_all(
-                    names,
-                    container.dynamodb_client(),
-                    container.s3_client(),
-                    container.sqs_client(),
-                    kinesis,
-                    region_of(container),
-                )
-            )
+            resources = provision_resources(container, names)
             console.print(
                 f"{_since(started)} [bold]2.[/bold] provisioned stream {names.stream}, tables "
                 f"{names.aggregation_table}, {names.assignments_table}, {names.experiments_table}, "

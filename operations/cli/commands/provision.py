@@ -11,11 +11,9 @@ import typer
 from operations.cli.aws_access import (
     aws_environment,
     build_container,
-    kinesis_client,
+    provision_resources,
     real_account,
-    region_of,
     resource_names,
-    run_against_aws,
 )
 from operations.cli.console import EXIT_USAGE, fail, stdout_console
 from operations.cli.options import EndpointUrl, StreamName, SummaryFormat
@@ -35,7 +33,6 @@ def provision(
     """Create the stream, the tables, the bucket and the queue in an emulator if missing
     (idempotent: run it again and nothing changes), and wait until they are usable. In an AWS
     account the stack is deployed from template.yaml instead (`make deploy`)."""
-    from operations.aws.provisioning import provision_all
 
     if real_account(endpoint_url):
         fail(
@@ -49,17 +46,7 @@ def provision(
         container = build_container()
         settings = container.settings()
         names = resource_names(settings, queue, stream, shards)
-        region = region_of(container)
-        resources = run_against_aws(
-            lambda: provision_all(
-                names,
-                container.dynamodb_client(),
-                container.s3_client(),
-                container.sqs_client(),
-                kinesis_client(container),
-                region,
-            )
-        )
+        resources = provision_resources(container, names)
     described = {
         "stream": names.stream,
         "stream_arn": resources.stream_arn,
