@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from bisect import bisect_right
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate, islice
@@ -118,6 +118,53 @@ class ArchiveLineWriter:
         self._template_count += 1
         return template
 
+    def lines(self, events: AcceptedColumns, matches: Matches) -> list[bytes]:
+        """Each event's archive line (see `archive_line`), built from the templates."""
+        coordinates = events.coordinates
+        lines: list[bytes] = []
+        add = lines.append
+        shard_id = None
+        templates: dict[tuple[VariantKey, ...], bytes] = {}
+        for payload, where, variants, elapsed, sequence, partition_key, arrival in zip(
+            events.payloads,
+            coordinates,
+            matches.variants,
+            matches.elapsed_seconds,
+            _sequence_numbers_json(coordinates),
+            _partition_keys_json(coordinates),
+            self._arrivals_json(coordinates),
+            strict=True,
+        ):
+            if where.shard_id is not shard_id:  # one shard per Lambda batch
+                shard_id = where.shard_id
+                templates = self.templates_of_shard(shard_id)
+            template = templates.get(variants)
+            if template is None:
+                template = self.new_template(shard_id, variants)
+            # A validated JSON object ends with "}"; line breaks can only be whitespace.
+            if payload[-1] != 125 or b"\n" in payload or b"\r" in payload:
+                payload = _one_line(payload)
+            add(template % (payload[:-1], *elapsed, sequence, partition_key, arrival))
+        return lines
+
+    def _arrivals_json(self, coordinates: Sequence[KinesisCoordinates]) -> list[bytes]:
+        """The JSON of each record's arrival time; the records of one put share theirs, so
+        each is written once and kept."""
+        arrivals = self.arrivals
+        written: list[bytes] = []
+        for where in coordinates:
+            arrival_time = where.approximate_arrival_timestamp
+            # Only positive floats are cached: no other value equals one of them (an int may
+            # equal a float, -0.0 equals 0.0, and NaN nothing) while writing otherwise.
+            if type(arrival_time) is float and arrival_time > 0.0:
+                arrival = arrivals.get(arrival_time)
+                if arrival is None:
+                    arrival = arrivals[arrival_time] = _json_number(arrival_time).encode()
+            else:
+                arrival = _json_number(arrival_time).encode()
+            written.append(arrival)
+        return written
+
     @property
     def arrivals(self) -> dict[float, bytes]:
         if len(self._arrivals) >= self._max_entries:
@@ -126,9 +173,34 @@ class ArchiveLineWriter:
 
 
 def _json_content(text: str) -> bytes:
-    """A str as JSON, without its quotes (`ArchiveAccumulator.add_columns` skips this call for
-    the usual sequence numbers and partition keys, which need no escaping)."""
+    """A str as JSON, without its quotes (skipped for the usual sequence numbers and partition
+    keys, which need no escaping)."""
     return _json_string(text)[1:-1].encode()
+
+
+def _sequence_numbers_json(coordinates: Sequence[KinesisCoordinates]) -> list[bytes]:
+    """Each record's sequence number as JSON without its quotes; a Kinesis one is decimal
+    digits, which need no escaping."""
+    return [
+        number.encode()
+        if (number := where.sequence_number).isdigit() and number.isascii()
+        else _json_content(number)
+        for where in coordinates
+    ]
+
+
+def _partition_keys_json(coordinates: Sequence[KinesisCoordinates]) -> list[bytes]:
+    """Each record's partition key as JSON without its quotes; the usual one needs no
+    escaping."""
+    return [
+        key.encode()
+        if (key := where.partition_key).isascii()
+        and key.isprintable()
+        and '"' not in key
+        and "\\" not in key
+        else _json_content(key)
+        for where in coordinates
+    ]
 
 
 def _one_line(payload: bytes) -> bytes:
@@ -191,71 +263,15 @@ class ArchiveAccumulator:
 
     def add_columns(self, events: AcceptedColumns, matches: Matches) -> None:
         """`add` for the pipeline's columns: the events and their attributions (see
-        `domain.attribution.match_columns`). Each event's line is built here, from the
-        writer's template (see `ArchiveLineWriter.new_template`)."""
+        `domain.attribution.match_columns`). Each event's line is built here, by the writer
+        (see `ArchiveLineWriter.lines`)."""
         groups = self._groups
-        writer = self._writer
-        arrivals = writer.arrivals
-        shard_id = None
-        templates: dict[tuple[VariantKey, ...], bytes] = {}
-        for event, payload, coordinates, event_us, variants, elapsed in zip(
-            events.events,
-            events.payloads,
-            events.coordinates,
-            events.times_us,
-            matches.variants,
-            matches.elapsed_seconds,
-            strict=True,
+        lines = self._writer.lines(events, matches)
+        for line, event, coordinates, event_us in zip(
+            lines, events.events, events.coordinates, events.times_us, strict=True
         ):
-            if coordinates.shard_id is not shard_id:  # one shard per Lambda batch
-                shard_id = coordinates.shard_id
-                templates = writer.templates_of_shard(shard_id)
-            template = templates.get(variants)
-            if template is None:
-                template = writer.new_template(shard_id, variants)
-            partition_key = coordinates.partition_key
-            if (
-                partition_key.isascii()
-                and partition_key.isprintable()
-                and '"' not in partition_key
-                and "\\" not in partition_key
-            ):
-                partition_bytes = partition_key.encode()  # nothing to escape in JSON
-            else:
-                partition_bytes = _json_content(partition_key)
-            arrival_time = coordinates.approximate_arrival_timestamp
-            # Only positive floats are cached: no other value equals one of them (an int may
-            # equal a float, -0.0 equals 0.0, and NaN nothing) while writing otherwise.
-            arrival = (
-                arrivals.get(arrival_time)
-                if type(arrival_time) is float and arrival_time > 0.0
-                else None
-            )
-            if arrival is None:
-                arrival = _json_number(arrival_time).encode()
-                if type(arrival_time) is float and arrival_time > 0.0:
-                    arrivals[arrival_time] = arrival
-            sequence_number = coordinates.sequence_number
-            if sequence_number.isdigit() and sequence_number.isascii():
-                sequence = sequence_number.encode()  # a Kinesis one: decimal digits
-            else:
-                sequence = _json_content(sequence_number)
-            # A validated JSON object ends with "}"; line breaks can only be whitespace.
-            if payload[-1] != 125 or b"\n" in payload or b"\r" in payload:
-                payload = _one_line(payload)
-            member = (
-                coordinates.sequence,
-                template
-                % (
-                    payload[:-1],
-                    *elapsed,
-                    sequence,
-                    partition_bytes,
-                    arrival,
-                ),
-                event.event_id,
-            )
-            key = (event_us - event_us % _HOUR_US, shard_id)
+            member = (coordinates.sequence, line, event.event_id)
+            key = (event_us - event_us % _HOUR_US, coordinates.shard_id)
             group = groups.get(key)
             if group is None:
                 groups[key] = [member]

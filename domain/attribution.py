@@ -243,6 +243,12 @@ class Matches:
     def __len__(self) -> int:
         return len(self.variants)
 
+    def select(self, positions: Sequence[int]) -> Matches:
+        """The attributions of the events at `positions`, in that order."""
+        return Matches(
+            [self.variants[i] for i in positions], [self.elapsed_seconds[i] for i in positions]
+        )
+
     def of_event(self, index: int) -> tuple[Match, ...]:
         return tuple(
             [
@@ -307,14 +313,11 @@ def match_columns(
     add_elapsed = elapsed_column.append
     m = 1_000_000
     for event, event_us in zip(events, times_us, strict=True):
-        variants, assigned, latest = candidates[event.user_id]
         only = event.experiment_id
-        if only is not None:  # only that experiment's variants (usually one)
-            chosen = [index for index, variant in enumerate(variants) if variant[0] == only]
-            if len(chosen) != len(variants):
-                variants = tuple([variants[index] for index in chosen])
-                assigned = tuple([assigned[index] for index in chosen])
-                latest = max(assigned, default=_EARLIEST_US)
+        if only is None:
+            variants, assigned, latest = candidates[event.user_id]
+        else:  # only that experiment's variants (usually one)
+            variants, assigned, latest = _of_experiment(candidates[event.user_id], only)
         if latest <= event_us:  # every one of them (or none)
             add_variants(variants)
             # Unrolled for the usual counts: a comprehension costs more than the arithmetic.
@@ -336,6 +339,16 @@ def match_columns(
         add_variants(tuple([variants[index] for index in kept]))
         add_elapsed(tuple([(event_us - assigned[index]) / m for index in kept]))
     return Matches(variants_column, elapsed_column)
+
+
+def _of_experiment(candidates: Candidates, experiment_id: str) -> Candidates:
+    """The candidates of one experiment."""
+    variants, assigned, _ = candidates
+    chosen = [index for index, variant in enumerate(variants) if variant[0] == experiment_id]
+    if len(chosen) == len(variants):
+        return candidates
+    kept = tuple([assigned[index] for index in chosen])
+    return tuple([variants[index] for index in chosen]), kept, max(kept, default=_EARLIEST_US)
 
 
 def attribute_batch(

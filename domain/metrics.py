@@ -203,6 +203,23 @@ def _window_start_of(window_us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=window_us)
 
 
+def counters_of(metric: str, event_us: int, variants: Iterable[VariantKey]) -> frozenset[MetricKey]:
+    """The counters an event of `metric` at `event_us` (epoch microseconds) adds to when it
+    counts for `variants`: each variant's hourly and daily counter."""
+    hour_us = event_us - event_us % _HOUR_US
+    windows = (
+        (Granularity.HOUR, _window_start_of(hour_us)),
+        (Granularity.DAY, _window_start_of(hour_us - hour_us % _DAY_US)),
+    )
+    return frozenset(
+        [
+            MetricKey(experiment_id, variant_id, metric, granularity, window_start)
+            for experiment_id, variant_id in variants
+            for granularity, window_start in windows
+        ]
+    )
+
+
 _Row = tuple[int, str, Decimal | None]
 """(sequence, user id, value) of one record counted by one counter; the same tuple serves
 every counter a record counts for."""
