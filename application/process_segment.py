@@ -15,6 +15,7 @@ from datetime import datetime
 from itertools import islice
 from operator import le
 
+from application.accumulators import ArchiveAccumulator, MetricAccumulator
 from application.batch_work import FailedStage, Prepared, SegmentWork, cut_of
 from application.enrichment import Enricher
 from application.isolation import decode_guarded, letters_for
@@ -32,10 +33,9 @@ from application.ports import (
 from application.processing_settings import ProcessingSettings
 from application.results import BatchResult
 from application.shard_cut import ShardCut
-from domain.archiving import ArchiveAccumulator, ArchiveLineWriter
+from domain.archiving import ArchiveLineWriter
 from domain.errors import PipelineError, TransientInfrastructureError
 from domain.events import AcceptedColumns
-from domain.metrics import MetricAccumulator
 from domain.records import RawRecord
 from domain.rejections import DeadLetter, RejectionReason
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from application.accumulators import ArchiveAccumulator, MetricAccumulator
 from application.enrichment import Enricher
 from application.isolation import decode_guarded
 from application.ports import (
@@ -35,11 +36,11 @@ from application.replay_outcomes import (
     new_lane,
     not_attempted,
 )
-from domain.archiving import ArchiveAccumulator, ArchiveLineWriter
+from domain.archiving import ArchiveLineWriter
 from domain.attribution import CandidateMemo, Matches
 from domain.errors import TransientInfrastructureError
 from domain.events import AcceptedColumns
-from domain.metrics import MetricAccumulator, MetricDelta
+from domain.metrics import MetricDelta
 from domain.records import RawRecord
 
 __all__ = [

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
-from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from itertools import accumulate, islice
 from json.encoder import encode_basestring
-from operator import lt
 
-from domain.attribution import EnrichedEvent, Matches, VariantKey, as_columns
+from domain.attribution import Matches, VariantKey
 from domain.events import RESERVED_FIELD, AcceptedColumns
-from domain.metrics import Granularity
 from domain.records import KinesisCoordinates, RawRecord, padded_sequence
 
 ARCHIVE_SCHEMA_VERSION = "1"
@@ -48,20 +43,6 @@ class ArchiveObject:
             f"{self.partition}{self.shard_id}-{padded_sequence(self.first_sequence)}"
             f"-{padded_sequence(self.last_sequence)}"
         )
-
-
-def hour_partition(enriched: EnrichedEvent) -> str:
-    start = Granularity.HOUR.window_start(enriched.accepted.event.timestamp)
-    return start.strftime("year=%Y/month=%m/day=%d/hour=%H/")
-
-
-_HOUR_US = 3_600_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _partition_of_hour(hour_us: int) -> str:
-    start = _EPOCH + timedelta(microseconds=hour_us)
-    return start.strftime("year=%Y/month=%m/day=%d/hour=%H/")
 
 
 _json_string: Callable[[str], str] = encode_basestring
@@ -119,7 +100,14 @@ class ArchiveLineWriter:
         return template
 
     def lines(self, events: AcceptedColumns, matches: Matches) -> list[bytes]:
-        """Each event's archive line (see `archive_line`), built from the templates."""
+        """Each event's archive line: the event exactly as received plus a `_pipeline` field
+        with its enrichment and origin.
+
+        The producer's bytes are kept (no re-serialisation: unknown fields, key order and
+        number formatting survive); newlines between JSON tokens become spaces so that one
+        event is one line. The `_pipeline` object is what `json.dumps(..., separators=(",",
+        ":"), ensure_ascii=False)` would write, except that elapsed times are written with six
+        decimals (to the microsecond); it is built from a template (see `new_template`)."""
         coordinates = events.coordinates
         lines: list[bytes] = []
         add = lines.append
@@ -220,134 +208,6 @@ def _template_text(text: str) -> str:
 ARCHIVE_SCHEMA_VERSION_JSON = json.dumps(ARCHIVE_SCHEMA_VERSION)
 
 
-def archive_line(enriched: EnrichedEvent) -> bytes:
-    """The event exactly as received plus a `_pipeline` field with its enrichment and origin.
-
-    The producer's bytes are kept (no re-serialisation: unknown fields, key order and number
-    formatting survive); newlines between JSON tokens become spaces so that one event is one
-    line. The `_pipeline` object is what `json.dumps(..., separators=(",", ":"),
-    ensure_ascii=False)` would write, except that elapsed times are written with six decimals
-    (to the microsecond); it is built from a template (see `ArchiveLineWriter`).
-    """
-    (item,) = build_archive_objects([enriched], ArchiveLimits())
-    return item.body
-
-
-def build_archive_objects(
-    events: Iterable[EnrichedEvent], limits: ArchiveLimits
-) -> list[ArchiveObject]:
-    """Group events by (hour of event time, shard) into objects within the size limits."""
-    accumulator = ArchiveAccumulator(limits)
-    accumulator.add(events)
-    return accumulator.objects()
-
-
-_Member = tuple[int, bytes, str]
-"""(sequence, archive line, event id) of one event."""
-
-
-class ArchiveAccumulator:
-    """`build_archive_objects` in installments: each event is turned into its archive line
-    when added (a batch processed in chunks keeps the lines, not its events), and `objects()`
-    is what `build_archive_objects` of all the events added, in the order added, returns."""
-
-    __slots__ = ("_groups", "_limits", "_writer")
-
-    def __init__(self, limits: ArchiveLimits, writer: ArchiveLineWriter | None = None) -> None:
-        self._limits = limits
-        self._writer = writer or ArchiveLineWriter()
-        self._groups: dict[tuple[int, str], list[_Member]] = {}
-
-    def add(self, events: Iterable[EnrichedEvent]) -> None:
-        self.add_columns(*as_columns(list(events)))
-
-    def add_columns(self, events: AcceptedColumns, matches: Matches) -> None:
-        """`add` for the pipeline's columns: the events and their attributions (see
-        `domain.attribution.match_columns`). Each event's line is built here, by the writer
-        (see `ArchiveLineWriter.lines`)."""
-        groups = self._groups
-        lines = self._writer.lines(events, matches)
-        for line, event, coordinates, event_us in zip(
-            lines, events.events, events.coordinates, events.times_us, strict=True
-        ):
-            member = (coordinates.sequence, line, event.event_id)
-            key = (event_us - event_us % _HOUR_US, coordinates.shard_id)
-            group = groups.get(key)
-            if group is None:
-                groups[key] = [member]
-            else:
-                group.append(member)
-
-    def restrict(self, keep: Callable[[str, int], bool]) -> None:
-        """Forget the events of which `keep(shard_id, sequence)` is false."""
-        for key in list(self._groups):
-            shard_id = key[1]
-            kept = [member for member in self._groups[key] if keep(shard_id, member[0])]
-            if kept:
-                self._groups[key] = kept
-            else:
-                del self._groups[key]
-
-    def unplaceable(self) -> dict[tuple[str, int], str]:
-        """Forget the events whose hour has no archive partition (a date out of the calendar's
-        range), and name each (shard_id, sequence) with why: defence in depth, the contract's
-        time window keeps every accepted event placeable."""
-        refused: dict[tuple[str, int], str] = {}
-        for key in list(self._groups):
-            hour_us, shard_id = key
-            try:
-                _partition_of_hour(hour_us)
-            except (OverflowError, ValueError) as error:
-                for member in self._groups.pop(key):
-                    refused[(shard_id, member[0])] = f"no archive partition for its hour: {error}"
-        return refused
-
-    def objects(self) -> list[ArchiveObject]:
-        """The objects, in (partition, shard) order; the lines are handed over (this empties
-        the accumulator), so that each line is held once, in its object's body."""
-        limits = self._limits
-        groups = self._groups
-        self._groups = {}
-        partitions = {hour_us: _partition_of_hour(hour_us) for hour_us, _ in groups}
-        objects: list[ArchiveObject] = []
-        for hour_us, shard_id in sorted(groups, key=lambda key: (partitions[key[0]], key[1])):
-            partition = partitions[hour_us]
-            members = groups.pop((hour_us, shard_id))
-            sequences, lines, event_ids = zip(*members, strict=True)
-            if not all(map(lt, sequences, islice(sequences, 1, None))):
-                members.sort(key=_by_sequence)
-                sequences, lines, event_ids = zip(*members, strict=True)
-            del members
-            # Cut into objects of at most max_events_per_object lines and, unless one line is
-            # larger, max_bytes_per_object bytes: sizes[i] is the size of lines[: i + 1].
-            sizes = list(accumulate(map(len, lines)))
-            start = 0
-            while start < len(lines):
-                end = min(start + limits.max_events_per_object, len(lines))
-                before = sizes[start - 1] if start else 0
-                if sizes[end - 1] - before > limits.max_bytes_per_object:
-                    limit = before + limits.max_bytes_per_object
-                    end = max(start + 1, bisect_right(sizes, limit, start, end))
-                objects.append(
-                    ArchiveObject(
-                        partition,
-                        shard_id,
-                        sequences[start],
-                        sequences[end - 1],
-                        end - start,
-                        b"".join(lines[start:end]),
-                        event_ids[start:end],
-                        sequences[start:end],
-                    )
-                )
-                start = end
-        return objects
-
-
-def _by_sequence(member: _Member) -> int:
-    return member[0]
-
-
 class ArchiveLineError(ValueError):
     """An archive line without the pipeline's `_pipeline` member: not written by this pipeline."""
 
@@ -356,7 +216,7 @@ PIPELINE_MEMBER = b',"' + RESERVED_FIELD.encode() + b'":'
 
 
 def record_from_archive_line(line: bytes) -> RawRecord:
-    """The inverse of `archive_line`: the producer's event exactly as received (without the
+    """The inverse of `ArchiveLineWriter.lines`: the producer's event exactly as received (without the
     `_pipeline` member the archive appended) under its original Kinesis coordinates."""
     body = line.rstrip()
     cut = body.rfind(PIPELINE_MEMBER)

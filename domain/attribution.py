@@ -1,80 +1,19 @@
-"""Which experiments and variants an event counts for."""
+"""Which experiments and variants an event counts for.
+
+The rule: an event counts for every running experiment its user was assigned to at or before
+the event's time, in experiment order; when the event names an `experiment_id`, only for that
+experiment. The variant is the assignment's, which the assignment service owns (the client's
+`variant_id` is kept in the archive as sent). `tests/reference_pipeline.py` holds the rule
+written object by object, the oracle `match_columns` is checked against."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
 
-from domain.events import AcceptedColumns, AcceptedEvent, ExperimentEvent
+from domain.events import ExperimentEvent
 from domain.experiments import Assignment, Experiment
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def epoch_microseconds(moment: datetime) -> int:
-    """An aware moment as exact integer microseconds since the Unix epoch (no float rounding)."""
-    return (moment - _EPOCH) // _MICROSECOND
-
-
-@dataclass(frozen=True, slots=True)
-class Attribution:
-    experiment_id: str
-    variant_id: str
-    time_since_assignment_seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class EnrichedEvent:
-    """An accepted event and what it counts for.
-
-    `event_time_us` is derived from the event's timestamp (see `epoch_microseconds`) and is
-    computed when not given; later stages window and partition on it without datetime
-    arithmetic. It takes no part in equality.
-    """
-
-    accepted: AcceptedEvent
-    attributions: tuple[Attribution, ...]
-    event_time_us: int = field(default=-1, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.event_time_us == -1:
-            object.__setattr__(
-                self, "event_time_us", epoch_microseconds(self.accepted.event.timestamp)
-            )
-
-    @property
-    def is_attributed(self) -> bool:
-        return bool(self.attributions)
-
-
-def attribute(
-    accepted: AcceptedEvent,
-    assignments: Iterable[Assignment],
-    experiments: Mapping[str, Experiment],
-) -> EnrichedEvent:
-    """Attribute an event to every running experiment the user was assigned to before it happened.
-
-    When the event names an `experiment_id`, only that experiment is considered. The variant
-    is the assignment's, which the assignment service owns; the client's `variant_id` is kept
-    in the archive as sent.
-    """
-    event = accepted.event
-    attributions = []
-    for assignment in assignments:
-        if event.experiment_id is not None and assignment.experiment_id != event.experiment_id:
-            continue
-        experiment = experiments.get(assignment.experiment_id)
-        if experiment is None or not experiment.is_running:
-            continue
-        if not assignment.precedes(event.timestamp):
-            continue
-        elapsed = (event.timestamp - assignment.assigned_at).total_seconds()
-        attributions.append(Attribution(assignment.experiment_id, assignment.variant_id, elapsed))
-    attributions.sort(key=lambda a: a.experiment_id)
-    return EnrichedEvent(accepted, tuple(attributions))
-
+from domain.time import epoch_microseconds
 
 VariantKey = tuple[str, str]
 """(experiment_id, variant_id): one variant an event counts for."""
@@ -213,7 +152,7 @@ class CandidateMemo:
                 return entry[2]
         if len(self._variants) >= self._max_users:
             self._variants.clear()
-        candidates = _candidates(assignments, experiments, self._variants)
+        candidates = running_candidates(assignments, experiments, self._variants)
         if len(self._entries) >= self._max_users:
             self._entries.clear()
         self._entries[user_id] = (
@@ -225,15 +164,10 @@ class CandidateMemo:
         return candidates
 
 
-Match = tuple[str, str, float]
-"""(experiment_id, variant_id, time_since_assignment_seconds) of one attribution: what an
-`Attribution` holds, as a plain tuple."""
-
-
 @dataclass(slots=True)
 class Matches:
     """The attributions of a list of events, as two columns: for each event, the variants it
-    counts for in `attribute`'s order, and the time since each of those assignments in
+    counts for in experiment order, and the time since each of those assignments in
     seconds. The variants of an event that counts for all of its user's candidates are the
     user's `Candidates.variants` object itself."""
 
@@ -249,63 +183,18 @@ class Matches:
             [self.variants[i] for i in positions], [self.elapsed_seconds[i] for i in positions]
         )
 
-    def of_event(self, index: int) -> tuple[Match, ...]:
-        return tuple(
-            [
-                (experiment_id, variant_id, elapsed)
-                for (experiment_id, variant_id), elapsed in zip(
-                    self.variants[index], self.elapsed_seconds[index], strict=True
-                )
-            ]
-        )
-
-
-def as_columns(events: Sequence[EnrichedEvent]) -> tuple[AcceptedColumns, Matches]:
-    """Enriched events as the hot path's columns (`attribute_batch` goes the other way)."""
-    return (
-        AcceptedColumns.of(enriched.accepted for enriched in events),
-        Matches(
-            [
-                tuple([(a.experiment_id, a.variant_id) for a in enriched.attributions])
-                for enriched in events
-            ],
-            [
-                tuple([a.time_since_assignment_seconds for a in enriched.attributions])
-                for enriched in events
-            ],
-        ),
-    )
-
-
-def candidates_of_users(
-    user_ids: Iterable[str],
-    assignments: Mapping[str, Sequence[Assignment]],
-    experiments: Mapping[str, Experiment],
-    memo: CandidateMemo | None = None,
-    experiment_ids: Iterable[str] | None = None,
-) -> dict[str, Candidates]:
-    """Each user's running candidate assignments, sorted by experiment (see `attribute_batch`).
-    `experiment_ids`, when given, must hold the experiment id of every assignment of these
-    users."""
-    if memo is None:
-        no_assignments: tuple[Assignment, ...] = ()
-        return {
-            user_id: _candidates(assignments.get(user_id, no_assignments), experiments)
-            for user_id in user_ids
-        }
-    return memo.candidates_of(user_ids, assignments, experiments, experiment_ids)
-
 
 def match_columns(
     events: Sequence[ExperimentEvent],
     times_us: Sequence[int],
     candidates: Mapping[str, Candidates],
 ) -> Matches:
-    """Each event's attributions in `attribute`'s order, given each event's time in epoch
-    microseconds and every event's user's candidates (`candidates_of_users`).
+    """Each event's attributions (see the module's docstring), given each event's time in
+    epoch microseconds and every event's user's candidates (`CandidateMemo.candidates_of`).
 
-    The pipeline's hot path carries these columns instead of `EnrichedEvent`/`Attribution`
-    objects; `attribute_batch` builds the domain objects from them.
+    Instants are compared, and elapsed times computed, in exact integer microseconds, which is
+    what timedelta.total_seconds() divides too; the candidates are sorted by experiment
+    (stably), so each event's attributions come in experiment order.
     """
     variants_column: list[tuple[VariantKey, ...]] = []
     elapsed_column: list[tuple[float, ...]] = []
@@ -351,41 +240,13 @@ def _of_experiment(candidates: Candidates, experiment_id: str) -> Candidates:
     return tuple([variants[index] for index in chosen]), kept, max(kept, default=_EARLIEST_US)
 
 
-def attribute_batch(
-    events: Sequence[AcceptedEvent],
-    assignments: Mapping[str, Sequence[Assignment]],
-    experiments: Mapping[str, Experiment],
-    memo: CandidateMemo | None = None,
-) -> list[EnrichedEvent]:
-    """`attribute` over a batch, with each user's candidate assignments prepared once.
-
-    The outcome equals `[attribute(e, assignments.get(user, ()), experiments) for e in events]`:
-    the running-experiment filter does not depend on the event, so it is applied per user;
-    sorting the candidates by experiment first (stably) leaves each event's attributions in the
-    order `attribute` sorts them into; and instants are compared, and elapsed times computed,
-    in exact integer microseconds, which is what timedelta.total_seconds() divides too.
-    """
-    candidates = candidates_of_users(
-        dict.fromkeys(a.event.user_id for a in events), assignments, experiments, memo
-    )
-    times_us = [accepted.event_time_us for accepted in events]
-    matches = match_columns([accepted.event for accepted in events], times_us, candidates)
-    return [
-        EnrichedEvent(
-            accepted,
-            tuple([Attribution(*match) for match in matches.of_event(index)]),
-            event_us,
-        )
-        for index, (accepted, event_us) in enumerate(zip(events, times_us, strict=True))
-    ]
-
-
-def _candidates(
+def running_candidates(
     assignments: Iterable[Assignment],
     experiments: Mapping[str, Experiment],
     shared: dict[VariantKey, VariantKey] | None = None,
 ) -> Candidates:
-    """`shared`, when given, keeps one object per variant across calls."""
+    """The user's candidates from their assignments: those to running experiments, sorted by
+    experiment (stably). `shared`, when given, keeps one object per variant across calls."""
     running = []
     for assignment in assignments:
         experiment = experiments.get(assignment.experiment_id)

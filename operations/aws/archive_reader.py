@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from domain.partitions import hour_partition
 from infrastructure.aws.errors import translate
 from infrastructure.aws.s3_archive import DEFAULT_ARCHIVE_PREFIX
 from infrastructure.codecs import codec_for_key
@@ -57,7 +58,7 @@ class S3ArchiveReader:
         """
         paginator = self._s3.get_paginator("list_objects_v2")
         for hour in hour_partitions(start, end):
-            prefix = f"{self._prefix}{hour.strftime('year=%Y/month=%m/day=%d/hour=%H/')}"
+            prefix = f"{self._prefix}{hour_partition(hour)}"
             try:
                 pages = paginator.paginate(
                     Bucket=self._bucket,
