@@ -11,6 +11,12 @@ from domain.events import AcceptedColumns
 
 
 class Enricher:
+    """Looks up the batch's users and experiments through the repositories (in production the
+    warm-container caches, `infrastructure.caching`, which hand out the same objects until
+    they expire) and attributes every event through `memo`, the candidates prepared in earlier
+    batches (see `CandidateMemo` for the contract between the two: reuse is by equal values,
+    checked by identity first)."""
+
     def __init__(
         self,
         assignments: AssignmentRepository,

@@ -60,7 +60,14 @@ class ArchiveLineWriter:
     """What archive lines are built from, kept across batches: one bytes template per (shard,
     attributed variants), holding the JSON of everything but the event, its elapsed times and
     its record's coordinates, and the JSON of recent arrival times (the records of one put
-    share theirs). Each cache holds at most `max_entries` entries (a template is ~600 bytes)."""
+    share theirs). Each cache holds at most `max_entries` entries (a template is ~600 bytes).
+
+    Its caches are keyed by value (shard id, variants, arrival time), so its lines never depend
+    on which objects it is handed: identity only saves work (a shard's templates are looked up
+    again only when the shard id object changes, and the variants of one user's events are one
+    tuple, see `Matches`). Kept across batches, it is built once by the composition root and
+    injected into the use case (`BatchProcessor`, `ReplayProcessor`); one writer serves one
+    processor at a time (it is not thread-safe)."""
 
     __slots__ = ("_arrivals", "_max_entries", "_template_count", "_templates")
 

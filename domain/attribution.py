@@ -29,6 +29,9 @@ experiment counts for every variant. A plain tuple: one is held per warm user.""
 
 NO_CANDIDATES: Candidates = ((), (), _EARLIEST_US)
 
+_UNSEEN = object()
+"""No experiment of that id was shown to the memo yet (not even its absence)."""
+
 
 def candidates_from(running: Sequence[tuple[VariantKey, int]]) -> Candidates:
     """From (variant, assigned at) pairs sorted by experiment."""
@@ -44,10 +47,19 @@ def candidates_from(running: Sequence[tuple[VariantKey, int]]) -> Candidates:
 class CandidateMemo:
     """Each user's candidate assignments, kept across batches of a warm container.
 
-    An entry is reused only while it was computed from the very same objects: the same
-    assignments sequence and, for each of its assignments, the same experiment object (or the
-    same absence). The warm-container caches hand out the same objects until they expire, so
-    a reuse is exact; anything else recomputes. Bounded: cleared once `max_users` is reached.
+    The contract with what hands out the assignments and experiments (the warm-container caches,
+    `infrastructure.caching`): an entry is reused only while it was computed from equal values,
+    the same assignments sequence and, for each of its assignments, the same experiment (or the
+    same absence). Equality is checked by identity first: the caches hand out the very same
+    objects until they expire, so a reuse costs one `is` per user and batch. Objects that are
+    equal but not identical (a cache that copies, a refreshed entry) cost one comparison, after
+    which the entry holds the new objects; objects that differ recompute. So the memo's answers
+    never depend on identity, only its speed does. `Assignment` and `Experiment` are immutable
+    values, so an object equal once stays equal.
+
+    Kept across batches, it is built once by the composition root and injected into the use
+    case (`BatchProcessor`, `ReplayProcessor`); one memo serves one processor at a time (it is
+    not thread-safe). Bounded: cleared once `max_users` is reached.
 
     `candidates_of` checks the experiments once per batch instead of once per user: it counts
     a generation up whenever an experiment it is shown differs from the one it saw last under
@@ -89,7 +101,11 @@ class CandidateMemo:
             if not user_assignments:
                 continue
             entry = entries.get(user_id)
-            if entry is None or entry[0] is not user_assignments or entry[3] < 0:
+            if (
+                entry is None
+                or (entry[0] is not user_assignments and entry[0] != user_assignments)
+                or entry[3] < 0
+            ):
                 experiment_ids.update([a.experiment_id for a in user_assignments])
         return experiment_ids
 
@@ -112,13 +128,15 @@ class CandidateMemo:
         changed = False
         for experiment_id in experiment_ids:
             current = experiments.get(experiment_id)
-            if experiment_id not in seen or seen[experiment_id] is not current:
+            previous = seen.get(experiment_id, _UNSEEN)
+            if previous is not current:
+                # Kept as shown now, so that the next batch's check is by identity.
                 seen[experiment_id] = current
-                changed = True
+                changed = changed or previous is _UNSEEN or previous != current
         if changed:
             self._generation += 1
-        # Every experiment of these users' assignments is now in `seen` as in `experiments`:
-        # an entry stamped with this generation was computed from the same objects.
+        # Every experiment of these users' assignments is now in `seen` equal to the one in
+        # `experiments`: an entry stamped with this generation was computed from equal ones.
         generation = self._generation
         entries = self._entries
         prepared: dict[str, Candidates] = {}
@@ -141,14 +159,16 @@ class CandidateMemo:
         generation: int,
     ) -> Candidates:
         entry = self._entries.get(user_id)
-        if entry is not None and entry[0] is assignments:
+        if entry is not None and (entry[0] is assignments or entry[0] == assignments):
             consulted = entry[1]
             for index, assignment in enumerate(assignments):
-                if experiments.get(assignment.experiment_id) is not consulted[index]:
+                current = experiments.get(assignment.experiment_id)
+                if current is not consulted[index] and current != consulted[index]:
                     break
             else:
-                if entry[3] != generation:
-                    self._entries[user_id] = (*entry[:3], generation)
+                if entry[3] != generation or entry[0] is not assignments:
+                    # Stamped with the objects shown now: the next batch's check is by identity.
+                    self._entries[user_id] = (assignments, *entry[1:3], generation)
                 return entry[2]
         if len(self._variants) >= self._max_users:
             self._variants.clear()

@@ -18,6 +18,7 @@ from tests.enriched_events import (
     candidates_of_users,
     matches_of_event,
 )
+from tests.factories import NOW
 from tests.unit.test_fast_paths_match_reference import accepted_events, reference_data
 
 _Data = tuple[dict[str, tuple[Assignment, ...]], dict[str, Experiment]]
@@ -102,3 +103,26 @@ def test_the_accumulators_fed_columns_equal_those_fed_enriched_events(
     archive_matched = ArchiveAccumulator(limits)
     archive_matched.add_columns(columns, matched)
     assert archive_matched.objects() == build_archive_objects(enriched, limits)
+
+
+def test_the_memo_reuses_what_it_prepared_for_equal_objects_that_are_not_the_same() -> None:
+    running = Experiment(experiment_id="exp-a", name="a", status=ExperimentStatus.RUNNING)
+    assigned = Assignment(
+        user_id="u-1", experiment_id="exp-a", variant_id="control", assigned_at=NOW
+    )
+    memo = CandidateMemo()
+    first = memo.candidates_of(["u-1"], {"u-1": (assigned,)}, {"exp-a": running})
+
+    # As after the caches' entries expired and were read again: equal values, new objects.
+    again = memo.candidates_of(
+        ["u-1"], {"u-1": (assigned.model_copy(),)}, {"exp-a": running.model_copy()}
+    )
+    paused = memo.candidates_of(
+        ["u-1"],
+        {"u-1": (assigned.model_copy(),)},
+        {"exp-a": running.model_copy(update={"status": ExperimentStatus.PAUSED})},
+    )
+
+    assert first["u-1"][0] == (("exp-a", "control"),)
+    assert again["u-1"] is first["u-1"]
+    assert paused["u-1"][0] == ()
