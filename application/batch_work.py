@@ -11,12 +11,11 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from application.accumulators import ArchiveAccumulator, MetricAccumulator
 from application.ports import RecordId, SeenEvent
 from application.shard_cut import NO_CUT, ShardCut
-from domain.archiving import ArchiveAccumulator
 from domain.attribution import VariantKey
 from domain.events import AcceptedColumns
-from domain.metrics import MetricAccumulator
 from domain.records import KinesisCoordinates
 from domain.rejections import DeadLetter
 

@@ -3,22 +3,20 @@ per batch, then every event attributed."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from sys import intern
 
 from application.ports import AssignmentRepository, ExperimentRepository
-from domain.attribution import (
-    Attribution,
-    CandidateMemo,
-    EnrichedEvent,
-    Matches,
-    candidates_of_users,
-    match_columns,
-)
-from domain.events import AcceptedColumns, AcceptedEvent
+from domain.attribution import CandidateMemo, Matches, match_columns
+from domain.events import AcceptedColumns
 
 
 class Enricher:
+    """Looks up the batch's users and experiments through the repositories (in production the
+    warm-container caches, `infrastructure.caching`, which hand out the same objects until
+    they expire) and attributes every event through `memo`, the candidates prepared in earlier
+    batches (see `CandidateMemo` for the contract between the two: reuse is by equal values,
+    checked by identity first)."""
+
     def __init__(
         self,
         assignments: AssignmentRepository,
@@ -28,19 +26,6 @@ class Enricher:
         self._assignments = assignments
         self._experiments = experiments
         self._memo = memo if memo is not None else CandidateMemo()
-
-    def enrich(self, events: Sequence[AcceptedEvent]) -> list[EnrichedEvent]:
-        """Raises TransientInfrastructureError when a lookup cannot be made now."""
-        columns = AcceptedColumns.of(events)
-        matches = self.match(columns)
-        return [
-            EnrichedEvent(
-                accepted,
-                tuple([Attribution(*match) for match in matches.of_event(index)]),
-                event_us,
-            )
-            for index, (accepted, event_us) in enumerate(zip(events, columns.times_us, strict=True))
-        ]
 
     def match(self, events: AcceptedColumns) -> Matches:
         """Each event's attributions as plain tuples (see `domain.attribution.match_columns`),
@@ -53,7 +38,5 @@ class Enricher:
         assignments = self._assignments.assignments_for(user_ids) if user_ids else {}
         experiment_ids = self._memo.experiment_ids_for(user_ids, assignments)
         experiments = self._experiments.experiments(experiment_ids) if experiment_ids else {}
-        candidates = candidates_of_users(
-            users, assignments, experiments, self._memo, experiment_ids
-        )
+        candidates = self._memo.candidates_of(users, assignments, experiments, experiment_ids)
         return match_columns(events.events, events.times_us, candidates)

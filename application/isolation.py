@@ -12,10 +12,21 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from application.ports import RecordId
-from domain.decoding import decode_record
+from domain.decoding import decode_record, decode_records
 from domain.events import AcceptedColumns, EventLimits
 from domain.records import RawRecord
 from domain.rejections import DeadLetter, RejectionReason
+
+
+def decode_guarded(
+    records: Sequence[RawRecord], positions: Sequence[int], limits: EventLimits, now: datetime
+) -> tuple[AcceptedColumns, list[tuple[int, DeadLetter]]]:
+    """`decode_records` of the records at `positions`, with the guard: when it raises, the
+    records are decoded one by one (see `decode_one_by_one`)."""
+    try:
+        return decode_records(records, positions, limits, now)
+    except Exception as error:  # defence in depth: see decode_one_by_one
+        return decode_one_by_one(records, positions, limits, now, error)
 
 
 def decode_one_by_one(

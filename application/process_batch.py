@@ -23,6 +23,7 @@ from application.process_segment import SegmentProcessor, sequence_order
 from application.processing_settings import ProcessingSettings
 from application.results import BatchResult
 from domain.archiving import ArchiveLineWriter
+from domain.attribution import CandidateMemo
 from domain.records import KinesisCoordinates, RawRecord
 from domain.rejections import RejectionReason
 
@@ -56,19 +57,24 @@ class BatchProcessor:
         clock: Clock,
         telemetry: Telemetry,
         settings: ProcessingSettings,
+        memo: CandidateMemo | None = None,
+        line_writer: ArchiveLineWriter | None = None,
     ) -> None:
+        """`memo` and `line_writer` are the caches kept across batches of a warm container,
+        built once by the composition root (see their docstrings for what they require); a
+        processor of its own, as in a test, gets fresh ones."""
         self._clock = clock
         self._telemetry = telemetry
         self._settings = settings
         self._segments = SegmentProcessor(
-            Enricher(assignments, experiments),
+            Enricher(assignments, experiments, memo),
             metrics,
             archive,
             dead_letters,
             recent_events,
             clock,
             settings,
-            ArchiveLineWriter(),
+            line_writer if line_writer is not None else ArchiveLineWriter(),
         )
 
     def process(

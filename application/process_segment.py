@@ -15,9 +15,10 @@ from datetime import datetime
 from itertools import islice
 from operator import le
 
+from application.accumulators import ArchiveAccumulator, MetricAccumulator
 from application.batch_work import FailedStage, Prepared, SegmentWork, cut_of
 from application.enrichment import Enricher
-from application.isolation import decode_one_by_one, letters_for
+from application.isolation import decode_guarded, letters_for
 from application.ports import (
     COMPLETE,
     Clock,
@@ -32,11 +33,9 @@ from application.ports import (
 from application.processing_settings import ProcessingSettings
 from application.results import BatchResult
 from application.shard_cut import ShardCut
-from domain.archiving import ArchiveAccumulator, ArchiveLineWriter
-from domain.decoding import decode_records
+from domain.archiving import ArchiveLineWriter
 from domain.errors import PipelineError, TransientInfrastructureError
 from domain.events import AcceptedColumns
-from domain.metrics import MetricAccumulator
 from domain.records import RawRecord
 from domain.rejections import DeadLetter, RejectionReason
 
@@ -153,10 +152,7 @@ class SegmentProcessor:
         """The chunk's valid records; the others become dead letters."""
         started = self._clock.monotonic()
         limits = self._settings.event_limits
-        try:
-            accepted, rejected = decode_records(records, chunk, limits, now)
-        except Exception as error:  # defence in depth: see decode_one_by_one
-            accepted, rejected = decode_one_by_one(records, chunk, limits, now, error)
+        accepted, rejected = decode_guarded(records, chunk, limits, now)
         work.rejected.extend(rejected)
         work.timings["decode"] += self._clock.monotonic() - started
         return accepted

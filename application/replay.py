@@ -1,15 +1,19 @@
-"""The replay use case: feed events back (from the dead-letter queue, a file, the archive)."""
+"""The replay use case: feed events back (from the dead-letter queue, a file, the archive).
+
+A replay runs on the batch's kernel: its records are decoded into columns by the batch's
+guarded decode step, matched by the enricher, and counted and archived by the same
+accumulators; no event becomes an object on the way."""
 
 from __future__ import annotations
 
-import secrets
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+from datetime import datetime, timedelta
 
+from application.accumulators import ArchiveAccumulator, MetricAccumulator
 from application.enrichment import Enricher
+from application.isolation import decode_guarded
 from application.ports import (
     AssignmentRepository,
     Clock,
@@ -17,132 +21,54 @@ from application.ports import (
     ExperimentRepository,
     MetricStore,
     NoDeadline,
-    ReplayClaim,
     ReplayLedger,
-    counter_id,
 )
-from application.process_batch import ProcessingSettings
-from domain.archiving import build_archive_objects
-from domain.attribution import EnrichedEvent
-from domain.decoding import decode_record
+from application.processing_settings import ProcessingSettings
+from application.replay_claims import PendingEvent, ReplayClaims
+from application.replay_outcomes import (
+    CLAIM_LEASE,
+    REPLAY_SHARD_PREFIX,
+    ItemOutcome,
+    ReplayItem,
+    ReplayOptions,
+    ReplayResult,
+    ReplayStatus,
+    new_lane,
+    not_attempted,
+)
+from domain.archiving import ArchiveLineWriter
+from domain.attribution import CandidateMemo, Matches
 from domain.errors import TransientInfrastructureError
-from domain.events import AcceptedEvent
-from domain.metrics import MetricDelta, MetricKey, aggregate
+from domain.events import AcceptedColumns
+from domain.metrics import MetricDelta
 from domain.records import RawRecord
-from domain.rejections import DeadLetter, RejectionReason
 
-REPLAY_SHARD_PREFIX = "replay-"
-"""Events fed back by a dead-letter or file replay are counted under a lane of their run: a shard
-id `replay-<run>` whose sequence numbers are the run's own (1, 2, ... in the order read), and they
-keep those coordinates in the archive. An archive replay sends them back through the ledger
-under the same coordinates, never through the stream's path."""
-
-CLAIM_LEASE = timedelta(minutes=15)
-"""How long a claim of a run that did not say it finished protects its event: a run applies a
-batch seconds after claiming it, so an older claim whose counters are not all applied belongs
-to a run that was interrupted, and another run takes the event over."""
-
-
-def new_lane(moment: datetime) -> str:
-    """A run's own lane: never reused, so that its sequence numbers only move forward."""
-    return f"{REPLAY_SHARD_PREFIX}{moment.astimezone(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"
-
-
-class ReplayStatus(StrEnum):
-    APPLIED = "applied"
-    ALREADY_APPLIED = "already_applied"
-    UNATTRIBUTED = "unattributed"
-    DUPLICATE = "duplicate"
-    INVALID = "invalid"
-    FAILED = "failed"
-    VALID = "valid"
-    """Dry run only: the event would be replayed."""
-
-    @property
-    def settled(self) -> bool:
-        """Done for good: a dead-letter message in this state may be deleted."""
-        return self in {
-            ReplayStatus.APPLIED,
-            ReplayStatus.ALREADY_APPLIED,
-            ReplayStatus.UNATTRIBUTED,
-            ReplayStatus.DUPLICATE,
-        }
+__all__ = [
+    "CLAIM_LEASE",
+    "REPLAY_SHARD_PREFIX",
+    "ItemOutcome",
+    "ReplayItem",
+    "ReplayOptions",
+    "ReplayProcessor",
+    "ReplayResult",
+    "ReplayStatus",
+    "new_lane",
+    "not_attempted",
+]
 
 
 @dataclass(frozen=True, slots=True)
-class ReplayItem:
-    """A record to replay and a handle on where it came from (a message, a file line)."""
+class _Accepted:
+    """The call's valid events, the first of each event id, as columns with their sources and
+    attributions."""
 
-    source: str
-    record: RawRecord
+    sources: list[str]
+    columns: AcceptedColumns
+    matches: Matches
 
-
-@dataclass(frozen=True, slots=True)
-class ItemOutcome:
-    source: str
-    status: ReplayStatus
-    event_id: str | None = None
-    reason: RejectionReason | None = None
-    detail: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayResult:
-    outcomes: tuple[ItemOutcome, ...]
-    archived_objects: int = 0
-    problems: tuple[str, ...] = ()
-    interrupted: bool = False
-    """A write of this call is unfinished: the run must stop here (its lane's later events
-    would move watermarks past the unfinished ones), and be run again."""
-
-    @property
-    def counts(self) -> dict[str, int]:
-        return dict(Counter(outcome.status.value for outcome in self.outcomes))
-
-    @property
-    def invalid_reasons(self) -> dict[str, int]:
-        return dict(Counter(o.reason.value for o in self.outcomes if o.reason is not None))
-
-    def settled_sources(self) -> list[str]:
-        return [o.source for o in self.outcomes if o.status.settled]
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayOptions:
-    archive: bool = True
-    """False for replays of the archive itself: those events are archived already."""
-    dry_run: bool = False
-
-
-def not_attempted(items: Sequence[ReplayItem], why: str) -> ReplayResult:
-    """The outcome of items a run did not get to (it stopped at an unfinished write)."""
-    return ReplayResult(
-        tuple(ItemOutcome(item.source, ReplayStatus.FAILED, detail=why) for item in items)
-    )
-
-
-@dataclass(slots=True)
-class _Pending:
-    """One attributed event of the call and what is known of its claim."""
-
-    source: str
-    event: EnrichedEvent
-    held: ReplayClaim | None = None
-    existed: bool = False
-    applied: frozenset[MetricKey] = frozenset()
-    orphaned: bool = False
-    """Held by a run that is over (or whose claim outlived the lease): nobody else will
-    archive the event."""
-    status: ReplayStatus | None = None
-    detail: str = ""
-
-    @property
-    def event_id(self) -> str:
-        return self.event.accepted.event.event_id
-
-    @property
-    def coordinates(self) -> tuple[str, int]:
-        return self.event.accepted.coordinates.shard_id, self.event.accepted.sequence
+    def select(self, pending: Sequence[PendingEvent]) -> tuple[AcceptedColumns, Matches]:
+        positions = [waiting.position for waiting in pending]
+        return self.columns.select(positions), self.matches.select(positions)
 
 
 class ReplayProcessor:
@@ -171,35 +97,41 @@ class ReplayProcessor:
         clock: Clock,
         settings: ProcessingSettings,
         lease: timedelta = CLAIM_LEASE,
+        memo: CandidateMemo | None = None,
+        line_writer: ArchiveLineWriter | None = None,
     ) -> None:
-        self._enricher = Enricher(assignments, experiments)
+        """`memo` and `line_writer` are the cross-batch caches (see their docstrings for what
+        they require); a processor of its own gets fresh ones."""
+        self._enricher = Enricher(assignments, experiments, memo)
         self._metrics = metrics
         self._ledger = ledger
+        self._claims = ReplayClaims(ledger, metrics, lease)
         self._archive = archive
         self._clock = clock
         self._settings = settings
-        self._lease = lease
+        self._line_writer = line_writer if line_writer is not None else ArchiveLineWriter()
 
     def replay(self, items: Sequence[ReplayItem], options: ReplayOptions) -> ReplayResult:
         outcomes: dict[str, ItemOutcome] = {}
         now = self._clock.now()
-        accepted = self._accept(items, now, outcomes)
+        sources, columns = self._accept(items, now, outcomes)
         try:
-            enriched = self._enricher.enrich([event for _, event in accepted])
+            matches = self._enricher.match(columns)
         except TransientInfrastructureError as error:
-            for source, unread in accepted:
+            for source, event in zip(sources, columns.events, strict=True):
                 outcomes[source] = ItemOutcome(
-                    source, ReplayStatus.FAILED, unread.event.event_id, detail=str(error)
+                    source, ReplayStatus.FAILED, event.event_id, detail=str(error)
                 )
             return self._result(items, outcomes, 0, (str(error),), interrupted=False)
-        pending = self._attributed(accepted, enriched, outcomes)
+        accepted = _Accepted(sources, columns, matches)
+        pending = self._attributed(accepted, outcomes)
         if options.dry_run or not pending:
             status = ReplayStatus.VALID
             for waiting in pending:
                 outcomes[waiting.source] = ItemOutcome(waiting.source, status, waiting.event_id)
             return self._result(items, outcomes, 0, (), interrupted=False)
         try:
-            to_apply = self._claim(pending, now)
+            to_apply = self._claims.claim(pending, now)
         except TransientInfrastructureError as error:
             # Some claims may be written: nothing of this lane may be applied past them.
             for waiting in pending:
@@ -208,9 +140,9 @@ class ReplayProcessor:
                 )
             return self._result(items, outcomes, 0, (str(error),), interrupted=True)
         problems: list[str] = []
-        interrupted = self._apply_counters(to_apply, problems)
-        to_archive = [w for w in pending if options.archive and self._to_archive(w)]
-        archived, archive_interrupted = self._archive_events(to_archive, problems)
+        interrupted = self._apply_counters(accepted, to_apply, problems)
+        to_archive = [w for w in pending if options.archive and self._claims.to_archive(w)]
+        archived, archive_interrupted = self._archive_events(accepted, to_archive, problems)
         for waiting in pending:
             assert waiting.status is not None
             outcomes[waiting.source] = ItemOutcome(
@@ -222,46 +154,71 @@ class ReplayProcessor:
 
     def _accept(
         self, items: Sequence[ReplayItem], now: datetime, outcomes: dict[str, ItemOutcome]
-    ) -> list[tuple[str, AcceptedEvent]]:
-        """The valid items, the first of each event id; the others' outcomes."""
-        accepted: list[tuple[str, AcceptedEvent]] = []
+    ) -> tuple[list[str], AcceptedColumns]:
+        """The valid items, the first of each event id, with their sources; the others'
+        outcomes. Decoded as a batch decodes, a record that makes the decoder raise included
+        (it is `invalid`, `unprocessable`)."""
+        records = [item.record for item in items]
+        accepted, rejected = decode_guarded(
+            records, range(len(records)), self._settings.event_limits, now
+        )
+        for position, letter in rejected:
+            source = items[position].source
+            outcomes[source] = ItemOutcome(
+                source, ReplayStatus.INVALID, None, letter.reason, letter.detail
+            )
+        invalid = {position for position, _ in rejected}
+        valid = [item.source for position, item in enumerate(items) if position not in invalid]
+        keep: list[int] = []
         seen: set[str] = set()
-        for item in items:
-            decoded = decode_record(item.record, self._settings.event_limits, now)
-            if isinstance(decoded, DeadLetter):
-                outcomes[item.source] = ItemOutcome(
-                    item.source, ReplayStatus.INVALID, None, decoded.reason, decoded.detail
-                )
-            elif decoded.event.event_id in seen:
-                outcomes[item.source] = ItemOutcome(
-                    item.source, ReplayStatus.DUPLICATE, decoded.event.event_id
-                )
+        for index, (source, event) in enumerate(zip(valid, accepted.events, strict=True)):
+            if event.event_id in seen:
+                outcomes[source] = ItemOutcome(source, ReplayStatus.DUPLICATE, event.event_id)
             else:
-                seen.add(decoded.event.event_id)
-                accepted.append((item.source, decoded))
-        return accepted
+                seen.add(event.event_id)
+                keep.append(index)
+        if len(keep) < len(valid):
+            accepted = accepted.select(keep)
+        return [valid[index] for index in keep], accepted
 
     @staticmethod
-    def _attributed(
-        accepted: Sequence[tuple[str, AcceptedEvent]],
-        enriched: Sequence[EnrichedEvent],
-        outcomes: dict[str, ItemOutcome],
-    ) -> list[_Pending]:
+    def _attributed(accepted: _Accepted, outcomes: dict[str, ItemOutcome]) -> list[PendingEvent]:
         """The attributed events, to claim; the others are `unattributed`."""
-        pending: list[_Pending] = []
-        for (source, _), event in zip(accepted, enriched, strict=True):
-            if event.attributions:
-                pending.append(_Pending(source, event))
+        pending: list[PendingEvent] = []
+        columns = accepted.columns
+        for position, (source, event, where, event_us, variants) in enumerate(
+            zip(
+                accepted.sources,
+                columns.events,
+                columns.coordinates,
+                columns.times_us,
+                accepted.matches.variants,
+                strict=True,
+            )
+        ):
+            if variants:
+                pending.append(
+                    PendingEvent(
+                        source,
+                        position,
+                        event.event_id,
+                        (where.shard_id, where.sequence),
+                        event.event_type,
+                        event_us,
+                        variants,
+                    )
+                )
             else:
-                status = ReplayStatus.UNATTRIBUTED
-                outcomes[source] = ItemOutcome(source, status, event.accepted.event.event_id)
+                outcomes[source] = ItemOutcome(source, ReplayStatus.UNATTRIBUTED, event.event_id)
         return pending
 
-    def _apply_counters(self, to_apply: Sequence[_Pending], problems: list[str]) -> bool:
+    def _apply_counters(
+        self, accepted: _Accepted, to_apply: Sequence[PendingEvent], problems: list[str]
+    ) -> bool:
         """Apply the claimed events' counters; True when some write is unfinished."""
         if not to_apply:
             return False
-        report = self._metrics.apply(self._deltas(to_apply), NoDeadline())
+        report = self._metrics.apply(self._deltas(accepted, to_apply), NoDeadline())
         problems.extend(report.problems)
         for waiting in to_apply:
             lane, sequence = waiting.coordinates
@@ -276,28 +233,15 @@ class ReplayProcessor:
                 waiting.status = ReplayStatus.APPLIED
         return not report.complete
 
-    def _to_archive(self, waiting: _Pending) -> bool:
-        """Applied now, or applied by a holder that will not archive it (itself, or a run
-        that is over) and not archived yet."""
-        if waiting.status is ReplayStatus.APPLIED:
-            return True
-        held = waiting.held
-        return (
-            waiting.status is ReplayStatus.ALREADY_APPLIED
-            and held is not None
-            and (waiting.orphaned or self._is_own(waiting))
-            and not (held.archived or held.complete)
-        )
-
     def _archive_events(
-        self, to_archive: Sequence[_Pending], problems: list[str]
+        self, accepted: _Accepted, to_archive: Sequence[PendingEvent], problems: list[str]
     ) -> tuple[int, bool]:
         """Archive the events; the objects written and whether some write is unfinished."""
         if not to_archive:
             return 0, False
-        objects = build_archive_objects(
-            [waiting.event for waiting in to_archive], self._settings.archive_limits
-        )
+        lines = ArchiveAccumulator(self._settings.archive_limits, self._line_writer)
+        lines.add_columns(*accepted.select(to_archive))
+        objects = lines.objects()
         report = self._archive.store(objects, NoDeadline())
         problems.extend(report.problems)
         written = []
@@ -320,19 +264,15 @@ class ReplayProcessor:
         """The (shard, sequence) of those records every counter of which already holds them
         (by the counters' watermarks for their shard): what an archive replay of them would
         skip. Records invalid or unattributed now are not in it."""
-        now = self._clock.now()
-        events = [
-            decoded
-            for record in records
-            if not isinstance(
-                decoded := decode_record(record, self._settings.event_limits, now), DeadLetter
-            )
-        ]
-        if not events:
+        accepted, _ = decode_guarded(
+            records, range(len(records)), self._settings.event_limits, self._clock.now()
+        )
+        if not accepted:
             return set()
-        deltas = aggregate(event for event in self._enricher.enrich(events) if event.attributions)
+        counters = MetricAccumulator()
+        counters.add_columns(accepted, self._enricher.match(accepted).variants)
         by_shard: dict[str, list[MetricDelta]] = defaultdict(list)
-        for delta in deltas:
+        for delta in counters.deltas():
             by_shard[delta.shard_id].append(delta)
         counted: set[tuple[str, int]] = set()
         for shard_id, shard_deltas in by_shard.items():
@@ -345,86 +285,14 @@ class ReplayProcessor:
             counted.update((shard_id, sequence) for sequence, yes in held.items() if yes)
         return counted
 
-    def _claim(self, pending: list[_Pending], now: datetime) -> list[_Pending]:
-        """Claim every event; return those with counters to apply under their coordinates."""
-        asked = [
-            ReplayClaim(waiting.event_id, *waiting.coordinates, claimed_at=now)
-            for waiting in pending
-        ]
-        answers = self._ledger.claim(asked)
-        for waiting in pending:
-            waiting.held, waiting.existed = answers[waiting.event_id]
-        self._read_applied(pending)
-        finished = self._ledger.finished_runs(
-            {w.held.lane for w in pending if w.held is not None and not self._is_own(w)}
-        )
-        to_apply = []
-        for waiting in pending:
-            held = waiting.held
-            assert held is not None
-            waiting.orphaned = held.lane in finished or held.claimed_at + self._lease <= now
-            if self._decide(waiting, held, now):
-                to_apply.append(waiting)
-        return to_apply
-
-    def _read_applied(self, pending: Sequence[_Pending]) -> None:
-        """What earlier holders applied: their lanes' watermarks on the event's counters."""
-        by_lane: dict[str, list[_Pending]] = defaultdict(list)
-        for waiting in pending:
-            assert waiting.held is not None
-            if waiting.existed and not waiting.held.complete:
-                by_lane[waiting.held.lane].append(waiting)
-        for lane, waiting_events in by_lane.items():
-            keys = {key for waiting in waiting_events for key in _keys(waiting.event)}
-            watermarks = self._metrics.watermarks(keys, lane)
-            for waiting in waiting_events:
-                assert waiting.held is not None
-                waiting.applied = frozenset(
-                    key
-                    for key in _keys(waiting.event)
-                    if counter_id(key) in waiting.held.applied
-                    or watermarks.get(key, -1) >= waiting.held.sequence
-                )
-
-    def _decide(self, waiting: _Pending, held: ReplayClaim, now: datetime) -> bool:
-        """True when this call applies the event's counters: its own claim, or one taken over
-        from a run that is over; otherwise the event's status says why not."""
-        if held.complete or waiting.applied >= _keys(waiting.event):
-            waiting.status = ReplayStatus.ALREADY_APPLIED
-            return False
-        if self._is_own(waiting):
-            return True
-        if waiting.orphaned:
-            new = ReplayClaim(
-                waiting.event_id,
-                *waiting.coordinates,
-                claimed_at=now,
-                applied=frozenset(counter_id(key) for key in waiting.applied),
-            )
-            if self._ledger.take_over(held, new):
-                waiting.held = new
-                return True
-            waiting.status = ReplayStatus.FAILED
-            waiting.detail = "another run took this event over meanwhile; run again"
-            return False
-        waiting.status = ReplayStatus.FAILED
-        waiting.detail = (
-            f"held by replay run {held.lane} since {held.claimed_at:%Y-%m-%d %H:%M:%S} "
-            f"UTC (running, or interrupted: taken over from "
-            f"{held.claimed_at + self._lease:%H:%M:%S} UTC on)"
-        )
-        return False
-
     @staticmethod
-    def _is_own(waiting: _Pending) -> bool:
-        held = waiting.held
-        return held is not None and (held.lane, held.sequence) == waiting.coordinates
-
-    @staticmethod
-    def _deltas(to_apply: Sequence[_Pending]) -> list[MetricDelta]:
+    def _deltas(accepted: _Accepted, to_apply: Sequence[PendingEvent]) -> list[MetricDelta]:
         """The counters still to apply, under each event's coordinates: those an earlier holder
         applied are left out, record by record."""
-        deltas = aggregate([waiting.event for waiting in to_apply])
+        counters = MetricAccumulator()
+        columns, matches = accepted.select(to_apply)
+        counters.add_columns(columns, matches.variants)
+        deltas = counters.deltas()
         skip = {(key, waiting.coordinates): None for waiting in to_apply for key in waiting.applied}
         if not skip:
             return deltas
@@ -461,8 +329,3 @@ class ReplayProcessor:
             problems,
             interrupted,
         )
-
-
-def _keys(event: EnrichedEvent) -> frozenset[MetricKey]:
-    """The counters an event adds to (hourly and daily, per attribution)."""
-    return frozenset(delta.key for delta in aggregate([event]))

@@ -34,7 +34,6 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
 )
 from botocore.exceptions import ClientError
 
-from domain.attribution import attribute
 from domain.decoding import decode_record
 from domain.events import AcceptedEvent, EventLimits
 from domain.experiments import Assignment, Experiment, ExperimentStatus, Variant
@@ -51,6 +50,7 @@ from operations.aws.provisioning import ResourceNames, ensure_aggregation_table,
 from operations.aws.reference_data import DynamoDbReferenceDataWriter
 from operations.event_source_emulator import EmulatedLambdaContext, lambda_context
 from operations.synthetic.workload import Workload
+from tests.reference_pipeline import reference_attribute
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -201,7 +201,7 @@ class NaiveRecordHandler:
                     ),
                 )
         value = None if event.value is None else to_decimal(event.value)
-        for attribution in attribute(outcome, assignments, experiments).attributions:
+        for attribution in reference_attribute(outcome, assignments, experiments).attributions:
             for granularity in GRANULARITIES:
                 key = MetricKey(
                     attribution.experiment_id,

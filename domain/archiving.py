@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
-from bisect import bisect_right
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from itertools import accumulate, islice
 from json.encoder import encode_basestring
-from operator import lt
 
-from domain.attribution import EnrichedEvent, Matches, VariantKey, as_columns
+from domain.attribution import Matches, VariantKey
 from domain.events import RESERVED_FIELD, AcceptedColumns
-from domain.metrics import Granularity
 from domain.records import KinesisCoordinates, RawRecord, padded_sequence
 
 ARCHIVE_SCHEMA_VERSION = "1"
@@ -50,20 +45,6 @@ class ArchiveObject:
         )
 
 
-def hour_partition(enriched: EnrichedEvent) -> str:
-    start = Granularity.HOUR.window_start(enriched.accepted.event.timestamp)
-    return start.strftime("year=%Y/month=%m/day=%d/hour=%H/")
-
-
-_HOUR_US = 3_600_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _partition_of_hour(hour_us: int) -> str:
-    start = _EPOCH + timedelta(microseconds=hour_us)
-    return start.strftime("year=%Y/month=%m/day=%d/hour=%H/")
-
-
 _json_string: Callable[[str], str] = encode_basestring
 """A str as JSON, as json.dumps(..., ensure_ascii=False) writes it (the C encoder when built)."""
 
@@ -79,7 +60,14 @@ class ArchiveLineWriter:
     """What archive lines are built from, kept across batches: one bytes template per (shard,
     attributed variants), holding the JSON of everything but the event, its elapsed times and
     its record's coordinates, and the JSON of recent arrival times (the records of one put
-    share theirs). Each cache holds at most `max_entries` entries (a template is ~600 bytes)."""
+    share theirs). Each cache holds at most `max_entries` entries (a template is ~600 bytes).
+
+    Its caches are keyed by value (shard id, variants, arrival time), so its lines never depend
+    on which objects it is handed: identity only saves work (a shard's templates are looked up
+    again only when the shard id object changes, and the variants of one user's events are one
+    tuple, see `Matches`). Kept across batches, it is built once by the composition root and
+    injected into the use case (`BatchProcessor`, `ReplayProcessor`); one writer serves one
+    processor at a time (it is not thread-safe)."""
 
     __slots__ = ("_arrivals", "_max_entries", "_template_count", "_templates")
 
@@ -118,6 +106,60 @@ class ArchiveLineWriter:
         self._template_count += 1
         return template
 
+    def lines(self, events: AcceptedColumns, matches: Matches) -> list[bytes]:
+        """Each event's archive line: the event exactly as received plus a `_pipeline` field
+        with its enrichment and origin.
+
+        The producer's bytes are kept (no re-serialisation: unknown fields, key order and
+        number formatting survive); newlines between JSON tokens become spaces so that one
+        event is one line. The `_pipeline` object is what `json.dumps(..., separators=(",",
+        ":"), ensure_ascii=False)` would write, except that elapsed times are written with six
+        decimals (to the microsecond); it is built from a template (see `new_template`)."""
+        coordinates = events.coordinates
+        lines: list[bytes] = []
+        add = lines.append
+        shard_id = None
+        templates: dict[tuple[VariantKey, ...], bytes] = {}
+        for payload, where, variants, elapsed, sequence, partition_key, arrival in zip(
+            events.payloads,
+            coordinates,
+            matches.variants,
+            matches.elapsed_seconds,
+            _sequence_numbers_json(coordinates),
+            _partition_keys_json(coordinates),
+            self._arrivals_json(coordinates),
+            strict=True,
+        ):
+            if where.shard_id is not shard_id:  # one shard per Lambda batch
+                shard_id = where.shard_id
+                templates = self.templates_of_shard(shard_id)
+            template = templates.get(variants)
+            if template is None:
+                template = self.new_template(shard_id, variants)
+            # A validated JSON object ends with "}"; line breaks can only be whitespace.
+            if payload[-1] != 125 or b"\n" in payload or b"\r" in payload:
+                payload = _one_line(payload)
+            add(template % (payload[:-1], *elapsed, sequence, partition_key, arrival))
+        return lines
+
+    def _arrivals_json(self, coordinates: Sequence[KinesisCoordinates]) -> list[bytes]:
+        """The JSON of each record's arrival time; the records of one put share theirs, so
+        each is written once and kept."""
+        arrivals = self.arrivals
+        written: list[bytes] = []
+        for where in coordinates:
+            arrival_time = where.approximate_arrival_timestamp
+            # Only positive floats are cached: no other value equals one of them (an int may
+            # equal a float, -0.0 equals 0.0, and NaN nothing) while writing otherwise.
+            if type(arrival_time) is float and arrival_time > 0.0:
+                arrival = arrivals.get(arrival_time)
+                if arrival is None:
+                    arrival = arrivals[arrival_time] = _json_number(arrival_time).encode()
+            else:
+                arrival = _json_number(arrival_time).encode()
+            written.append(arrival)
+        return written
+
     @property
     def arrivals(self) -> dict[float, bytes]:
         if len(self._arrivals) >= self._max_entries:
@@ -126,9 +168,34 @@ class ArchiveLineWriter:
 
 
 def _json_content(text: str) -> bytes:
-    """A str as JSON, without its quotes (`ArchiveAccumulator.add_columns` skips this call for
-    the usual sequence numbers and partition keys, which need no escaping)."""
+    """A str as JSON, without its quotes (skipped for the usual sequence numbers and partition
+    keys, which need no escaping)."""
     return _json_string(text)[1:-1].encode()
+
+
+def _sequence_numbers_json(coordinates: Sequence[KinesisCoordinates]) -> list[bytes]:
+    """Each record's sequence number as JSON without its quotes; a Kinesis one is decimal
+    digits, which need no escaping."""
+    return [
+        number.encode()
+        if (number := where.sequence_number).isdigit() and number.isascii()
+        else _json_content(number)
+        for where in coordinates
+    ]
+
+
+def _partition_keys_json(coordinates: Sequence[KinesisCoordinates]) -> list[bytes]:
+    """Each record's partition key as JSON without its quotes; the usual one needs no
+    escaping."""
+    return [
+        key.encode()
+        if (key := where.partition_key).isascii()
+        and key.isprintable()
+        and '"' not in key
+        and "\\" not in key
+        else _json_content(key)
+        for where in coordinates
+    ]
 
 
 def _one_line(payload: bytes) -> bytes:
@@ -148,190 +215,6 @@ def _template_text(text: str) -> str:
 ARCHIVE_SCHEMA_VERSION_JSON = json.dumps(ARCHIVE_SCHEMA_VERSION)
 
 
-def archive_line(enriched: EnrichedEvent) -> bytes:
-    """The event exactly as received plus a `_pipeline` field with its enrichment and origin.
-
-    The producer's bytes are kept (no re-serialisation: unknown fields, key order and number
-    formatting survive); newlines between JSON tokens become spaces so that one event is one
-    line. The `_pipeline` object is what `json.dumps(..., separators=(",", ":"),
-    ensure_ascii=False)` would write, except that elapsed times are written with six decimals
-    (to the microsecond); it is built from a template (see `ArchiveLineWriter`).
-    """
-    (item,) = build_archive_objects([enriched], ArchiveLimits())
-    return item.body
-
-
-def build_archive_objects(
-    events: Iterable[EnrichedEvent], limits: ArchiveLimits
-) -> list[ArchiveObject]:
-    """Group events by (hour of event time, shard) into objects within the size limits."""
-    accumulator = ArchiveAccumulator(limits)
-    accumulator.add(events)
-    return accumulator.objects()
-
-
-_Member = tuple[int, bytes, str]
-"""(sequence, archive line, event id) of one event."""
-
-
-class ArchiveAccumulator:
-    """`build_archive_objects` in installments: each event is turned into its archive line
-    when added (a batch processed in chunks keeps the lines, not its events), and `objects()`
-    is what `build_archive_objects` of all the events added, in the order added, returns."""
-
-    __slots__ = ("_groups", "_limits", "_writer")
-
-    def __init__(self, limits: ArchiveLimits, writer: ArchiveLineWriter | None = None) -> None:
-        self._limits = limits
-        self._writer = writer or ArchiveLineWriter()
-        self._groups: dict[tuple[int, str], list[_Member]] = {}
-
-    def add(self, events: Iterable[EnrichedEvent]) -> None:
-        self.add_columns(*as_columns(list(events)))
-
-    def add_columns(self, events: AcceptedColumns, matches: Matches) -> None:
-        """`add` for the pipeline's columns: the events and their attributions (see
-        `domain.attribution.match_columns`). Each event's line is built here, from the
-        writer's template (see `ArchiveLineWriter.new_template`)."""
-        groups = self._groups
-        writer = self._writer
-        arrivals = writer.arrivals
-        shard_id = None
-        templates: dict[tuple[VariantKey, ...], bytes] = {}
-        for event, payload, coordinates, event_us, variants, elapsed in zip(
-            events.events,
-            events.payloads,
-            events.coordinates,
-            events.times_us,
-            matches.variants,
-            matches.elapsed_seconds,
-            strict=True,
-        ):
-            if coordinates.shard_id is not shard_id:  # one shard per Lambda batch
-                shard_id = coordinates.shard_id
-                templates = writer.templates_of_shard(shard_id)
-            template = templates.get(variants)
-            if template is None:
-                template = writer.new_template(shard_id, variants)
-            partition_key = coordinates.partition_key
-            if (
-                partition_key.isascii()
-                and partition_key.isprintable()
-                and '"' not in partition_key
-                and "\\" not in partition_key
-            ):
-                partition_bytes = partition_key.encode()  # nothing to escape in JSON
-            else:
-                partition_bytes = _json_content(partition_key)
-            arrival_time = coordinates.approximate_arrival_timestamp
-            # Only positive floats are cached: no other value equals one of them (an int may
-            # equal a float, -0.0 equals 0.0, and NaN nothing) while writing otherwise.
-            arrival = (
-                arrivals.get(arrival_time)
-                if type(arrival_time) is float and arrival_time > 0.0
-                else None
-            )
-            if arrival is None:
-                arrival = _json_number(arrival_time).encode()
-                if type(arrival_time) is float and arrival_time > 0.0:
-                    arrivals[arrival_time] = arrival
-            sequence_number = coordinates.sequence_number
-            if sequence_number.isdigit() and sequence_number.isascii():
-                sequence = sequence_number.encode()  # a Kinesis one: decimal digits
-            else:
-                sequence = _json_content(sequence_number)
-            # A validated JSON object ends with "}"; line breaks can only be whitespace.
-            if payload[-1] != 125 or b"\n" in payload or b"\r" in payload:
-                payload = _one_line(payload)
-            member = (
-                coordinates.sequence,
-                template
-                % (
-                    payload[:-1],
-                    *elapsed,
-                    sequence,
-                    partition_bytes,
-                    arrival,
-                ),
-                event.event_id,
-            )
-            key = (event_us - event_us % _HOUR_US, shard_id)
-            group = groups.get(key)
-            if group is None:
-                groups[key] = [member]
-            else:
-                group.append(member)
-
-    def restrict(self, keep: Callable[[str, int], bool]) -> None:
-        """Forget the events of which `keep(shard_id, sequence)` is false."""
-        for key in list(self._groups):
-            shard_id = key[1]
-            kept = [member for member in self._groups[key] if keep(shard_id, member[0])]
-            if kept:
-                self._groups[key] = kept
-            else:
-                del self._groups[key]
-
-    def unplaceable(self) -> dict[tuple[str, int], str]:
-        """Forget the events whose hour has no archive partition (a date out of the calendar's
-        range), and name each (shard_id, sequence) with why: defence in depth, the contract's
-        time window keeps every accepted event placeable."""
-        refused: dict[tuple[str, int], str] = {}
-        for key in list(self._groups):
-            hour_us, shard_id = key
-            try:
-                _partition_of_hour(hour_us)
-            except (OverflowError, ValueError) as error:
-                for member in self._groups.pop(key):
-                    refused[(shard_id, member[0])] = f"no archive partition for its hour: {error}"
-        return refused
-
-    def objects(self) -> list[ArchiveObject]:
-        """The objects, in (partition, shard) order; the lines are handed over (this empties
-        the accumulator), so that each line is held once, in its object's body."""
-        limits = self._limits
-        groups = self._groups
-        self._groups = {}
-        partitions = {hour_us: _partition_of_hour(hour_us) for hour_us, _ in groups}
-        objects: list[ArchiveObject] = []
-        for hour_us, shard_id in sorted(groups, key=lambda key: (partitions[key[0]], key[1])):
-            partition = partitions[hour_us]
-            members = groups.pop((hour_us, shard_id))
-            sequences, lines, event_ids = zip(*members, strict=True)
-            if not all(map(lt, sequences, islice(sequences, 1, None))):
-                members.sort(key=_by_sequence)
-                sequences, lines, event_ids = zip(*members, strict=True)
-            del members
-            # Cut into objects of at most max_events_per_object lines and, unless one line is
-            # larger, max_bytes_per_object bytes: sizes[i] is the size of lines[: i + 1].
-            sizes = list(accumulate(map(len, lines)))
-            start = 0
-            while start < len(lines):
-                end = min(start + limits.max_events_per_object, len(lines))
-                before = sizes[start - 1] if start else 0
-                if sizes[end - 1] - before > limits.max_bytes_per_object:
-                    limit = before + limits.max_bytes_per_object
-                    end = max(start + 1, bisect_right(sizes, limit, start, end))
-                objects.append(
-                    ArchiveObject(
-                        partition,
-                        shard_id,
-                        sequences[start],
-                        sequences[end - 1],
-                        end - start,
-                        b"".join(lines[start:end]),
-                        event_ids[start:end],
-                        sequences[start:end],
-                    )
-                )
-                start = end
-        return objects
-
-
-def _by_sequence(member: _Member) -> int:
-    return member[0]
-
-
 class ArchiveLineError(ValueError):
     """An archive line without the pipeline's `_pipeline` member: not written by this pipeline."""
 
@@ -340,7 +223,7 @@ PIPELINE_MEMBER = b',"' + RESERVED_FIELD.encode() + b'":'
 
 
 def record_from_archive_line(line: bytes) -> RawRecord:
-    """The inverse of `archive_line`: the producer's event exactly as received (without the
+    """The inverse of `ArchiveLineWriter.lines`: the producer's event exactly as received (without the
     `_pipeline` member the archive appended) under its original Kinesis coordinates."""
     body = line.rstrip()
     cut = body.rfind(PIPELINE_MEMBER)

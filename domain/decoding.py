@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import binascii
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from datetime import datetime, timezone, tzinfo
 from functools import partial
 
 from pybase64 import b64decode
@@ -26,9 +26,7 @@ from domain.events import (
 )
 from domain.records import RawRecord
 from domain.rejections import DeadLetter, RejectionReason
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
+from domain.time import EPOCH, MICROSECOND
 
 _Rejector = Callable[[RejectionReason, str], DeadLetter]
 
@@ -170,7 +168,7 @@ class _FastPath:
         # out one tzinfo object per offset, and the difference of two datetimes sharing one is
         # plain arithmetic, where comparing across zones calls the tzinfo's utcoffset.
         self._zone: tzinfo | None = None
-        self._zone_epoch = _EPOCH
+        self._zone_epoch = EPOCH
         self._zone_offset_us = 0
 
     def decode(self, record: RawRecord) -> tuple[ExperimentEvent, bytes, int] | DeadLetter | None:
@@ -186,7 +184,7 @@ class _FastPath:
             return None
         moment = event.timestamp
         if moment.tzinfo is self._zone:  # inline: the common case costs no call
-            event_us = (moment - self._zone_epoch) // _MICROSECOND - self._zone_offset_us
+            event_us = (moment - self._zone_epoch) // MICROSECOND - self._zone_offset_us
         else:
             event_us = self._microseconds(moment)
         if not self._is_plain(event, payload, event_us):
@@ -208,9 +206,9 @@ class _FastPath:
         offset = moment.utcoffset()
         if offset is not None and type(moment.tzinfo) in _FIXED_OFFSET_ZONES:
             self._zone = moment.tzinfo
-            self._zone_epoch = datetime(1970, 1, 1, tzinfo=self._zone)
-            self._zone_offset_us = offset // _MICROSECOND
-        return (moment - _EPOCH) // _MICROSECOND
+            self._zone_epoch = EPOCH.replace(tzinfo=self._zone)
+            self._zone_offset_us = offset // MICROSECOND
+        return (moment - EPOCH) // MICROSECOND
 
     def _is_plain(self, event: ExperimentEvent, payload: bytes, event_us: int) -> bool:
         """Every rule holds, each by a cheap sufficient test (see `check_rules` for the rules
@@ -254,12 +252,12 @@ _VALIDATE_JSON = ExperimentEvent.__pydantic_validator__.validate_json
 
 def _latest_us(limits: EventLimits, now: datetime) -> int:
     """The latest event time accepted, as `AcceptedEvent.event_time_us`."""
-    return (now + limits.max_future_skew - _EPOCH) // _MICROSECOND
+    return (now + limits.max_future_skew - EPOCH) // MICROSECOND
 
 
 def _earliest_us(limits: EventLimits) -> int:
     """The earliest event time accepted, as `AcceptedEvent.event_time_us`."""
-    return (limits.earliest_event_time - _EPOCH) // _MICROSECOND
+    return (limits.earliest_event_time - EPOCH) // MICROSECOND
 
 
 _REQUIRED_STRINGS = 4

@@ -18,9 +18,7 @@ from pydantic import (
 from pydantic_core import CoreSchema, core_schema
 
 from domain.records import KinesisCoordinates
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
+from domain.time import epoch_microseconds
 
 RESERVED_FIELD = "_pipeline"
 """Top-level field the archive adds to each line; a producer may not send it (in any case:
@@ -134,7 +132,7 @@ class AcceptedEvent:
     at construction (the future-timestamp rule, attribution and partitions use it)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "event_time_us", (self.event.timestamp - _EPOCH) // _MICROSECOND)
+        object.__setattr__(self, "event_time_us", epoch_microseconds(self.event.timestamp))
 
     @property
     def sequence(self) -> int:

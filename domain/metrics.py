@@ -8,13 +8,10 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from itertools import islice
-from operator import itemgetter, lt
-from sys import intern
 
-from domain.attribution import EnrichedEvent, VariantKey, as_columns
-from domain.events import AcceptedColumns
+from domain.attribution import VariantKey
 from domain.limits import COUNTER_CONTEXT
+from domain.time import DAY_LABEL_FORMAT, HOUR_LABEL_FORMAT, day_of, hour_of, moment_of
 
 
 class Granularity(StrEnum):
@@ -45,8 +42,8 @@ class MetricKey:
     @property
     def window_label(self) -> str:
         if self.granularity is Granularity.HOUR:
-            return self.window_start.strftime("%Y-%m-%dT%H")
-        return self.window_start.strftime("%Y-%m-%d")
+            return self.window_start.strftime(HOUR_LABEL_FORMAT)
+        return self.window_start.strftime(DAY_LABEL_FORMAT)
 
 
 def to_decimal(value: float) -> Decimal:
@@ -193,172 +190,17 @@ class MetricDelta:
 GRANULARITIES: tuple[Granularity, ...] = (Granularity.HOUR, Granularity.DAY)
 
 
-_HOUR_US = 3_600_000_000
-_DAY_US = 24 * _HOUR_US
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _window_start_of(window_us: int) -> datetime:
-    """The UTC window start as `Granularity.window_start` returns it, from epoch microseconds."""
-    return _EPOCH + timedelta(microseconds=window_us)
-
-
-_Row = tuple[int, str, Decimal | None]
-"""(sequence, user id, value) of one record counted by one counter; the same tuple serves
-every counter a record counts for."""
-
-
-def aggregate(events: Iterable[EnrichedEvent]) -> list[MetricDelta]:
-    """Pre-aggregate a batch into one delta per (counter, shard), hourly and daily.
-
-    Records are gathered per hourly counter only; each daily delta is the union of the hourly
-    ones of its day. Counter keys are plain tuples until the end, so a batch builds one
-    `MetricKey` per counter instead of one per record and attribution. Within a delta records
-    are in sequence order (a stable sort, skipped when they already are).
-    """
-    accumulator = MetricAccumulator()
-    accumulator.add(events)
-    return accumulator.deltas()
-
-
-_HourKey = tuple[str, str, str, int, str]
-"""(experiment_id, variant_id, metric, hour start in epoch microseconds, shard_id)."""
-
-_Context = tuple[str, int, str]
-"""(metric, hour start in epoch microseconds, shard_id): what the events of one hourly counter
-share besides the variant."""
-
-
-class MetricAccumulator:
-    """`aggregate` in installments: events are added part by part (a batch processed in
-    chunks keeps only these rows, not its events), and `deltas()` is what `aggregate` of
-    all the events added, in the order added, returns."""
-
-    __slots__ = ("_hourly",)
-
-    def __init__(self) -> None:
-        self._hourly: dict[_Context, dict[VariantKey, list[_Row]]] = {}
-
-    def add(self, events: Iterable[EnrichedEvent]) -> None:
-        columns, matches = as_columns(list(events))
-        self.add_columns(columns, matches.variants)
-
-    def add_columns(
-        self, events: AcceptedColumns, variants: Iterable[tuple[VariantKey, ...]]
-    ) -> None:
-        """`add` for the pipeline's columns: the events and the variants each counts for (see
-        `domain.attribution.match_columns`)."""
-        hourly = self._hourly
-        for event, coordinates, event_us, event_variants in zip(
-            events.events, events.coordinates, events.times_us, variants, strict=True
-        ):
-            if not event_variants:
-                continue
-            value = event.value
-            # Interned: the rows, and the unique-user sets they end in, then share one string
-            # per user (the warm cache's key) instead of keeping each event's copy alive.
-            row = (
-                coordinates.sequence,
-                intern(event.user_id),
-                None if value is None else to_decimal(value),
-            )
-            context = (event.event_type, event_us - event_us % _HOUR_US, coordinates.shard_id)
-            by_variant = hourly.get(context)
-            if by_variant is None:
-                by_variant = hourly[context] = {}
-            for variant in event_variants:
-                rows = by_variant.get(variant)
-                if rows is None:
-                    by_variant[variant] = [row]
-                else:
-                    rows.append(row)
-
-    def restrict(self, keep: Callable[[str, int], bool]) -> None:
-        """Forget the records of which `keep(shard_id, sequence)` is false."""
-        for context in list(self._hourly):
-            shard_id = context[2]
-            by_variant = self._hourly[context]
-            for variant in list(by_variant):
-                kept = [row for row in by_variant[variant] if keep(shard_id, row[0])]
-                if kept:
-                    by_variant[variant] = kept
-                else:
-                    del by_variant[variant]
-            if not by_variant:
-                del self._hourly[context]
-
-    def unplaceable(self) -> dict[tuple[str, int], str]:
-        """Forget the records whose hour or day has no window start (a date out of the
-        calendar's range), and name each (shard_id, sequence) with why: defence in depth, the
-        contract's time window keeps every accepted event placeable."""
-        refused: dict[tuple[str, int], str] = {}
-        for context in list(self._hourly):
-            _metric, hour_us, shard_id = context
-            try:
-                _window_start_of(hour_us - hour_us % _DAY_US)
-                _window_start_of(hour_us)
-            except (OverflowError, ValueError) as error:
-                for rows in self._hourly.pop(context).values():
-                    for row in rows:
-                        refused[(shard_id, row[0])] = f"no counter window for its time: {error}"
-        return refused
-
-    def deltas(self) -> list[MetricDelta]:
-        hourly = {
-            (experiment_id, variant_id, metric, hour_us, shard_id): rows
-            for (metric, hour_us, shard_id), by_variant in self._hourly.items()
-            for (experiment_id, variant_id), rows in by_variant.items()
-        }
-        daily: dict[_HourKey, list[_Row]] = {}
-        for (experiment_id, variant_id, metric, hour_us, shard_id), rows in hourly.items():
-            day_key = (experiment_id, variant_id, metric, hour_us - hour_us % _DAY_US, shard_id)
-            day_rows = daily.get(day_key)
-            if day_rows is None:
-                daily[day_key] = list(rows)
-            else:
-                day_rows.extend(rows)
-
-        windows: dict[int, datetime] = {}
-        keyed: list[tuple[tuple[str, str, str, Granularity, int, str], list[_Row]]] = []
-        for (experiment_id, variant_id, metric, hour_us, shard_id), rows in hourly.items():
-            keyed.append(
-                ((experiment_id, variant_id, metric, Granularity.HOUR, hour_us, shard_id), rows)
-            )
-        for (experiment_id, variant_id, metric, day_us, shard_id), rows in daily.items():
-            keyed.append(
-                ((experiment_id, variant_id, metric, Granularity.DAY, day_us, shard_id), rows)
-            )
-        # The order of (MetricKey, shard): key fields in declaration order, window start as
-        # instant.
-        keyed.sort(key=lambda item: item[0])
-
-        deltas = []
-        for (experiment_id, variant_id, metric, granularity, window_us, shard_id), rows in keyed:
-            window_start = windows.get(window_us)
-            if window_start is None:
-                window_start = windows[window_us] = _window_start_of(window_us)
-            sequences, user_ids, values = _in_sequence_order(rows)
-            deltas.append(
-                MetricDelta(
-                    MetricKey(experiment_id, variant_id, metric, granularity, window_start),
-                    shard_id,
-                    sequences,
-                    user_ids,
-                    values,
-                )
-            )
-        return deltas
-
-
-def _in_sequence_order(
-    rows: list[_Row],
-) -> tuple[tuple[int, ...], tuple[str, ...], tuple[Decimal | None, ...]]:
-    """The rows' columns in sequence order (a stable sort, skipped when they already are)."""
-    sequences, user_ids, values = zip(*rows, strict=True)
-    if all(map(lt, sequences, islice(sequences, 1, None))):
-        return sequences, user_ids, values
-    sequences, user_ids, values = zip(*sorted(rows, key=_sequence_of), strict=True)
-    return sequences, user_ids, values
-
-
-_sequence_of = itemgetter(0)
+def counters_of(metric: str, event_us: int, variants: Iterable[VariantKey]) -> frozenset[MetricKey]:
+    """The counters an event of `metric` at `event_us` (epoch microseconds) adds to when it
+    counts for `variants`: each variant's hourly and daily counter."""
+    windows = (
+        (Granularity.HOUR, moment_of(hour_of(event_us))),
+        (Granularity.DAY, moment_of(day_of(event_us))),
+    )
+    return frozenset(
+        [
+            MetricKey(experiment_id, variant_id, metric, granularity, window_start)
+            for experiment_id, variant_id in variants
+            for granularity, window_start in windows
+        ]
+    )

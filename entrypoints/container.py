@@ -21,7 +21,8 @@ from application.ports import (
     Telemetry,
 )
 from application.process_batch import BatchProcessor, ProcessingSettings
-from domain.archiving import ArchiveLimits
+from domain.archiving import ArchiveLimits, ArchiveLineWriter
+from domain.attribution import CandidateMemo
 from domain.events import EventLimits
 from entrypoints.settings import Settings
 from infrastructure.aws.client_config import client_config
@@ -300,6 +301,11 @@ class Container(containers.DeclarativeContainer):
     """EVENT_ID_INDEX: the warm container's memory alone (default), or that memory in front of
     the aggregation table, which remembers ids across cold starts."""
     processing_settings = providers.Singleton(_processing_settings, settings)
+    candidate_memo = providers.Singleton(CandidateMemo)
+    """Each user's candidate assignments across the warm container's batches; see its docstring
+    for what it requires of the repositories' caches above."""
+    archive_line_writer = providers.Singleton(ArchiveLineWriter)
+    """The archive lines' templates across the warm container's batches."""
 
     batch_processor = providers.Singleton(
         BatchProcessor,
@@ -312,4 +318,6 @@ class Container(containers.DeclarativeContainer):
         clock,
         telemetry,
         processing_settings,
+        memo=candidate_memo,
+        line_writer=archive_line_writer,
     )

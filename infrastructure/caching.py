@@ -1,4 +1,11 @@
-"""Warm-container caches in front of the enrichment repositories (bounded size and age)."""
+"""Warm-container caches in front of the enrichment repositories (bounded size and age).
+
+What they hand out, and the enricher's candidate memo relies on (`domain.attribution.
+CandidateMemo`): until an entry expires, every lookup of its key hands out the very same
+object (a user's assignments tuple, an experiment), so the memo recognises what it has prepared
+with one identity check. An object that is new but equal (after expiry, or from a cache that
+copies) is still recognised, by a comparison, and costs only that; the memo's answers never
+depend on identity."""
 
 from __future__ import annotations
 

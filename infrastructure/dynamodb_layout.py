@@ -8,6 +8,7 @@ from datetime import datetime
 
 from domain.limits import DYNAMODB_PARTITION_KEY_BYTES, DYNAMODB_SORT_KEY_BYTES, utf8_length
 from domain.metrics import Granularity, MetricKey
+from domain.time import DAY_LABEL_FORMAT
 
 WATERMARK_PREFIX = "wm#"
 COUNTER_PARTITION_PREFIX = "EXP#"
@@ -38,7 +39,7 @@ def counter_sort_key(key: MetricKey) -> str:
 
 
 def marker_partition_key(experiment_id: str, variant_id: str, metric: str, day: datetime) -> str:
-    return f"{MARKER_PARTITION_PREFIX}{key_part(experiment_id)}#{key_part(variant_id)}#{metric}#{day:%Y-%m-%d}"
+    return f"{MARKER_PARTITION_PREFIX}{key_part(experiment_id)}#{key_part(variant_id)}#{metric}#{day.strftime(DAY_LABEL_FORMAT)}"
 
 
 def marker_sort_key(hour: datetime, user_id: str) -> str:

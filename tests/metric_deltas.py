@@ -6,10 +6,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from domain.attribution import Attribution, EnrichedEvent
 from domain.events import AcceptedEvent, ExperimentEvent
-from domain.metrics import MetricDelta, aggregate
+from domain.metrics import MetricDelta
 from domain.records import KinesisCoordinates
+from tests.enriched_events import Attribution, EnrichedEvent, aggregate
 
 SHARD_A = "shardId-000000000000"
 SHARD_B = "shardId-000000000001"

@@ -1,19 +1,49 @@
-"""The pipeline's straightforward first implementations, kept as the reference that the
-optimised domain functions must agree with (see tests/unit/test_fast_paths_match_reference.py)."""
+"""The pipeline's straightforward first implementations, kept as the reference (the oracle) that
+the production kernels must agree with (see tests/unit/test_fast_paths_match_reference.py and
+tests/enriched_events.py, which drives the kernels with the same objects)."""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 
 from domain.archiving import ARCHIVE_SCHEMA_VERSION, ArchiveLimits, ArchiveObject
-from domain.attribution import EnrichedEvent
-from domain.events import RESERVED_FIELD, EventLimits
+from domain.events import RESERVED_FIELD, AcceptedEvent, EventLimits
+from domain.experiments import Assignment, Experiment
 from domain.metrics import GRANULARITIES, Granularity, MetricDelta, MetricKey, to_decimal
+from domain.partitions import HOUR_PARTITION_FORMAT
 from domain.rejections import RejectionReason
+from tests.enriched_events import Attribution, EnrichedEvent
+
+
+def reference_attribute(
+    accepted: AcceptedEvent,
+    assignments: Iterable[Assignment],
+    experiments: Mapping[str, Experiment],
+) -> EnrichedEvent:
+    """Attribute an event to every running experiment the user was assigned to before it happened.
+
+    When the event names an `experiment_id`, only that experiment is considered. The variant
+    is the assignment's, which the assignment service owns; the client's `variant_id` is kept
+    in the archive as sent.
+    """
+    event = accepted.event
+    attributions = []
+    for assignment in assignments:
+        if event.experiment_id is not None and assignment.experiment_id != event.experiment_id:
+            continue
+        experiment = experiments.get(assignment.experiment_id)
+        if experiment is None or not experiment.is_running:
+            continue
+        if not assignment.precedes(event.timestamp):
+            continue
+        elapsed = (event.timestamp - assignment.assigned_at).total_seconds()
+        attributions.append(Attribution(assignment.experiment_id, assignment.variant_id, elapsed))
+    attributions.sort(key=lambda a: a.experiment_id)
+    return EnrichedEvent(accepted, tuple(attributions))
 
 
 def reference_aggregate(events: Iterable[EnrichedEvent]) -> list[MetricDelta]:
@@ -67,7 +97,7 @@ def reference_aggregate(events: Iterable[EnrichedEvent]) -> list[MetricDelta]:
 
 def reference_hour_partition(enriched: EnrichedEvent) -> str:
     start = Granularity.HOUR.window_start(enriched.accepted.event.timestamp)
-    return start.strftime("year=%Y/month=%m/day=%d/hour=%H/")
+    return start.strftime(HOUR_PARTITION_FORMAT)
 
 
 def reference_archive_line(enriched: EnrichedEvent) -> bytes:

@@ -6,12 +6,12 @@ import base64
 import json
 from datetime import datetime, timedelta
 
-from domain.archiving import ArchiveLimits, ArchiveObject, build_archive_objects
-from domain.attribution import attribute
+from domain.archiving import ArchiveLimits, ArchiveObject
 from domain.decoding import decode_record
 from domain.events import AcceptedEvent, EventLimits
 from domain.records import KinesisCoordinates
 from domain.rejections import DeadLetter, RejectionReason
+from tests.enriched_events import EnrichedEvent, build_archive_objects
 from tests.factories import NOW, SHARD, event_payload, record_of
 
 
@@ -34,7 +34,7 @@ def archive_objects(
         )
         outcome = decode_record(record_of(payload, sequence, shard_id), EventLimits(), NOW)
         assert isinstance(outcome, AcceptedEvent), outcome
-        enriched.append(attribute(outcome, (), {}))
+        enriched.append(EnrichedEvent(outcome, ()))  # attributed to nothing
     limits = ArchiveLimits(max_events_per_object=events_per_object)
     objects = build_archive_objects(enriched, limits)
     assert len(objects) == count

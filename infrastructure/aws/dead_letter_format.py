@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from domain.partitions import day_partition
 from domain.records import KinesisCoordinates, padded_sequence
 from domain.rejections import DeadLetter, RejectionReason
 
@@ -129,6 +130,6 @@ def dead_letter_key(prefix: str, letter: DeadLetter) -> str:
     coordinates = letter.coordinates
     arrived = datetime.fromtimestamp(coordinates.approximate_arrival_timestamp, UTC)
     return (
-        f"{prefix}{arrived.strftime('year=%Y/month=%m/day=%d/')}"
+        f"{prefix}{day_partition(arrived)}"
         f"{coordinates.shard_id}-{padded_sequence(letter.sequence)}.json"
     )

@@ -18,6 +18,7 @@ from cachetools import LRUCache
 from application.ports import COMPLETE, Deadline, RecordId, UniqueUserMarkers, WriteReport
 from application.shard_cut import NO_CUT, ShardCut
 from domain.metrics import Granularity, MetricDelta, MetricKey
+from domain.time import DAY_LABEL_FORMAT
 from infrastructure.aws.dynamodb_codec import (
     BATCH_WRITE_LIMIT,
     Backoff,
@@ -189,7 +190,9 @@ class DynamoDbUniqueUserMarkers(UniqueUserMarkers):
         partition, sort = key
         item: Item = {"partition_key": string(partition), "sort_key": string(sort)}
         if self._ttl is not None:
-            day = datetime.strptime(partition.rsplit("#", 1)[1], "%Y-%m-%d").replace(tzinfo=UTC)
+            day = datetime.strptime(partition.rsplit("#", 1)[1], DAY_LABEL_FORMAT).replace(
+                tzinfo=UTC
+            )
             expires = day + timedelta(days=1) + self._ttl
             item["expires_at"] = number(int(expires.timestamp()))
         return item

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from domain.partitions import hour_partition
 from infrastructure.aws.errors import translate
 from infrastructure.aws.s3_archive import DEFAULT_ARCHIVE_PREFIX
 from infrastructure.aws.s3_listing import listed_objects
@@ -57,7 +58,7 @@ class S3ArchiveReader:
         One prefix per hour: a replay of an afternoon lists that afternoon, not the bucket.
         """
         for hour in hour_partitions(start, end):
-            prefix = f"{self._prefix}{hour.strftime('year=%Y/month=%m/day=%d/hour=%H/')}"
+            prefix = f"{self._prefix}{hour_partition(hour)}"
             for entry in listed_objects(self._s3, self._bucket, prefix, self._page_size):
                 yield ArchivedObjectSummary(entry["Key"], entry.get("Size", 0))
 

@@ -13,6 +13,8 @@ from mypy_boto3_s3 import S3Client
 from mypy_boto3_sqs import SQSClient
 
 from domain.experiments import Assignment, Experiment, ExperimentStatus, Variant
+from domain.partitions import hour_partition
+from domain.time import DAY_LABEL_FORMAT
 from entrypoints.lambda_handler import handler
 from operations.aws.reference_data import DynamoDbReferenceDataWriter
 from tests.e2e.conftest import Deployment
@@ -118,7 +120,7 @@ def test_a_kinesis_batch_is_counted_archived_and_dead_lettered_end_to_end(
     response = handler(lambda_event, fresh_context())
 
     assert response == {"batchItemFailures": []}
-    day = EVENT_TIME.strftime("%Y-%m-%d")
+    day = EVENT_TIME.strftime(DAY_LABEL_FORMAT)
     items = dynamodb_client.query(
         TableName=deployment.names.aggregation_table,
         KeyConditionExpression="partition_key = :pk AND begins_with(sort_key, :day)",
@@ -139,7 +141,7 @@ def test_a_kinesis_batch_is_counted_archived_and_dead_lettered_end_to_end(
 
     objects = s3_client.list_objects_v2(Bucket=deployment.names.archive_bucket)["Contents"]
     [archived] = objects
-    hour = EVENT_TIME.strftime("year=%Y/month=%m/day=%d/hour=%H/")
+    hour = hour_partition(EVENT_TIME)
     assert archived["Key"].startswith(f"events/{hour}")
     body = s3_client.get_object(Bucket=deployment.names.archive_bucket, Key=archived["Key"])
     assert body["ContentEncoding"] == "gzip"

@@ -15,6 +15,7 @@ from decimal import Decimal
 
 from domain.experiments import ExperimentStatus
 from domain.rejections import RejectionReason
+from domain.time import DAY_LABEL_FORMAT, HOUR_LABEL_FORMAT
 from operations.synthetic.stream import EntryKind, GeneratedStream, PutResult
 
 AggregateKey = tuple[str, str, str, str, str]
@@ -43,7 +44,10 @@ def expected_aggregates(
     for _, entry in stream.of_kind(EntryKind.VALID):
         event = json.loads(entry.payload, parse_float=Decimal)
         moment = datetime.fromisoformat(event["timestamp"]).astimezone(UTC)
-        windows = (("HOUR", moment.strftime("%Y-%m-%dT%H")), ("DAY", moment.strftime("%Y-%m-%d")))
+        windows = (
+            ("HOUR", moment.strftime(HOUR_LABEL_FORMAT)),
+            ("DAY", moment.strftime(DAY_LABEL_FORMAT)),
+        )
         named = event.get("experiment_id")
         for experiment_id, variant_id, assigned_at in by_user.get(event["user_id"], []):
             if experiment_id not in running or assigned_at > moment:

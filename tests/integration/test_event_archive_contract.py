@@ -17,6 +17,7 @@ from application.shard_cut import ShardCut
 from domain.archiving import ARCHIVE_SCHEMA_VERSION, ArchiveObject
 from domain.errors import InfrastructureConfigurationError
 from domain.limits import S3_KEY_BYTES
+from domain.partitions import hour_partition
 from infrastructure.archive_format import object_key
 from infrastructure.aws.client_config import client_config
 from infrastructure.aws.permissions import LAMBDA_PERMISSIONS, Resource
@@ -142,9 +143,7 @@ def test_objects_are_keyed_under_their_hour_partition(make_archive: ArchiveFacto
     keys = [view.key for view in under_test.stored()]
     assert len(keys) == 2
     assert all(PARTITION_KEY.match(key) for key in keys), keys
-    assert all(
-        key.startswith(hour.strftime("events/year=%Y/month=%m/day=%d/hour=%H/")) for key in keys
-    )
+    assert all(key.startswith(f"events/{hour_partition(hour)}") for key in keys)
 
 
 def test_each_object_carries_its_metadata_and_content_encoding(

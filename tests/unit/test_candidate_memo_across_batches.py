@@ -6,16 +6,19 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.archiving import ArchiveAccumulator, ArchiveLimits
-from domain.attribution import (
-    CandidateMemo,
-    attribute_batch,
-    candidates_of_users,
-    match_columns,
-)
+from application.accumulators import ArchiveAccumulator, MetricAccumulator
+from domain.archiving import ArchiveLimits
+from domain.attribution import CandidateMemo, match_columns
 from domain.events import AcceptedColumns, AcceptedEvent
 from domain.experiments import Assignment, Experiment, ExperimentStatus
-from domain.metrics import MetricAccumulator
+from tests.enriched_events import (
+    aggregate,
+    attribute_batch,
+    build_archive_objects,
+    candidates_of_users,
+    matches_of_event,
+)
+from tests.factories import NOW
 from tests.unit.test_fast_paths_match_reference import accepted_events, reference_data
 
 _Data = tuple[dict[str, tuple[Assignment, ...]], dict[str, Experiment]]
@@ -66,7 +69,7 @@ def test_a_memo_kept_across_batches_attributes_as_no_memo_does(
         candidates = candidates_of_users(users, assignments, shown, memo, experiment_ids)
         columns = AcceptedColumns.of(events)
         matched = match_columns(columns.events, columns.times_us, candidates)
-        assert [matched.of_event(index) for index in range(len(matched))] == [
+        assert [matches_of_event(matched, index) for index in range(len(matched))] == [
             tuple(
                 (a.experiment_id, a.variant_id, a.time_since_assignment_seconds)
                 for a in e.attributions
@@ -92,13 +95,34 @@ def test_the_accumulators_fed_columns_equal_those_fed_enriched_events(
         candidates_of_users(users, assignments, experiments),
     )
 
-    from_enriched, from_matched = MetricAccumulator(), MetricAccumulator()
-    from_enriched.add(enriched)
+    from_matched = MetricAccumulator()
     from_matched.add_columns(columns, matched.variants)
-    assert from_matched.deltas() == from_enriched.deltas()
+    assert from_matched.deltas() == aggregate(enriched)
 
     limits = ArchiveLimits(max_events_per_object=3)
-    archive_enriched, archive_matched = ArchiveAccumulator(limits), ArchiveAccumulator(limits)
-    archive_enriched.add(enriched)
+    archive_matched = ArchiveAccumulator(limits)
     archive_matched.add_columns(columns, matched)
-    assert archive_matched.objects() == archive_enriched.objects()
+    assert archive_matched.objects() == build_archive_objects(enriched, limits)
+
+
+def test_the_memo_reuses_what_it_prepared_for_equal_objects_that_are_not_the_same() -> None:
+    running = Experiment(experiment_id="exp-a", name="a", status=ExperimentStatus.RUNNING)
+    assigned = Assignment(
+        user_id="u-1", experiment_id="exp-a", variant_id="control", assigned_at=NOW
+    )
+    memo = CandidateMemo()
+    first = memo.candidates_of(["u-1"], {"u-1": (assigned,)}, {"exp-a": running})
+
+    # As after the caches' entries expired and were read again: equal values, new objects.
+    again = memo.candidates_of(
+        ["u-1"], {"u-1": (assigned.model_copy(),)}, {"exp-a": running.model_copy()}
+    )
+    paused = memo.candidates_of(
+        ["u-1"],
+        {"u-1": (assigned.model_copy(),)},
+        {"exp-a": running.model_copy(update={"status": ExperimentStatus.PAUSED})},
+    )
+
+    assert first["u-1"][0] == (("exp-a", "control"),)
+    assert again["u-1"] is first["u-1"]
+    assert paused["u-1"][0] == ()

@@ -1,4 +1,4 @@
-"""The optimised batch functions agree with the straightforward reference on every input."""
+"""The production kernels agree with the straightforward reference on every input."""
 
 from __future__ import annotations
 
@@ -9,25 +9,29 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.archiving import ArchiveAccumulator, ArchiveLimits, archive_line, build_archive_objects
-from domain.attribution import (
-    Attribution,
-    CandidateMemo,
-    EnrichedEvent,
-    attribute,
-    attribute_batch,
-    epoch_microseconds,
-)
+from application.accumulators import ArchiveAccumulator, MetricAccumulator
+from domain.archiving import ArchiveLimits
+from domain.attribution import CandidateMemo
 from domain.decoding import decode_record
 from domain.events import AcceptedEvent, EventLimits, ExperimentEvent
 from domain.experiments import Assignment, Experiment, ExperimentStatus, Variant
-from domain.metrics import MetricAccumulator, aggregate
 from domain.records import KinesisCoordinates
 from domain.rejections import DeadLetter
+from domain.time import epoch_microseconds
+from tests.enriched_events import (
+    Attribution,
+    EnrichedEvent,
+    aggregate,
+    archive_line,
+    as_columns,
+    attribute_batch,
+    build_archive_objects,
+)
 from tests.factories import NOW, record_of
 from tests.reference_pipeline import (
     reference_aggregate,
     reference_archive_line,
+    reference_attribute,
     reference_build_archive_objects,
     reference_json_rules,
     reference_key_rules,
@@ -131,7 +135,9 @@ def test_batch_attribution_equals_attributing_each_event(
     data: tuple[dict[str, tuple[Assignment, ...]], dict[str, Experiment]],
 ) -> None:
     assignments, experiments = data
-    expected = [attribute(e, assignments.get(e.event.user_id, ()), experiments) for e in events]
+    expected = [
+        reference_attribute(e, assignments.get(e.event.user_id, ()), experiments) for e in events
+    ]
     memo = CandidateMemo()
     assert attribute_batch(events, assignments, experiments) == expected
     assert attribute_batch(events, assignments, experiments, memo) == expected
@@ -344,7 +350,8 @@ def test_aggregation_in_chunks_and_restricted_equals_the_reference_of_the_kept_e
     enriched = attribute_batch(events, assignments, experiments)
     accumulator = MetricAccumulator()
     for start in range(0, len(enriched), chunk):
-        accumulator.add(enriched[start : start + chunk])
+        columns, matches = as_columns(enriched[start : start + chunk])
+        accumulator.add_columns(columns, matches.variants)
     keep = kept_by(cuts)
     accumulator.restrict(keep)
     kept = [e for e in enriched if keep(e.accepted.coordinates.shard_id, e.accepted.sequence)]
@@ -371,7 +378,7 @@ def test_archive_objects_in_chunks_and_restricted_equal_the_reference_of_the_kep
     limits = ArchiveLimits(max_events_per_object=max_events, max_bytes_per_object=2_000)
     accumulator = ArchiveAccumulator(limits)
     for start in range(0, len(enriched), chunk):
-        accumulator.add(enriched[start : start + chunk])
+        accumulator.add_columns(*as_columns(enriched[start : start + chunk]))
     keep = kept_by(cuts)
     accumulator.restrict(keep)
     kept = [e for e in enriched if keep(e.accepted.coordinates.shard_id, e.accepted.sequence)]

@@ -9,13 +9,14 @@ from datetime import timedelta
 
 import pytest
 
+from application.accumulators import ArchiveAccumulator, MetricAccumulator
 from application.ports import AssignmentRepository, Deadline, WriteReport
-from domain.archiving import ArchiveAccumulator, ArchiveLimits
+from domain.archiving import ArchiveLimits
 from domain.attribution import Matches
 from domain.errors import InfrastructureConfigurationError
 from domain.events import AcceptedColumns, ExperimentEvent
 from domain.experiments import Assignment
-from domain.metrics import Granularity, MetricAccumulator, MetricDelta
+from domain.metrics import Granularity, MetricDelta
 from domain.records import KinesisCoordinates
 from domain.rejections import RejectionReason, Stage
 from infrastructure.in_memory.metric_store import InMemoryMetricStore

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import cast
 
 from application.process_batch import ProcessingSettings
 from application.replay import ReplayItem, ReplayOptions, ReplayProcessor, ReplayStatus
@@ -91,3 +92,23 @@ def test_replayed_events_are_archived_under_their_run_lane_so_an_archive_replay_
     [line] = list(store.archive.lines())
     kinesis = json.loads(line)["_pipeline"]["kinesis"]
     assert (kinesis["shard_id"], kinesis["sequence_number"]) == (LANE, "7")
+
+
+def test_a_record_that_makes_the_decoder_raise_is_invalid_and_the_others_are_applied() -> None:
+    store, processor = setup()
+    # A value no Kinesis event hands out (its data is not text): decoding it raises.
+    broken = ReplayItem(
+        "m2", RawRecord(KinesisCoordinates(LANE, "2", "pk", NOW.timestamp()), cast(str, 12345))
+    )
+    items = [item("m1", event_payload(event_id="a")), broken, item("m3", event_payload(), 3)]
+
+    result = processor.replay(items, ReplayOptions())
+
+    assert [o.status for o in result.outcomes] == [
+        ReplayStatus.APPLIED,
+        ReplayStatus.INVALID,
+        ReplayStatus.APPLIED,
+    ]
+    assert result.outcomes[1].reason is RejectionReason.UNPROCESSABLE
+    assert "TypeError" in result.outcomes[1].detail
+    assert counts(store) == [("click", 2, 1)]

@@ -15,8 +15,6 @@ from typing import Any, get_args
 
 import pytest
 
-from domain.archiving import archive_line, hour_partition
-from domain.attribution import Attribution, EnrichedEvent
 from domain.decoding import decode_record
 from domain.events import AcceptedEvent, EventLimits, ExperimentEvent
 from entrypoints.settings import Settings
@@ -31,6 +29,7 @@ from infrastructure.aws.permissions import (
 from infrastructure.dynamodb_layout import counter_partition_key, marker_partition_key
 from scripts.package import HANDLER_MODULE
 from tests.cloudformation import TEMPLATE_PATH, get_att, load_template, ref, sub
+from tests.enriched_events import Attribution, EnrichedEvent, archive_line, hour_partition
 from tests.factories import NOW, event_payload, record_of
 
 TEMPLATE = load_template()
