@@ -110,52 +110,48 @@ def decode_records(
     """
     accepted = AcceptedColumns()
     rejected: list[tuple[int, DeadLetter]] = []
-    fast = _FastPath(limits, now).decode
-    events, payloads, coordinates, times = (
-        accepted.events,
-        accepted.payloads,
-        accepted.coordinates,
-        accepted.times_us,
-    )
+    take = _FastPath(limits, now, accepted).take
     for position in positions:
         record = records[position]
-        outcome = fast(record)
-        if outcome is None:
-            decoded = decode_record(record, limits, now)
-            if isinstance(decoded, DeadLetter):
-                rejected.append((position, decoded))
-            else:
-                accepted.append(decoded)
-        elif isinstance(outcome, DeadLetter):
-            rejected.append((position, outcome))
+        taken = take(record)
+        if taken is True:
+            continue
+        outcome = decode_record(record, limits, now) if taken is False else taken
+        if isinstance(outcome, AcceptedEvent):
+            accepted.append(outcome)
         else:
-            event, payload, event_us = outcome
-            events.append(event)
-            payloads.append(payload)
-            coordinates.append(record.coordinates)
-            times.append(event_us)
+            rejected.append((position, outcome))
     return accepted, rejected
 
 
 class _FastPath:
-    """`decode_record` for the common record, without building an `AcceptedEvent`: an event
-    with its payload and time (microseconds since the epoch), a dead letter, or None where the
-    record is not a plain case and `decode_record` must give the outcome."""
+    """`decode_record` for the common record, without building an `AcceptedEvent`: `take`
+    appends an accepted event to the columns (True), gives a refused one's dead letter, or
+    False where the record is not a plain case and `decode_record` must give the outcome."""
 
     __slots__ = (
+        "_coordinates",
         "_earliest_us",
+        "_events",
         "_latest_us",
         "_leaves_are_flat",
         "_limits",
         "_max_bytes",
         "_max_text",
         "_now",
+        "_payloads",
+        "_times",
         "_zone",
         "_zone_epoch",
         "_zone_offset_us",
     )
 
-    def __init__(self, limits: EventLimits, now: datetime) -> None:
+    def __init__(self, limits: EventLimits, now: datetime, accepted: AcceptedColumns) -> None:
+        # Bound once: an accepted event costs four appends and no object of its own.
+        self._events = accepted.events.append
+        self._payloads = accepted.payloads.append
+        self._coordinates = accepted.coordinates.append
+        self._times = accepted.times_us.append
         self._limits = limits
         self._now = now
         self._max_bytes = limits.max_record_bytes
@@ -171,17 +167,17 @@ class _FastPath:
         self._zone_epoch = EPOCH
         self._zone_offset_us = 0
 
-    def decode(self, record: RawRecord) -> tuple[ExperimentEvent, bytes, int] | DeadLetter | None:
+    def take(self, record: RawRecord) -> bool | DeadLetter:
         text = record.data
         if len(text) >= self._max_text:
-            return None
+            return False
         try:
             payload = b64decode(text, validate=True)
             event: ExperimentEvent = _VALIDATE_JSON(payload)
         except ValueError:  # binascii.Error, ValidationError: decode_record gives the reason
-            return None
+            return False
         if len(payload) > self._max_bytes:
-            return None
+            return False
         moment = event.timestamp
         if moment.tzinfo is self._zone:  # inline: the common case costs no call
             event_us = (moment - self._zone_epoch) // MICROSECOND - self._zone_offset_us
@@ -199,7 +195,11 @@ class _FastPath:
             )
             if problem is not None:
                 return _reject(record, *problem)
-        return event, payload, event_us
+        self._events(event)
+        self._payloads(payload)
+        self._coordinates(record.coordinates)
+        self._times(event_us)
+        return True
 
     def _microseconds(self, moment: datetime) -> int:
         """The moment in microseconds since the epoch; its zone becomes the one remembered."""
