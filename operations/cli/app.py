@@ -35,6 +35,7 @@ class _OneLineErrors(TyperGroup):
     """A usage error is one line on stderr (`error: ...`, with where to find help) and exit code
     2, instead of a boxed panel; everything else is as Typer does it."""
 
+    # click declares `main` as two overloads on `standalone_mode`; one body serves both.
     def main(  # type: ignore[override]
         self,
         args: Sequence[str] | None = None,

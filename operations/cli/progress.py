@@ -16,7 +16,7 @@ from collections.abc import Callable
 from types import TracebackType
 
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 DEFAULT_HEARTBEAT_SECONDS = 10.0
 HEARTBEAT_VARIABLE = "PROGRESS_HEARTBEAT_SECONDS"
@@ -52,7 +52,7 @@ class ProgressReporter:
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._progress: Progress | None = None
-        self._task: object = None
+        self._task: TaskID | None = None
 
     def __enter__(self) -> ProgressReporter:
         self._started = self._clock()
@@ -76,8 +76,8 @@ class ProgressReporter:
     def update(self, text: str) -> None:
         with self._lock:
             self._text = text
-        if self._progress is not None:
-            self._progress.update(self._task, description=self._line())  # type: ignore[arg-type]
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, description=self._line())
 
     def __exit__(
         self,
