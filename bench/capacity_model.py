@@ -175,7 +175,7 @@ class BatchCurve:
                 (a, b) for a, b in itertools.pairwise(points) if a[0] <= batch_records <= b[0]
             )
         slope = math.log(upper[1] / lower[1]) / math.log(upper[0] / lower[0])
-        return lower[1] * (batch_records / lower[0]) ** slope
+        return float(lower[1] * math.pow(batch_records / lower[0], slope))
 
 
 @dataclass(frozen=True, slots=True)
