@@ -81,11 +81,12 @@ REGION = "eu-west-1"
 class RequestCounter:
     """Counts the API calls boto3 clients make (per service and operation, and per partition-key
     prefix: counters `EXP#`, markers `USERS#`, event ids `EVENT#`, or the table for reference
-    data), and what DynamoDB bills for them: write units per item written (its size rounded up to
-    1 KB; an UpdateItem's item is read back after the update, with `sizer`, an uncounted client,
-    because its size is the whole item's, not the request's), read units per item read (4 KB,
-    half for eventually consistent reads). Also S3 PUTs and bytes, SQS messages. Hooks are
-    botocore's events; the handler's workers call them from several threads."""
+    data), and what DynamoDB bills for them: write units per item written, its size rounded up
+    to 1 KB (an UpdateItem is billed on the whole item, not the request: with `sizer`, an
+    uncounted client, the item is read back after the update; without one, one unit), and read
+    units per item read (4 KB, half for eventually consistent reads). Also S3 PUTs and bytes and
+    SQS messages. Hooks are botocore's events; the handler's workers call them from several
+    threads."""
 
     sizer: Any = None
     calls: Counter[str] = field(default_factory=Counter)
@@ -99,6 +100,7 @@ class RequestCounter:
     largest_item_by_prefix: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     s3_put_bytes: int = 0
     sqs_messages: int = 0
+    _sized: dict[tuple[str, str, str], Mapping[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def attach(self, client: Any) -> None:
@@ -158,11 +160,10 @@ class RequestCounter:
     ) -> None:
         params = context.get("bench_params", {})
         operation = model.name
-        if operation == "UpdateItem" and "Error" not in parsed and self.sizer is not None:
-            answer = self.sizer.get_item(
-                TableName=params["TableName"], Key=params["Key"], ConsistentRead=True
-            )
-            item = answer.get("Item", params["Key"])
+        if operation == "UpdateItem" and "Error" not in parsed:
+            item = params["Key"]  # without a sizer: the smallest item, one write unit
+            if self.sizer is not None:
+                item = self._item_after_update(params)
             with self._lock:
                 self.requests_by_prefix[f"UpdateItem {_prefix_of(params)}"] += 1
                 self._written(operation, item)
@@ -182,6 +183,28 @@ class RequestCounter:
                 consistent = bool(params.get("ConsistentRead"))
                 size = sum(item_bytes(item) for item in parsed.get("Items", []))
                 self.read_units += read_units(size, consistent)
+
+    def _item_after_update(self, params: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The whole item an UpdateItem left, read back once per key and set of attribute names
+        updated (a new shard's watermark is a new name): later updates of the same attributes
+        change the item's size by a byte or two (a count gaining a digit), not its units."""
+        names = params.get("ExpressionAttributeNames", {})
+        sized = (
+            params["TableName"],
+            repr(sorted(params["Key"].items())),
+            repr(sorted(names.items())),
+        )
+        with self._lock:
+            known = self._sized.get(sized)
+        if known is not None:
+            return known
+        answer = self.sizer.get_item(
+            TableName=params["TableName"], Key=params["Key"], ConsistentRead=True
+        )
+        item: Mapping[str, Any] = answer.get("Item", params["Key"])
+        with self._lock:
+            self._sized[sized] = item
+        return item
 
     def service_total(self, service: str) -> int:
         return sum(n for name, n in self.calls.items() if name.startswith(f"{service}."))
