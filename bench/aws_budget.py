@@ -666,7 +666,6 @@ def profile_of(
             tuple((s.batch_records, _mean(s.archive_objects, s)) for s in structures)
         ),
         dead_letters_per_event=sum(base.dead_letters) / base.events,
-        dead_letter_objects_per_event=0.0,
         enrichment_requests_per_event=base.enrichment_requests / base.events,
         enrichment_read_units_per_event=measured.read_units / base.events,
         marker_item_bytes=measured.item_bytes_by_prefix["USERS#"] / max(1, marker_items),

@@ -196,7 +196,6 @@ class WorkloadProfile:
     counter_updates: BatchCurve
     archive_objects: BatchCurve
     dead_letters_per_event: float
-    dead_letter_objects_per_event: float
     enrichment_requests_per_event: float
     enrichment_read_units_per_event: float
     marker_item_bytes: float
@@ -251,8 +250,7 @@ def requests_for(
         "dynamodb.BatchWriteItem": batches
         * math.ceil(marker_items / batches / BATCH_WRITE_ITEMS - 1e-9),
         "dynamodb.BatchGetItem": events * profile.enrichment_requests_per_event,
-        "s3.PutObject": batches * profile.archive_objects.at(batch_records)
-        + events * profile.dead_letter_objects_per_event,
+        "s3.PutObject": batches * profile.archive_objects.at(batch_records),
         "sqs.SendMessageBatch": batches
         * math.ceil(dead_letters / batches / SQS_BATCH_MESSAGES - 1e-9),
     }

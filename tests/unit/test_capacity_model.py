@@ -36,7 +36,6 @@ REFERENCE_LIKE = WorkloadProfile(
     counter_updates=BatchCurve(((100, 205.0), (1_000, 276.0), (10_000, 276.0))),
     archive_objects=BatchCurve(((100, 2.0), (1_000, 2.0), (10_000, 11.0))),
     dead_letters_per_event=0.005,
-    dead_letter_objects_per_event=0.0,
     enrichment_requests_per_event=0.0105,
     enrichment_read_units_per_event=0.46,
     marker_item_bytes=77.0,
