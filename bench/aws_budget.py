@@ -124,15 +124,15 @@ class RequestCounter:
             if service != "dynamodb":
                 return
             if operation == "PutItem":
-                self._written(operation, params["Item"])
+                self._written(params["Item"])
             elif operation == "BatchWriteItem":
                 prefixes = set()
                 for requests in params["RequestItems"].values():
                     for request in requests:
                         if "PutRequest" in request:
-                            prefixes.add(self._written(operation, request["PutRequest"]["Item"]))
+                            prefixes.add(self._written(request["PutRequest"]["Item"]))
                         else:
-                            prefixes.add(self._written(operation, request["DeleteRequest"]["Key"]))
+                            prefixes.add(self._written(request["DeleteRequest"]["Key"]))
                 for prefix in prefixes:
                     self.requests_by_prefix[f"{operation} {prefix}"] += 1
                 return
@@ -141,7 +141,7 @@ class RequestCounter:
             if operation not in ("UpdateItem", "BatchGetItem"):
                 self.requests_by_prefix[f"{operation} {_prefix_of(params)}"] += 1
 
-    def _written(self, operation: str, item: Mapping[str, Any]) -> str:
+    def _written(self, item: Mapping[str, Any]) -> str:
         prefix = _prefix_of({"Key": item})
         size = item_bytes(item)
         units = write_units(size)
@@ -166,7 +166,7 @@ class RequestCounter:
                 item = self._item_after_update(params)
             with self._lock:
                 self.requests_by_prefix[f"UpdateItem {_prefix_of(params)}"] += 1
-                self._written(operation, item)
+                self._written(item)
         elif operation == "BatchGetItem":
             with self._lock:
                 for table, items in parsed.get("Responses", {}).items():
@@ -653,10 +653,7 @@ def profile_of(
         name=name,
         description=description,
         event_bytes=sum(map(len, valid)) / len(valid),
-        archive_bytes_per_event=measured.s3_put_bytes
-        / max(1, sum(base.archive_objects))
-        * sum(base.archive_objects)
-        / base.events,
+        archive_bytes_per_event=measured.s3_put_bytes / base.events,
         cpu_seconds_per_event=cpu_seconds_per_event,
         markers_per_event=sum(base.new_markers) / base.events,
         counter_updates=BatchCurve(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 # --- DynamoDB's billing rules ----------------------------------------------------------------
 
@@ -182,8 +182,8 @@ class BatchCurve:
 class WorkloadProfile:
     """What one workload costs the handler, measured (bench/aws_budget.py).
 
-    Per event (a warm container, its caches full after a few batches): new unique-user marker
-    items, enrichment reads, dead letters. Per batch, as curves over the batch size: counter
+    Per event, over the measured run (one container, cold at the first batch, warm after):
+    new unique-user marker items, enrichment reads, dead letters. Per batch, as curves over the batch size: counter
     updates (one UpdateItem per distinct counter key and batch) and archive objects. Sizes as
     DynamoDB bills them; the share of the hottest partition key of each kind."""
 
@@ -238,7 +238,6 @@ def requests_for(
     profile: WorkloadProfile,
     events: float,
     batch_records: float,
-    deployment: Deployment = Deployment(),
 ) -> dict[str, float]:
     """The requests the handler makes for `events` events in batches of `batch_records`, by
     operation (`service.Operation`), as the profile predicts them."""
@@ -334,7 +333,7 @@ def lambda_seconds(profile: WorkloadProfile, batch_records: float, deployment: D
     enrichment reads (one round each before aggregation), then the writes: counters, markers,
     archive objects and dead letters on `write_concurrency` workers."""
     cpu_share = min(1.0, deployment.memory_mb / LAMBDA_FULL_VCPU_MB)
-    requests = requests_for(profile, batch_records, batch_records, deployment=deployment)
+    requests = requests_for(profile, batch_records, batch_records)
     dynamodb_writes = requests.get("dynamodb.UpdateItem", 0.0) + requests.get(
         "dynamodb.BatchWriteItem", 0.0
     )
@@ -381,7 +380,7 @@ def predict(
     records = batch_records_for(profile, per_shard, deployment)
     duration = lambda_seconds(profile, records, deployment)
     invocations = rate / records
-    requests = requests_for(profile, rate, records, deployment)
+    requests = requests_for(profile, rate, records)
     counter_bytes = counter_item_bytes(profile, shards)
     counter_units = write_units(round(counter_bytes))
     marker_units = write_units(round(profile.marker_item_bytes))
@@ -528,7 +527,7 @@ def anchor_monthly_cost(
 class ModelTable:
     deployment: Deployment
     prices: Prices
-    predictions: tuple[Prediction, ...] = field(default_factory=tuple)
+    predictions: tuple[Prediction, ...]
 
 
 def model_table(
