@@ -19,7 +19,7 @@ import time
 import tracemalloc
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -30,17 +30,36 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from aws_budget import aws_figures, lambda_event  # noqa: E402
+from aws_budget import (  # noqa: E402
+    CapacityMeasurement,
+    aws_figures,
+    capacity_figures,
+    lambda_event,
+    profile_from_figures,
+)
 
 from application.process_batch import BatchProcessor, ProcessingSettings  # noqa: E402
 from application.results import BatchResult  # noqa: E402
+from bench.capacity_model import (  # noqa: E402
+    PARTITION_WRITE_UNITS_PER_SECOND,
+    PRICES_AS_OF,
+    PRICES_REGION,
+    Deployment,
+    first_break_rate,
+    model_table,
+)
 from domain.records import RawRecord  # noqa: E402
 from entrypoints.container import Container  # noqa: E402
 from entrypoints.settings import Settings  # noqa: E402
 from infrastructure.clock import SystemClock  # noqa: E402
 from infrastructure.codecs import ArchiveCodec, codec_named  # noqa: E402
 from infrastructure.garbage_collection import collector_paused, freeze_warm_heap  # noqa: E402
-from operations.synthetic.workload import Workload, WorkloadSpec, generate  # noqa: E402
+from operations.synthetic.workload import (  # noqa: E402
+    USER_SESSIONS,
+    Workload,
+    WorkloadSpec,
+    generate,
+)
 
 STAGES = ("decode", "deduplicate", "enrich", "aggregate", "write_metrics", "archive", "dead_letter")
 TARGET_EVENTS_PER_SECOND = 50_000
@@ -451,8 +470,119 @@ def run(quick: bool, with_aws: bool, naive_records: int) -> dict[str, Any]:
     results["memory"]["target_ratio"] = MEMORY_TARGET_RATIO
     if with_aws:
         results["aws"] = aws_figures(workload, batch_size, naive_records)
+        results["capacity"] = capacity(workload, gzip_timing, quick, headline_repeats)
     results["seconds"] = time.perf_counter() - started
     return results
+
+
+def capacity(
+    reference: Workload, reference_timing: Timing, quick: bool, repeats: int
+) -> dict[str, Any]:
+    """The cost and capacity model (bench/capacity_model.py) fed with both workloads' requests
+    measured against moto's server, in the template's default batches of 1,000 records."""
+    events = 2_000 if quick else 10_000
+    sessions = generate(replace(USER_SESSIONS, events=max(events, 10_000)))
+    session_timing = throughput(sessions, codec_named("gzip"), 1_000, repeats)
+    measured = capacity_figures(
+        [
+            CapacityMeasurement(
+                "reference",
+                "20,000 users, a random one per event (< 1 event per user and hour)",
+                reference,
+                reference_timing.cpu_seconds / reference_timing.records,
+            ),
+            CapacityMeasurement(
+                "sessions",
+                "user sessions, ~20 events per active user and hour",
+                sessions,
+                session_timing.cpu_seconds / session_timing.records,
+            ),
+        ],
+        batch_records=1_000,
+        measured_events=events,
+    )
+    profiles = [profile_from_figures(figures) for figures in measured.values()]
+    deployment = Deployment()
+    table = model_table(profiles, deployment=deployment)
+    breaks = {p.name: first_break_rate(p, deployment) for p in profiles}
+    return {
+        "measured": measured,
+        "deployment": asdict(deployment),
+        "prices": {"region": PRICES_REGION, "as_of": PRICES_AS_OF, **asdict(table.prices)},
+        "predictions": [
+            {
+                **asdict(prediction),
+                "write_units_total": prediction.write_units_total,
+                "monthly_total": prediction.monthly_total,
+                "anchor_monthly_total": prediction.anchor_monthly_total,
+                "first_to_break": prediction.first_to_break,
+            }
+            for prediction in table.predictions
+        ],
+        "first_break": {
+            name: None if found is None else {"events_per_second": found[0], "what": found[1]}
+            for name, found in breaks.items()
+        },
+    }
+
+
+def capacity_table(capacity: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "Cost and capacity, measured per 1,000 events (real handler, moto, 1,000-record batches)",
+    ]
+    for name, figures in capacity["measured"].items():
+        lines.append(f"  {name}: {figures['description']}")
+        for prefix, count in figures["requests_by_key_prefix_per_1000_events"].items():
+            lines.append(f"    {prefix:<30}{count:>10.1f} requests")
+        for prefix, units in figures["write_units_by_key_prefix_per_1000_events"].items():
+            lines.append(f"    {'write units ' + prefix:<30}{units:>10.1f}")
+        lines.append(f"    {'read units':<30}{figures['read_units_per_1000_events']:>10.1f}")
+        lines.append(
+            f"    {'S3 PUT bytes':<30}{figures['s3_put_bytes_per_1000_events']:>10,.0f}"
+            f"   SQS messages {figures['sqs_messages_per_1000_events']:.1f}"
+        )
+        model = figures["model_requests_for_this_run"]
+        lines.append(
+            "    model vs measured requests for this run: "
+            + ", ".join(
+                f"{op.split('.')[1]} {model.get(op, 0):.0f}/{n}"
+                for op, n in figures["measured_requests"].items()
+            )
+        )
+    lines.append(
+        f"Model (bench/capacity_model.py), on-demand list prices {capacity['prices']['region']} "
+        f"{capacity['prices']['as_of']} (to be checked); batch "
+        f"{capacity['deployment']['batch_size']:,}, window "
+        f"{capacity['deployment']['batching_window_seconds']:g} s, "
+        f"{capacity['deployment']['memory_mb']:,} MB arm64"
+    )
+    lines.append(
+        f"  {'workload':<10}{'ev/s':>8}{'shards':>7}{'WCU/s':>9}{'RCU/s':>8}{'hot EXP#':>9}"
+        f"{'hot USERS#':>11}{'s/batch':>8}{'busy/shard':>11}{'$/month':>10}{'anchor $':>10}"
+    )
+    for p in capacity["predictions"]:
+        hot = {key["kind"]: key["write_units_per_second"] for key in p["hot_keys"]}
+        lines.append(
+            f"  {p['workload']:<10}{p['events_per_second']:>8,.0f}{p['shards']:>7}"
+            f"{p['write_units_total']:>9,.0f}{p['read_units_per_second']:>8,.0f}"
+            f"{hot['counter EXP#']:>9,.0f}{hot['marker USERS#']:>11,.0f}"
+            f"{p['lambda_seconds_per_batch']:>8.2f}{p['concurrency_per_shard']:>11.2f}"
+            f"{p['monthly_total']:>10,.0f}{p['anchor_monthly_total']:>10,.0f}"
+        )
+        if p["first_to_break"]:
+            lines.append(f"  {'':<10}breaks: {p['first_to_break']}")
+    for name, found in capacity["first_break"].items():
+        what = (
+            "nothing below 1,000,000 ev/s"
+            if found is None
+            else f"{found['what']} from ~{found['events_per_second']:,.0f} ev/s"
+        )
+        lines.append(
+            f"  first past a limit ({PARTITION_WRITE_UNITS_PER_SECOND:,} WCU/s per partition "
+            f"key, one invocation per shard), {name}: {what}"
+        )
+    return lines
 
 
 def _label(codec: ArchiveCodec) -> str:
@@ -582,6 +712,8 @@ def table(results: dict[str, Any]) -> str:
         )
     if "aws" in results:
         lines.extend(aws_table(results["aws"]))
+    if "capacity" in results:
+        lines.extend(capacity_table(results["capacity"]))
     lines.append("")
     lines.append(f"benchmark took {results['seconds']:.0f} s")
     return "\n".join(lines)

@@ -4,6 +4,11 @@ One generator serves the demo, the benchmark and the tests, so that they all spe
 traffic: experiments with 2-3 variants (one is `control`), users assigned to about three
 experiments each, exposures 40%, clicks 30%, conversions 20%, purchases 10% (with a value),
 timestamps spread over a time span, 0.5% invalid records and 0.5% duplicated event ids.
+
+Two shapes of traffic. The reference one draws a user at random for every event: 20,000 users
+over two hours, fewer than one event per user and hour. With `events_per_user_hour` set, the
+traffic is user sessions instead: fewer users are active, each sending about that many events an
+hour in sessions of `events_per_session` events a few minutes long, in the order they happen.
 """
 
 from __future__ import annotations
@@ -39,6 +44,15 @@ class WorkloadSpec:
     invalid_fraction: float = 0.005
     duplicate_fraction: float = 0.005
     seed: int = 7
+    events_per_user_hour: float | None = None
+    """None: the reference traffic. A number: user sessions, each active user sending about this
+    many events an hour (about 20 for an app in use)."""
+    events_per_session: int = 10
+    session_minutes: float = 10.0
+
+
+USER_SESSIONS = WorkloadSpec(events_per_user_hour=20.0)
+"""The user-session workload beside the reference one: about 20 events per active user and hour."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +99,8 @@ def generate(spec: WorkloadSpec) -> Workload:
     weights = [weight for _, weight in EVENT_TYPES]
     span_seconds = spec.span.total_seconds()
     sent: list[StreamEntry] = []
-    for _ in range(spec.events):
+    sessions = _session_slots(spec, rng, user_ids) if spec.events_per_user_hour else None
+    for index in range(spec.events):
         roll = rng.random()
         if roll < spec.invalid_fraction:
             sent.append(_invalid_entry(rng))
@@ -94,15 +109,20 @@ def generate(spec: WorkloadSpec) -> Workload:
             original = sent[-rng.randint(1, min(20, len(sent)))]
             sent.append(original)
             continue
-        user_id = rng.choice(user_ids)
-        event_type = rng.choices(names, weights)[0]
-        moment = spec.start + timedelta(seconds=rng.random() * span_seconds)
+        if sessions is None:
+            user_id = rng.choice(user_ids)
+            event_type = rng.choices(names, weights)[0]
+            moment = spec.start + timedelta(seconds=rng.random() * span_seconds)
+            session_id = None
+        else:
+            user_id, moment, session_id = sessions[index]
+            event_type = rng.choices(names, weights)[0]
         event: dict[str, object] = {
             "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
             "event_type": event_type,
             "user_id": user_id,
             "timestamp": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "session_id": f"s-{rng.getrandbits(40):010x}",
+            "session_id": session_id or f"s-{rng.getrandbits(40):010x}",
             "schema_version": "1",
             "properties": {
                 "page": rng.choice(("/home", "/search", "/product", "/cart", "/checkout")),
@@ -123,6 +143,31 @@ def generate(spec: WorkloadSpec) -> Workload:
         sent.append(StreamEntry(data, user_id))
     workload.entries = sent
     return workload
+
+
+def _session_slots(
+    spec: WorkloadSpec, rng: random.Random, user_ids: list[str]
+) -> list[tuple[str, datetime, str]]:
+    """(user, moment, session id) for every event of a session workload, in time order: the
+    active users (as many as the rate per user and hour asks for), each with sessions of
+    `events_per_session` events spread over `session_minutes`, starting anywhere in the span."""
+    assert spec.events_per_user_hour is not None
+    hours = spec.span.total_seconds() / 3_600
+    active = max(1, min(len(user_ids), round(spec.events / (spec.events_per_user_hour * hours))))
+    users = rng.sample(user_ids, active)
+    span_seconds = spec.span.total_seconds()
+    session_seconds = min(span_seconds, spec.session_minutes * 60)
+    slots: list[tuple[str, datetime, str]] = []
+    while len(slots) < spec.events:
+        user_id = users[len(slots) // spec.events_per_session % active]
+        session_id = f"s-{rng.getrandbits(40):010x}"
+        begins = rng.random() * (span_seconds - session_seconds)
+        for _ in range(spec.events_per_session):
+            offset = begins + rng.random() * session_seconds
+            slots.append((user_id, spec.start + timedelta(seconds=offset), session_id))
+    slots = slots[: spec.events]
+    slots.sort(key=lambda slot: slot[1])
+    return slots
 
 
 def _experiments(spec: WorkloadSpec, rng: random.Random) -> list[Experiment]:

@@ -1,0 +1,155 @@
+"""The cost and capacity model's arithmetic (bench/capacity_model.py): DynamoDB's billing rules,
+the requests a batch needs, and what a rate asks of partitions, shards and Lambda."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+
+from bench.capacity_model import (
+    PARTITION_WRITE_UNITS_PER_SECOND,
+    PRICES_AS_OF,
+    PRICES_REGION,
+    BatchCurve,
+    Deployment,
+    WorkloadProfile,
+    anchor_monthly_cost,
+    counter_item_bytes,
+    first_break_rate,
+    item_bytes,
+    predict,
+    read_units,
+    requests_for,
+    shards_for,
+    write_units,
+)
+
+REFERENCE_LIKE = WorkloadProfile(
+    name="reference",
+    description="measured shape of the reference workload",
+    event_bytes=303.0,
+    archive_bytes_per_event=111.0,
+    cpu_seconds_per_event=40e-6,
+    markers_per_event=2.5,
+    counter_updates=BatchCurve(((100, 205.0), (1_000, 276.0), (10_000, 276.0))),
+    archive_objects=BatchCurve(((100, 2.0), (1_000, 2.0), (10_000, 11.0))),
+    dead_letters_per_event=0.005,
+    enrichment_requests_per_event=0.0105,
+    enrichment_read_units_per_event=0.46,
+    marker_item_bytes=77.0,
+    counter_item_bytes=337.0,
+    watermark_bytes_per_shard=87.0,
+    hottest_marker_key_share=0.026,
+    hottest_counter_key_share=0.13,
+)
+
+
+def test_item_size_counts_attribute_names_and_values_as_dynamodb_documents() -> None:
+    item: dict[str, dict[str, object]] = {
+        "partition_key": {"S": "USERS#exp-01#control#click#2026-11-20"},
+        "count": {"N": "12345"},  # 5 significant digits: 3 bytes + 1
+        "flag": {"BOOL": True},
+        "tags": {"L": [{"S": "ab"}, {"N": "7"}]},  # 3 + (1 + 2) + (1 + 2)
+        "measures": {"M": {"n": {"N": "1"}}},  # 3 + 1 + len("n") + 2
+    }
+    expected = (
+        len("partition_key") + len("USERS#exp-01#control#click#2026-11-20")
+        + len("count") + 4
+        + len("flag") + 1
+        + len("tags") + 9
+        + len("measures") + 7
+    )  # fmt: skip
+    assert item_bytes(item) == expected
+
+
+def test_writes_are_billed_per_started_kilobyte_and_reads_per_started_four_kilobytes() -> None:
+    assert [write_units(size) for size in (1, 1024, 1025, 11_000)] == [1, 1, 2, 11]
+    assert read_units(4096, consistent=True) == 1.0
+    assert read_units(4097, consistent=True) == 2.0
+    assert read_units(100, consistent=False) == 0.5
+
+
+def test_a_batch_curve_passes_through_its_measured_points_and_grows_between_them() -> None:
+    curve = BatchCurve(((100, 200.0), (1_000, 280.0)))
+    assert curve.at(100) == pytest.approx(200.0)
+    assert curve.at(1_000) == pytest.approx(280.0)
+    assert 200.0 < curve.at(300) < 280.0
+
+
+def test_markers_go_out_twenty_five_to_a_request_and_counters_one_update_per_key_and_batch() -> (
+    None
+):
+    requests = requests_for(REFERENCE_LIKE, events=10_000, batch_records=1_000)
+    assert requests["dynamodb.UpdateItem"] == pytest.approx(10 * 276)
+    assert requests["dynamodb.BatchWriteItem"] == 10 * math.ceil(2_500 / 25)
+    assert requests["sqs.SendMessageBatch"] == 10 * 1
+
+
+def test_shards_are_sized_to_carry_the_rate_at_eighty_percent_of_their_record_limit() -> None:
+    assert shards_for(1_000, 303.0, Deployment()) == 2
+    assert shards_for(100_000, 303.0, Deployment()) == 125
+
+
+def test_every_shard_adds_its_watermark_to_every_counter_item() -> None:
+    grown = counter_item_bytes(REFERENCE_LIKE, shards=125)
+    assert grown == pytest.approx(337.0 + 87.0 * 124)
+    assert write_units(round(grown)) == 11
+
+
+def test_at_a_thousand_events_a_second_no_partition_key_nears_its_limit() -> None:
+    prediction = predict(REFERENCE_LIKE, 1_000)
+    assert prediction.first_to_break is None
+    assert all(key.write_units_per_second < 100 for key in prediction.hot_keys)
+    assert prediction.concurrency_per_shard < 1
+
+
+def test_at_a_hundred_thousand_events_a_second_the_hottest_counter_partition_breaks_first() -> None:
+    prediction = predict(REFERENCE_LIKE, 100_000)
+    counters, markers = prediction.hot_keys
+    assert counters.write_units_per_second > PARTITION_WRITE_UNITS_PER_SECOND
+    assert counters.write_units_per_second > markers.write_units_per_second
+    assert prediction.first_to_break is not None
+    assert prediction.first_to_break.startswith("counter EXP#")
+
+
+def test_the_first_break_rate_is_where_the_prediction_starts_to_break() -> None:
+    found = first_break_rate(REFERENCE_LIKE)
+    assert found is not None
+    rate, what = found
+    assert 1_000 < rate < 100_000
+    assert "EXP#" in what
+    assert predict(REFERENCE_LIKE, rate * 0.97).first_to_break is None
+
+
+def test_write_units_grow_with_the_rate_and_markers_dominate_at_low_rates() -> None:
+    low, high = predict(REFERENCE_LIKE, 1_000), predict(REFERENCE_LIKE, 10_000)
+    assert high.write_units_total > 9 * low.write_units_total
+    assert low.write_units_per_second["markers USERS#"] > 0.8 * low.write_units_total
+
+
+def test_batches_fill_to_the_batch_size_when_the_window_gathers_enough_records() -> None:
+    assert predict(REFERENCE_LIKE, 10_000).batch_records == 1_000
+    sparse = predict(REFERENCE_LIKE, 10, Deployment(batching_window_seconds=1.0))
+    assert sparse.batch_records < 100
+
+
+def test_a_shard_that_cannot_keep_up_is_reported() -> None:
+    slow = replace(REFERENCE_LIKE, cpu_seconds_per_event=2e-3)
+    prediction = predict(slow, 1_000)
+    assert prediction.concurrency_per_shard > 1
+    assert prediction.first_to_break is not None
+
+
+def test_the_anchor_pays_athena_in_proportion_to_the_dashboard_refresh_rate() -> None:
+    every_five = anchor_monthly_cost(REFERENCE_LIKE, 10_000)
+    every_minute = anchor_monthly_cost(
+        REFERENCE_LIKE, 10_000, Deployment(dashboard_refresh_seconds=60)
+    )
+    assert every_minute["Athena"] == pytest.approx(5 * every_five["Athena"])
+    assert every_minute["Firehose ingestion"] == every_five["Firehose ingestion"]
+
+
+def test_prices_name_the_region_and_year_they_are_for() -> None:
+    assert (PRICES_REGION, PRICES_AS_OF) == ("eu-west-1", "2026")
