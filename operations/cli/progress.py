@@ -41,12 +41,17 @@ class ProgressReporter:
         console: Console,
         heartbeat: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        started: float | None = None,
     ) -> None:
+        """`started`: the moment (on `clock`) that heartbeat lines count from, when the command
+        numbers its own lines from its start (the demo); by default, when the reporter is
+        entered."""
         self._label = label
         self._console = console
         self._heartbeat = heartbeat if heartbeat is not None else heartbeat_seconds()
         self._clock = clock
-        self._started = clock()
+        self._origin = started
+        self._started = clock() if started is None else started
         self._text = "nothing done yet"
         self._lock = threading.Lock()
         self._stopped = threading.Event()
@@ -55,7 +60,8 @@ class ProgressReporter:
         self._task: TaskID | None = None
 
     def __enter__(self) -> ProgressReporter:
-        self._started = self._clock()
+        if self._origin is None:
+            self._started = self._clock()
         if self._console.is_terminal:
             self._progress = Progress(
                 SpinnerColumn(),
@@ -98,4 +104,11 @@ class ProgressReporter:
     def _beat(self) -> None:
         while not self._stopped.wait(self._heartbeat):
             elapsed = self._clock() - self._started
-            self._console.print(f"[{elapsed:6.0f} s] {self._line()}", markup=False, highlight=False)
+            self._console.print(
+                f"{elapsed_label(elapsed)} {self._line()}", markup=False, highlight=False
+            )
+
+
+def elapsed_label(seconds: float) -> str:
+    """How a line off a terminal says when it was written: `[ 12.5 s]`, aligned."""
+    return f"[{seconds:5.1f} s]"

@@ -64,7 +64,7 @@ def test_consume_until_drained_counts_every_event_once(
     # Off a terminal: whole heartbeat lines on stderr, nothing redrawn, stdout only the result.
     beats = [line for line in result.stderr.splitlines() if "consume " in line]
     assert beats, result.stderr
-    assert all(re.fullmatch(r"\[ *\d+ s\] consume \S+: .+", line) for line in beats), beats
+    assert all(re.fullmatch(r"\[ *\d+\.\d s\] consume \S+: .+", line) for line in beats), beats
     assert "\r" not in result.stderr
     summary = json.loads(result.stdout)
     assert summary["records_done"] == len(workload.entries)

@@ -44,6 +44,17 @@ def test_off_a_terminal_each_heartbeat_is_one_whole_line_with_the_latest_progres
     assert lines[-1].endswith("20 records")
 
 
+def test_heartbeat_lines_count_from_the_commands_start_when_given_it() -> None:
+    shown, out = console(terminal=False)
+    with ProgressReporter(
+        "draining", shown, heartbeat=0.02, clock=lambda: 112.5, started=100.0
+    ) as progress:
+        progress.update("1,000 records done")
+        wait_for(lambda: "1,000 records done" in out.getvalue())
+
+    assert out.getvalue().splitlines()[-1] == "[ 12.5 s] draining: 1,000 records done"
+
+
 def test_a_run_shorter_than_one_heartbeat_prints_nothing() -> None:
     shown, out = console(terminal=False)
     with ProgressReporter("consume", shown, heartbeat=60) as progress:
@@ -56,7 +67,7 @@ def test_on_a_terminal_the_line_is_redrawn_live_without_heartbeat_lines() -> Non
     with ProgressReporter("consume", shown, heartbeat=0.01) as progress:
         progress.update("1,500 records done")
         wait_for(lambda: "1,500 records done" in out.getvalue())
-    assert not re.search(r"\[ *\d+ s\] consume", out.getvalue()), "a heartbeat on a terminal"
+    assert not re.search(r"\[ *[\d.]+ s\] consume", out.getvalue()), "a heartbeat on a terminal"
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from operations.cli.aws_access import (
 )
 from operations.cli.console import stderr_console, stdout_console
 from operations.cli.handler_output import lambda_output_to_stderr
-from operations.cli.progress import ProgressReporter
+from operations.cli.progress import ProgressReporter, elapsed_label
 from operations.cli.stream import (
     DEFAULT_QUEUE,
     DEFAULT_STREAM,
@@ -127,7 +127,9 @@ def demo(
                 lambda_handler.container.cache_clear()
                 previous_level = lambda_handler.logger.log_level
                 lambda_handler.logger.setLevel("WARNING")
-                reporter = ProgressReporter("draining through the Lambda handler", stderr)
+                reporter = ProgressReporter(
+                    "draining through the Lambda handler", stderr, started=started
+                )
 
                 def show(stats: EmulatorStats) -> None:
                     reporter.update(progress_line(stats, time.monotonic()))
@@ -218,7 +220,7 @@ DEMO_ENVIRONMENT = {
 
 
 def _since(started: float) -> str:
-    return f"[{time.monotonic() - started:5.1f} s]"
+    return elapsed_label(time.monotonic() - started)
 
 
 def _queue_depth(container: OperationsContainer, queue_url: str) -> int:
