@@ -16,6 +16,7 @@ from enum import StrEnum
 
 from application.ports import (
     ArchiveEditor,
+    ArchiveObjectLines,
     DeadLetterBacklog,
     HeldDeadLetter,
     PersonalItemStore,
@@ -31,10 +32,15 @@ from domain.erasure import (
     items_of_events,
     letter_owner,
 )
+from domain.errors import ArchiveObjectChangedError
 
 SUBSTRING_FILTER_USERS = 16
 """Up to this many users, an object whose bytes hold none of their ids (and no JSON escape,
 which could spell an id otherwise) is skipped without parsing its lines."""
+
+ARCHIVE_WRITE_ATTEMPTS = 5
+"""How many times an archive object is written, each from a fresh reading, while other writers
+(another erasure) keep changing it between our reading and our write."""
 
 
 class Erased(StrEnum):
@@ -95,6 +101,7 @@ class ErasureReport:
 @dataclass(frozen=True, slots=True)
 class _ObjectEdit:
     key: str
+    version: str
     kept: tuple[bytes, ...]
     removed: int
 
@@ -145,7 +152,7 @@ class UserEraser:
                 if others:
                     backlog.release(others)
 
-        self._rewrite_archive(edits, report)
+        self._rewrite_archive(users, edits, report)
         return report
 
     def _hold_letters(
@@ -194,22 +201,43 @@ class UserEraser:
                 backlog.remove(mine)
                 removed[index].update(mine)
 
-    def _rewrite_archive(self, edits: Sequence[_ObjectEdit], report: ErasureReport) -> None:
+    def _rewrite_archive(
+        self, users: frozenset[str], edits: Sequence[_ObjectEdit], report: ErasureReport
+    ) -> None:
         """Write each edited archive object without the users' lines (none in a dry run)."""
-        for edit in edits:
-            report.erased[Erased.ARCHIVE_LINES.value] += edit.removed
-            if edit.kept:
-                report.erased[Erased.ARCHIVE_OBJECTS_REWRITTEN.value] += 1
-            else:
-                report.erased[Erased.ARCHIVE_OBJECTS_DELETED.value] += 1
+        for planned in edits:
             if report.dry_run:
+                _count_edit(planned, report)
                 continue
-            self._on_progress(f"rewriting {edit.key}")
-            # The new object replaces the old one in one write: the lines are never lost twice.
-            if edit.kept:
-                self._archive.replace(edit.key, edit.kept)
-            else:
-                self._archive.delete(edit.key)
+            self._on_progress(f"rewriting {planned.key}")
+            written = self._write_edit(users, planned)
+            if written is not None:
+                _count_edit(written, report)
+
+    def _write_edit(self, users: frozenset[str], edit: _ObjectEdit) -> _ObjectEdit | None:
+        """Write the edit, conditional on the version it was made from. When the object changed
+        meanwhile (another erasure rewrote it), a write from the old reading would bring back
+        what that erasure removed: read it again and redo the edit on what it holds now. The
+        edit written, or None when the users' lines are gone already."""
+        for _ in range(ARCHIVE_WRITE_ATTEMPTS):
+            try:
+                # The new object replaces the old one in one write: the lines are never lost twice.
+                if edit.kept:
+                    self._archive.replace(edit.key, edit.kept, edit.version)
+                else:
+                    self._archive.delete(edit.key, edit.version)
+            except ArchiveObjectChangedError:
+                again = _edit_of(edit.key, self._archive.read_lines(edit.key), users)
+                if again.removed == 0:
+                    return None
+                edit = again
+                continue
+            return edit
+        raise ArchiveObjectChangedError(
+            edit.key,
+            f"changed by another writer each of {ARCHIVE_WRITE_ATTEMPTS} times it was rewritten;"
+            " its lines of these users are still there: run the erasure again",
+        )
 
     def _find_lines(
         self, users: frozenset[str], report: ErasureReport
@@ -222,28 +250,51 @@ class UserEraser:
         edits: list[_ObjectEdit] = []
         events: list[ArchivedEvent] = []
         for key in self._archive.object_keys():
-            lines = self._archive.read_lines(key)
+            read = self._archive.read_lines(key)
             report.archive_objects_read += 1
-            report.archive_lines_read += len(lines)
-            if needles is not None and not _may_name(lines, needles):
+            report.archive_lines_read += len(read.lines)
+            if needles is not None and not _may_name(read.lines, needles):
                 continue
-            kept: list[bytes] = []
-            removed = 0
-            for line in lines:
-                try:
-                    event = archived_event(line)
-                except UnreadableArchiveLineError:
-                    report.unreadable["archive_lines"] += 1
-                    kept.append(line)
-                    continue
-                if event.user_id in users:
-                    events.append(event)
-                    removed += 1
-                else:
-                    kept.append(line)
-            if removed:
-                edits.append(_ObjectEdit(key, tuple(kept), removed))
+            edit = _edit_of(key, read, users, events, report)
+            if edit.removed:
+                edits.append(edit)
         return edits, events
+
+
+def _edit_of(
+    key: str,
+    read: ArchiveObjectLines,
+    users: frozenset[str],
+    events: list[ArchivedEvent] | None = None,
+    report: ErasureReport | None = None,
+) -> _ObjectEdit:
+    """The object's lines to keep: all but the users'. Their events are appended to `events`,
+    and unreadable lines (kept) counted in `report`, when given."""
+    kept: list[bytes] = []
+    removed = 0
+    for line in read.lines:
+        try:
+            event = archived_event(line)
+        except UnreadableArchiveLineError:
+            if report is not None:
+                report.unreadable["archive_lines"] += 1
+            kept.append(line)
+            continue
+        if event.user_id in users:
+            if events is not None:
+                events.append(event)
+            removed += 1
+        else:
+            kept.append(line)
+    return _ObjectEdit(key, read.version, tuple(kept), removed)
+
+
+def _count_edit(edit: _ObjectEdit, report: ErasureReport) -> None:
+    report.erased[Erased.ARCHIVE_LINES.value] += edit.removed
+    if edit.kept:
+        report.erased[Erased.ARCHIVE_OBJECTS_REWRITTEN.value] += 1
+    else:
+        report.erased[Erased.ARCHIVE_OBJECTS_DELETED.value] += 1
 
 
 def _may_name(lines: Sequence[bytes], needles: Sequence[bytes]) -> bool:

@@ -275,25 +275,41 @@ class PersonalItemStore(abc.ABC):
         or raises `TransientInfrastructureError` (then some, none or all are deleted)."""
 
 
+@dataclass(frozen=True, slots=True)
+class ArchiveObjectLines:
+    """An archive object's lines as read, and the version read: a token (S3's ETag) that
+    changes whenever the object is written, so a rewrite can be made on this reading only."""
+
+    lines: tuple[bytes, ...]
+    version: str
+
+
 class ArchiveEditor(abc.ABC):
-    """The archive's objects as whole sets of lines, for erasing lines from them."""
+    """The archive's objects as whole sets of lines, for erasing lines from them.
+
+    Writes are conditional on the version read: two erasures editing one object at once must
+    not undo each other's edit, so a write made from a stale reading raises
+    `domain.errors.ArchiveObjectChangedError` and changes nothing; the caller reads again.
+    """
 
     @abc.abstractmethod
     def object_keys(self) -> Iterator[str]:
         """Every archive object's key, in key order."""
 
     @abc.abstractmethod
-    def read_lines(self, key: str) -> list[bytes]:
-        """The object's lines, without their line ends."""
+    def read_lines(self, key: str) -> ArchiveObjectLines:
+        """The object's lines, without their line ends, and the version they were read at."""
 
     @abc.abstractmethod
-    def replace(self, key: str, lines: Sequence[bytes]) -> None:
+    def replace(self, key: str, lines: Sequence[bytes], version: str) -> None:
         """Write `lines` (at least one) as the object under the same key, in one atomic write:
-        readers see the old object or the new one, never a part."""
+        readers see the old object or the new one, never a part. Only if the object is still
+        at `version`: otherwise (written or deleted since) `ArchiveObjectChangedError`."""
 
     @abc.abstractmethod
-    def delete(self, key: str) -> None:
-        """Delete the object; deleting one that is absent is harmless."""
+    def delete(self, key: str, version: str) -> None:
+        """Delete the object if it is still at `version` (otherwise `ArchiveObjectChangedError`);
+        deleting one that is absent is harmless."""
 
 
 @dataclass(frozen=True, slots=True)

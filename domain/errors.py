@@ -31,3 +31,17 @@ class InfrastructureConfigurationError(PipelineError):
         super().__init__(f"{operation}: {detail}")
         self.operation = operation
         self.detail = detail
+
+
+class ArchiveObjectChangedError(PipelineError):
+    """An archive object was written or deleted by someone else since it was read: a write
+    made from that reading would undo theirs, so it is refused (S3's 412 PreconditionFailed).
+
+    Not transient: the same write can never succeed; the object is to be read again and the
+    edit redone on what it now holds.
+    """
+
+    def __init__(self, key: str, detail: str = "changed since it was read") -> None:
+        super().__init__(f"archive object {key}: {detail}")
+        self.key = key
+        self.detail = detail

@@ -50,7 +50,7 @@ def _archive_users(env: dict[str, str], endpoint_url: str) -> Counter[str]:
     return Counter(
         archived_event(line).user_id
         for key in editor.object_keys()
-        for line in editor.read_lines(key)
+        for line in editor.read_lines(key).lines
     )
 
 
@@ -186,7 +186,7 @@ def _all_event_ids(env: dict[str, str], endpoint_url: str) -> list[str]:
     return [
         archived_event(line).event_id
         for key in editor.object_keys()
-        for line in editor.read_lines(key)
+        for line in editor.read_lines(key).lines
     ]
 
 

@@ -29,7 +29,11 @@ from application.ports import (
 )
 from domain.archiving import ArchiveObject
 from domain.erasure import EventIdItem, PersonalItem, ReplayClaimItem, UniqueUserMarker
-from domain.errors import InfrastructureConfigurationError, PipelineError
+from domain.errors import (
+    ArchiveObjectChangedError,
+    InfrastructureConfigurationError,
+    PipelineError,
+)
 from domain.metrics import Granularity, MetricDelta, MetricKey
 from domain.records import KinesisCoordinates
 from domain.rejections import DeadLetter, RejectionReason
@@ -156,17 +160,21 @@ def test_more_items_than_one_request_takes_are_found_and_deleted(table: Table) -
 class Archive:
     editor: ArchiveEditor
     writer: EventArchive
+    rival: ArchiveEditor
+    """Another editor of the same archive, as another erasure's process has."""
 
 
 @pytest.fixture(params=["in_memory", "s3"])
 def archive(request: pytest.FixtureRequest) -> Archive:
     if request.param == "in_memory":
         memory = InMemoryEventArchive(prefix="events/")
-        return Archive(memory, memory)
+        return Archive(memory, memory, memory)
     s3: S3Client = request.getfixturevalue("s3_client")
     bucket: str = request.getfixturevalue("unique_name")
     create_bucket(s3, bucket)
-    return Archive(S3ArchiveEditor(s3, bucket), S3EventArchive(s3, bucket))
+    return Archive(
+        S3ArchiveEditor(s3, bucket), S3EventArchive(s3, bucket), S3ArchiveEditor(s3, bucket)
+    )
 
 
 def _object(lines: list[bytes]) -> ArchiveObject:
@@ -186,14 +194,53 @@ def test_an_object_is_rewritten_under_its_key_and_deleted(archive: Archive) -> N
     lines = [json.dumps({"user_id": f"u{n}"}).encode() for n in range(3)]
     assert archive.writer.store([_object(lines)], NoDeadline()).complete
     [key] = list(archive.editor.object_keys())
-    assert archive.editor.read_lines(key) == lines
+    read = archive.editor.read_lines(key)
+    assert read.lines == tuple(lines)
 
-    archive.editor.replace(key, lines[1:])
+    archive.editor.replace(key, lines[1:], read.version)
 
     assert list(archive.editor.object_keys()) == [key]
-    assert archive.editor.read_lines(key) == lines[1:]
-    archive.editor.delete(key)
-    archive.editor.delete(key)  # harmless when absent
+    rewritten = archive.editor.read_lines(key)
+    assert rewritten.lines == tuple(lines[1:])
+    assert rewritten.version != read.version
+    archive.editor.delete(key, rewritten.version)
+    archive.editor.delete(key, rewritten.version)  # harmless when absent
+    assert list(archive.editor.object_keys()) == []
+
+
+def _stored(archive: Archive, lines: list[bytes]) -> str:
+    assert archive.writer.store([_object(lines)], NoDeadline()).complete
+    [key] = list(archive.editor.object_keys())
+    return key
+
+
+def test_a_rewrite_from_a_stale_reading_is_refused_and_a_fresh_one_accepted(
+    archive: Archive,
+) -> None:
+    lines = [json.dumps({"user_id": f"u{n}"}).encode() for n in range(3)]
+    key = _stored(archive, lines)
+    mine, theirs = archive.editor.read_lines(key), archive.rival.read_lines(key)
+    archive.rival.replace(key, lines[1:], theirs.version)
+
+    with pytest.raises(ArchiveObjectChangedError, match=key):
+        archive.editor.replace(key, [lines[0], lines[2]], mine.version)
+    with pytest.raises(ArchiveObjectChangedError, match=key):
+        archive.editor.delete(key, mine.version)
+
+    assert archive.editor.read_lines(key).lines == tuple(lines[1:])
+    fresh = archive.editor.read_lines(key)
+    archive.editor.replace(key, lines[2:], fresh.version)
+    assert archive.editor.read_lines(key).lines == tuple(lines[2:])
+
+
+def test_a_rewrite_of_an_object_deleted_since_it_was_read_is_refused(archive: Archive) -> None:
+    lines = [json.dumps({"user_id": f"u{n}"}).encode() for n in range(2)]
+    key = _stored(archive, lines)
+    read = archive.editor.read_lines(key)
+    archive.editor.delete(key, read.version)
+
+    with pytest.raises(ArchiveObjectChangedError, match=key):
+        archive.editor.replace(key, lines[1:], read.version)
     assert list(archive.editor.object_keys()) == []
 
 
@@ -204,7 +251,7 @@ def test_reading_an_object_that_is_not_there_is_refused(archive: Archive) -> Non
 
 def test_an_object_is_never_rewritten_empty(archive: Archive) -> None:
     with pytest.raises(ValueError, match="delete it instead"):
-        archive.editor.replace("events/x.jsonl.gz", [])
+        archive.editor.replace("events/x.jsonl.gz", [], "any version")
 
 
 # -- the dead-letter backlog -----------------------------------------------------------------

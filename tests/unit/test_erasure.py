@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import UTC, datetime
 
 import pytest
 
-from application.erasure import Erased, UserEraser
-from application.ports import ArchiveEditor, MetricSnapshot, NoDeadline, ReplayClaim
+from application.erasure import ARCHIVE_WRITE_ATTEMPTS, Erased, ErasureReport, UserEraser
+from application.ports import (
+    ArchiveEditor,
+    ArchiveObjectLines,
+    MetricSnapshot,
+    NoDeadline,
+    ReplayClaim,
+)
 from domain.erasure import (
     EventIdItem,
     PersonalItem,
@@ -20,7 +26,11 @@ from domain.erasure import (
     archived_event,
     letter_owner,
 )
-from domain.errors import InfrastructureConfigurationError, TransientInfrastructureError
+from domain.errors import (
+    ArchiveObjectChangedError,
+    InfrastructureConfigurationError,
+    TransientInfrastructureError,
+)
 from domain.metrics import Granularity
 from domain.records import KinesisCoordinates
 from domain.rejections import DeadLetter, RejectionReason
@@ -187,7 +197,7 @@ def test_objects_left_without_lines_are_deleted_and_the_others_keep_their_key(
     assert report.erased[Erased.ARCHIVE_OBJECTS_DELETED] == len(keys) - len(remaining)
     for stored in world.store.archive.objects():
         assert stored.metadata["event-count"] == str(
-            len(world.store.archive.read_lines(stored.key))
+            len(world.store.archive.read_lines(stored.key).lines)
         )
 
 
@@ -263,16 +273,16 @@ class _FailingRewrites(ArchiveEditor):
     def object_keys(self) -> Iterator[str]:
         return self._archive.object_keys()
 
-    def read_lines(self, key: str) -> list[bytes]:
+    def read_lines(self, key: str) -> ArchiveObjectLines:
         return self._archive.read_lines(key)
 
-    def replace(self, key: str, lines: Sequence[bytes]) -> None:
+    def replace(self, key: str, lines: Sequence[bytes], version: str) -> None:
         self._spend()
-        self._archive.replace(key, lines)
+        self._archive.replace(key, lines, version)
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, version: str) -> None:
         self._spend()
-        self._archive.delete(key)
+        self._archive.delete(key, version)
 
     def _spend(self) -> None:
         if self._allowed <= 0:
@@ -298,6 +308,74 @@ def test_a_run_interrupted_while_rewriting_the_archive_is_finished_by_the_next(
     assert second.erased[Erased.ARCHIVE_LINES] > 0
     assert "user-1" not in world.archived_users()
     assert not world.eraser().erase(["user-1"]).touched
+
+
+class _RacedEditor(ArchiveEditor):
+    """The in-memory archive, where `rival` writes the object (as another erasure would)
+    between each reading of it and the write that follows."""
+
+    def __init__(self, archive: InMemoryEventArchive, rival: Callable[[str], None]) -> None:
+        self._archive = archive
+        self._rival = rival
+        self.writes: list[str] = []
+
+    def object_keys(self) -> Iterator[str]:
+        return self._archive.object_keys()
+
+    def read_lines(self, key: str) -> ArchiveObjectLines:
+        return self._archive.read_lines(key)
+
+    def replace(self, key: str, lines: Sequence[bytes], version: str) -> None:
+        self.writes.append(key)
+        self._rival(key)
+        self._archive.replace(key, lines, version)
+
+    def delete(self, key: str, version: str) -> None:
+        self.writes.append(key)
+        self._rival(key)
+        self._archive.delete(key, version)
+
+
+def test_two_erasures_rewriting_the_same_objects_at_once_both_take_effect(world: World) -> None:
+    other = world.eraser()
+    other_reports: list[ErasureReport] = []
+
+    def erase_user_3_first(key: str) -> None:
+        # user-3's erasure reads and rewrites the objects after user-1's has read them.
+        if not other_reports:
+            other_reports.append(other.erase(["user-3"]))
+
+    raced = _RacedEditor(world.store.archive, erase_user_3_first)
+    with world.operations.archive_editor.override(raced):
+        report = world.eraser().erase(["user-1"])
+
+    assert world.archived_users() == ["user-2"]
+    assert report.erased[Erased.ARCHIVE_LINES] == 4
+    assert other_reports[0].erased[Erased.ARCHIVE_LINES] == 1
+    assert not world.eraser().erase(["user-1", "user-3"]).touched
+
+
+def test_an_erasure_that_keeps_losing_the_race_for_an_object_fails_naming_it(
+    world: World,
+) -> None:
+    archive = world.store.archive
+
+    def rewrite_unchanged(key: str) -> None:
+        read = archive.read_lines(key)
+        archive.replace(key, read.lines, read.version)
+
+    raced = _RacedEditor(archive, rewrite_unchanged)
+    with (
+        world.operations.archive_editor.override(raced),
+        pytest.raises(ArchiveObjectChangedError, match="run the erasure again") as failure,
+    ):
+        world.eraser().erase(["user-1"])
+
+    [key] = set(raced.writes)
+    assert raced.writes == [key] * ARCHIVE_WRITE_ATTEMPTS
+    assert failure.value.key == key
+    assert key in str(failure.value)
+    assert "user-1" in world.archived_users()
 
 
 def test_the_in_memory_queue_refuses_a_handle_it_does_not_hold_as_sqs_does() -> None:
