@@ -285,7 +285,10 @@ HANDLER_SCENARIOS = [
         valid_events=150,
         shards=3,
         batch_size=50,
-        max_attempts=3,
+        # Two attempts a call: at 20% faults about 4% of calls exhaust botocore's retries
+        # within the call, so every run has writes the handler reports unfinished (3 to 7
+        # partial failures a run, measured; with three attempts 0 to 4, thread timing deciding).
+        max_attempts=2,
         experiments=3,
         users=60,
     ),
