@@ -426,41 +426,11 @@ def aws_figures(workload: Workload, batch_size: int, naive_records: int) -> dict
     batch = records[:batch_size]
     with moto_server() as endpoint:
         _environment(endpoint)
-        names = ResourceNames(
-            aggregation_table="bench-aggregations",
-            archive_bucket="bench-archive",
-            dead_letter_queue="bench-dlq",
-            stream="bench-events",
-            assignments_table="bench-assignments",
-            experiments_table="bench-experiments",
-        )
         session = boto3.session.Session()
-        dynamodb = session.client("dynamodb", region_name=REGION)
-        resources = provision_all(
-            names,
-            dynamodb,
-            session.client("s3", region_name=REGION),
-            session.client("sqs", region_name=REGION),
-            session.client("kinesis", region_name=REGION),
-            REGION,
-        )
-        naive_table = "bench-naive-aggregations"
-        ensure_aggregation_table(dynamodb, naive_table)
         in_batch = {entry.partition_key for entry in workload.entries[:batch_size]}
-        writer = DynamoDbReferenceDataWriter(
-            dynamodb, names.assignments_table, names.experiments_table
-        )
-        writer.write_experiments(workload.experiments)
-        writer.write_assignments(a for a in workload.assignments if a.user_id in in_batch)
-        os.environ.update(
-            {
-                "S3_BUCKET": names.archive_bucket,
-                "DYNAMODB_TABLE": names.aggregation_table,
-                "DLQ_URL": resources.dead_letter_queue_url,
-                "ASSIGNMENTS_TABLE": names.assignments_table,
-                "EXPERIMENTS_TABLE": names.experiments_table,
-            }
-        )
+        names = _deploy(session, "bench", workload, in_batch)
+        naive_table = "bench-naive-aggregations"
+        ensure_aggregation_table(session.client("dynamodb", region_name=REGION), naive_table)
 
         lambda_handler.container.cache_clear()
         lambda_handler.logger.setLevel("ERROR")
@@ -707,9 +677,9 @@ def handler_requests(
     return counter
 
 
-def _deploy(session: Any, prefix: str, workload: Workload, users: Collection[str]) -> None:
+def _deploy(session: Any, prefix: str, workload: Workload, users: Collection[str]) -> ResourceNames:
     """Provisions a stack's resources named by `prefix`, writes the reference data the users
-    need, and points the handler's environment at them."""
+    need, points the handler's environment at them, and gives their names."""
     names = ResourceNames(
         aggregation_table=f"{prefix}-aggregations",
         archive_bucket=f"{prefix}-archive",
@@ -739,6 +709,7 @@ def _deploy(session: Any, prefix: str, workload: Workload, users: Collection[str
             "EXPERIMENTS_TABLE": names.experiments_table,
         }
     )
+    return names
 
 
 @dataclass(frozen=True, slots=True)
