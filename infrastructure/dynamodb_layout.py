@@ -4,6 +4,7 @@ DynamoDB refuses. No boto3 here."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 
 from domain.limits import DYNAMODB_PARTITION_KEY_BYTES, DYNAMODB_SORT_KEY_BYTES, utf8_length
@@ -15,6 +16,23 @@ COUNTER_PARTITION_PREFIX = "EXP#"
 MARKER_PARTITION_PREFIX = "USERS#"
 """Partition key prefixes of counters and markers: the function's IAM conditions
 (`dynamodb:LeadingKeys`, permissions.LAMBDA_PARTITION_KEY_PREFIXES) name them."""
+
+
+COUNTER_WRITE_SHARDS = 16
+"""Counters of one experiment are spread over this many partition keys, by Kinesis shard
+(`write_shard`). A Kinesis shard's watermark lives in its write shard's items, so the number is
+part of the table's layout: changing it is a migration, not a setting."""
+
+MARKER_WRITE_SHARDS = 16
+"""Unique-user markers of one (experiment, variant, metric, day) are spread over this many
+partition keys, by user (`write_shard`). Part of the layout: erasure derives marker keys from it."""
+
+
+def write_shard(identifier: str, shards: int) -> int:
+    """The write shard of a Kinesis shard id or a user id: a stable hash (not Python's `hash`,
+    which changes between processes), so every writer and reader agrees on it."""
+    digest = hashlib.sha256(identifier.encode("utf-8", "surrogatepass")).hexdigest()
+    return int(digest[:8], 16) % shards
 
 
 def key_part(identifier: str) -> str:
