@@ -35,6 +35,16 @@ def write_shard(identifier: str, shards: int) -> int:
     return int(digest[:8], 16) % shards
 
 
+def counter_write_shard(shard_id: str) -> int:
+    """The write shard of a Kinesis shard's counters. Kinesis numbers its shards
+    (`shardId-000000000007`) in creation order, so the number modulo the write shards spreads
+    any run of shards evenly; an id of another shape is hashed."""
+    prefix, _, number = shard_id.rpartition("-")
+    if prefix and number.isascii() and number.isdigit():
+        return int(number) % COUNTER_WRITE_SHARDS
+    return write_shard(shard_id, COUNTER_WRITE_SHARDS)
+
+
 def key_part(identifier: str) -> str:
     """An identifier as one segment of a composite key: '%' and '#' are percent-escaped, so a '#'
     inside an id can never shift the segments of two different keys onto the same string."""
