@@ -39,10 +39,10 @@ share besides the variant."""
 class MetricAccumulator:
     """The counters' deltas of a segment, in installments: events are added chunk by chunk
     (the segment keeps only these rows, not its events), and `deltas()` gives one delta per
-    (counter, shard), hourly and daily, for all the events added.
+    (counter, shard), hourly, daily and experiment to date, for all the events added.
 
     Records are gathered per hourly counter only; each daily delta is the union of the hourly
-    ones of its day. Counter keys are plain tuples until the end, so a segment builds one
+    ones of its day, and each experiment-to-date delta of all of them. Counter keys are plain tuples until the end, so a segment builds one
     `MetricKey` per counter instead of one per record and attribution. Within a delta records
     are in sequence order (a stable sort, skipped when they already are)."""
 
@@ -118,13 +118,18 @@ class MetricAccumulator:
             for (experiment_id, variant_id), rows in by_variant.items()
         }
         daily: dict[_HourKey, list[_Row]] = {}
+        to_date: dict[_HourKey, list[_Row]] = {}
         for (experiment_id, variant_id, metric, hour_us, shard_id), rows in hourly.items():
-            day_key = (experiment_id, variant_id, metric, day_of(hour_us), shard_id)
-            day_rows = daily.get(day_key)
-            if day_rows is None:
-                daily[day_key] = list(rows)
-            else:
-                day_rows.extend(rows)
+            for window_us, by_window in (
+                (day_of(hour_us), daily),
+                (_EXPERIMENT_WINDOW_US, to_date),
+            ):
+                window_key = (experiment_id, variant_id, metric, window_us, shard_id)
+                window_rows = by_window.get(window_key)
+                if window_rows is None:
+                    by_window[window_key] = list(rows)
+                else:
+                    window_rows.extend(rows)
 
         windows: dict[int, datetime] = {}
         keyed: list[tuple[tuple[str, str, str, Granularity, int, str], list[_Row]]] = []
@@ -135,6 +140,20 @@ class MetricAccumulator:
         for (experiment_id, variant_id, metric, day_us, shard_id), rows in daily.items():
             keyed.append(
                 ((experiment_id, variant_id, metric, Granularity.DAY, day_us, shard_id), rows)
+            )
+        for (experiment_id, variant_id, metric, _, shard_id), rows in to_date.items():
+            keyed.append(
+                (
+                    (
+                        experiment_id,
+                        variant_id,
+                        metric,
+                        Granularity.EXPERIMENT,
+                        _EXPERIMENT_WINDOW_US,
+                        shard_id,
+                    ),
+                    rows,
+                )
             )
         # The order of (MetricKey, shard): key fields in declaration order, window start as
         # instant.
@@ -170,6 +189,8 @@ def _in_sequence_order(
 
 
 _sequence_of = itemgetter(0)
+_EXPERIMENT_WINDOW_US = 0
+"""`EXPERIMENT_WINDOW_START` in epoch microseconds."""
 
 
 _Member = tuple[int, bytes, str]

@@ -93,25 +93,34 @@ class ExperimentRepository(abc.ABC):
 class MetricSnapshot:
     """A counter as stored: what reports read.
 
-    `user_ids` are the distinct users of the counter's window (its unique-user markers), so
-    that a report over several windows counts each user once by taking their union.
+    Its `measures` hold the window's unique users as stored (`Measures.unique_users`). `user_ids`
+    are the window's distinct users themselves (its first-seen markers), read only when a report
+    asks for user sets (`MetricStore.snapshots(user_sets=True)`), to take unions or
+    intersections over windows: a read whose cost grows with the users, not the counters.
     """
 
     key: MetricKey
     measures: Measures
-    user_ids: frozenset[str]
+    user_ids: frozenset[str] | None = None
+    joined: Mapping[str, int] = field(default_factory=dict)
+    """Experiment-to-date counters: per metric, the variant's exposed users who did it that
+    this counter's records joined (an exposure counter's and the metric's own add up to all of
+    them; see `domain.statistics.joined_metrics`)."""
 
     @property
     def unique_users(self) -> int:
-        return len(self.user_ids)
+        return len(self.user_ids) if self.user_ids is not None else self.measures.unique_users
 
 
 class MetricStore(abc.ABC):
-    """Holds the real-time counters. Applying the same records twice must not count them twice."""
+    """Holds the real-time counters. Applying the same records twice must not count them twice,
+    and each counter's unique users are counted exactly once, at write time."""
 
     @abc.abstractmethod
     def apply(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
-        """Add each delta atomically, skipping records of a shard already applied to that counter."""
+        """Add each delta atomically, skipping records of a shard already applied to that
+        counter; its users' first-seen markers are written first (`UniqueUserMarkers.mark`) and
+        each record that wrote one adds a unique user (`counted_deltas`)."""
 
     @abc.abstractmethod
     def snapshots(
@@ -120,8 +129,10 @@ class MetricStore(abc.ABC):
         granularity: Granularity,
         start: datetime | None = None,
         end: datetime | None = None,
+        user_sets: bool = False,
     ) -> list[MetricSnapshot]:
-        """The counters of an experiment whose window starts in [start, end), in key order."""
+        """The counters of an experiment whose window starts in [start, end), in key order;
+        with `user_sets`, each with its window's users (read from the markers)."""
 
     @abc.abstractmethod
     def watermarks(self, keys: Collection[MetricKey], shard_id: str) -> dict[MetricKey, int]:
@@ -129,21 +140,65 @@ class MetricStore(abc.ABC):
         counter without one is left out). Strongly consistent."""
 
 
+Counter = tuple[MetricKey, str]
+"""(counter key, shard_id): what one delta of a batch adds to."""
+
+
+@dataclass(frozen=True, slots=True)
+class MarkerClaims:
+    """What writing a batch's first-seen markers told: per (counter, shard), the sequences of
+    the records that hold their user's marker for the counter's window (each adds one unique
+    user), and what could not be written (`report`: a marker whose fate is unknown leaves its
+    shard unfinished from the first record of its user)."""
+
+    first_records: Mapping[Counter, frozenset[int]]
+    report: WriteReport = COMPLETE
+    joins: Mapping[Counter, Mapping[int, tuple[str, ...]]] = field(default_factory=dict)
+    """Experiment-to-date counters: per record holding its marker, the metrics whose exposed
+    users it joins (`domain.statistics.joined_metrics`)."""
+
+
 class UniqueUserMarkers(abc.ABC):
-    """The distinct users of the counters' windows: one marker per (experiment, variant, metric,
-    hour, user). Marking a user twice is harmless, so markers need no watermark; a day's users
-    are the union of its hours' markers."""
+    """Exact unique users: one first-seen marker per (experiment, variant, metric, window, user)
+    for every window (hour, day, experiment to date), carrying the record that wrote it. A
+    user's experiment-to-date markers of one variant also tell in which order they were written,
+    so that the later of the user's exposure and first event of a metric joins the two
+    (`MarkerClaims.joins`), whoever writes or retries it.
+
+    A marker is written once, conditionally: the record that wrote it is the one that counts the
+    user, in the counter's own watermarked update. A retry or redelivery of that record finds
+    the marker holding it and counts the user again (the counter's watermark then keeps it
+    once); any other record finds another record's marker and does not."""
 
     @abc.abstractmethod
-    def mark(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
-        """Mark the users of the hourly deltas (a daily delta's users are those of the hourly
-        deltas of the same records). A marker not known to be durable leaves its shard
-        unfinished from the first record of the user in the deltas; a marker refused for good is
-        refused through the first record of the user in each shard."""
+    def mark(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> MarkerClaims:
+        """Write the markers of each delta's users (each user's first record in the delta is the
+        marker's record) and say which records hold theirs. A marker refused for good is refused
+        through the first record of its user in each shard, and counts no one."""
 
     @abc.abstractmethod
     def users(self, keys: Collection[MetricKey]) -> dict[MetricKey, frozenset[str]]:
-        """The marked users of each counter's window (of a day: of every hour in it)."""
+        """The marked users of each counter's window."""
+
+
+def counted_deltas(deltas: Sequence[MetricDelta], claims: MarkerClaims) -> list[MetricDelta]:
+    """The deltas a metric store applies once the markers are written: each record flagged when
+    it holds its user's marker, and each delta stopped before its shard's first record whose
+    marker is not known to be written (applied, the counter's watermark would pass a unique user
+    that no redelivery could count again)."""
+    counted = []
+    cut = claims.report.cut
+    for delta in deltas:
+        counter = (delta.key, delta.shard_id)
+        flagged = delta.with_first_seen(claims.first_records.get(counter, frozenset()))
+        joins = claims.joins.get(counter)
+        if joins:
+            flagged = flagged.with_joins(joins)
+        limit = cut.of_shard(delta.shard_id)
+        kept = flagged if limit is None else flagged.before(limit)
+        if kept is not None:
+            counted.append(kept)
+    return counted
 
 
 class EventArchive(abc.ABC):

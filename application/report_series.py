@@ -85,9 +85,11 @@ def cumulative_series(
 ) -> tuple[WindowGrid, list[VariantSeries]]:
     grid = window_grid(report.windows, report.granularity)
     variant_ids = report.variant_ids
-    users_by_window: dict[tuple[datetime, str, str], frozenset[str]] = {
-        (s.key.window_start, s.key.variant_id, s.key.metric): s.user_ids for s in report.windows
-    }
+    users_by_window: dict[tuple[datetime, str, str], frozenset[str]] = {}
+    for s in report.windows:
+        if s.user_ids is None:
+            raise ValueError("cumulative series need the windows' user sets (user_sets=True)")
+        users_by_window[(s.key.window_start, s.key.variant_id, s.key.metric)] = s.user_ids
     no_one: frozenset[str] = frozenset()
     exposed: dict[str, set[str]] = {v: set() for v in variant_ids}
     did: dict[str, set[str]] = {v: set() for v in variant_ids}

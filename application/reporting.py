@@ -1,9 +1,12 @@
 """The report use case: an experiment's counters read from the metric store, grouped into
 totals per variant and metric, and the statistics of `domain.statistics` over them.
 
-Every user count is of distinct users over the whole range: a window's counter carries the set
-of its users, and a total is the union of those sets over the range's windows, so a user active
-on several days counts once (the statistics' independent trials).
+Every user count is of distinct users over the whole range, so a user active on several days
+counts once (the statistics' independent trials). When the range holds all of the experiment's
+events, those are the experiment-to-date counters' stored counts: a read of a few items per
+variant and metric, whatever the number of users. Otherwise (a part of the experiment, or
+counters written before the stored counts) they are the unions of the windows' user sets, read
+from the first-seen markers: exact too, at a cost that grows with the users.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from application.ports import ExperimentRepository, MetricSnapshot, MetricStore
 from domain.experiments import Experiment
@@ -18,6 +22,7 @@ from domain.metrics import NO_MEASURES, Granularity, Measures
 from domain.statistics import (
     CONTROL_VARIANT,
     EXPOSURE_METRIC,
+    DistinctUsers,
     MetricRate,
     SampleRatioCheck,
     VariantMetric,
@@ -38,6 +43,15 @@ class VariantMetricTotal:
     windows: int
 
 
+class UsersCounted(StrEnum):
+    """Where a report's distinct users over its range come from."""
+
+    STORED = "stored counts"
+    """The experiment-to-date counters (the range holds all of the experiment's events)."""
+    USER_SETS = "user sets"
+    """The unions of the windows' first-seen markers."""
+
+
 @dataclass(frozen=True, slots=True)
 class ExperimentReport:
     experiment_id: str
@@ -50,6 +64,7 @@ class ExperimentReport:
     rates: tuple[MetricRate, ...]
     sample_ratio: SampleRatioCheck | None
     control_variant: str | None
+    users_counted: UsersCounted = UsersCounted.USER_SETS
 
     @property
     def variant_ids(self) -> tuple[str, ...]:
@@ -74,29 +89,65 @@ class UnknownControlVariantError(ValueError):
 
 
 def distinct_users(snapshots: Iterable[MetricSnapshot]) -> dict[VariantMetric, frozenset[str]]:
-    """The distinct users of each variant and metric over the snapshots' windows."""
+    """The distinct users of each variant and metric over the snapshots' windows (each must
+    carry its user set)."""
     users: dict[VariantMetric, set[str]] = {}
     for snapshot in snapshots:
+        if snapshot.user_ids is None:
+            raise ValueError(f"counter {snapshot.key} was read without its users")
         users.setdefault((snapshot.key.variant_id, snapshot.key.metric), set()).update(
             snapshot.user_ids
         )
     return {key: frozenset(ids) for key, ids in users.items()}
 
 
-def variant_totals(snapshots: Iterable[MetricSnapshot]) -> list[VariantMetricTotal]:
+def stored_distinct_users(to_date: Iterable[MetricSnapshot]) -> DistinctUsers:
+    """The distinct users the experiment-to-date counters hold: each counter's unique users,
+    and the exposed users who did its metric, joined by its own records and by the exposure
+    counter's (`domain.statistics.joined_metrics`)."""
+    snapshots = list(to_date)
+    did = {(s.key.variant_id, s.key.metric): s.measures.unique_users for s in snapshots}
+    joined: dict[VariantMetric, int] = {}
+    for snapshot in snapshots:
+        for metric, users in snapshot.joined.items():
+            key = (snapshot.key.variant_id, metric)
+            joined[key] = joined.get(key, 0) + users
+    return DistinctUsers(did, {key: joined.get(key, 0) for key in did})
+
+
+def holds_every_event(windows: Sequence[MetricSnapshot], to_date: Sequence[MetricSnapshot]) -> bool:
+    """Whether the range's windows hold every event the experiment-to-date counters do, so
+    their stored counts are the range's: the same (variant, metric) pairs, the same event
+    counts (a stricter range would miss some), and stored counts present (counters written
+    before them have none)."""
+    in_range: dict[VariantMetric, int] = {}
+    for window in windows:
+        key = (window.key.variant_id, window.key.metric)
+        in_range[key] = in_range.get(key, 0) + window.measures.event_count
+    counted = {
+        (s.key.variant_id, s.key.metric): s.measures.event_count
+        for s in to_date
+        if s.measures.unique_users > 0
+    }
+    return len(counted) == len(to_date) and counted == in_range
+
+
+def variant_totals(
+    snapshots: Iterable[MetricSnapshot], distinct: DistinctUsers
+) -> list[VariantMetricTotal]:
     measures: dict[VariantMetric, Measures] = {}
     windows: dict[VariantMetric, int] = {}
-    users: dict[VariantMetric, set[str]] = {}
     for snapshot in snapshots:
         key = (snapshot.key.variant_id, snapshot.key.metric)
         measures[key] = measures.get(key, NO_MEASURES) + snapshot.measures
         windows[key] = windows.get(key, 0) + 1
-        users.setdefault(key, set()).update(snapshot.user_ids)
     totals = []
     for key in sorted(measures):
         variant_id, metric = key
         totals.append(
-            VariantMetricTotal(variant_id, metric, measures[key], len(users[key]), windows[key])
+            VariantMetricTotal(
+                variant_id, metric, measures[key], distinct.did.get(key, 0), windows[key]
+            )
         )
     return totals
 
@@ -118,8 +169,11 @@ def build_report(
     start: datetime | None = None,
     end: datetime | None = None,
     control_variant: str = CONTROL_VARIANT,
+    stored: DistinctUsers | None = None,
 ) -> ExperimentReport:
-    """The report of one experiment from the counters of its windows in [start, end).
+    """The report of one experiment from the counters of its windows in [start, end): its
+    distinct users are `stored` (the experiment-to-date counts, when the range holds every
+    event) or else the unions of the windows' user sets.
 
     Raises `UnknownControlVariantError` when the experiment has variants and `control_variant`
     is none of them (with no variant at all there is nothing to compare, and no control).
@@ -141,10 +195,10 @@ def build_report(
     if variant_ids and control_variant not in variant_ids:
         raise UnknownControlVariantError(experiment_id, control_variant, variant_ids)
     control = control_variant if variant_ids else None
-    users = distinct_users(windows)
+    distinct = stored if stored is not None else DistinctUsers.of_sets(distinct_users(windows))
     exposed = {
-        variant_id: len(ids)
-        for (variant_id, metric), ids in users.items()
+        variant_id: users
+        for (variant_id, metric), users in distinct.did.items()
         if metric == EXPOSURE_METRIC
     }
     return ExperimentReport(
@@ -154,10 +208,11 @@ def build_report(
         start=start,
         end=end,
         windows=windows,
-        totals=tuple(variant_totals(windows)),
-        rates=tuple(metric_rates(users, variant_ids, control)),
+        totals=tuple(variant_totals(windows, distinct)),
+        rates=tuple(metric_rates(distinct, variant_ids, control)),
         sample_ratio=sample_ratio_check(experiment, exposed) if experiment else None,
         control_variant=control,
+        users_counted=UsersCounted.USER_SETS if stored is None else UsersCounted.STORED,
     )
 
 
@@ -169,11 +224,24 @@ def read_report(
     start: datetime | None = None,
     end: datetime | None = None,
     control_variant: str = CONTROL_VARIANT,
+    user_sets: bool = False,
 ) -> ExperimentReport:
-    """The report of an experiment's counters as stored now. Raises
-    `UnknownControlVariantError` as `build_report` does."""
+    """The report of an experiment's counters as stored now, its distinct users from the
+    stored counts when the range holds every event, else (or with `user_sets`) from the user
+    sets. Raises `UnknownControlVariantError` as `build_report` does."""
     experiment = experiment_repository.experiments([experiment_id]).get(experiment_id)
-    snapshots = metric_store.snapshots(experiment_id, granularity, start, end)
+    snapshots = metric_store.snapshots(experiment_id, granularity, start, end, user_sets)
+    stored = None
+    if not user_sets:
+        to_date = (
+            snapshots
+            if granularity is Granularity.EXPERIMENT
+            else metric_store.snapshots(experiment_id, Granularity.EXPERIMENT)
+        )
+        if holds_every_event(snapshots, to_date):
+            stored = stored_distinct_users(to_date)
+        else:
+            snapshots = metric_store.snapshots(experiment_id, granularity, start, end, True)
     return build_report(
-        experiment_id, experiment, snapshots, granularity, start, end, control_variant
+        experiment_id, experiment, snapshots, granularity, start, end, control_variant, stored
     )

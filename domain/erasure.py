@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pydantic import TypeAdapter, ValidationError
 
 from domain.events import RESERVED_FIELD, Iso8601Timestamp
-from domain.metrics import Granularity
+from domain.metrics import GRANULARITIES, Granularity, MetricKey
 from domain.rejections import DeadLetter
 
 _TIMESTAMP: TypeAdapter[datetime] = TypeAdapter(Iso8601Timestamp)
@@ -21,14 +21,22 @@ _TIMESTAMP: TypeAdapter[datetime] = TypeAdapter(Iso8601Timestamp)
 
 @dataclass(frozen=True, slots=True, order=True)
 class UniqueUserMarker:
-    """One unique-user marker: the user was counted in this experiment variant's metric in
-    this hour (docs/storage.md, "Exact unique users")."""
+    """One first-seen marker: the user was counted in this experiment variant's metric in this
+    window (an hour, a day or the experiment to date; docs/storage.md, "Exact unique users")."""
 
     experiment_id: str
     variant_id: str
     metric: str
-    hour: datetime
+    granularity: Granularity
+    window_start: datetime
     user_id: str
+
+    @property
+    def counter(self) -> MetricKey:
+        """The counter whose window the marker counts the user in."""
+        return MetricKey(
+            self.experiment_id, self.variant_id, self.metric, self.granularity, self.window_start
+        )
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -67,13 +75,21 @@ class ArchivedEvent:
     """The (experiment, variant) pairs the pipeline attributed it to (`_pipeline`)."""
 
     def markers(self) -> list[UniqueUserMarker]:
-        """The unique-user markers counting this event wrote: one per attributed variant, in
-        the hour of its event time (only hourly counters write markers)."""
+        """The first-seen markers counting this event may have written: per attributed
+        variant, one for each window of its event time (hour, day, experiment to date)."""
         if self.hour is None:
             return []
         return [
-            UniqueUserMarker(experiment_id, variant_id, self.metric, self.hour, self.user_id)
+            UniqueUserMarker(
+                experiment_id,
+                variant_id,
+                self.metric,
+                granularity,
+                granularity.window_start(self.hour),
+                self.user_id,
+            )
             for experiment_id, variant_id in self.variants
+            for granularity in GRANULARITIES
         ]
 
 

@@ -21,7 +21,7 @@ chosen in advance, with no correction for looking repeatedly and stopping when i
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from domain.experiments import Experiment
@@ -176,24 +176,59 @@ VariantMetric = tuple[str, str]
 """(variant_id, metric)."""
 
 
+def joined_metrics(metric: str, earlier_metrics: Collection[str]) -> tuple[str, ...]:
+    """The metrics whose exposed users a user's first `metric` event in a variant joins, when
+    the user's earlier first events there were of `earlier_metrics`: an exposure joins every
+    metric already done, a metric joins itself once the user was exposed. Each (user, metric)
+    pair joins once, by whichever of its two first events comes later."""
+    if metric == EXPOSURE_METRIC:
+        return tuple(sorted(m for m in set(earlier_metrics) if m != EXPOSURE_METRIC))
+    return (metric,) if EXPOSURE_METRIC in earlier_metrics else ()
+
+
+@dataclass(frozen=True, slots=True)
+class DistinctUsers:
+    """A range's distinct users per (variant, metric): those who did the metric, and those of
+    them who were also exposed in the variant. What the rates and totals need, whether counted
+    from user sets or read as stored counts."""
+
+    did: Mapping[VariantMetric, int]
+    exposed_and_did: Mapping[VariantMetric, int]
+
+    @classmethod
+    def of_sets(cls, users: Mapping[VariantMetric, frozenset[str]]) -> DistinctUsers:
+        no_one: frozenset[str] = frozenset()
+        return cls(
+            {key: len(ids) for key, ids in users.items()},
+            {
+                (variant_id, metric): len(ids & users.get((variant_id, EXPOSURE_METRIC), no_one))
+                for (variant_id, metric), ids in users.items()
+            },
+        )
+
+    def exposed(self, variant_id: str) -> int:
+        return self.did.get((variant_id, EXPOSURE_METRIC), 0)
+
+
 def metric_rates(
-    users: Mapping[VariantMetric, frozenset[str]],
+    users: Mapping[VariantMetric, frozenset[str]] | DistinctUsers,
     variant_ids: Sequence[str],
     control_variant: str | None,
     z: float = Z_95,
 ) -> list[MetricRate]:
     """For every metric other than exposure, its rate per exposed user in every variant."""
-    no_one: frozenset[str] = frozenset()
-    exposed = {v: users.get((v, EXPOSURE_METRIC), no_one) for v in variant_ids}
-    metrics = sorted({metric for _, metric in users} - {EXPOSURE_METRIC})
+    distinct = users if isinstance(users, DistinctUsers) else DistinctUsers.of_sets(users)
+    metrics = sorted({metric for _, metric in distinct.did} - {EXPOSURE_METRIC})
     rates = []
     for metric in metrics:
-        converted = {v: users.get((v, metric), no_one) & exposed[v] for v in variant_ids}
-        control_trials = len(exposed[control_variant]) if control_variant else 0
-        control_successes = len(converted[control_variant]) if control_variant else 0
+        control_trials = distinct.exposed(control_variant) if control_variant else 0
+        control_successes = (
+            distinct.exposed_and_did.get((control_variant, metric), 0) if control_variant else 0
+        )
         for variant_id in variant_ids:
-            successes, trials = len(converted[variant_id]), len(exposed[variant_id])
-            unexposed = len(users.get((variant_id, metric), no_one) - exposed[variant_id])
+            successes = distinct.exposed_and_did.get((variant_id, metric), 0)
+            trials = distinct.exposed(variant_id)
+            unexposed = distinct.did.get((variant_id, metric), 0) - successes
             rate = successes / trials if trials else None
             interval = wilson_interval(successes, trials, z) if trials else None
             lift = difference = None

@@ -5,10 +5,9 @@ DynamoDB refuses. No boto3 here."""
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
 
 from domain.limits import DYNAMODB_PARTITION_KEY_BYTES, DYNAMODB_SORT_KEY_BYTES, utf8_length
-from domain.metrics import Granularity, MetricKey
+from domain.metrics import EXPERIMENT_WINDOW_LABEL, Granularity, MetricKey
 from domain.time import DAY_LABEL_FORMAT
 
 WATERMARK_PREFIX = "wm#"
@@ -66,12 +65,72 @@ def counter_sort_key(key: MetricKey) -> str:
     )
 
 
-def marker_partition_key(experiment_id: str, variant_id: str, metric: str, day: datetime) -> str:
-    return f"{MARKER_PARTITION_PREFIX}{key_part(experiment_id)}#{key_part(variant_id)}#{metric}#{day.strftime(DAY_LABEL_FORMAT)}"
+MarkerItemKey = tuple[str, str]
+"""(partition_key, sort_key) of one first-seen marker item."""
 
 
-def marker_sort_key(hour: datetime, user_id: str) -> str:
-    return f"{hour:%H}#{user_id}"
+def marker_key(key: MetricKey, user_id: str) -> MarkerItemKey:
+    """The first-seen marker of `user_id` in the window of counter `key`.
+
+    Hour and day markers of one (experiment, variant, metric, day) share a partition per user
+    bucket, `USERS#<exp>#<variant>#<metric>#<YYYY-MM-DD>#B<bb>`, with sort keys `<HH>#<user>`
+    (hour) and `D#<user>` (day). The experiment-to-date markers of one user and variant are one
+    item for every metric, `USERS#<exp>#<variant>#ALL#B<bb>` / `<user>` (one attribute pair per
+    metric, `EXPERIMENT_MARKER_ATTRIBUTES`), so that the write of one metric's marker sees the
+    user's others: what counts exposed users who did a metric. The bucket `bb` is the user's
+    write shard: no partition key takes more than 1/`MARKER_WRITE_SHARDS` of a counter's
+    markers."""
+    bucket = write_shard(user_id, MARKER_WRITE_SHARDS)
+    if key.granularity is Granularity.EXPERIMENT:
+        return _experiment_user_partition(key, bucket), user_id
+    partition = f"{_marker_prefix(key)}#{key.window_start.strftime(DAY_LABEL_FORMAT)}#B{bucket:02d}"
+    if key.granularity is Granularity.HOUR:
+        return partition, f"{key.window_start:%H}#{user_id}"
+    return partition, f"{DAY_MARKER_SORT_PREFIX}{user_id}"
+
+
+DAY_MARKER_SORT_PREFIX = "D#"
+
+
+def experiment_marker_attributes(metric: str) -> tuple[str, str]:
+    """The attributes of a metric's marker in a user's experiment-to-date item: the record that
+    wrote it (`m#<metric>`) and its place among the item's markers (`o#<metric>`, 1, 2, …)."""
+    return f"m#{metric}", f"o#{metric}"
+
+
+def marker_partitions(key: MetricKey) -> list[str]:
+    """Every partition holding markers of counter `key`'s window, its legacy one included."""
+    buckets = range(MARKER_WRITE_SHARDS)
+    if key.granularity is Granularity.EXPERIMENT:
+        return [_experiment_user_partition(key, bucket) for bucket in buckets]
+    day = key.window_start.strftime(DAY_LABEL_FORMAT)
+    return [f"{_marker_prefix(key)}#{day}#B{bucket:02d}" for bucket in buckets] + [
+        legacy_marker_partition_key(key)
+    ]
+
+
+def _experiment_user_partition(key: MetricKey, bucket: int) -> str:
+    return (
+        f"{MARKER_PARTITION_PREFIX}{key_part(key.experiment_id)}#{key_part(key.variant_id)}"
+        f"#{EXPERIMENT_WINDOW_LABEL}#B{bucket:02d}"
+    )
+
+
+def legacy_marker_partition_key(key: MetricKey) -> str:
+    """The one partition of a day's hourly markers before markers were write-sharded (sort key
+    `<HH>#<user>`, no day or experiment markers): still read, and erased."""
+    return f"{_marker_prefix(key)}#{key.window_start.strftime(DAY_LABEL_FORMAT)}"
+
+
+def legacy_marker_key(key: MetricKey, user_id: str) -> MarkerItemKey:
+    return legacy_marker_partition_key(key), f"{key.window_start:%H}#{user_id}"
+
+
+def _marker_prefix(key: MetricKey) -> str:
+    return (
+        f"{MARKER_PARTITION_PREFIX}{key_part(key.experiment_id)}#{key_part(key.variant_id)}"
+        f"#{key.metric}"
+    )
 
 
 TTL_ATTRIBUTE = "expires_at"
@@ -92,6 +151,15 @@ def event_partition_key(event_id: str) -> str:
 def ledger_partition_key(event_id: str) -> str:
     """A replay claim's item (`LEDGER_SORT_KEY`), one per replayed event id."""
     return f"REPLAY#{event_id}"
+
+
+JOINED_PREFIX = "joined#"
+
+
+def joined_attribute(metric: str) -> str:
+    """An experiment-to-date counter's count of the variant's exposed users who did `metric`
+    that its records joined (`domain.statistics.joined_metrics`)."""
+    return f"{JOINED_PREFIX}{metric}"
 
 
 def watermark_attribute(shard_id: str) -> str:

@@ -60,9 +60,10 @@ class TracedMetricStore(MetricStore):
         granularity: Granularity,
         start: datetime | None = None,
         end: datetime | None = None,
+        user_sets: bool = False,
     ) -> list[MetricSnapshot]:
         with self._tracer.provider.in_subsegment("## metric_snapshots"):
-            return self._inner.snapshots(experiment_id, granularity, start, end)
+            return self._inner.snapshots(experiment_id, granularity, start, end, user_sets)
 
     def watermarks(self, keys: Collection[MetricKey], shard_id: str) -> dict[MetricKey, int]:
         with self._tracer.provider.in_subsegment("## metric_watermarks"):

@@ -15,8 +15,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from application.ports import COMPLETE, Deadline, RecordId, WriteReport
 from application.shard_cut import NO_CUT, ShardCut
 from domain.errors import InfrastructureConfigurationError, TransientInfrastructureError
-from domain.metrics import MEASURE_NAMES, Measures
+from domain.metrics import LATER_MEASURES, MEASURE_NAMES, Measures
 from infrastructure.aws.errors import is_transient, translate
+from infrastructure.dynamodb_layout import JOINED_PREFIX
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -82,8 +83,18 @@ def read_measures(item: Mapping[str, AttributeValueTypeDef]) -> Measures:
     """A counter item's measures; raises `MalformedItemError` when one is missing or a count
     is not a whole number."""
     return Measures.from_stored(
-        lambda name: read_int(item, name), lambda name: read_decimal(item, name)
+        lambda name: 0 if name in LATER_MEASURES and name not in item else read_int(item, name),
+        lambda name: read_decimal(item, name),
     )
+
+
+def read_joined(item: Mapping[str, AttributeValueTypeDef]) -> dict[str, int]:
+    """An experiment-to-date counter item's joined exposed users, by metric."""
+    return {
+        name[len(JOINED_PREFIX) :]: read_int(item, name)
+        for name in item
+        if name.startswith(JOINED_PREFIX)
+    }
 
 
 def settled(futures: Iterable[Future[WriteReport]]) -> WriteReport:

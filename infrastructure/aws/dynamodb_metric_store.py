@@ -24,6 +24,7 @@ from application.ports import (
     MetricStore,
     RecordId,
     WriteReport,
+    counted_deltas,
 )
 from application.shard_cut import NO_CUT, ShardCut
 from domain.limits import delta_sum_problem
@@ -39,8 +40,10 @@ from infrastructure.aws.dynamodb_codec import (
     chunked,
     failed_write,
     measure_values,
+    number,
     query_items,
     read_items,
+    read_joined,
     read_measures,
     read_string,
     settled,
@@ -53,6 +56,7 @@ from infrastructure.dynamodb_layout import (
     counter_partition_key,
     counter_sort_key,
     granularity_prefix,
+    joined_attribute,
     watermark_attribute,
 )
 
@@ -138,6 +142,17 @@ class DynamoDbMetricStore(MetricStore):
     # -- writing -------------------------------------------------------------------------------
 
     def apply(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
+        # The markers first: each counter's update carries the unique users whose marker its
+        # records hold, so it waits for them.
+        claims = self._markers.mark(deltas, deadline)
+        counters = self._apply_counters(counted_deltas(deltas, claims), deadline)
+        return WriteReport(
+            claims.report.cut.merged(counters.cut),
+            tuple(dict.fromkeys(claims.report.problems + counters.problems)),
+            {**claims.report.refused, **counters.refused},
+        )
+
+    def _apply_counters(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
         # Deltas of one counter and shard go in sequence order through one worker: applied out
         # of order, a later delta would raise the watermark above an earlier one's records.
         per_counter: dict[tuple[MetricKey, str], list[MetricDelta]] = defaultdict(list)
@@ -158,7 +173,6 @@ class DynamoDbMetricStore(MetricStore):
             self._executor.submit(self._apply_counter_deltas, same_counter, deadline)
             for same_counter in per_counter.values()
         ]
-        futures.extend(self._markers.submit(deltas, deadline, self._executor))
         return settled(futures)
 
     def _apply_counter_deltas(self, deltas: list[MetricDelta], deadline: Deadline) -> WriteReport:
@@ -281,15 +295,25 @@ class DynamoDbMetricStore(MetricStore):
             ":granularity": string(key.granularity.value),
             ":window_start": string(key.window_start.astimezone(UTC).isoformat()),
         }
+        joined = delta.joined_users()
+        joined_names = {
+            f"#j{index}": joined_attribute(metric) for index, metric in enumerate(joined)
+        }
+        values.update({f":j{index}": number(count) for index, count in enumerate(joined.values())})
+        update = _COUNTER_UPDATE
+        if joined:
+            adds = ", ".join(f"#j{index} :j{index}" for index in range(len(joined)))
+            update = update.replace(" SET ", f", {adds} SET ", 1)
         self._client.update_item(
             TableName=self._table_name,
             Key={
                 "partition_key": string(counter_partition_key(key.experiment_id)),
                 "sort_key": string(counter_sort_key(key)),
             },
-            UpdateExpression=_COUNTER_UPDATE,
+            UpdateExpression=update,
             ConditionExpression=_COUNTER_CONDITION,
             ExpressionAttributeNames={
+                **joined_names,
                 "#wm": watermark_attribute(delta.shard_id),
                 **_IDENTITY_NAMES,
             },
@@ -332,6 +356,7 @@ class DynamoDbMetricStore(MetricStore):
         granularity: Granularity,
         start: datetime | None = None,
         end: datetime | None = None,
+        user_sets: bool = False,
     ) -> list[MetricSnapshot]:
         prefix = granularity_prefix(granularity)
         lower = prefix if start is None else prefix + _label(granularity, start)
@@ -359,8 +384,16 @@ class DynamoDbMetricStore(MetricStore):
             ):
                 keyed.append((key, item))
         keyed.sort(key=lambda pair: pair[0])
+        if not user_sets:
+            return [
+                MetricSnapshot(key, read_measures(item), joined=read_joined(item))
+                for key, item in keyed
+            ]
         users = self._markers.users([key for key, _ in keyed])
-        return [MetricSnapshot(key, read_measures(item), users[key]) for key, item in keyed]
+        return [
+            MetricSnapshot(key, read_measures(item), users[key], read_joined(item))
+            for key, item in keyed
+        ]
 
 
 def _label(granularity: Granularity, moment: datetime) -> str:

@@ -12,6 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from application.ports import PersonalItemStore
 from domain.erasure import EventIdItem, PersonalItem, UniqueUserMarker
 from domain.errors import TransientInfrastructureError
+from domain.metrics import Granularity
 from infrastructure.aws.dynamodb_codec import (
     BATCH_GET_LIMIT,
     BATCH_WRITE_LIMIT,
@@ -30,8 +31,8 @@ from infrastructure.dynamodb_layout import (
     event_partition_key,
     key_size_problem,
     ledger_partition_key,
-    marker_partition_key,
-    marker_sort_key,
+    legacy_marker_key,
+    marker_key,
 )
 
 if TYPE_CHECKING:
@@ -40,16 +41,17 @@ if TYPE_CHECKING:
 _NAMES = {"#k": "partition_key", "#s": "sort_key"}
 
 
-def item_key(item: PersonalItem) -> tuple[str, str]:
-    """(partition_key, sort_key) of the item (docs/storage.md)."""
+def item_keys(item: PersonalItem) -> list[tuple[str, str]]:
+    """(partition_key, sort_key) of the item (docs/storage.md); an hour's marker may also be
+    stored in the layout before markers were write-sharded."""
     if isinstance(item, UniqueUserMarker):
-        return (
-            marker_partition_key(item.experiment_id, item.variant_id, item.metric, item.hour),
-            marker_sort_key(item.hour, item.user_id),
-        )
+        keys = [marker_key(item.counter, item.user_id)]
+        if item.granularity is Granularity.HOUR:
+            keys.append(legacy_marker_key(item.counter, item.user_id))
+        return keys
     if isinstance(item, EventIdItem):
-        return event_partition_key(item.event_id), EVENT_SORT_KEY
-    return ledger_partition_key(item.event_id), LEDGER_SORT_KEY
+        return [(event_partition_key(item.event_id), EVENT_SORT_KEY)]
+    return [(ledger_partition_key(item.event_id), LEDGER_SORT_KEY)]
 
 
 def _key(partition_key: str, sort_key: str) -> Item:
@@ -73,9 +75,9 @@ class DynamoDbPersonalItemStore(PersonalItemStore):
     def present(self, items: Collection[PersonalItem]) -> set[PersonalItem]:
         by_key: dict[tuple[str, str], PersonalItem] = {}
         for item in items:
-            key = item_key(item)
-            if key_size_problem(*key) is None:
-                by_key[key] = item
+            for key in item_keys(item):
+                if key_size_problem(*key) is None:
+                    by_key[key] = item
         found: set[PersonalItem] = set()
         for chunk in chunked(sorted(by_key), BATCH_GET_LIMIT):
             stored = read_items(
@@ -93,7 +95,7 @@ class DynamoDbPersonalItemStore(PersonalItemStore):
         return found
 
     def delete(self, items: Collection[PersonalItem]) -> None:
-        keys = sorted({item_key(item) for item in items})
+        keys = sorted({key for item in items for key in item_keys(item)})
         for chunk in chunked(keys, BATCH_WRITE_LIMIT):
             try:
                 left = delete_keys(

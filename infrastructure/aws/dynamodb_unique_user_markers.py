@@ -1,66 +1,119 @@
-"""Exact unique users in DynamoDB: one idempotent marker item per (counter, hour, user).
+"""Exact unique users in DynamoDB: one first-seen marker item per (counter window, user), written
+once, conditionally, carrying the record that wrote it.
 
-Layout and costs: docs/storage.md ("Exact unique users").
+Layout, costs and why it is exact: docs/storage.md ("Exact unique users").
 """
 
 from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Collection, Mapping, Sequence
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from collections.abc import Collection, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, timedelta
+from typing import TYPE_CHECKING, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 from cachetools import LRUCache
 
-from application.ports import COMPLETE, Deadline, RecordId, UniqueUserMarkers, WriteReport
+from application.ports import (
+    COMPLETE,
+    Clock,
+    Counter,
+    Deadline,
+    MarkerClaims,
+    RecordId,
+    UniqueUserMarkers,
+    WriteReport,
+)
 from application.shard_cut import NO_CUT, ShardCut
 from domain.metrics import Granularity, MetricDelta, MetricKey
-from domain.time import DAY_LABEL_FORMAT
+from domain.statistics import joined_metrics
+from infrastructure.aws.client_config import refund_retry_quota_on_answers
 from infrastructure.aws.dynamodb_codec import (
-    BATCH_WRITE_LIMIT,
     Backoff,
     Item,
     chunked,
     failed_write,
     number,
-    put_items,
     query_items,
     read_string,
     settled,
     string,
 )
 from infrastructure.aws.errors import is_data_refusal, is_transient
-from infrastructure.dynamodb_layout import marker_partition_key, marker_sort_key
+from infrastructure.clock import SystemClock
+from infrastructure.dynamodb_layout import (
+    DAY_MARKER_SORT_PREFIX,
+    TTL_ATTRIBUTE,
+    MarkerItemKey,
+    experiment_marker_attributes,
+    legacy_marker_partition_key,
+    marker_key,
+    marker_partitions,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
-MarkerKey = tuple[str, str]
-"""(partition_key, sort_key) of one unique-user marker."""
+CONDITION_FAILED = "ConditionalCheckFailedException"
+WRITER_ATTRIBUTE = "by"
+"""A marker's record: `<shard id>/<sequence number>`."""
+
+_MARKER_COUNT = "n"
+"""An experiment-to-date item's number of markers: each new one takes the next place."""
+
+_MARKERS_PER_TASK = 8
+"""Markers one worker writes in a row: enough to make a task's overhead small beside its
+requests, few enough that a batch's markers spread over every worker."""
+
+
+def writer_of(record: RecordId) -> str:
+    shard_id, sequence = record
+    return f"{shard_id}/{sequence}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    """One marker a delta needs: for which counter, and the record that would write it."""
+
+    key: MarkerItemKey
+    counter: Counter
+    record: RecordId
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    wanted: _Wanted
+    ours: bool
+    report: WriteReport = COMPLETE
+    joins: tuple[str, ...] = ()
+
+
+_Known = tuple[RecordId, tuple[str, ...]]
+"""A marker as confirmed: its record, and the metrics that record joins (see `MarkerClaims`)."""
 
 
 class DynamoDbUniqueUserMarkers(UniqueUserMarkers):
-    """Markers are plain puts, 25 to a `BatchWriteItem`: writing one twice is harmless, so they
-    need no watermark. A warm container remembers (bounded LRU) the markers DynamoDB confirmed
-    and never writes them again.
-
-    The metric store writes a batch's markers beside its counters, on its own workers
-    (`submit`), so that both go out at once; `mark` writes them alone.
-    """
+    """Each marker is one conditional `UpdateItem` (`SET by = :record` if `by` does not exist,
+    returning the item as it was when the condition fails): the record that wrote it, or the
+    record a retry finds there, tells whether this record counts the user. A warm container
+    remembers (bounded LRU) each marker's record once DynamoDB confirmed it, and sends nothing
+    for it again."""
 
     def __init__(
         self,
         client: DynamoDBClient,
         table_name: str,
-        max_workers: int = 16,
+        max_workers: int = 32,
         executor: Executor | None = None,
         ttl_days: int | None = None,
-        cache_size: int = 50_000,
+        cache_size: int = 200_000,
         backoff: Backoff | None = None,
         max_transient_retries: int = 4,
+        clock: Clock | None = None,
     ) -> None:
         self._client = client
         self._table_name = table_name
@@ -69,10 +122,14 @@ class DynamoDbUniqueUserMarkers(UniqueUserMarkers):
             max_workers=max_workers, thread_name_prefix="unique-user-markers"
         )
         self._ttl = None if ttl_days is None else timedelta(days=ttl_days)
-        self._written: LRUCache[MarkerKey, bool] = LRUCache(maxsize=cache_size)
+        self._written: LRUCache[tuple[MarkerItemKey, str], _Known] = LRUCache(maxsize=cache_size)
+        """Confirmed markers by (item key, metric): an experiment-to-date item holds every
+        metric's marker of its user."""
         self._lock = threading.Lock()
         self._backoff = backoff or Backoff()
         self._max_transient_retries = max_transient_retries
+        self._clock = clock or SystemClock()
+        refund_retry_quota_on_answers(client, frozenset({CONDITION_FAILED}))
 
     def close(self) -> None:
         if self._owns_executor:
@@ -80,156 +137,266 @@ class DynamoDbUniqueUserMarkers(UniqueUserMarkers):
 
     # -- writing -------------------------------------------------------------------------------
 
-    def mark(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
-        return settled(self.submit(deltas, deadline, self._executor))
+    def mark(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> MarkerClaims:
+        first_records: dict[Counter, set[int]] = defaultdict(set)
+        joins: dict[Counter, dict[int, tuple[str, ...]]] = defaultdict(dict)
+        wanted = self._wanted(deltas, first_records, joins)
+        report = settled(
+            [
+                self._executor.submit(self._write_all, chunk, deadline, first_records, joins)
+                for chunk in chunked(wanted, _MARKERS_PER_TASK)
+            ]
+        )
+        claims = {counter: frozenset(sequences) for counter, sequences in first_records.items()}
+        return MarkerClaims(claims, report, {counter: dict(j) for counter, j in joins.items()})
 
-    def submit(
-        self, deltas: Sequence[MetricDelta], deadline: Deadline, executor: Executor
-    ) -> list[Future[WriteReport]]:
-        """`mark`'s writes, started on `executor`: one future per `BatchWriteItem` chunk."""
-        markers = self._new_markers(deltas)
-        return [
-            executor.submit(self._write_markers, list(chunk), markers, deadline)
-            for chunk in chunked(sorted(markers), BATCH_WRITE_LIMIT)
-        ]
-
-    def _new_markers(self, deltas: Sequence[MetricDelta]) -> dict[MarkerKey, ShardCut]:
-        """The markers this batch needs that this container has not written yet, each with the
-        cut that redelivers every record that needs it."""
-        markers: dict[MarkerKey, list[RecordId]] = defaultdict(list)
+    def _wanted(
+        self,
+        deltas: Sequence[MetricDelta],
+        first_records: dict[Counter, set[int]],
+        joins: dict[Counter, dict[int, tuple[str, ...]]],
+    ) -> list[_Wanted]:
+        """The markers the deltas need that this container does not know; those it knows to
+        hold a delta's record go straight into `first_records`."""
+        wanted = []
         with self._lock:
             for delta in deltas:
-                key = delta.key
-                if key.granularity is not Granularity.HOUR:
-                    # A day's users are the union of its hours' users, which the hourly deltas
-                    # of the same records already mark.
-                    continue
-                partition = marker_partition_key(
-                    key.experiment_id, key.variant_id, key.metric, key.window_start
-                )
+                counter = (delta.key, delta.shard_id)
                 for user_id, sequence in delta.first_sequence_of_users().items():
-                    marker = (partition, marker_sort_key(key.window_start, user_id))
-                    if marker in self._written:
-                        continue
-                    markers[marker].append((delta.shard_id, sequence))
-        return {marker: ShardCut.of(records) for marker, records in markers.items()}
+                    key = marker_key(delta.key, user_id)
+                    record = (delta.shard_id, sequence)
+                    known = self._written.get((key, delta.key.metric))
+                    if known is None:
+                        wanted.append(_Wanted(key, counter, record))
+                    elif known[0] == record:
+                        first_records[counter].add(sequence)
+                        if known[1]:
+                            joins[counter][sequence] = known[1]
+        return wanted
 
-    def _write_markers(
+    def _write_all(
         self,
-        chunk: list[MarkerKey],
-        sources: Mapping[MarkerKey, ShardCut],
+        chunk: Sequence[_Wanted],
         deadline: Deadline,
+        first_records: dict[Counter, set[int]],
+        joins: dict[Counter, dict[int, tuple[str, ...]]],
     ) -> WriteReport:
-        def unfinished_of(keys: Sequence[MarkerKey]) -> ShardCut:
-            return NO_CUT.merged(*(sources[key] for key in keys))
+        """Write the chunk's markers one after the other; the records that hold theirs go into
+        `first_records` (and what they join into `joins`)."""
+        outcomes = [self._write(wanted, deadline) for wanted in chunk]
+        with self._lock:
+            for outcome in outcomes:
+                if outcome.ours:
+                    counter = outcome.wanted.counter
+                    first_records[counter].add(outcome.wanted.record[1])
+                    if outcome.joins:
+                        joins[counter][outcome.wanted.record[1]] = outcome.joins
+        return _merged([outcome.report for outcome in outcomes])
 
+    def _write(self, wanted: _Wanted, deadline: Deadline) -> _Outcome:
+        shard_id, sequence = wanted.record
+        unfinished = ShardCut({shard_id: sequence})
         transient_failures = 0
         while True:
             if deadline.expired():
-                return WriteReport(
-                    unfinished_of(chunk),
-                    ("deadline reached before writing every unique-user marker",),
+                return _Outcome(
+                    wanted,
+                    False,
+                    WriteReport(
+                        unfinished, ("deadline reached before writing every unique-user marker",)
+                    ),
                 )
+            failure: ClientError | BotoCoreError
             try:
-                left = put_items(
-                    self._client,
-                    self._table_name,
-                    [self._marker_item(key) for key in chunk],
-                    self._backoff,
-                    deadline,
-                )
-                break
-            except (ClientError, BotoCoreError) as error:
+                old = self._update(wanted)
+            except ClientError as error:
+                code = error.response.get("Error", {}).get("Code")
+                if code == CONDITION_FAILED:
+                    item = _item_in(error)
+                    holder = None if item is None else _holder(item, wanted.counter[0].metric)
+                    if item is None or holder is None:
+                        return _Outcome(
+                            wanted,
+                            False,
+                            WriteReport(
+                                unfinished,
+                                (f"UpdateItem: marker without a readable {WRITER_ATTRIBUTE}",),
+                            ),
+                        )
+                    return self._settle(wanted, holder, item)
                 if is_data_refusal(error):
-                    return self._isolate_refused_markers(chunk, sources, deadline, error)
-                transient_failures += 1
-                if not is_transient(error) or transient_failures > self._max_transient_retries:
-                    return failed_write(error, "BatchWriteItem", unfinished_of(chunk))
-                self._backoff.pause(transient_failures - 1)
-        not_written = {
-            (read_string(item, "partition_key"), read_string(item, "sort_key")) for item in left
-        }
-        with self._lock:
-            for key in chunk:
-                if key not in not_written:
-                    self._written[key] = True
-        if not not_written:
-            return COMPLETE
-        return WriteReport(
-            unfinished_of(sorted(not_written)),
-            (f"BatchWriteItem: {len(not_written)} unique-user markers still unprocessed",),
-        )
+                    message = error.response.get("Error", {}).get("Message", "")
+                    return _Outcome(
+                        wanted,
+                        False,
+                        WriteReport(
+                            NO_CUT,
+                            (),
+                            {wanted.record: f"UpdateItem (unique-user marker): {message}"},
+                        ),
+                    )
+                failure = error
+            except BotoCoreError as error:
+                failure = error
+            else:
+                return self._settle(wanted, writer_of(wanted.record), old, written=True)
+            transient_failures += 1
+            if not is_transient(failure) or transient_failures > self._max_transient_retries:
+                return _Outcome(wanted, False, failed_write(failure, "UpdateItem", unfinished))
+            self._backoff.pause(transient_failures - 1)
 
-    def _isolate_refused_markers(
-        self,
-        chunk: list[MarkerKey],
-        sources: Mapping[MarkerKey, ShardCut],
-        deadline: Deadline,
-        error: ClientError | BotoCoreError,
-    ) -> WriteReport:
-        """DynamoDB refused this batch's data: write the markers one by one; a marker refused
-        alone is reported through the records that needed it first."""
-        if len(chunk) == 1:
-            message = getattr(error, "response", {}).get("Error", {}).get("Message", "")
-            return WriteReport(
-                NO_CUT,
-                (),
-                dict.fromkeys(
-                    sources[chunk[0]].as_dict().items(),
-                    f"BatchWriteItem (unique-user marker): {message}",
-                ),
-            )
-        reports = [self._write_markers([key], sources, deadline) for key in chunk]
-        return WriteReport(
-            NO_CUT.merged(*(report.cut for report in reports)),
-            tuple(problem for report in reports for problem in report.problems),
-            {where: why for report in reports for where, why in report.refused.items()},
-        )
+    def _settle(self, wanted: _Wanted, holder: str, item: Item, written: bool = False) -> _Outcome:
+        """The marker is durable and holds `holder`: remembered, and ours when it is our
+        record (a write of ours, or a retry of one whose answer was lost). `item` is the item
+        as it was before our write (`written`) or as it is now, holding the marker."""
+        key = wanted.counter[0]
+        ours = holder == writer_of(wanted.record)
+        joins: tuple[str, ...] = ()
+        if key.granularity is Granularity.EXPERIMENT:
+            earlier = _metrics_written(item) if written else _metrics_before(item, key.metric)
+            joins = joined_metrics(key.metric, earlier)
+        shard_id, _, sequence = holder.rpartition("/")
+        if shard_id and sequence.isdigit():
+            with self._lock:
+                self._written[(wanted.key, key.metric)] = (
+                    (shard_id, int(sequence)),
+                    joins if ours else (),
+                )
+        return _Outcome(wanted, ours, joins=joins if ours else ())
 
-    def _marker_item(self, key: MarkerKey) -> Item:
-        partition, sort = key
-        item: Item = {"partition_key": string(partition), "sort_key": string(sort)}
+    def _update(self, wanted: _Wanted) -> Item:
+        """The conditional write; returns the item as it was before it (empty when new)."""
+        key = wanted.counter[0]
+        partition, sort = wanted.key
+        values: dict[str, AttributeValueTypeDef] = {":by": string(writer_of(wanted.record))}
+        if key.granularity is Granularity.EXPERIMENT:
+            marker, order = experiment_marker_attributes(key.metric)
+            names = {"#by": marker, "#o": order, "#n": _MARKER_COUNT}
+            update = "SET #by = :by, #o = if_not_exists(#n, :zero) + :one, #n = if_not_exists(#n, :zero) + :one"
+            values[":zero"] = number(0)
+            values[":one"] = number(1)
+        else:
+            names = {"#by": WRITER_ATTRIBUTE}
+            update = "SET #by = :by"
         if self._ttl is not None:
-            day = datetime.strptime(partition.rsplit("#", 1)[1], DAY_LABEL_FORMAT).replace(
-                tzinfo=UTC
-            )
-            expires = day + timedelta(days=1) + self._ttl
-            item["expires_at"] = number(int(expires.timestamp()))
-        return item
+            update += f", {TTL_ATTRIBUTE} = :expires"
+            values[":expires"] = number(self._expiry(key))
+        answer = self._client.update_item(
+            TableName=self._table_name,
+            Key={"partition_key": string(partition), "sort_key": string(sort)},
+            UpdateExpression=update,
+            ConditionExpression="attribute_not_exists(#by)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_OLD",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+        return answer.get("Attributes", {})
 
-    # -- reading (operators' reports) -----------------------------------------------------------
+    def _expiry(self, key: MetricKey) -> int:
+        """An hour's or day's markers expire `ttl_days` after the end of their day; experiment
+        markers `ttl_days` after they are written (a user back after that counts again)."""
+        assert self._ttl is not None
+        if key.granularity is Granularity.EXPERIMENT:
+            start = self._clock.now().astimezone(UTC)
+        else:
+            start = Granularity.DAY.window_start(key.window_start) + timedelta(days=1)
+        return int((start + self._ttl).timestamp())
+
+    # -- reading (operators' reports in user-set mode) -------------------------------------------
 
     def users(self, keys: Collection[MetricKey]) -> dict[MetricKey, frozenset[str]]:
-        """One query per (experiment, variant, metric, day) partition serves the day and its
-        hours alike (instead of one per hour: same read units, up to 24 times fewer requests)."""
-        partitions = sorted({_partition_of(key) for key in keys})
+        """One query per marker partition serves a day and its hours alike."""
+        partitions = sorted({p for key in keys for p in marker_partitions(key)})
         by_partition = dict(
-            zip(partitions, self._executor.map(self._users_by_hour, partitions), strict=True)
+            zip(partitions, self._executor.map(self._sort_keys, partitions), strict=True)
         )
         users: dict[MetricKey, frozenset[str]] = {}
         for key in keys:
-            hours = by_partition[_partition_of(key)]
-            if key.granularity is Granularity.HOUR:
-                users[key] = frozenset(hours.get(f"{key.window_start:%H}", ()))
-            else:
-                users[key] = frozenset().union(*hours.values())
+            found: set[str] = set()
+            legacy = (
+                None
+                if key.granularity is Granularity.EXPERIMENT
+                else legacy_marker_partition_key(key)
+            )
+            for partition in marker_partitions(key):
+                for sort_key in by_partition[partition]:
+                    user_id = _user_of(key, sort_key, legacy_partition=partition == legacy)
+                    if user_id is not None:
+                        found.add(user_id)
+            users[key] = frozenset(found)
         return users
 
-    def _users_by_hour(self, partition: str) -> dict[str, set[str]]:
-        hours: dict[str, set[str]] = defaultdict(set)
-        for item in query_items(
-            self._client,
-            {
-                "TableName": self._table_name,
-                "KeyConditionExpression": "partition_key = :pk",
-                "ExpressionAttributeValues": {":pk": string(partition)},
-                "ProjectionExpression": "sort_key",
-            },
-        ):
-            hour, user_id = read_string(item, "sort_key").split("#", 1)
-            hours[hour].add(user_id)
-        return hours
+    def _sort_keys(self, partition: str) -> list[str]:
+        return [
+            read_string(item, "sort_key")
+            for item in query_items(
+                self._client,
+                {
+                    "TableName": self._table_name,
+                    "KeyConditionExpression": "partition_key = :pk",
+                    "ExpressionAttributeValues": {":pk": string(partition)},
+                    "ProjectionExpression": "sort_key",
+                },
+            )
+        ]
 
 
-def _partition_of(key: MetricKey) -> str:
-    return marker_partition_key(key.experiment_id, key.variant_id, key.metric, key.window_start)
+def _user_of(key: MetricKey, sort_key: str, legacy_partition: bool) -> str | None:
+    """The user a marker of `key`'s partition names, when it counts in `key`'s window. Legacy
+    partitions hold hour markers only; a day's users there are all of its hours'."""
+    if key.granularity is Granularity.EXPERIMENT:
+        return sort_key
+    if key.granularity is Granularity.DAY:
+        if legacy_partition:
+            return sort_key.split("#", 1)[1]
+        if sort_key.startswith(DAY_MARKER_SORT_PREFIX):
+            return sort_key[len(DAY_MARKER_SORT_PREFIX) :]
+        return None
+    hour = f"{key.window_start:%H}#"
+    return sort_key[len(hour) :] if sort_key.startswith(hour) else None
+
+
+def _item_in(error: ClientError) -> Item | None:
+    item = cast(dict[str, object], error.response).get("Item")
+    return cast(Item, item) if isinstance(item, dict) else None
+
+
+def _holder(item: Item, metric: str) -> str | None:
+    """The record a marker item holds for `metric` (hour and day items hold one metric's)."""
+    name = (
+        experiment_marker_attributes(metric)[0]
+        if isinstance(item.get(_MARKER_COUNT), dict)
+        else WRITER_ATTRIBUTE
+    )
+    value = item.get(name)
+    if not isinstance(value, dict) or not isinstance(value.get("S"), str):
+        return None
+    return value["S"]
+
+
+def _metrics_written(item: Item) -> list[str]:
+    """The metrics whose experiment-to-date marker the user's item holds."""
+    return [name[2:] for name in item if name.startswith("m#")]
+
+
+def _metrics_before(item: Item, metric: str) -> list[str]:
+    """The metrics whose marker was written into the user's item before `metric`'s."""
+    orders = {
+        name[2:]: int(value["N"])
+        for name, value in item.items()
+        if name.startswith("o#") and isinstance(value, dict) and "N" in value
+    }
+    mine = orders.get(metric)
+    if mine is None:
+        return []
+    return [other for other, order in orders.items() if order < mine]
+
+
+def _merged(listed: Sequence[WriteReport]) -> WriteReport:
+    cut = NO_CUT.merged(*(report.cut for report in listed))
+    problems = tuple(dict.fromkeys(p for report in listed for p in report.problems))
+    refused = {where: why for report in listed for where, why in report.refused.items()}
+    if not cut and not problems and not refused:
+        return COMPLETE
+    return WriteReport(cut, problems, refused)

@@ -35,12 +35,12 @@ LAMBDA_PERMISSIONS: dict[Resource, frozenset[str]] = {
 """What the Lambda function's role needs (its event source mapping reads the stream for it)."""
 
 LAMBDA_PARTITION_KEY_PREFIXES: dict[str, frozenset[str]] = {
-    "dynamodb:UpdateItem": frozenset({COUNTER_PARTITION_PREFIX}),
-    "dynamodb:BatchWriteItem": frozenset({MARKER_PARTITION_PREFIX, EVENT_PREFIX}),
+    "dynamodb:UpdateItem": frozenset({COUNTER_PARTITION_PREFIX, MARKER_PARTITION_PREFIX}),
+    "dynamodb:BatchWriteItem": frozenset({EVENT_PREFIX}),
     "dynamodb:BatchGetItem": frozenset({EVENT_PREFIX}),
 }
 """The partition keys each of the function's actions on the aggregation table touches, by prefix:
-counters are updated, markers and event ids put, event ids read. The template's
+counters and first-seen markers are updated (conditionally), event ids put and read. The template's
 `dynamodb:LeadingKeys` conditions allow these prefixes and no other (the replay ledger's
 `REPLAY#`/`REPLAYRUN#` items are the operators')."""
 

@@ -1,5 +1,6 @@
-"""Counters in memory, with the same per-shard watermark rule as the DynamoDB store; their unique
-users are the markers' (`InMemoryUniqueUserMarkers`), marked beside each counter."""
+"""Counters in memory, with the same per-shard watermark rule as the DynamoDB store, and their
+unique users counted as the DynamoDB store counts them: first-seen markers
+(`InMemoryUniqueUserMarkers`) first, then each counter with the records that hold theirs."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from application.ports import (
     Deadline,
     MetricSnapshot,
     MetricStore,
-    NoDeadline,
     RecordId,
     WriteReport,
+    counted_deltas,
 )
 from application.shard_cut import ShardCut
 from domain.limits import COUNTER_CONTEXT, counter_sum_problem, delta_sum_problem
@@ -33,6 +34,7 @@ from infrastructure.in_memory.unique_user_markers import InMemoryUniqueUserMarke
 class _Counter:
     measures: Measures = NO_MEASURES
     watermarks: dict[str, int] = field(default_factory=dict)
+    joined: dict[str, int] = field(default_factory=dict)
 
 
 class InMemoryMetricStore(MetricStore):
@@ -42,26 +44,27 @@ class InMemoryMetricStore(MetricStore):
         self.markers = markers or InMemoryUniqueUserMarkers()
 
     def apply(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
-        """As the DynamoDB store applies them, refusals included: a counter whose numbers or
-        keys DynamoDB would refuse is refused for the records responsible (found by halves, the
-        rest applied), and a user whose unique-user marker key is too large is refused through
-        the first record that needed it."""
+        """As the DynamoDB store applies them, refusals included: the users' first-seen markers
+        first (a user whose marker key is too large is refused through the first record that
+        needed it, and counts no one), then the counters (one whose numbers or keys DynamoDB
+        would refuse is refused for the records responsible, found by halves, the rest
+        applied)."""
+        claims = self.markers.mark(deltas, deadline)
         late: list[RecordId] = []
-        refused: dict[RecordId, str] = {}
+        refused: dict[RecordId, str] = dict(claims.report.refused)
         with self._lock:
-            for delta in deltas:
+            for delta in counted_deltas(deltas, claims):
                 if deadline.expired():
                     late.append((delta.shard_id, delta.first_sequence))
                     continue
                 self._apply_delta(delta, refused)
-                # Every user of the delta, as DynamoDB's markers are written apart from the
-                # counter (a record the counter refused still marks its user).
-                refused.update(self.markers.mark([delta], NoDeadline()).refused)
+        cut = claims.report.cut.merged(ShardCut.of(late))
+        problems = claims.report.problems
         if late:
-            return WriteReport(
-                ShardCut.of(late), ("deadline reached while applying metric deltas",), refused
-            )
-        return WriteReport(refused=refused) if refused else COMPLETE
+            problems += ("deadline reached while applying metric deltas",)
+        if cut or refused:
+            return WriteReport(cut, problems, refused)
+        return COMPLETE
 
     def _apply_delta(self, delta: MetricDelta, refused: dict[RecordId, str]) -> None:
         key = delta.key
@@ -90,6 +93,8 @@ class InMemoryMetricStore(MetricStore):
             counter = self._counters[key] = _Counter()
         with localcontext(COUNTER_CONTEXT):
             counter.measures += fresh.measures
+        for metric, users in fresh.joined_users().items():
+            counter.joined[metric] = counter.joined.get(metric, 0) + users
         counter.watermarks[delta.shard_id] = fresh.last_sequence
 
     def watermarks(self, keys: Collection[MetricKey], shard_id: str) -> dict[MetricKey, int]:
@@ -107,18 +112,25 @@ class InMemoryMetricStore(MetricStore):
         granularity: Granularity,
         start: datetime | None = None,
         end: datetime | None = None,
+        user_sets: bool = False,
     ) -> list[MetricSnapshot]:
         with self._lock:
             counters = [
-                (key, counter.measures)
+                (key, counter.measures, dict(counter.joined))
                 for key, counter in sorted(self._counters.items())
                 if key.experiment_id == experiment_id
                 and key.granularity is granularity
                 and (start is None or key.window_start >= start)
                 and (end is None or key.window_start < end)
             ]
-        users = self.markers.users([key for key, _ in counters])
-        return [MetricSnapshot(key, measures, users[key]) for key, measures in counters]
+        if not user_sets:
+            return [
+                MetricSnapshot(key, measures, None, joined) for key, measures, joined in counters
+            ]
+        users = self.markers.users([key for key, _, _ in counters])
+        return [
+            MetricSnapshot(key, measures, users[key], joined) for key, measures, joined in counters
+        ]
 
     def experiment_ids(self) -> list[str]:
         with self._lock:

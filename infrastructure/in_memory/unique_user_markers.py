@@ -1,106 +1,103 @@
-"""Unique-user markers in memory: the hours' users of each (experiment, variant, metric, day),
-refusing the marker keys DynamoDB refuses."""
+"""First-seen markers in memory: per counter window and user, the record that first counted the
+user, refusing the marker keys DynamoDB refuses."""
 
 from __future__ import annotations
 
 import threading
+from collections import defaultdict
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from dataclasses import replace
 
-from application.ports import COMPLETE, Deadline, RecordId, UniqueUserMarkers, WriteReport
+from application.ports import (
+    Counter,
+    Deadline,
+    MarkerClaims,
+    RecordId,
+    UniqueUserMarkers,
+    WriteReport,
+)
 from application.shard_cut import ShardCut
 from domain.erasure import UniqueUserMarker
 from domain.metrics import Granularity, MetricDelta, MetricKey
-from infrastructure.dynamodb_layout import key_size_problem, marker_partition_key, marker_sort_key
-
-_Partition = tuple[str, str, str, datetime]
-"""(experiment_id, variant_id, metric, day): what one DynamoDB marker partition holds."""
+from domain.statistics import joined_metrics
+from infrastructure.dynamodb_layout import key_size_problem, marker_key
 
 
 class InMemoryUniqueUserMarkers(UniqueUserMarkers):
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._hours: dict[_Partition, dict[datetime, set[str]]] = {}
+        self._writers: dict[MetricKey, dict[str, RecordId]] = {}
+        """Per counter window, each user's marker: the record that wrote it."""
+        self._metrics_in_order: dict[tuple[str, str, str], list[str]] = {}
+        """Per (experiment, variant, user), the metrics of their experiment-to-date markers in
+        the order they were written: DynamoDB's one item per user and variant."""
 
-    def mark(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
+    def mark(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> MarkerClaims:
         """As the DynamoDB markers are written: a user whose marker key is too large is refused
         through the first record of theirs."""
         late: list[RecordId] = []
         refused: dict[RecordId, str] = {}
+        first_records: dict[Counter, set[int]] = defaultdict(set)
+        joins: dict[Counter, dict[int, tuple[str, ...]]] = defaultdict(dict)
         with self._lock:
             for delta in deltas:
-                if delta.key.granularity is not Granularity.HOUR:
-                    continue  # a day's users are its hours' markers
                 if deadline.expired():
                     late.append((delta.shard_id, delta.first_sequence))
                     continue
-                self._mark(delta, refused)
+                writers = self._writers.setdefault(delta.key, {})
+                for user_id, sequence in delta.first_sequence_of_users().items():
+                    record = (delta.shard_id, sequence)
+                    problem = key_size_problem(*marker_key(delta.key, user_id))
+                    if problem is not None:
+                        refused[record] = f"UpdateItem (unique-user marker): {problem}"
+                    elif writers.setdefault(user_id, record) == record:
+                        counter = (delta.key, delta.shard_id)
+                        first_records[counter].add(sequence)
+                        if delta.key.granularity is Granularity.EXPERIMENT:
+                            joins[counter][sequence] = self._joined(delta.key, user_id)
+        claims = {counter: frozenset(sequences) for counter, sequences in first_records.items()}
         if late:
-            return WriteReport(
+            report = WriteReport(
                 ShardCut.of(late),
                 ("deadline reached before writing every unique-user marker",),
                 refused,
             )
-        return WriteReport(refused=refused) if refused else COMPLETE
+        else:
+            report = WriteReport(refused=refused)
+        return MarkerClaims(claims, report, {counter: dict(j) for counter, j in joins.items()})
 
-    def _mark(self, delta: MetricDelta, refused: dict[RecordId, str]) -> None:
-        key = delta.key
-        partition = marker_partition_key(
-            key.experiment_id, key.variant_id, key.metric, key.window_start
+    def _joined(self, key: MetricKey, user_id: str) -> tuple[str, ...]:
+        """The metrics the user's marker of `key` joins, from the user's markers written
+        before it (see `domain.statistics.joined_metrics`)."""
+        in_order = self._metrics_in_order.setdefault(
+            (key.experiment_id, key.variant_id, user_id), []
         )
-        hours = self._hours.setdefault(_partition_of(key), {})
-        for user_id, sequence in delta.first_sequence_of_users().items():
-            problem = key_size_problem(partition, marker_sort_key(key.window_start, user_id))
-            if problem is None:
-                hours.setdefault(key.window_start, set()).add(user_id)
-            else:
-                refused[(delta.shard_id, sequence)] = (
-                    f"BatchWriteItem (unique-user marker): {problem}"
-                )
+        if key.metric not in in_order:
+            in_order.append(key.metric)
+        return joined_metrics(key.metric, in_order[: in_order.index(key.metric)])
 
     def users(self, keys: Collection[MetricKey]) -> dict[MetricKey, frozenset[str]]:
         with self._lock:
-            users: dict[MetricKey, frozenset[str]] = {}
-            for key in keys:
-                hours = self._hours.get(_partition_of(key), {})
-                if key.granularity is Granularity.HOUR:
-                    users[key] = frozenset(hours.get(key.window_start, ()))
-                else:
-                    users[key] = frozenset().union(*hours.values())
-            return users
+            return {key: frozenset(self._writers.get(key, ())) for key in keys}
 
     # -- erasure -------------------------------------------------------------------------------
 
     def has_marker(self, marker: UniqueUserMarker) -> bool:
         """Whether the marker item exists (its key one DynamoDB could hold)."""
-        if _marker_key_problem(marker) is not None:
+        if key_size_problem(*marker_key(marker.counter, marker.user_id)) is not None:
             return False
         with self._lock:
-            hours = self._hours.get(_partition_of_marker(marker), {})
-            return marker.user_id in hours.get(marker.hour, ())
+            return marker.user_id in self._writers.get(marker.counter, {})
 
     def delete_markers(self, markers: Collection[UniqueUserMarker]) -> None:
-        """Delete the marker items: the user leaves the hour's users, and the day's once no hour
-        of that day marks them."""
+        """Delete the marker items (the stored unique-user counts keep the user: a count is an
+        aggregate, like the event counts)."""
         with self._lock:
             for marker in markers:
-                users = self._hours.get(_partition_of_marker(marker), {}).get(marker.hour)
-                if users is not None:
-                    users.discard(marker.user_id)
-
-
-def _partition_of(key: MetricKey) -> _Partition:
-    day = Granularity.DAY.window_start(key.window_start)
-    return (key.experiment_id, key.variant_id, key.metric, day)
-
-
-def _partition_of_marker(marker: UniqueUserMarker) -> _Partition:
-    day = Granularity.DAY.window_start(marker.hour)
-    return (marker.experiment_id, marker.variant_id, marker.metric, day)
-
-
-def _marker_key_problem(marker: UniqueUserMarker) -> str | None:
-    return key_size_problem(
-        marker_partition_key(marker.experiment_id, marker.variant_id, marker.metric, marker.hour),
-        marker_sort_key(marker.hour, marker.user_id),
-    )
+                if marker.granularity is Granularity.EXPERIMENT:
+                    # One item holds the user's markers of every metric of the variant.
+                    item = (marker.experiment_id, marker.variant_id, marker.user_id)
+                    for metric in self._metrics_in_order.pop(item, []):
+                        counter = replace(marker, metric=metric).counter
+                        self._writers.get(counter, {}).pop(marker.user_id, None)
+                self._writers.get(marker.counter, {}).pop(marker.user_id, None)

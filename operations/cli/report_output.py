@@ -132,6 +132,7 @@ def report_document(report: ExperimentReport) -> dict[str, object]:
             "confidence_level": CONFIDENCE_LEVEL,
             # Totals are distinct users over the whole range (format 1 had sums of windows).
             "unique_users_exact": True,
+            "unique_users_from": report.users_counted.value,
             "fixed_horizon": True,
             "totals": [
                 {
@@ -205,7 +206,10 @@ def render_table(report: ExperimentReport, console: Console) -> None:
     span = f"{_iso(report.start) or 'beginning'} to {_iso(report.end) or 'now'}"
     console.print(f"[bold]{escape(title)}[/bold]")
     adjective = "hourly" if report.granularity is Granularity.HOUR else "daily"
-    console.print(f"{adjective} windows, {span}, {len(report.windows)} counters")
+    console.print(
+        f"{adjective} windows, {span}, {len(report.windows)} counters, distinct users from "
+        f"{report.users_counted.value}"
+    )
     srm = report.sample_ratio
     _render_sample_ratio(srm, console)
     suspect = srm is not None and srm.mismatch

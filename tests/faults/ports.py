@@ -116,8 +116,9 @@ class FaultyMetricStore(MetricStore):
         granularity: Granularity,
         start: datetime | None = None,
         end: datetime | None = None,
+        user_sets: bool = False,
     ) -> list[MetricSnapshot]:
-        return self._inner.snapshots(experiment_id, granularity, start, end)
+        return self._inner.snapshots(experiment_id, granularity, start, end, user_sets)
 
     def watermarks(self, keys: Collection[MetricKey], shard_id: str) -> dict[MetricKey, int]:
         return self._inner.watermarks(keys, shard_id)

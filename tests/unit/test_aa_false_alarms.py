@@ -26,10 +26,12 @@ def test_users_of_the_simulation_come_back_on_several_days() -> None:
     store = aa_store(AaSpec(), np.random.default_rng(SEED))
 
     days = [
-        s for s in store.snapshots(EXPERIMENT_ID, Granularity.DAY) if s.key.metric == "exposure"
+        s
+        for s in store.snapshots(EXPERIMENT_ID, Granularity.DAY, user_sets=True)
+        if s.key.metric == "exposure"
     ]
     user_days = sum(s.unique_users for s in days)
-    distinct = len(set().union(*(s.user_ids for s in days)))
+    distinct = len(set().union(*(s.user_ids or () for s in days)))
 
     assert len({s.key.window_start for s in days}) == 14
     assert user_days > 2.5 * distinct

@@ -146,8 +146,9 @@ class SometimesFailingStore(MetricStore):
         granularity: Granularity,
         start: datetime | None = None,
         end: datetime | None = None,
+        user_sets: bool = False,
     ) -> list[MetricSnapshot]:
-        return self.inner.snapshots(experiment_id, granularity, start, end)
+        return self.inner.snapshots(experiment_id, granularity, start, end, user_sets)
 
     def watermarks(self, keys: Collection[MetricKey], shard_id: str) -> dict[MetricKey, int]:
         return self.inner.watermarks(keys, shard_id)

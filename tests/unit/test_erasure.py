@@ -69,14 +69,14 @@ class World:
         ]
 
     def users(self) -> dict[object, frozenset[str]]:
-        return {s.key: s.user_ids for s in self._snapshots()}
+        return {s.key: s.user_ids or frozenset() for s in self._snapshots(user_sets=True)}
 
-    def _snapshots(self) -> list[MetricSnapshot]:
+    def _snapshots(self, user_sets: bool = False) -> list[MetricSnapshot]:
         return [
             s
             for exp in ("exp-1", "exp-2")
             for granularity in Granularity
-            for s in self.store.metrics.snapshots(exp, granularity)
+            for s in self.store.metrics.snapshots(exp, granularity, user_sets=user_sets)
         ]
 
     def archived_users(self) -> list[str]:
@@ -147,7 +147,8 @@ def test_erasing_a_user_removes_their_markers_lines_event_ids_and_dead_letters(
     assert report.erased[Erased.DEAD_LETTERS] == 2
     assert report.erased[Erased.EVENT_ID_ITEMS] >= 1
     # In exp-1/control and exp-2/treatment: clicks at 9, 10 and 11, a purchase at 11.
-    assert report.erased[Erased.UNIQUE_USER_MARKERS] == 8
+    # Four hours' markers, and the click's and the purchase's day and experiment markers.
+    assert report.erased[Erased.UNIQUE_USER_MARKERS] == 2 * (4 + 2 + 2)
     assert report.touched
 
 
@@ -399,7 +400,7 @@ def test_an_item_whose_key_dynamodb_would_refuse_is_never_present() -> None:
     w = World()
     too_long = "u" * 2000
     items: set[PersonalItem] = {
-        UniqueUserMarker("exp-1", "control", "click", HOUR_11, too_long),
+        UniqueUserMarker("exp-1", "control", "click", Granularity.HOUR, HOUR_11, too_long),
         EventIdItem(too_long),
         ReplayClaimItem(too_long),
     }

@@ -56,15 +56,25 @@ def test_every_measure_is_named_once_in_the_order_of_its_definition() -> None:
 
 
 def test_the_counter_update_adds_every_measure_under_its_own_name() -> None:
-    measures = Measures(4, Decimal("12.75"), 3)
+    measures = Measures(4, Decimal("12.75"), 3, 2)
 
     added = MEASURES_ADD
-    assert added == "ADD event_count :event_count, value_sum :value_sum, value_count :value_count"
+    assert added == (
+        "ADD event_count :event_count, value_sum :value_sum, value_count :value_count, "
+        "unique_users :unique_users"
+    )
     assert measure_values(measures) == {
         ":event_count": {"N": "4"},
         ":value_sum": {"N": "12.75"},
         ":value_count": {"N": "3"},
+        ":unique_users": {"N": "2"},
     }
+
+
+def test_a_counter_item_written_before_unique_users_were_stored_reads_none() -> None:
+    item = {"event_count": number(4), "value_sum": number(Decimal("1.5")), "value_count": number(1)}
+
+    assert read_measures(item) == Measures(4, Decimal("1.5"), 1, 0)
 
 
 @given(records=values)

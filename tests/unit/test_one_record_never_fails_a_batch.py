@@ -159,7 +159,7 @@ def test_accumulators_hand_back_records_whose_time_has_no_window_or_partition() 
 
     assert set(metrics.unplaceable()) == {(SHARD, 1)}
     assert set(archive.unplaceable()) == {(SHARD, 1)}
-    assert [delta.sequences for delta in metrics.deltas()] == [(2,), (2,)]
+    assert [delta.sequences for delta in metrics.deltas()] == [(2,), (2,), (2,)]
     assert [obj.event_ids for obj in archive.objects()] == [("e",)]
 
 

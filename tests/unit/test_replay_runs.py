@@ -55,8 +55,9 @@ class DailyCountersFailOnce(MetricStore):
         granularity: Granularity,
         start: datetime | None = None,
         end: datetime | None = None,
+        user_sets: bool = False,
     ) -> list[MetricSnapshot]:
-        return self.inner.snapshots(experiment_id, granularity, start, end)
+        return self.inner.snapshots(experiment_id, granularity, start, end, user_sets)
 
     def watermarks(self, keys: Collection[MetricKey], shard_id: str) -> dict[MetricKey, int]:
         return self.inner.watermarks(keys, shard_id)
@@ -120,7 +121,11 @@ def test_two_runs_of_the_same_events_count_them_once_and_archive_them_once() -> 
         ReplayStatus.APPLIED,
     ]
 
-    assert world.counts() == {Granularity.HOUR: [3], Granularity.DAY: [3]}
+    assert world.counts() == {
+        Granularity.HOUR: [3],
+        Granularity.DAY: [3],
+        Granularity.EXPERIMENT: [3],
+    }
     assert world.archived_event_ids() == ["a", "b", "c"]
 
 
@@ -129,13 +134,25 @@ def test_an_interrupted_run_is_finished_by_the_next_for_what_it_had_not_applied(
 
     first = world.run(["a"])
     assert first == [ReplayStatus.FAILED]
-    assert world.counts() == {Granularity.HOUR: [1], Granularity.DAY: []}
+    assert world.counts() == {
+        Granularity.HOUR: [1],
+        Granularity.DAY: [],
+        Granularity.EXPERIMENT: [],
+    }
 
     assert world.run(["a"]) == [ReplayStatus.APPLIED]
     # The hourly counter the first run applied is not applied again.
-    assert world.counts() == {Granularity.HOUR: [1], Granularity.DAY: [1]}
+    assert world.counts() == {
+        Granularity.HOUR: [1],
+        Granularity.DAY: [1],
+        Granularity.EXPERIMENT: [1],
+    }
     assert world.run(["a"]) == [ReplayStatus.ALREADY_APPLIED]
-    assert world.counts() == {Granularity.HOUR: [1], Granularity.DAY: [1]}
+    assert world.counts() == {
+        Granularity.HOUR: [1],
+        Granularity.DAY: [1],
+        Granularity.EXPERIMENT: [1],
+    }
     assert world.archived_event_ids() == ["a"]
 
 
@@ -146,11 +163,19 @@ def test_the_events_of_a_run_still_going_are_left_to_it_until_its_lease_runs_out
 
     world.clock.advance(CLAIM_LEASE - timedelta(seconds=1))
     assert world.run(["a"]) == [ReplayStatus.FAILED]
-    assert world.counts() == {Granularity.HOUR: [1], Granularity.DAY: []}
+    assert world.counts() == {
+        Granularity.HOUR: [1],
+        Granularity.DAY: [],
+        Granularity.EXPERIMENT: [],
+    }
 
     world.clock.advance(timedelta(seconds=1))
     assert world.run(["a"]) == [ReplayStatus.APPLIED]
-    assert world.counts() == {Granularity.HOUR: [1], Granularity.DAY: [1]}
+    assert world.counts() == {
+        Granularity.HOUR: [1],
+        Granularity.DAY: [1],
+        Granularity.EXPERIMENT: [1],
+    }
 
 
 def test_a_run_replaying_its_own_coordinates_again_adds_only_what_is_missing() -> None:
@@ -164,4 +189,8 @@ def test_a_run_replaying_its_own_coordinates_again_adds_only_what_is_missing() -
 
     assert [o.status for o in first.outcomes] == [ReplayStatus.APPLIED] * 2
     assert [o.status for o in again.outcomes] == [ReplayStatus.ALREADY_APPLIED] * 2
-    assert world.counts() == {Granularity.HOUR: [2], Granularity.DAY: [2]}
+    assert world.counts() == {
+        Granularity.HOUR: [2],
+        Granularity.DAY: [2],
+        Granularity.EXPERIMENT: [2],
+    }

@@ -225,7 +225,7 @@ def test_report_totals_count_events_and_distinct_users_over_the_windows(
             user
             for s in snapshots
             if (s.key.variant_id, s.key.metric) == (variant_id, metric)
-            for user in s.user_ids
+            for user in s.user_ids or ()
         }
 
     for total in report.totals:

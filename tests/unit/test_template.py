@@ -26,7 +26,8 @@ from infrastructure.aws.permissions import (
     OPERATOR_PERMISSIONS,
     Resource,
 )
-from infrastructure.dynamodb_layout import counter_partition_key, marker_partition_key
+from domain.metrics import Granularity, MetricKey
+from infrastructure.dynamodb_layout import counter_partition_key, marker_key
 from scripts.package import HANDLER_MODULE
 from tests.cloudformation import TEMPLATE_PATH, get_att, load_template, ref, sub
 from tests.enriched_events import Attribution, EnrichedEvent, archive_line, hour_partition
@@ -272,25 +273,25 @@ def test_each_write_to_the_aggregation_table_reaches_only_the_key_prefixes_its_a
     )
 
 
-def test_event_ids_are_read_and_written_only_when_the_durable_event_id_index_is_on() -> None:
+def test_event_ids_are_read_only_when_the_durable_event_id_index_is_on() -> None:
     assert TEMPLATE["Conditions"]["DurableEventIdIndex"] == {
         "Fn::Equals": [ref("EventIdIndex"), "dynamodb"]
     }
     reads = role_statement("AggregationEventIdReads")
     assert reads["Fn::If"][0] == "DurableEventIdIndex"
     assert reads["Fn::If"][2] == NO_VALUE
-    writes = leading_key_patterns(role_statement("AggregationMarkersAndEventIds"))
-    assert writes == {
-        "DurableEventIdIndex": ["USERS#*", "EVENT#*"],
-        "not DurableEventIdIndex": ["USERS#*"],
-    }
+    writes = leading_key_patterns(role_statement("AggregationEventIds"))
+    assert set().union(*writes.values()) == {"EVENT#*"}
 
 
 @pytest.mark.parametrize(
     ("action", "partition_key"),
     [
         ("dynamodb:UpdateItem", counter_partition_key("exp-1")),
-        ("dynamodb:BatchWriteItem", marker_partition_key("exp-1", "a", "click", NOW)),
+        *(
+            ("dynamodb:UpdateItem", marker_key(MetricKey("exp-1", "a", "click", g, NOW), "u")[0])
+            for g in Granularity
+        ),
         ("dynamodb:BatchWriteItem", event_partition_key("evt-1")),
         ("dynamodb:BatchGetItem", event_partition_key("evt-1")),
     ],
@@ -329,6 +330,12 @@ def test_a_counter_key_can_only_be_updated_whatever_its_experiment_id() -> None:
     for experiment_id in ("exp-1", "USERS#x", "EVENT#x"):
         key = counter_partition_key(experiment_id)
         assert actions_allowed_on_partition_key(key) == {"dynamodb:UpdateItem"}
+
+
+def test_a_marker_key_can_only_be_updated() -> None:
+    for granularity in Granularity:
+        partition, _ = marker_key(MetricKey("EVENT#x", "v", "click", granularity, NOW), "u")
+        assert actions_allowed_on_partition_key(partition) == {"dynamodb:UpdateItem"}
 
 
 @pytest.mark.parametrize("resource", list(OPERATOR_PERMISSIONS))

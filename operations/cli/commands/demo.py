@@ -168,6 +168,7 @@ def demo(
                 container.experiment_repository(),
                 chosen,
                 Granularity.HOUR,
+                user_sets=True,  # the chart's cumulative rates
             )
             console.print(
                 f"{_since(started)} [bold]6.[/bold] report of {chosen} (event-processor report -e {chosen})\n"

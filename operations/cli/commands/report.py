@@ -60,6 +60,15 @@ def report(
         bool,
         typer.Option("--fail-on-srm", help="Exit 1 when the sample ratio check flags a mismatch."),
     ] = False,
+    user_sets: Annotated[
+        bool,
+        typer.Option(
+            "--user-sets",
+            help="Count distinct users from the users themselves (the first-seen markers), "
+            "not the stored counts: a read that grows with the users. Parts of an experiment "
+            "and rate charts need it and use it anyway.",
+        ),
+    ] = False,
     endpoint_url: EndpointUrl = None,
 ) -> None:
     """Per variant and metric over the range: events, distinct users, value sum and mean, the
@@ -91,6 +100,7 @@ def report(
                     first,
                     last,
                     control,
+                    user_sets=user_sets or (chart is not None and chart_measure is Measure.RATE),
                 )
             )
         except UnknownControlVariantError as error:
