@@ -36,7 +36,7 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
 )
 from botocore.exceptions import ClientError
 
-from application.ports import Deadline, WriteReport
+from application.ports import Deadline, MarkerClaims
 from bench.capacity_model import (
     BATCH_GET_KEYS,
     BatchCurve,
@@ -50,15 +50,14 @@ from bench.capacity_model import (
 from domain.decoding import decode_record
 from domain.events import AcceptedEvent, EventLimits
 from domain.experiments import Assignment, Experiment, ExperimentStatus, Variant
-from domain.metrics import GRANULARITIES, Granularity, Measures, MetricDelta, MetricKey, to_decimal
+from domain.metrics import GRANULARITIES, Measures, MetricDelta, MetricKey, to_decimal
 from domain.records import KinesisCoordinates, RawRecord
 from infrastructure.aws.dynamodb_codec import MEASURES_ADD, measure_values
 from infrastructure.dynamodb_layout import (
     WATERMARK_PREFIX,
     counter_partition_key,
     counter_sort_key,
-    marker_partition_key,
-    marker_sort_key,
+    marker_key,
 )
 from infrastructure.in_memory.repositories import (
     InMemoryAssignmentRepository,
@@ -364,26 +363,16 @@ class NaiveRecordHandler:
                     UpdateExpression=MEASURES_ADD,
                     ExpressionAttributeValues=measure_values(Measures.of_records([value])),
                 )
-                if granularity is GRANULARITIES[0]:
-                    try:
-                        self._client.put_item(
-                            TableName=self._table,
-                            Item={
-                                "partition_key": {
-                                    "S": marker_partition_key(
-                                        key.experiment_id,
-                                        key.variant_id,
-                                        key.metric,
-                                        key.window_start,
-                                    )
-                                },
-                                "sort_key": {"S": marker_sort_key(key.window_start, event.user_id)},
-                            },
-                            ConditionExpression="attribute_not_exists(sort_key)",
-                        )
-                    except ClientError as error:
-                        if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                            raise
+                partition, sort = marker_key(key, event.user_id)
+                try:
+                    self._client.put_item(
+                        TableName=self._table,
+                        Item={"partition_key": {"S": partition}, "sort_key": {"S": sort}},
+                        ConditionExpression="attribute_not_exists(sort_key)",
+                    )
+                except ClientError as error:
+                    if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                        raise
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -492,23 +481,18 @@ def aws_figures(workload: Workload, batch_size: int, naive_records: int) -> dict
 
 class _CountedMarkers(InMemoryUniqueUserMarkers):
     """The in-memory markers, counting the marker items a warm DynamoDB container would write:
-    each (marker partition, hour, user) once."""
+    each (counter window, user) once."""
 
     def __init__(self) -> None:
         super().__init__()
         self.seen: set[tuple[str, str]] = set()
         self.new_in_batch = 0
 
-    def mark(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
+    def mark(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> MarkerClaims:
         for delta in deltas:
-            key = delta.key
-            if key.granularity is not Granularity.HOUR:
-                continue
-            partition = marker_partition_key(
-                key.experiment_id, key.variant_id, key.metric, key.window_start
-            )
             for user_id in delta.first_sequence_of_users():
-                marker = (partition, marker_sort_key(key.window_start, user_id))
+                partition, sort = marker_key(delta.key, user_id)
+                marker = (partition, f"{sort}|{delta.key.metric}")
                 if marker not in self.seen:
                     self.seen.add(marker)
                     self.new_in_batch += 1

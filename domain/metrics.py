@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -171,6 +171,9 @@ class MetricDelta:
     exposure and their first event of the metric does, once). Set by the store with
     `first_seen`; it is how a report counts exposed users who did a metric without reading
     users."""
+    events_counted: bool = True
+    """False for what a store applies of records it refused to count (an unstorable number):
+    their users only, whose markers the records hold (see `users_only`)."""
 
     @property
     def event_count(self) -> int:
@@ -180,7 +183,17 @@ class MetricDelta:
     @property
     def measures(self) -> Measures:
         """What these records add to the counter: exact, see `Measures.of_records`."""
+        if not self.events_counted:
+            return Measures(unique_users=sum(self.first_seen))
         return Measures.of_records(self.values, self.first_seen)
+
+    def users_only(self) -> MetricDelta | None:
+        """What is left to apply of records refused for their numbers: the users whose marker
+        they hold (and the exposed users they join), without their events; None when they
+        hold none. Counted under the same watermark, so still once."""
+        if not any(self.first_seen) and not self.joins:
+            return None
+        return replace(self, events_counted=False)
 
     @property
     def users(self) -> frozenset[str]:
@@ -221,6 +234,7 @@ class MetricDelta:
             self.values[start:stop],
             self.first_seen[start:stop],
             self._joins_between(start, stop),
+            self.events_counted,
         )
 
     def _joins_between(self, start: int, stop: int) -> tuple[tuple[int, tuple[str, ...]], ...]:
@@ -239,6 +253,7 @@ class MetricDelta:
             self.values,
             self.first_seen,
             tuple(sorted((sequence, metrics) for sequence, metrics in joins.items() if metrics)),
+            self.events_counted,
         )
 
     def joined_users(self) -> dict[str, int]:
@@ -259,6 +274,7 @@ class MetricDelta:
             self.values,
             tuple(sequence in first_records for sequence in self.sequences),
             self.joins,
+            self.events_counted,
         )
 
     def first_sequence_of_users(self) -> dict[str, int]:

@@ -43,6 +43,15 @@ class CallRecorder:
                 found.add("s3:PutObjectTagging")
         return found
 
+    def updates(self, prefix: str) -> int:
+        """The UpdateItem calls made to partition keys beginning with `prefix`."""
+        return sum(
+            1
+            for service, operation, params in self.operations
+            if (service, operation) == ("dynamodb", "UpdateItem")
+            and params["Key"]["partition_key"]["S"].startswith(prefix)
+        )
+
     @property
     def partition_keys(self) -> dict[str, set[str]]:
         """The `partition_key` values reached by each DynamoDB item action, by IAM action: what

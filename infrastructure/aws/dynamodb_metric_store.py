@@ -257,16 +257,18 @@ class DynamoDbMetricStore(MetricStore):
         """DynamoDB refused this update's data: find the records responsible by halves (the
         first half before the second, so the watermark rule holds) and apply the rest."""
         if delta.event_count == 1:
-            return WriteReport(
-                NO_CUT,
-                (),
-                {
-                    (
-                        delta.shard_id,
-                        delta.first_sequence,
-                    ): f"UpdateItem: ValidationException: {message}"
-                },
-            )
+            refused = {
+                (
+                    delta.shard_id,
+                    delta.first_sequence,
+                ): f"UpdateItem: ValidationException: {message}"
+            }
+            users = delta.users_only() if delta.events_counted else None
+            if users is None:
+                return WriteReport(NO_CUT, (), refused)
+            # The record's marker holds its user, whom no later record can count.
+            counted = self._apply_counter(users, deadline)
+            return WriteReport(counted.cut, counted.problems, refused)
         middle = delta.event_count // 2
         first = self._apply_counter(delta.part(0, middle), deadline)
         if first.cut:

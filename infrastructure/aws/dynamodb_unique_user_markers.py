@@ -319,34 +319,39 @@ class DynamoDbUniqueUserMarkers(UniqueUserMarkers):
                 if key.granularity is Granularity.EXPERIMENT
                 else legacy_marker_partition_key(key)
             )
+            marker_attribute = experiment_marker_attributes(key.metric)[0]
             for partition in marker_partitions(key):
-                for sort_key in by_partition[partition]:
+                for sort_key, attributes in by_partition[partition]:
+                    if key.granularity is Granularity.EXPERIMENT:
+                        if marker_attribute in attributes:
+                            found.add(sort_key)
+                        continue
                     user_id = _user_of(key, sort_key, legacy_partition=partition == legacy)
                     if user_id is not None:
                         found.add(user_id)
             users[key] = frozenset(found)
         return users
 
-    def _sort_keys(self, partition: str) -> list[str]:
+    def _sort_keys(self, partition: str) -> list[tuple[str, frozenset[str]]]:
+        """Each item's sort key and attribute names (an experiment-to-date item's tell which
+        metrics' markers it holds)."""
         return [
-            read_string(item, "sort_key")
+            (read_string(item, "sort_key"), frozenset(item))
             for item in query_items(
                 self._client,
                 {
                     "TableName": self._table_name,
                     "KeyConditionExpression": "partition_key = :pk",
                     "ExpressionAttributeValues": {":pk": string(partition)},
-                    "ProjectionExpression": "sort_key",
                 },
             )
         ]
 
 
 def _user_of(key: MetricKey, sort_key: str, legacy_partition: bool) -> str | None:
-    """The user a marker of `key`'s partition names, when it counts in `key`'s window. Legacy
-    partitions hold hour markers only; a day's users there are all of its hours'."""
-    if key.granularity is Granularity.EXPERIMENT:
-        return sort_key
+    """The user an hour's or day's marker of `key`'s partition names, when it counts in `key`'s
+    window. Legacy partitions hold hour markers only; a day's users there are all of its
+    hours'."""
     if key.granularity is Granularity.DAY:
         if legacy_partition:
             return sort_key.split("#", 1)[1]

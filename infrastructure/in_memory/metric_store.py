@@ -76,14 +76,19 @@ class InMemoryMetricStore(MetricStore):
             if fresh is None:
                 return
             stored_sum = NO_MEASURES.value_sum if counter is None else counter.measures.value_sum
-            problem = delta_sum_problem(fresh.values) or counter_sum_problem(
-                stored_sum, *(value for value in fresh.values if value is not None)
-            )
+            if fresh.events_counted:
+                problem = delta_sum_problem(fresh.values) or counter_sum_problem(
+                    stored_sum, *(value for value in fresh.values if value is not None)
+                )
         else:
             fresh = delta
         if problem is not None:
             if fresh.event_count == 1:
                 refused[(fresh.shard_id, fresh.first_sequence)] = f"UpdateItem: {problem}"
+                users = fresh.users_only() if fresh.events_counted else None
+                if users is not None:
+                    # The record's marker holds its user, whom no later record can count.
+                    self._apply_delta(users, refused)
                 return
             middle = fresh.event_count // 2
             self._apply_delta(fresh.part(0, middle), refused)
@@ -93,8 +98,8 @@ class InMemoryMetricStore(MetricStore):
             counter = self._counters[key] = _Counter()
         with localcontext(COUNTER_CONTEXT):
             counter.measures += fresh.measures
-        for metric, users in fresh.joined_users().items():
-            counter.joined[metric] = counter.joined.get(metric, 0) + users
+        for metric, joined in fresh.joined_users().items():
+            counter.joined[metric] = counter.joined.get(metric, 0) + joined
         counter.watermarks[delta.shard_id] = fresh.last_sequence
 
     def watermarks(self, keys: Collection[MetricKey], shard_id: str) -> dict[MetricKey, int]:

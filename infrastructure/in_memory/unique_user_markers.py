@@ -54,7 +54,9 @@ class InMemoryUniqueUserMarkers(UniqueUserMarkers):
                         counter = (delta.key, delta.shard_id)
                         first_records[counter].add(sequence)
                         if delta.key.granularity is Granularity.EXPERIMENT:
-                            joins[counter][sequence] = self._joined(delta.key, user_id)
+                            joined = self._joined(delta.key, user_id)
+                            if joined:
+                                joins[counter][sequence] = joined
         claims = {counter: frozenset(sequences) for counter, sequences in first_records.items()}
         if late:
             report = WriteReport(

@@ -100,8 +100,11 @@ def seed_workload(
     assert result.exit_code == 0, result.output
 
 
-def counters(env: Mapping[str, str], endpoint_url: str) -> list[MetricSnapshot]:
-    """Every counter of the workload's experiments, hourly and daily, as the table holds them."""
+def counters(
+    env: Mapping[str, str], endpoint_url: str, user_sets: bool = False
+) -> list[MetricSnapshot]:
+    """Every counter of the workload's experiments, of every granularity, as the table holds
+    them (with `user_sets`, with their users)."""
     import boto3
 
     from domain.metrics import Granularity
@@ -113,5 +116,5 @@ def counters(env: Mapping[str, str], endpoint_url: str) -> list[MetricSnapshot]:
         snapshot
         for experiment_id in ("exp-00", "exp-01")
         for granularity in Granularity
-        for snapshot in store.snapshots(experiment_id, granularity)
+        for snapshot in store.snapshots(experiment_id, granularity, user_sets=user_sets)
     ]

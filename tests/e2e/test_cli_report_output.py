@@ -80,15 +80,15 @@ def test_the_json_summary_agrees_with_the_daily_counters(back_end: MemoryBackEnd
     assert next(iter(summary)) == "sample_ratio"
     daily = {
         (s.key.variant_id, s.key.metric): s
-        for s in back_end.metrics.snapshots("exp-00", Granularity.DAY)
+        for s in back_end.metrics.snapshots("exp-00", Granularity.DAY, user_sets=True)
     }
     for total in summary["totals"]:
         snapshot = daily[(total["variant_id"], total["metric"])]
         assert total["event_count"] == snapshot.measures.event_count
         assert total["unique_users"] == snapshot.unique_users
     for rate in summary["rates"]:
-        exposed = daily[(rate["variant_id"], "exposure")].user_ids
-        users = daily[(rate["variant_id"], rate["metric"])].user_ids
+        exposed = daily[(rate["variant_id"], "exposure")].user_ids or frozenset()
+        users = daily[(rate["variant_id"], rate["metric"])].user_ids or frozenset()
         assert rate["users"] == len(users & exposed)
         assert rate["unexposed_users"] == len(users - exposed)
         assert rate["rate"] == pytest.approx(len(users & exposed) / len(exposed))

@@ -100,7 +100,7 @@ def _delta(users: tuple[str, ...]) -> MetricDelta:
 
 
 def _marker(user_id: str, hour: datetime = HOUR) -> UniqueUserMarker:
-    return UniqueUserMarker("exp-1", "control", "click", hour, user_id)
+    return UniqueUserMarker("exp-1", "control", "click", Granularity.HOUR, hour, user_id)
 
 
 def test_present_finds_exactly_the_stored_items_and_delete_removes_them(table: Table) -> None:
@@ -126,8 +126,9 @@ def test_present_finds_exactly_the_stored_items_and_delete_removes_them(table: T
     table.items.delete({_marker("u1"), EventIdItem("e1"), ReplayClaimItem("e1")})
 
     assert table.items.present(asked) == {_marker("u2")}
-    [snapshot] = table.metrics.snapshots("exp-1", Granularity.HOUR)
-    assert snapshot.user_ids == {"u2"}
+    [snapshot] = table.metrics.snapshots("exp-1", Granularity.HOUR, user_sets=True)
+    assert snapshot.user_ids == frozenset({"u2"})
+    assert snapshot.measures.unique_users == 2  # a count is an aggregate, like the events
     assert snapshot.measures.event_count == 2  # the counter itself is untouched
     assert table.events.lookup(["e1", "e2"]).keys() == {"e2"}
 

@@ -3,6 +3,7 @@ only the DynamoDB store meets (lost responses, throttling, unprocessed items, mi
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -31,7 +32,7 @@ from infrastructure.aws.permissions import (
 from infrastructure.in_memory.metric_store import InMemoryMetricStore
 from operations.aws.provisioning import ensure_aggregation_table
 from tests.aws_calls import CallRecorder
-from tests.botocore_faults import LoseResponses, RefuseRequests, WithholdBatchItems
+from tests.botocore_faults import LoseResponses, RefuseRequests
 from tests.conftest import REGION
 from tests.dynamodb_limits import DynamoDbNumberLimits
 from tests.metric_deltas import SHARD_A, SHARD_B, Seen, deltas_of
@@ -86,11 +87,14 @@ def apply(store: MetricStore, *records: Seen, deadline: Deadline | None = None) 
 
 
 def by_window(
-    store: MetricStore, granularity: Granularity = HOUR, experiment_id: str = "exp-1"
+    store: MetricStore,
+    granularity: Granularity = HOUR,
+    experiment_id: str = "exp-1",
+    user_sets: bool = False,
 ) -> dict[tuple[str, str, datetime], MetricSnapshot]:
     return {
         (s.key.variant_id, s.key.metric, s.key.window_start): s
-        for s in store.snapshots(experiment_id, granularity)
+        for s in store.snapshots(experiment_id, granularity, user_sets=user_sets)
     }
 
 
@@ -184,12 +188,16 @@ def test_snapshots_name_the_distinct_users_of_their_window(store: MetricStore) -
     )
     apply(store, Seen(5, "u2", at(11, 5)), Seen(6, "u1", at(10, 6)))
 
-    hourly = by_window(store)
-    assert hourly[("control", "click", at(10))].user_ids == {"u1", "u2"}
-    assert hourly[("control", "click", at(11))].user_ids == {"u1", "u2"}
-    daily = by_window(store, DAILY)
-    assert daily[("control", "click", DAY)].user_ids == {"u1", "u2"}
-    assert daily[("control", "click", DAY + timedelta(days=1))].user_ids == {"u3"}
+    hourly = by_window(store, user_sets=True)
+    assert hourly[("control", "click", at(10))].user_ids == frozenset({"u1", "u2"})
+    assert hourly[("control", "click", at(11))].user_ids == frozenset({"u1", "u2"})
+    daily = by_window(store, DAILY, user_sets=True)
+    assert daily[("control", "click", DAY)].user_ids == frozenset({"u1", "u2"})
+    assert daily[("control", "click", DAY + timedelta(days=1))].user_ids == frozenset({"u3"})
+    [to_date] = by_window(store, Granularity.EXPERIMENT, user_sets=True).values()
+    assert to_date.user_ids == frozenset({"u1", "u2", "u3"})
+    assert to_date.measures.unique_users == 3
+    assert [s.measures.unique_users for s in by_window(store).values()] == [2, 2, 1]
 
 
 def test_snapshots_filter_by_granularity_and_time_range(store: MetricStore) -> None:
@@ -381,42 +389,41 @@ def test_throttled_markers_are_reported_from_the_first_record_of_their_users(
     endpoint_url: str, aggregation_table: str
 ) -> None:
     client = single_try_client(endpoint_url)
-    throttle = RefuseRequests(matches=lambda body: b"10#a29" in body)
-    throttle.attach(client, "BatchWriteItem")
+    throttle = RefuseRequests(matches=lambda body: b'"10#a29"' in body)
+    throttle.attach(client, "UpdateItem")
     store = dynamodb_store(client, aggregation_table)
-    # 30 markers make two chunks, a00..a24 and a25..a29; the second one is refused.
     records = [Seen(100 + n, f"a{n:02d}", at(10, n)) for n in range(30)]
     records += [Seen(200 + n, f"a{n:02d}", at(10, 30 + n)) for n in range(30)]
 
     report = store.apply(deltas_of(records), NoDeadline())
 
     assert throttle.refused >= 1
-    assert report.cut == ShardCut({SHARD_A: 125})
+    # a29's hour marker is not known to be written: no counter of the shard passes its first
+    # record, which a redelivery brings back with the user.
+    assert report.cut == ShardCut({SHARD_A: 129})
     snapshot = by_window(store)[("control", "click", at(10))]
-    assert (snapshot.measures.event_count, snapshot.unique_users) == (60, 25)
+    assert (snapshot.measures.event_count, snapshot.unique_users) == (29, 29)
 
 
-def test_markers_handed_back_unprocessed_are_written_on_retry(
+def test_a_marker_refused_for_a_while_is_written_on_retry_and_counted(
     dynamodb_client: DynamoDBClient, aggregation_table: str
 ) -> None:
-    withhold = WithholdBatchItems(times=2)
-    withhold.attach(dynamodb_client, "BatchWriteItem")
+    tries = itertools.count()
+    throttle = RefuseRequests(matches=lambda body: b'"10#u3"' in body and next(tries) < 2)
+    throttle.attach(dynamodb_client, "UpdateItem")
     store = dynamodb_store(dynamodb_client, aggregation_table)
 
     apply(store, *(Seen(n, f"u{n}", at(10, n)) for n in range(1, 11)))
 
-    assert len(withhold.withheld) == 9 + 8
+    assert throttle.refused == 2
     assert by_window(store)[("control", "click", at(10))].unique_users == 10
 
 
-def test_markers_still_unprocessed_after_retries_are_reported_unfinished(
+def test_a_marker_still_refused_after_retries_leaves_its_users_first_record_unfinished(
     dynamodb_client: DynamoDBClient, aggregation_table: str
 ) -> None:
-    withhold = WithholdBatchItems(
-        withhold=lambda _, request: request["PutRequest"]["Item"]["sort_key"]["S"] != "10#u1",
-        times=None,
-    )
-    withhold.attach(dynamodb_client, "BatchWriteItem")
+    throttle = RefuseRequests(matches=lambda body: b'"10#u3"' in body)
+    throttle.attach(dynamodb_client, "UpdateItem")
     store = dynamodb_store(dynamodb_client, aggregation_table)
 
     report = store.apply(
@@ -426,9 +433,13 @@ def test_markers_still_unprocessed_after_retries_are_reported_unfinished(
         NoDeadline(),
     )
 
-    assert withhold.calls == FAST_BACKOFF.attempts
     assert report.cut == ShardCut({SHARD_A: 12})
-    assert by_window(store)[("control", "click", at(10))].unique_users == 1
+    snapshot = by_window(store)[("control", "click", at(10))]
+    assert (snapshot.measures.event_count, snapshot.unique_users) == (1, 1)
+    redelivered = store.apply(
+        deltas_of([Seen(12, "u3", at(10, 2)), Seen(13, "u2", at(10, 3))]), NoDeadline()
+    )
+    assert redelivered.cut == ShardCut({SHARD_A: 12})
 
 
 def test_a_missing_table_fails_loudly(dynamodb_client: DynamoDBClient, unique_name: str) -> None:
@@ -495,7 +506,7 @@ def test_markers_this_container_wrote_are_not_written_again(
     apply(store, Seen(3, "u1", at(10, 3)), Seen(4, "u2", at(10, 4)))
     apply(store, Seen(5, "u3", at(10, 5)))
 
-    assert recorder.count("dynamodb", "BatchWriteItem") == 1
+    assert recorder.updates("USERS#") == 3  # u3's hour, day and experiment-to-date markers
     assert counts(by_window(store)[("control", "click", at(10))]) == (5, Decimal(0), 0, 3)
 
 
@@ -507,10 +518,17 @@ def test_markers_carry_an_expiry_when_a_retention_is_set(
     apply(store, Seen(1, "u1", at(10, 1)))
 
     items = dynamodb_client.scan(TableName=aggregation_table)["Items"]
-    markers = [i for i in items if i["partition_key"]["S"].startswith("USERS#")]
-    assert [m["sort_key"]["S"] for m in markers] == ["10#u1"]
-    expected = DAY + timedelta(days=31)
-    assert markers[0]["expires_at"]["N"] == str(int(expected.timestamp()))
+    markers = {
+        i["sort_key"]["S"]: int(i["expires_at"]["N"])
+        for i in items
+        if i["partition_key"]["S"].startswith("USERS#")
+    }
+    assert set(markers) == {"10#u1", "D#u1", "u1"}
+    end_of_day_and_30 = int((DAY + timedelta(days=31)).timestamp())
+    assert markers["10#u1"] == markers["D#u1"] == end_of_day_and_30
+    # The experiment to date has no end: its markers are kept 30 days from their writing.
+    written_and_30 = datetime.now(UTC) + timedelta(days=30)
+    assert abs(markers["u1"] - written_and_30.timestamp()) < 600
     assert all("expires_at" not in i for i in items if i["partition_key"]["S"].startswith("EXP#"))
 
 
@@ -634,14 +652,15 @@ def test_a_redelivery_to_a_warm_container_sends_no_update_for_counters_already_a
     store = dynamodb_store(dynamodb_client, aggregation_table)
     first = [Seen(n, f"u{n}", at(10 + n % 2, n)) for n in range(1, 7)]
     apply(store, *first)
-    updates_of_the_first_delivery = [op for _, op, _ in recorder.operations].count("UpdateItem")
+    counters, markers = recorder.updates("EXP#"), recorder.updates("USERS#")
 
     apply(store, *first, Seen(7, "u7", at(11, 7)))
 
-    operations = [op for _, op, _ in recorder.operations]
-    assert updates_of_the_first_delivery == 3  # hour 10, hour 11 and the day
-    # The redelivery brings one new record: only its two counters are sent.
-    assert operations.count("UpdateItem") - updates_of_the_first_delivery == 2
+    assert counters == 4  # hour 10, hour 11, the day and the experiment to date
+    assert markers == 6 * 3
+    # The redelivery brings one new record: only its three counters and markers are sent.
+    assert recorder.updates("EXP#") - counters == 3
+    assert recorder.updates("USERS#") - markers == 3
     assert counts(by_window(store, DAILY)[("control", "click", DAY)]) == (7, Decimal(0), 0, 7)
 
 

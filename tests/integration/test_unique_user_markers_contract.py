@@ -9,13 +9,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from mypy_boto3_dynamodb import DynamoDBClient
 
-from application.ports import Deadline, NoDeadline, UniqueUserMarkers
+from application.ports import Deadline, MarkerClaims, NoDeadline, UniqueUserMarkers
 from application.shard_cut import ShardCut
-from domain.metrics import Granularity, MetricKey
+from domain.metrics import EXPERIMENT_WINDOW_START, Granularity, MetricKey
 from infrastructure.aws.dynamodb_codec import Backoff
 from infrastructure.aws.dynamodb_unique_user_markers import DynamoDbUniqueUserMarkers
 from infrastructure.in_memory.unique_user_markers import InMemoryUniqueUserMarkers
 from operations.aws.provisioning import ensure_aggregation_table
+from tests.botocore_faults import LoseResponses
 from tests.metric_deltas import SHARD_A, SHARD_B, Seen, deltas_of
 
 DAY = datetime(2026, 11, 20, tzinfo=UTC)
@@ -57,10 +58,19 @@ def markers(request: pytest.FixtureRequest) -> Iterator[UniqueUserMarkers]:
     dynamodb_markers.close()
 
 
-def mark(markers: UniqueUserMarkers, *records: Seen) -> None:
-    report = markers.mark(deltas_of(records), NoDeadline())
-    assert report.complete, report
-    assert report.refused == {}
+def mark(markers: UniqueUserMarkers, *records: Seen) -> MarkerClaims:
+    claims = markers.mark(deltas_of(records), NoDeadline())
+    assert claims.report.complete, claims.report
+    assert claims.report.refused == {}
+    return claims
+
+
+def to_date(metric: str = "click", variant_id: str = "control") -> MetricKey:
+    return MetricKey("exp-1", variant_id, metric, Granularity.EXPERIMENT, EXPERIMENT_WINDOW_START)
+
+
+def first_records(claims: MarkerClaims, key: MetricKey, shard_id: str = SHARD_A) -> set[int]:
+    return set(claims.first_records.get((key, shard_id), frozenset()))
 
 
 def test_the_users_of_an_hour_are_the_users_marked_in_it(markers: UniqueUserMarkers) -> None:
@@ -72,33 +82,83 @@ def test_the_users_of_an_hour_are_the_users_marked_in_it(markers: UniqueUserMark
     }
 
 
-def test_the_users_of_a_day_are_those_of_its_hours_each_counted_once(
+def test_the_users_of_a_day_and_of_the_experiment_are_marked_once_each(
     markers: UniqueUserMarkers,
 ) -> None:
-    mark(markers, Seen(1, "u1", at(10, 1)), Seen(2, "u2", at(11, 2)), Seen(3, "u1", at(23, 59)))
+    claims = mark(
+        markers, Seen(1, "u1", at(10, 1)), Seen(2, "u2", at(11, 2)), Seen(3, "u1", at(23, 59))
+    )
 
-    assert markers.users([day()]) == {day(): frozenset({"u1", "u2"})}
+    assert markers.users([day(), to_date()]) == {
+        day(): frozenset({"u1", "u2"}),
+        to_date(): frozenset({"u1", "u2"}),
+    }
+    assert first_records(claims, day()) == {1, 2}
+    assert first_records(claims, to_date()) == {1, 2}
+    assert first_records(claims, hour(23)) == {3}
 
 
-def test_marking_the_same_users_again_changes_nothing(markers: UniqueUserMarkers) -> None:
-    records = [Seen(1, "u1", at(10, 1)), Seen(2, "u2", at(10, 2))]
-    mark(markers, *records)
+def test_a_daily_delta_marks_the_day_and_not_its_hours(markers: UniqueUserMarkers) -> None:
+    deltas = deltas_of([Seen(1, "u1", at(10, 1))])
+    daily = [delta for delta in deltas if delta.key.granularity is Granularity.DAY]
 
-    mark(markers, *records)
-    mark(markers, Seen(7, "u1", at(10, 30), shard_id=SHARD_B))
+    assert markers.mark(daily, NoDeadline()).report.complete
+    assert markers.users([day(), hour(10)]) == {day(): frozenset({"u1"}), hour(10): frozenset()}
 
+
+def test_the_record_that_wrote_a_marker_holds_it_on_every_retry_and_no_other_record_does(
+    markers: UniqueUserMarkers,
+) -> None:
+    records = [Seen(1, "u1", at(10, 1)), Seen(2, "u2", at(10, 2)), Seen(3, "u1", at(10, 3))]
+    first = mark(markers, *records)
+
+    again = mark(markers, *records)
+    later = mark(markers, Seen(7, "u1", at(10, 30), shard_id=SHARD_B))
+
+    assert first_records(first, hour(10)) == first_records(again, hour(10)) == {1, 2}
+    assert first_records(later, hour(10), SHARD_B) == set()
     assert markers.users([hour(10), day()]) == {
         hour(10): frozenset({"u1", "u2"}),
         day(): frozenset({"u1", "u2"}),
     }
 
 
-def test_a_daily_delta_marks_no_one_by_itself(markers: UniqueUserMarkers) -> None:
-    deltas = deltas_of([Seen(1, "u1", at(10, 1))])
-    daily = [delta for delta in deltas if delta.key.granularity is Granularity.DAY]
+def test_of_two_shards_marking_one_user_at_once_exactly_one_record_holds_the_marker(
+    markers: UniqueUserMarkers,
+) -> None:
+    claims = mark(markers, Seen(4, "u1", at(10, 1)), Seen(9, "u1", at(10, 2), shard_id=SHARD_B))
 
-    assert markers.mark(daily, NoDeadline()).complete
-    assert markers.users([day(), hour(10)]) == {day(): frozenset(), hour(10): frozenset()}
+    held = [(shard, first_records(claims, hour(10), shard)) for shard in (SHARD_A, SHARD_B)]
+    assert sorted(len(sequences) for _, sequences in held) == [0, 1]
+
+
+def test_an_exposure_after_a_metric_joins_the_metric_and_a_metric_after_an_exposure_joins_itself(
+    markers: UniqueUserMarkers,
+) -> None:
+    clicked_first = mark(markers, Seen(1, "u1", at(10, 1)))
+    exposed_later = mark(markers, Seen(2, "u1", at(10, 2), metric="exposure"))
+    exposed_first = mark(markers, Seen(3, "u2", at(10, 3), metric="exposure"))
+    clicked_later = mark(markers, Seen(4, "u2", at(10, 4)), Seen(5, "u2", at(10, 5)))
+
+    assert dict(clicked_first.joins.get((to_date(), SHARD_A), {})) == {}
+    assert dict(exposed_later.joins[(to_date("exposure"), SHARD_A)]) == {2: ("click",)}
+    assert dict(exposed_first.joins.get((to_date("exposure"), SHARD_A), {})) == {}
+    assert dict(clicked_later.joins[(to_date(), SHARD_A)]) == {4: ("click",)}
+
+
+def test_a_retry_of_the_later_first_event_joins_the_same_metrics_again(
+    markers: UniqueUserMarkers,
+) -> None:
+    mark(markers, Seen(1, "u1", at(10, 1)), Seen(2, "u1", at(10, 2), metric="purchase"))
+    exposure = Seen(3, "u1", at(10, 3), metric="exposure")
+    first = mark(markers, exposure)
+    mark(markers, Seen(4, "u1", at(10, 4), metric="conversion"))
+
+    again = mark(markers, exposure)
+
+    expected = {3: ("click", "purchase")}
+    assert dict(first.joins[(to_date("exposure"), SHARD_A)]) == expected
+    assert dict(again.joins[(to_date("exposure"), SHARD_A)]) == expected
 
 
 def test_counters_of_other_variants_and_metrics_keep_their_own_users(
@@ -113,17 +173,30 @@ def test_counters_of_other_variants_and_metrics_keep_their_own_users(
     )
 
     assert markers.users(
-        [hour(10), hour(10, variant_id="treatment"), hour(10, "purchase"), hour(10, "click", "a#b")]
+        [
+            hour(10),
+            hour(10, variant_id="treatment"),
+            hour(10, "purchase"),
+            hour(10, "click", "a#b"),
+            to_date(),
+            to_date("purchase"),
+        ]
     ) == {
         hour(10): frozenset({"u1"}),
         hour(10, variant_id="treatment"): frozenset({"u2"}),
         hour(10, "purchase"): frozenset({"u3"}),
         hour(10, "click", "a#b"): frozenset({"u4"}),
+        to_date(): frozenset({"u1"}),
+        to_date("purchase"): frozenset({"u3"}),
     }
 
 
 def test_a_window_without_markers_has_no_users(markers: UniqueUserMarkers) -> None:
-    assert markers.users([hour(3), day()]) == {hour(3): frozenset(), day(): frozenset()}
+    assert markers.users([hour(3), day(), to_date()]) == {
+        hour(3): frozenset(),
+        day(): frozenset(),
+        to_date(): frozenset(),
+    }
 
 
 def test_a_user_whose_marker_key_dynamodb_cannot_hold_is_refused_through_their_first_record(
@@ -131,23 +204,24 @@ def test_a_user_whose_marker_key_dynamodb_cannot_hold_is_refused_through_their_f
 ) -> None:
     too_long = "\U0001f600" * 256  # 1,024 bytes: the marker's sort key is over DynamoDB's limit
 
-    report = markers.mark(
+    claims = markers.mark(
         deltas_of(
             [Seen(1, "u1", at(10, 1)), Seen(2, too_long, at(10, 2)), Seen(3, too_long, at(10, 3))]
         ),
         NoDeadline(),
     )
 
-    assert report.complete
-    assert set(report.refused) == {(SHARD_A, 2)}
-    assert "unique-user marker" in report.refused[(SHARD_A, 2)]
+    assert claims.report.complete
+    assert set(claims.report.refused) == {(SHARD_A, 2)}
+    assert "unique-user marker" in claims.report.refused[(SHARD_A, 2)]
     assert markers.users([hour(10)]) == {hour(10): frozenset({"u1"})}
+    assert first_records(claims, hour(10)) == {1}
 
 
 def test_past_the_deadline_no_one_is_marked_and_each_shard_is_unfinished_from_its_first_user(
     markers: UniqueUserMarkers,
 ) -> None:
-    report = markers.mark(
+    claims = markers.mark(
         deltas_of(
             [
                 Seen(5, "u1", at(10, 1)),
@@ -158,5 +232,29 @@ def test_past_the_deadline_no_one_is_marked_and_each_shard_is_unfinished_from_it
         Expired(),
     )
 
-    assert report.cut == ShardCut({SHARD_A: 5, SHARD_B: 3})
+    assert claims.report.cut == ShardCut({SHARD_A: 5, SHARD_B: 3})
+    assert claims.first_records == {}
     assert markers.users([hour(10), hour(11)]) == {hour(10): frozenset(), hour(11): frozenset()}
+
+
+def test_a_marker_whose_answer_was_lost_is_recognised_as_written_by_its_own_record(
+    dynamodb_client: DynamoDBClient, unique_name: str
+) -> None:
+    ensure_aggregation_table(dynamodb_client, unique_name)
+    faults = LoseResponses(times=1_000)
+    faults.attach(dynamodb_client, "UpdateItem")
+    markers = DynamoDbUniqueUserMarkers(dynamodb_client, unique_name, max_workers=2)
+    try:
+        claims = mark(
+            markers,
+            Seen(1, "u1", at(10, 1)),
+            Seen(2, "u1", at(10, 2), metric="exposure"),
+            Seen(3, "u2", at(10, 3)),
+        )
+    finally:
+        markers.close()
+
+    assert faults.lost >= 6
+    assert first_records(claims, hour(10)) == {1, 3}
+    assert first_records(claims, to_date("exposure")) == {2}
+    assert dict(claims.joins[(to_date("exposure"), SHARD_A)]) == {2: ("click",)}

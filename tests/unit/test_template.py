@@ -17,6 +17,7 @@ import pytest
 
 from domain.decoding import decode_record
 from domain.events import AcceptedEvent, EventLimits, ExperimentEvent
+from domain.metrics import Granularity, MetricKey
 from entrypoints.settings import Settings
 from infrastructure.aws.dynamodb_recent_events import event_partition_key
 from infrastructure.aws.dynamodb_replay_ledger import ledger_partition_key, run_partition_key
@@ -26,7 +27,6 @@ from infrastructure.aws.permissions import (
     OPERATOR_PERMISSIONS,
     Resource,
 )
-from domain.metrics import Granularity, MetricKey
 from infrastructure.dynamodb_layout import counter_partition_key, marker_key
 from scripts.package import HANDLER_MODULE
 from tests.cloudformation import TEMPLATE_PATH, get_att, load_template, ref, sub
