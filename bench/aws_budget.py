@@ -57,6 +57,7 @@ from infrastructure.dynamodb_layout import (
     WATERMARK_PREFIX,
     counter_partition_key,
     counter_sort_key,
+    counter_write_shard,
     marker_key,
 )
 from infrastructure.in_memory.repositories import (
@@ -357,7 +358,11 @@ class NaiveRecordHandler:
                 self._client.update_item(
                     TableName=self._table,
                     Key={
-                        "partition_key": {"S": counter_partition_key(key.experiment_id)},
+                        "partition_key": {
+                            "S": counter_partition_key(
+                                key.experiment_id, counter_write_shard(shard_id)
+                            )
+                        },
                         "sort_key": {"S": counter_sort_key(key)},
                     },
                     UpdateExpression=MEASURES_ADD,

@@ -20,6 +20,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from infrastructure.dynamodb_layout import COUNTER_WRITE_SHARDS
+
 # --- DynamoDB's billing rules ----------------------------------------------------------------
 
 WRITE_UNIT_BYTES = 1024
@@ -202,9 +204,12 @@ class WorkloadProfile:
     counter_item_bytes: float
     """A counter item with one shard's watermark."""
     watermark_bytes_per_shard: float
-    """Each shard that writes a counter leaves its own watermark attribute on the item."""
+    """Each shard that writes a counter leaves its own watermark attribute on its write shard's
+    item of the counter."""
     hottest_marker_key_share: float
     hottest_counter_key_share: float
+    """Measured on one Kinesis shard, which writes one write shard's partition of each
+    experiment: the share of the counter writes of the experiment with the most."""
 
 
 # --- the deployment --------------------------------------------------------------------------
@@ -322,10 +327,25 @@ def shards_for(rate: float, event_bytes: float, deployment: Deployment) -> int:
     return max(1, math.ceil(max(by_records, by_bytes) - 1e-9))
 
 
+def counter_write_keys(shards: int) -> int:
+    """The partition keys an experiment's counter writes spread over: one per write shard some
+    Kinesis shard uses (docs/storage.md "Counter items")."""
+    return min(shards, COUNTER_WRITE_SHARDS)
+
+
+def watermarks_per_counter_item(shards: int) -> int:
+    """Every shard writes every counter (records are spread by user), each into its write
+    shard's item: an item carries the watermarks of the shards of its write shard, at most
+    this many (all items, below 16 shards or at a multiple of 16)."""
+    return math.ceil(shards / COUNTER_WRITE_SHARDS)
+
+
 def counter_item_bytes(profile: WorkloadProfile, shards: int) -> float:
-    """Every shard writes every counter (records are spread by user), so a counter item carries
-    one watermark per shard."""
-    return profile.counter_item_bytes + profile.watermark_bytes_per_shard * (shards - 1)
+    """The largest counter item: one measured with one watermark, plus the others of its
+    write shard's Kinesis shards."""
+    return profile.counter_item_bytes + profile.watermark_bytes_per_shard * (
+        watermarks_per_counter_item(shards) - 1
+    )
 
 
 def lambda_seconds(profile: WorkloadProfile, batch_records: float, deployment: Deployment) -> float:
@@ -392,7 +412,7 @@ def predict(
     }
     reads = rate * profile.enrichment_read_units_per_event
     counter_share, marker_share = (
-        profile.hottest_counter_key_share,
+        profile.hottest_counter_key_share / counter_write_keys(shards),
         profile.hottest_marker_key_share,
     )
     hot = (

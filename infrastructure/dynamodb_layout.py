@@ -50,7 +50,27 @@ def key_part(identifier: str) -> str:
     return identifier.replace("%", "%25").replace("#", "%23")
 
 
-def counter_partition_key(experiment_id: str) -> str:
+def counter_partition_key(experiment_id: str, write_shard: int) -> str:
+    """The partition of an experiment's counters written by the Kinesis shards of one write
+    shard (`counter_write_shard`): `EXP#<experiment>#W<nn>`. The experiment id is escaped, so
+    its '#' can never make the key of one experiment's write shard that of another's."""
+    if not 0 <= write_shard < COUNTER_WRITE_SHARDS:
+        raise ValueError(f"write shard {write_shard} outside 0..{COUNTER_WRITE_SHARDS - 1}")
+    return f"{COUNTER_PARTITION_PREFIX}{key_part(experiment_id)}#W{write_shard:02d}"
+
+
+def counter_partition_keys(experiment_id: str) -> tuple[str, ...]:
+    """Every partition that may hold counters of the experiment: its write shards' and the
+    legacy one, which a report reads and sums."""
+    return (
+        *(counter_partition_key(experiment_id, shard) for shard in range(COUNTER_WRITE_SHARDS)),
+        legacy_counter_partition_key(experiment_id),
+    )
+
+
+def legacy_counter_partition_key(experiment_id: str) -> str:
+    """The partition of an experiment's counters written before counters were write-sharded
+    (`EXP#<experiment>`, unescaped, every Kinesis shard's watermark in one item): still read."""
     return f"{COUNTER_PARTITION_PREFIX}{experiment_id}"
 
 

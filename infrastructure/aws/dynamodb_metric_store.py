@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from datetime import UTC, datetime
-from decimal import DecimalException
+from decimal import DecimalException, localcontext
 from typing import TYPE_CHECKING, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -27,8 +27,8 @@ from application.ports import (
     counted_deltas,
 )
 from application.shard_cut import NO_CUT, ShardCut
-from domain.limits import delta_sum_problem
-from domain.metrics import Granularity, MetricDelta, MetricKey
+from domain.limits import COUNTER_CONTEXT, delta_sum_problem
+from domain.metrics import NO_MEASURES, Granularity, Measures, MetricDelta, MetricKey
 from domain.records import padded_sequence
 from infrastructure.aws.client_config import refund_retry_quota_on_answers
 from infrastructure.aws.dynamodb_codec import (
@@ -54,9 +54,12 @@ from infrastructure.aws.errors import is_data_refusal, is_transient
 from infrastructure.clock import SystemClock
 from infrastructure.dynamodb_layout import (
     counter_partition_key,
+    counter_partition_keys,
     counter_sort_key,
+    counter_write_shard,
     granularity_prefix,
     joined_attribute,
+    legacy_counter_partition_key,
     watermark_attribute,
 )
 
@@ -85,6 +88,10 @@ _IDENTITY_NAMES = {
 class DynamoDbMetricStore(MetricStore):
     """Counters with a per-shard watermark; their unique users are `markers`' items, written
     beside the counters by the same workers.
+
+    A counter is one item per write shard (`counter_write_shard` of the Kinesis shard): each
+    item holds the measures and the watermarks of the Kinesis shards of its write shard only, and
+    a report sums the items of a counter, those of the legacy unsharded layout included.
 
     Exactly once: each counter item remembers, per shard, the highest sequence number applied to
     it, and an update only succeeds if its records all lie beyond that mark. When the condition
@@ -309,7 +316,9 @@ class DynamoDbMetricStore(MetricStore):
         self._client.update_item(
             TableName=self._table_name,
             Key={
-                "partition_key": string(counter_partition_key(key.experiment_id)),
+                "partition_key": string(
+                    counter_partition_key(key.experiment_id, counter_write_shard(delta.shard_id))
+                ),
                 "sort_key": string(counter_sort_key(key)),
             },
             UpdateExpression=update,
@@ -327,29 +336,44 @@ class DynamoDbMetricStore(MetricStore):
 
     def watermarks(self, keys: Collection[MetricKey], shard_id: str) -> dict[MetricKey, int]:
         """Strongly consistent BatchGetItem of the counters, projected to their identity and the
-        lane's watermark (a replay asks this of the few events another run held)."""
+        lane's watermark (a replay asks this of the few events another run held). The lane's
+        watermark lives in its write shard's item; a legacy item may hold an older one, of the
+        records applied before counters were write-sharded, so the higher of the two counts."""
         name = watermark_attribute(shard_id)
-        by_item = {
-            (counter_partition_key(key.experiment_id), counter_sort_key(key)): key for key in keys
-        }
+        write_shard = counter_write_shard(shard_id)
+        # By item and stored experiment id: a legacy key, unescaped, may spell the key of
+        # another experiment's write shard.
+        by_item: dict[tuple[str, str, str], MetricKey] = {}
+        for counter in keys:
+            sort_key = counter_sort_key(counter)
+            for partition_key in (
+                counter_partition_key(counter.experiment_id, write_shard),
+                legacy_counter_partition_key(counter.experiment_id),
+            ):
+                by_item[(partition_key, sort_key, counter.experiment_id)] = counter
         found: dict[MetricKey, int] = {}
-        for chunk in chunked(sorted(by_item), BATCH_GET_LIMIT):
+        item_keys = sorted({(pk, sk) for pk, sk, _ in by_item})
+        for chunk in chunked(item_keys, BATCH_GET_LIMIT):
             items = read_items(
                 self._client,
                 self._table_name,
                 [{"partition_key": string(pk), "sort_key": string(sk)} for pk, sk in chunk],
-                "#k, #s, #wm",
-                {"#k": "partition_key", "#s": "sort_key", "#wm": name},
+                "#k, #s, #e, #wm",
+                {"#k": "partition_key", "#s": "sort_key", "#e": "experiment_id", "#wm": name},
                 self._backoff,
                 consistent_read=True,
             )
             for item in items:
                 key = by_item.get(
-                    (read_string(item, "partition_key"), read_string(item, "sort_key"))
+                    (
+                        read_string(item, "partition_key"),
+                        read_string(item, "sort_key"),
+                        read_string(item, "experiment_id"),
+                    )
                 )
                 value = item.get(name)
                 if key is not None and value is not None and "S" in value:
-                    found[key] = int(value["S"])
+                    found[key] = max(int(value["S"]), found.get(key, -1))
         return found
 
     def snapshots(
@@ -364,38 +388,50 @@ class DynamoDbMetricStore(MetricStore):
         lower = prefix if start is None else prefix + _label(granularity, start)
         # '$' sorts right after '#': every sort key of the window containing `end` is below it.
         upper = prefix[:-1] + "$" if end is None else prefix + _label(granularity, end) + "$"
-        counters = query_items(
-            self._client,
-            {
-                "TableName": self._table_name,
-                "KeyConditionExpression": "partition_key = :pk AND sort_key BETWEEN :lo AND :hi",
-                "ExpressionAttributeValues": {
-                    ":pk": string(counter_partition_key(experiment_id)),
-                    ":lo": string(lower),
-                    ":hi": string(upper),
+        # One Query per partition, all at once: only the write shards some Kinesis shard used
+        # hold items, so the others answer empty at the cost of a request each.
+        partitions = [
+            self._executor.submit(
+                query_items,
+                self._client,
+                {
+                    "TableName": self._table_name,
+                    "KeyConditionExpression": (
+                        "partition_key = :pk AND sort_key BETWEEN :lo AND :hi"
+                    ),
+                    "ExpressionAttributeValues": {
+                        ":pk": string(partition_key),
+                        ":lo": string(lower),
+                        ":hi": string(upper),
+                    },
                 },
-            },
-        )
-        keyed = []
-        for item in counters:
-            key = _metric_key(item)
-            if key.granularity is not granularity:
-                continue
-            if (start is None or key.window_start >= start) and (
-                end is None or key.window_start < end
-            ):
-                keyed.append((key, item))
-        keyed.sort(key=lambda pair: pair[0])
-        if not user_sets:
-            return [
-                MetricSnapshot(key, read_measures(item), joined=read_joined(item))
-                for key, item in keyed
-            ]
-        users = self._markers.users([key for key, _ in keyed])
-        return [
-            MetricSnapshot(key, read_measures(item), users[key], read_joined(item))
-            for key, item in keyed
+            )
+            for partition_key in counter_partition_keys(experiment_id)
         ]
+        measures: dict[MetricKey, Measures] = {}
+        joined: dict[MetricKey, dict[str, int]] = {}
+        # Every item's sum is exact in DynamoDB's 38 digits, and so is their total: add them in
+        # that context, which raises rather than round (Python's default keeps 28 digits).
+        with localcontext(COUNTER_CONTEXT):
+            for partition in partitions:
+                for item in partition.result():
+                    key = _metric_key(item)
+                    # The stored identity decides: an escaped experiment id of one layout may
+                    # spell another experiment's partition key of the other.
+                    if key.experiment_id != experiment_id or key.granularity is not granularity:
+                        continue
+                    if (start is None or key.window_start >= start) and (
+                        end is None or key.window_start < end
+                    ):
+                        measures[key] = measures.get(key, NO_MEASURES) + read_measures(item)
+                        counted = joined.setdefault(key, {})
+                        for metric, users in read_joined(item).items():
+                            counted[metric] = counted.get(metric, 0) + users
+        keys = sorted(measures)
+        if not user_sets:
+            return [MetricSnapshot(key, measures[key], None, joined[key]) for key in keys]
+        user_ids = self._markers.users(keys)
+        return [MetricSnapshot(key, measures[key], user_ids[key], joined[key]) for key in keys]
 
 
 def _label(granularity: Granularity, moment: datetime) -> str:

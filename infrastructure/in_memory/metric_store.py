@@ -25,6 +25,7 @@ from domain.metrics import NO_MEASURES, Granularity, Measures, MetricDelta, Metr
 from infrastructure.dynamodb_layout import (
     counter_partition_key,
     counter_sort_key,
+    counter_write_shard,
     key_size_problem,
 )
 from infrastructure.in_memory.unique_user_markers import InMemoryUniqueUserMarkers
@@ -69,7 +70,10 @@ class InMemoryMetricStore(MetricStore):
     def _apply_delta(self, delta: MetricDelta, refused: dict[RecordId, str]) -> None:
         key = delta.key
         counter = self._counters.get(key)
-        problem = key_size_problem(counter_partition_key(key.experiment_id), counter_sort_key(key))
+        problem = key_size_problem(
+            counter_partition_key(key.experiment_id, counter_write_shard(delta.shard_id)),
+            counter_sort_key(key),
+        )
         if problem is None:
             watermark = -1 if counter is None else counter.watermarks.get(delta.shard_id, -1)
             fresh = delta.after(watermark)

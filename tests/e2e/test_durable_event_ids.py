@@ -10,21 +10,17 @@ from mypy_boto3_kinesis import KinesisClient
 from entrypoints import lambda_handler
 from entrypoints.lambda_handler import handler
 from infrastructure.aws.dynamodb_recent_events import event_partition_key
+from tests.counter_items import summed_counters
 from tests.e2e.conftest import Deployment
 from tests.e2e.test_lambda_handler import EVENT_TIME, event, lambda_event_from_stream, seed
 from tests.lambda_support import fresh_context
 
 
 def exposure_counts(client: DynamoDBClient, deployment: Deployment) -> dict[str, int]:
-    items = client.query(
-        TableName=deployment.names.aggregation_table,
-        KeyConditionExpression="partition_key = :pk AND begins_with(sort_key, :day)",
-        ExpressionAttributeValues={
-            ":pk": {"S": "EXP#checkout-button"},
-            ":day": {"S": f"DAY#{EVENT_TIME:%Y-%m-%d}"},
-        },
-    )["Items"]
-    return {item["sort_key"]["S"]: int(item["event_count"]["N"]) for item in items}
+    counters = summed_counters(
+        client, deployment.names.aggregation_table, "checkout-button", f"DAY#{EVENT_TIME:%Y-%m-%d}"
+    )
+    return {sort_key: event_count for sort_key, (event_count, _) in counters.items()}
 
 
 @pytest.mark.parametrize(("index", "counted"), [("dynamodb", 1), ("memory", 2)])

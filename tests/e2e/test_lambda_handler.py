@@ -4,6 +4,7 @@ import gzip
 import json
 import warnings
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from domain.partitions import hour_partition
 from domain.time import DAY_LABEL_FORMAT
 from entrypoints.lambda_handler import handler
 from operations.aws.reference_data import DynamoDbReferenceDataWriter
+from tests.counter_items import summed_counters
 from tests.e2e.conftest import Deployment
 from tests.lambda_support import fresh_context
 
@@ -121,22 +123,13 @@ def test_a_kinesis_batch_is_counted_archived_and_dead_lettered_end_to_end(
 
     assert response == {"batchItemFailures": []}
     day = EVENT_TIME.strftime(DAY_LABEL_FORMAT)
-    items = dynamodb_client.query(
-        TableName=deployment.names.aggregation_table,
-        KeyConditionExpression="partition_key = :pk AND begins_with(sort_key, :day)",
-        ExpressionAttributeValues={
-            ":pk": {"S": "EXP#checkout-button"},
-            ":day": {"S": f"DAY#{day}"},
-        },
-    )["Items"]
-    counters = {
-        item["sort_key"]["S"]: (int(item["event_count"]["N"]), item["value_sum"]["N"])
-        for item in items
-    }
+    counters = summed_counters(
+        dynamodb_client, deployment.names.aggregation_table, "checkout-button", f"DAY#{day}"
+    )
     assert counters == {
-        f"DAY#{day}#control#exposure": (1, "0"),
-        f"DAY#{day}#green#exposure": (1, "0"),
-        f"DAY#{day}#green#purchase": (2, "19.75"),
+        f"DAY#{day}#control#exposure": (1, Decimal(0)),
+        f"DAY#{day}#green#exposure": (1, Decimal(0)),
+        f"DAY#{day}#green#purchase": (2, Decimal("19.75")),
     }
 
     objects = s3_client.list_objects_v2(Bucket=deployment.names.archive_bucket)["Contents"]

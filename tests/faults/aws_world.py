@@ -342,7 +342,8 @@ def stored_aggregates(
     dynamodb: DynamoDBClient, table: str
 ) -> dict[AggregateKey, tuple[int, Decimal, int, int]]:
     """The aggregation table read back item by item, by its documented layout (docs/storage.md):
-    counters `EXP#<experiment>` / `<HOUR|DAY>#<window>#<variant>#<metric>`, unique-user markers
+    counters `EXP#<experiment>#W<write shard>` / `<HOUR|DAY>#<window>#<variant>#<metric>` (a
+    counter's items summed over its write shards), unique-user markers
     `USERS#<experiment>#<variant>#<metric>#<day>` / `<HH>#<user>`. Hourly unique users are the
     markers of that hour; daily ones the distinct users over the day's markers."""
     counters: dict[AggregateKey, tuple[int, Decimal, int]] = {}
@@ -355,11 +356,14 @@ def stored_aggregates(
                 continue  # the event-id index (EVENT_ID_INDEX=dynamodb), not an aggregate
             if partition.startswith("EXP#"):
                 granularity, label, variant, metric = (unquote(p) for p in sort.split("#"))
-                key = (unquote(partition[4:]), variant, metric, granularity, label)
+                experiment, _, _write_shard = partition[4:].rpartition("#W")
+                key = (unquote(experiment), variant, metric, granularity, label)
+                # A counter is one item per write shard: its value is their sum.
+                count, value_sum, value_count = counters.get(key, (0, Decimal(0), 0))
                 counters[key] = (
-                    int(item["event_count"]["N"]),
-                    Decimal(item["value_sum"]["N"]),
-                    int(item["value_count"]["N"]),
+                    count + int(item["event_count"]["N"]),
+                    value_sum + Decimal(item["value_sum"]["N"]),
+                    value_count + int(item["value_count"]["N"]),
                 )
             else:
                 kind, experiment, variant, metric, day = (unquote(p) for p in partition.split("#"))

@@ -92,10 +92,30 @@ def test_shards_are_sized_to_carry_the_rate_at_eighty_percent_of_their_record_li
     assert shards_for(100_000, 303.0, Deployment()) == 125
 
 
-def test_every_shard_adds_its_watermark_to_every_counter_item() -> None:
-    grown = counter_item_bytes(REFERENCE_LIKE, shards=125)
-    assert grown == pytest.approx(337.0 + 87.0 * 124)
-    assert write_units(round(grown)) == 11
+def test_a_counter_item_holds_the_watermarks_of_its_write_shards_kinesis_shards_only() -> None:
+    assert counter_item_bytes(REFERENCE_LIKE, shards=16) == pytest.approx(337.0)
+    grown = counter_item_bytes(REFERENCE_LIKE, shards=125)  # 8 of them in write shards 0 to 12
+    assert grown == pytest.approx(337.0 + 87.0 * 7)
+    assert write_units(round(grown)) == 1
+    assert write_units(round(counter_item_bytes(REFERENCE_LIKE, shards=16 * 9))) == 2
+
+
+def test_counter_writes_of_an_experiment_spread_over_one_key_per_write_shard_in_use() -> None:
+    def hottest_counter_key(rate: float) -> tuple[int, float, float]:
+        prediction = predict(REFERENCE_LIKE, rate)
+        counters = prediction.hot_keys[0]
+        return (
+            prediction.shards,
+            counters.item_writes_per_second,
+            prediction.requests_per_second["dynamodb.UpdateItem"],
+        )
+
+    shards, hottest, all_updates = hottest_counter_key(1_000)
+    assert shards == 2
+    assert hottest == pytest.approx(all_updates * 0.13 / 2)
+    shards, hottest, all_updates = hottest_counter_key(100_000)
+    assert shards == 125
+    assert hottest == pytest.approx(all_updates * 0.13 / 16)
 
 
 def test_at_a_thousand_events_a_second_no_partition_key_nears_its_limit() -> None:
@@ -105,13 +125,13 @@ def test_at_a_thousand_events_a_second_no_partition_key_nears_its_limit() -> Non
     assert prediction.concurrency_per_shard < 1
 
 
-def test_at_a_hundred_thousand_events_a_second_the_hottest_counter_partition_breaks_first() -> None:
+def test_at_a_hundred_thousand_events_a_second_the_hottest_marker_partition_breaks_first() -> None:
     prediction = predict(REFERENCE_LIKE, 100_000)
     counters, markers = prediction.hot_keys
-    assert counters.write_units_per_second > PARTITION_WRITE_UNITS_PER_SECOND
-    assert counters.write_units_per_second > markers.write_units_per_second
+    assert counters.write_units_per_second < PARTITION_WRITE_UNITS_PER_SECOND
+    assert markers.write_units_per_second > PARTITION_WRITE_UNITS_PER_SECOND
     assert prediction.first_to_break is not None
-    assert prediction.first_to_break.startswith("counter EXP#")
+    assert prediction.first_to_break.startswith("marker USERS#")
 
 
 def test_the_first_break_rate_is_where_the_prediction_starts_to_break() -> None:
@@ -119,7 +139,7 @@ def test_the_first_break_rate_is_where_the_prediction_starts_to_break() -> None:
     assert found is not None
     rate, what = found
     assert 1_000 < rate < 100_000
-    assert "EXP#" in what
+    assert "USERS#" in what
     assert predict(REFERENCE_LIKE, rate * 0.97).first_to_break is None
 
 

@@ -27,7 +27,12 @@ from infrastructure.aws.permissions import (
     OPERATOR_PERMISSIONS,
     Resource,
 )
-from infrastructure.dynamodb_layout import counter_partition_key, marker_key
+from infrastructure.dynamodb_layout import (
+    COUNTER_WRITE_SHARDS,
+    counter_partition_key,
+    counter_partition_keys,
+    marker_key,
+)
 from scripts.package import HANDLER_MODULE
 from tests.cloudformation import TEMPLATE_PATH, get_att, load_template, ref, sub
 from tests.enriched_events import Attribution, EnrichedEvent, archive_line, hour_partition
@@ -287,7 +292,7 @@ def test_event_ids_are_read_only_when_the_durable_event_id_index_is_on() -> None
 @pytest.mark.parametrize(
     ("action", "partition_key"),
     [
-        ("dynamodb:UpdateItem", counter_partition_key("exp-1")),
+        ("dynamodb:UpdateItem", counter_partition_key("exp-1", COUNTER_WRITE_SHARDS - 1)),
         *(
             ("dynamodb:UpdateItem", marker_key(MetricKey("exp-1", "a", "click", g, NOW), "u")[0])
             for g in Granularity
@@ -326,10 +331,11 @@ def test_the_function_cannot_touch_the_replay_ledger(partition_key: str) -> None
 
 
 def test_a_counter_key_can_only_be_updated_whatever_its_experiment_id() -> None:
-    # Experiment ids are not escaped in counter keys: one may look like another kind of key.
+    # Experiment ids are not escaped in legacy counter keys: one may look like another kind of
+    # key. Escaped or not, a counter key starts with the counters' prefix.
     for experiment_id in ("exp-1", "USERS#x", "EVENT#x"):
-        key = counter_partition_key(experiment_id)
-        assert actions_allowed_on_partition_key(key) == {"dynamodb:UpdateItem"}
+        for key in counter_partition_keys(experiment_id):
+            assert actions_allowed_on_partition_key(key) == {"dynamodb:UpdateItem"}
 
 
 def test_a_marker_key_can_only_be_updated() -> None:
