@@ -26,7 +26,11 @@ from infrastructure.aws.permissions import (
     OPERATOR_PERMISSIONS,
     Resource,
 )
-from infrastructure.dynamodb_layout import counter_partition_key, marker_partition_key
+from infrastructure.dynamodb_layout import (
+    counter_partition_key,
+    marker_partition_key,
+    sketch_partition_key,
+)
 from scripts.package import HANDLER_MODULE
 from tests.cloudformation import TEMPLATE_PATH, get_att, load_template, ref, sub
 from tests.enriched_events import Attribution, EnrichedEvent, archive_line, hour_partition
@@ -276,9 +280,11 @@ def test_event_ids_are_read_and_written_only_when_the_durable_event_id_index_is_
     assert TEMPLATE["Conditions"]["DurableEventIdIndex"] == {
         "Fn::Equals": [ref("EventIdIndex"), "dynamodb"]
     }
-    reads = role_statement("AggregationEventIdReads")
-    assert reads["Fn::If"][0] == "DurableEventIdIndex"
-    assert reads["Fn::If"][2] == NO_VALUE
+    reads = leading_key_patterns(role_statement("AggregationSketchAndEventIdReads"))
+    assert reads == {
+        "DurableEventIdIndex": ["SKETCH#*", "EVENT#*"],
+        "not DurableEventIdIndex": ["SKETCH#*"],
+    }
     writes = leading_key_patterns(role_statement("AggregationMarkersAndEventIds"))
     assert writes == {
         "DurableEventIdIndex": ["USERS#*", "EVENT#*"],
@@ -293,6 +299,8 @@ def test_event_ids_are_read_and_written_only_when_the_durable_event_id_index_is_
         ("dynamodb:BatchWriteItem", marker_partition_key("exp-1", "a", "click", NOW)),
         ("dynamodb:BatchWriteItem", event_partition_key("evt-1")),
         ("dynamodb:BatchGetItem", event_partition_key("evt-1")),
+        ("dynamodb:UpdateItem", sketch_partition_key("exp-1", 7)),
+        ("dynamodb:BatchGetItem", sketch_partition_key("exp-1", 7)),
     ],
 )
 def test_the_leading_keys_conditions_allow_the_keys_the_adapters_build(
