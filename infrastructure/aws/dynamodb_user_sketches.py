@@ -215,7 +215,11 @@ class DynamoDbUserSketches(UserSketches):
         item = response.get("Item")
         if item:
             return _stored_of(item)
-        return self._read([item_key]).get(item_key, _ABSENT)
+        # On this worker, not through the executor: a worker waiting on its own pool could wait
+        # for ever once every worker does.
+        for found in self._read_chunk([item_key]):
+            return _stored_of(found)
+        return _ABSENT
 
     # -- reading -------------------------------------------------------------------------------
 
