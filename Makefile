@@ -63,8 +63,12 @@ complexity: $(STAMP)
 
 check: lint types imports complexity test
 
+# bench/sketch_error.py: the error and size of unique users' sketches (about 40 s);
+# `make bench SKETCH_SCALE=4` runs four times its trials.
+SKETCH_SCALE ?= 1
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/sketch_error.py --scale $(SKETCH_SCALE)
 
 # The pipeline's throughput here against BASE's, in alternating processes of one run.
 BASE ?= HEAD~1

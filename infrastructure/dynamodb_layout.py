@@ -1,12 +1,17 @@
-"""Where the aggregation table keeps what: the key layout of counters and unique-user markers
-(docs/storage.md), shared by the DynamoDB adapter and the in-memory one that must refuse the keys
+"""Where the aggregation table keeps what: the key layout of counters, unique-user markers and
+sketches (docs/storage.md), shared by the DynamoDB adapter and the in-memory one that must refuse the keys
 DynamoDB refuses. No boto3 here."""
 
 from __future__ import annotations
 
 import hashlib
 
-from domain.limits import DYNAMODB_PARTITION_KEY_BYTES, DYNAMODB_SORT_KEY_BYTES, utf8_length
+from domain.limits import (
+    DYNAMODB_ITEM_BYTES,
+    DYNAMODB_PARTITION_KEY_BYTES,
+    DYNAMODB_SORT_KEY_BYTES,
+    utf8_length,
+)
 from domain.metrics import EXPERIMENT_WINDOW_LABEL, Granularity, MetricKey
 from domain.time import DAY_LABEL_FORMAT
 
@@ -151,6 +156,45 @@ def _marker_prefix(key: MetricKey) -> str:
         f"{MARKER_PARTITION_PREFIX}{key_part(key.experiment_id)}#{key_part(key.variant_id)}"
         f"#{key.metric}"
     )
+
+
+SKETCH_PARTITION_PREFIX = "SKETCH#"
+"""Partition key prefix of the unique users' sketches (sketch mode): one item per counter and
+counter write shard, under the counter's sort key."""
+
+
+def sketch_partition_key(experiment_id: str, counter_write_shard_number: int) -> str:
+    """The partition of an experiment's sketches written by the Kinesis shards of one counter
+    write shard (`counter_write_shard`): `SKETCH#<experiment>#W<nn>`."""
+    return f"{SKETCH_PARTITION_PREFIX}{key_part(experiment_id)}#W{counter_write_shard_number:02d}"
+
+
+SKETCH_ATTRIBUTE = "sketch"
+"""A sketch item's serialized sketch (binary)."""
+SKETCH_VERSION_ATTRIBUTE = "version"
+"""A sketch item's write count: each write is conditional on the version it read."""
+
+
+def sketch_item_size_problem(
+    partition_key: str, sort_key: str, sketch: bytes, version: int
+) -> str | None:
+    """DynamoDB's words for refusing a sketch item for its size, or None when it fits. Its size
+    as DynamoDB counts it: each attribute's name and value (a number takes about one byte per
+    two digits, and one more)."""
+    size = (
+        utf8_length("partition_key")
+        + utf8_length(partition_key)
+        + utf8_length("sort_key")
+        + utf8_length(sort_key)
+        + utf8_length(SKETCH_ATTRIBUTE)
+        + len(sketch)
+        + utf8_length(SKETCH_VERSION_ATTRIBUTE)
+        + len(str(version)) // 2
+        + 2
+    )
+    if size > DYNAMODB_ITEM_BYTES:
+        return "Item size to update has exceeded the maximum allowed size"
+    return None
 
 
 TTL_ATTRIBUTE = "expires_at"

@@ -10,7 +10,11 @@ from __future__ import annotations
 from enum import StrEnum
 
 from infrastructure.aws.dynamodb_recent_events import EVENT_PREFIX
-from infrastructure.dynamodb_layout import COUNTER_PARTITION_PREFIX, MARKER_PARTITION_PREFIX
+from infrastructure.dynamodb_layout import (
+    COUNTER_PARTITION_PREFIX,
+    MARKER_PARTITION_PREFIX,
+    SKETCH_PARTITION_PREFIX,
+)
 
 
 class Resource(StrEnum):
@@ -23,7 +27,8 @@ class Resource(StrEnum):
 
 
 LAMBDA_PERMISSIONS: dict[Resource, frozenset[str]] = {
-    # BatchGetItem: the durable event-id index (EVENT_ID_INDEX=dynamodb) reads committed ids.
+    # BatchGetItem: the durable event-id index (EVENT_ID_INDEX=dynamodb) reads committed ids,
+    # the unique users' sketches (sketch mode) the items they update.
     Resource.AGGREGATION_TABLE: frozenset(
         {"dynamodb:UpdateItem", "dynamodb:BatchWriteItem", "dynamodb:BatchGetItem"}
     ),
@@ -35,12 +40,15 @@ LAMBDA_PERMISSIONS: dict[Resource, frozenset[str]] = {
 """What the Lambda function's role needs (its event source mapping reads the stream for it)."""
 
 LAMBDA_PARTITION_KEY_PREFIXES: dict[str, frozenset[str]] = {
-    "dynamodb:UpdateItem": frozenset({COUNTER_PARTITION_PREFIX, MARKER_PARTITION_PREFIX}),
+    "dynamodb:UpdateItem": frozenset(
+        {COUNTER_PARTITION_PREFIX, MARKER_PARTITION_PREFIX, SKETCH_PARTITION_PREFIX}
+    ),
     "dynamodb:BatchWriteItem": frozenset({EVENT_PREFIX}),
-    "dynamodb:BatchGetItem": frozenset({EVENT_PREFIX}),
+    "dynamodb:BatchGetItem": frozenset({SKETCH_PARTITION_PREFIX, EVENT_PREFIX}),
 }
 """The partition keys each of the function's actions on the aggregation table touches, by prefix:
-counters and first-seen markers are updated (conditionally), event ids put and read. The template's
+counters, first-seen markers and unique users' sketches are updated (conditionally), event ids
+put, sketches and event ids read. The template's
 `dynamodb:LeadingKeys` conditions allow these prefixes and no other (the replay ledger's
 `REPLAY#`/`REPLAYRUN#` items are the operators')."""
 

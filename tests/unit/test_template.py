@@ -32,6 +32,7 @@ from infrastructure.dynamodb_layout import (
     counter_partition_key,
     counter_partition_keys,
     marker_key,
+    sketch_partition_key,
 )
 from scripts.package import HANDLER_MODULE
 from tests.cloudformation import TEMPLATE_PATH, get_att, load_template, ref, sub
@@ -282,9 +283,11 @@ def test_event_ids_are_read_only_when_the_durable_event_id_index_is_on() -> None
     assert TEMPLATE["Conditions"]["DurableEventIdIndex"] == {
         "Fn::Equals": [ref("EventIdIndex"), "dynamodb"]
     }
-    reads = role_statement("AggregationEventIdReads")
-    assert reads["Fn::If"][0] == "DurableEventIdIndex"
-    assert reads["Fn::If"][2] == NO_VALUE
+    reads = leading_key_patterns(role_statement("AggregationSketchAndEventIdReads"))
+    assert reads == {
+        "DurableEventIdIndex": ["SKETCH#*", "EVENT#*"],
+        "not DurableEventIdIndex": ["SKETCH#*"],
+    }
     writes = leading_key_patterns(role_statement("AggregationEventIds"))
     assert set().union(*writes.values()) == {"EVENT#*"}
 
@@ -299,6 +302,8 @@ def test_event_ids_are_read_only_when_the_durable_event_id_index_is_on() -> None
         ),
         ("dynamodb:BatchWriteItem", event_partition_key("evt-1")),
         ("dynamodb:BatchGetItem", event_partition_key("evt-1")),
+        ("dynamodb:UpdateItem", sketch_partition_key("exp-1", 7)),
+        ("dynamodb:BatchGetItem", sketch_partition_key("exp-1", 7)),
     ],
 )
 def test_the_leading_keys_conditions_allow_the_keys_the_adapters_build(
