@@ -18,8 +18,10 @@ import pytest
 from mypy_boto3_kinesis import KinesisClient
 
 from application.process_batch import ProcessingSettings
+from application.reporting import stored_distinct_users
 from domain.metrics import Granularity
 from domain.rejections import RejectionReason
+from domain.statistics import EXPOSURE_METRIC
 from entrypoints import lambda_handler
 from infrastructure.in_memory.metric_store import InMemoryMetricStore
 from operations.event_source_emulator import (
@@ -49,9 +51,11 @@ from tests.faults.aws_world import (
 from tests.faults.clock import SteppingClock
 from tests.faults.expectations import (
     AggregateKey,
+    VariantMetricKey,
     expected_aggregates,
     expected_dead_letters,
     expected_event_ids,
+    expected_exposed_users_who_did,
 )
 from tests.faults.plan import DROPS, LOSSES, REFUSALS
 from tests.faults.ports import (
@@ -128,6 +132,19 @@ def in_memory_observed(
     return observed
 
 
+def in_memory_exposed_users_who_did(
+    metrics: InMemoryMetricStore, experiment_ids: list[str]
+) -> dict[VariantMetricKey, int]:
+    """What the experiment-to-date counters say of the exposed users who did each metric."""
+    found = {}
+    for experiment_id in experiment_ids:
+        distinct = stored_distinct_users(metrics.snapshots(experiment_id, Granularity.EXPERIMENT))
+        for (variant_id, metric), users in distinct.exposed_and_did.items():
+            if metric != EXPOSURE_METRIC:
+                found[(experiment_id, variant_id, metric)] = users
+    return found
+
+
 def run_on_in_memory_back_end(kinesis: KinesisClient, name: str, scenario: Scenario) -> None:
     stream = make_stream(kinesis, name, scenario)
     placed = stream.put_into(kinesis, name)
@@ -174,6 +191,9 @@ def run_on_in_memory_back_end(kinesis: KinesisClient, name: str, scenario: Scena
 
     experiment_ids = [e.experiment_id for e in stream.experiments]
     assert in_memory_observed(metrics, experiment_ids) == expected_aggregates(stream)
+    assert in_memory_exposed_users_who_did(
+        metrics, experiment_ids
+    ) == expected_exposed_users_who_did(stream)
 
     archived = {json.loads(line)["event_id"] for line in archive.lines()}
     assert archived == expected_event_ids(stream)

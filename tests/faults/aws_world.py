@@ -49,9 +49,11 @@ from tests.faults.botocore_hooks import attach_request_faults
 from tests.faults.clock import RequestThroughput, SteppingClock
 from tests.faults.expectations import (
     AggregateKey,
+    VariantMetricKey,
     expected_aggregates,
     expected_dead_letters,
     expected_event_ids,
+    expected_exposed_users_who_did,
 )
 from tests.faults.invocation import InvocationFaults
 from tests.faults.plan import FaultKind, FaultPlan, FaultRates
@@ -340,15 +342,16 @@ def dead_lettered(
 
 def stored_aggregates(
     dynamodb: DynamoDBClient, table: str
-) -> dict[AggregateKey, tuple[int, Decimal, int, int]]:
+) -> tuple[dict[AggregateKey, tuple[int, Decimal, int, int]], dict[VariantMetricKey, int]]:
     """The aggregation table read back item by item, by its documented layout (docs/storage.md):
-    counters `EXP#<experiment>#W<write shard>` / `<HOUR|DAY>#<window>#<variant>#<metric>` (a
-    counter's items summed over its write shards), unique-user markers
-    `USERS#<experiment>#<variant>#<metric>#<day>` / `<HH>#<user>`. Hourly unique users are the
-    markers of that hour; daily ones the distinct users over the day's markers."""
-    counters: dict[AggregateKey, tuple[int, Decimal, int]] = {}
-    hourly_users: dict[AggregateKey, set[str]] = {}
-    daily_users: dict[AggregateKey, set[str]] = {}
+    counters `EXP#<experiment>#W<write shard>` / `<HOUR|DAY|EXPERIMENT>#<window>#<variant>#<metric>`
+    (a counter's items summed over its write shards, its stored `unique_users` included), and
+    per experiment, variant and metric the exposed users who did it (the `joined#<metric>`
+    attributes of the experiment-to-date counters). The first-seen markers (`USERS#…`) are read
+    too, and each window's must name exactly as many users as its counter stores."""
+    counters: dict[AggregateKey, tuple[int, Decimal, int, int]] = {}
+    joined: dict[VariantMetricKey, int] = {}
+    marked: dict[AggregateKey, set[str]] = {}
     for page in dynamodb.get_paginator("scan").paginate(TableName=table):
         for item in page["Items"]:
             partition, sort = item["partition_key"]["S"], item["sort_key"]["S"]
@@ -359,29 +362,49 @@ def stored_aggregates(
                 experiment, _, _write_shard = partition[4:].rpartition("#W")
                 key = (unquote(experiment), variant, metric, granularity, label)
                 # A counter is one item per write shard: its value is their sum.
-                count, value_sum, value_count = counters.get(key, (0, Decimal(0), 0))
+                count, value_sum, value_count, users = counters.get(key, (0, Decimal(0), 0, 0))
                 counters[key] = (
                     count + int(item["event_count"]["N"]),
                     value_sum + Decimal(item["value_sum"]["N"]),
                     value_count + int(item["value_count"]["N"]),
+                    users + int(item["unique_users"]["N"]),
                 )
+                for name, value in item.items():
+                    if name.startswith("joined#"):
+                        of = (unquote(experiment), variant, name.removeprefix("joined#"))
+                        joined[of] = joined.get(of, 0) + int(value["N"])
+                continue
+            kind, experiment, variant, *rest = (unquote(p) for p in partition.split("#"))
+            assert kind == "USERS", f"unexpected item {partition} / {sort}"
+            if rest[0] == "ALL":  # one item per user and variant: a marker per metric
+                for name in item:
+                    if name.startswith("m#"):
+                        key = (experiment, variant, name[2:], "EXPERIMENT", "ALL")
+                        marked.setdefault(key, set()).add(sort)
+                continue
+            metric, day = rest[0], rest[1]
+            hour, user = sort.split("#", 1)
+            if hour == "D":
+                marked.setdefault((experiment, variant, metric, "DAY", day), set()).add(user)
             else:
-                kind, experiment, variant, metric, day = (unquote(p) for p in partition.split("#"))
-                assert kind == "USERS", f"unexpected item {partition} / {sort}"
-                hour, user = sort.split("#", 1)
-                base = (experiment, variant, metric)
-                hourly_users.setdefault((*base, "HOUR", f"{day}T{hour}"), set()).add(user)
-                daily_users.setdefault((*base, "DAY", day), set()).add(user)
-    users = hourly_users | daily_users
-    assert set(users) <= set(counters), "unique-user markers without a counter"
-    return {key: (*counters[key], len(users.get(key, ()))) for key in counters}
+                key = (experiment, variant, metric, "HOUR", f"{day}T{hour}")
+                marked.setdefault(key, set()).add(user)
+    assert set(marked) <= set(counters), "first-seen markers without a counter"
+    assert {key: len(users) for key, users in marked.items()} == {
+        key: value[3] for key, value in counters.items() if value[3] or key in marked
+    }, "a counter's stored unique users differ from its markers"
+    return counters, joined
 
 
 def assert_stores_hold_exactly_the_stream(admin: AdminClients, proof: ProofStream) -> None:
     """Counters and unique users exactly as expected, every valid event archived, every bad
     record dead-lettered with exactly its reason (oversize letters through S3)."""
     names, stream = proof.names, proof.stream
-    assert stored_aggregates(admin.dynamodb, names.aggregation_table) == expected_aggregates(stream)
+    counters, joined = stored_aggregates(admin.dynamodb, names.aggregation_table)
+    assert counters == expected_aggregates(stream)
+    assert {key: users for key, users in joined.items() if users} == {
+        key: users for key, users in expected_exposed_users_who_did(stream).items() if users
+    }
     assert archived_event_ids(admin.s3, names.archive_bucket) == expected_event_ids(stream)
     reasons, overflowed = dead_lettered(admin.sqs, proof.resources.dead_letter_queue_url, admin.s3)
     expected = expected_dead_letters(stream, proof.placed)

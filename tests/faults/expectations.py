@@ -19,7 +19,11 @@ from domain.time import DAY_LABEL_FORMAT, HOUR_LABEL_FORMAT
 from operations.synthetic.stream import EntryKind, GeneratedStream, PutResult
 
 AggregateKey = tuple[str, str, str, str, str]
-"""(experiment_id, variant_id, metric, "HOUR" or "DAY", window label)."""
+"""(experiment_id, variant_id, metric, "HOUR", "DAY" or "EXPERIMENT", window label; "ALL" for
+the experiment to date)."""
+
+VariantMetricKey = tuple[str, str, str]
+"""(experiment_id, variant_id, metric)."""
 
 
 @dataclass(slots=True)
@@ -36,6 +40,10 @@ class Aggregate:
 def expected_aggregates(
     stream: GeneratedStream,
 ) -> dict[AggregateKey, tuple[int, Decimal, int, int]]:
+    return {key: aggregate.as_tuple() for key, aggregate in _aggregates(stream).items()}
+
+
+def _aggregates(stream: GeneratedStream) -> dict[AggregateKey, Aggregate]:
     running = {e.experiment_id for e in stream.experiments if e.status is ExperimentStatus.RUNNING}
     by_user: dict[str, list[tuple[str, str, datetime]]] = {}
     for a in stream.assignments:
@@ -47,6 +55,7 @@ def expected_aggregates(
         windows = (
             ("HOUR", moment.strftime(HOUR_LABEL_FORMAT)),
             ("DAY", moment.strftime(DAY_LABEL_FORMAT)),
+            ("EXPERIMENT", "ALL"),
         )
         named = event.get("experiment_id")
         for experiment_id, variant_id, assigned_at in by_user.get(event["user_id"], []):
@@ -62,7 +71,22 @@ def expected_aggregates(
                 if event.get("value") is not None:
                     aggregate.value_sum += Decimal(event["value"])
                     aggregate.value_count += 1
-    return {key: aggregate.as_tuple() for key, aggregate in totals.items()}
+    return totals
+
+
+def expected_exposed_users_who_did(stream: GeneratedStream) -> dict[VariantMetricKey, int]:
+    """Per experiment, variant and metric other than exposure: the users exposed in the variant
+    who also did the metric, over the whole stream (what the rates count)."""
+    users = {
+        key[:3]: aggregate.users
+        for key, aggregate in _aggregates(stream).items()
+        if key[3] == "EXPERIMENT"
+    }
+    return {
+        key: len(did & users.get((key[0], key[1], "exposure"), set()))
+        for key, did in users.items()
+        if key[2] != "exposure"
+    }
 
 
 def expected_event_ids(stream: GeneratedStream) -> set[str]:
