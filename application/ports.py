@@ -48,6 +48,11 @@ class WriteReport:
 
 COMPLETE = WriteReport()
 
+COUNTERS_SHARE_OF_TIME = 0.25
+"""The share of a write's time left that a metric store keeps for the counters when it writes
+the markers first: markers are most of the requests, and a marker written without its counter
+moves nothing forward."""
+
 
 class Deadline(abc.ABC):
     """How long the caller may still work; ports stop starting new requests once it has passed."""
@@ -63,6 +68,22 @@ class Deadline(abc.ABC):
 class NoDeadline(Deadline):
     def expired(self) -> bool:
         return False
+
+
+class ReservingDeadline(Deadline):
+    """Expires while a share of `outer`'s time (as it stood when this was made) is still left:
+    for a first step whose work a second step must follow within the same deadline."""
+
+    def __init__(self, outer: Deadline, reserved_share: float) -> None:
+        self._outer = outer
+        remaining = outer.remaining_seconds()
+        self._reserve = 0.0 if math.isinf(remaining) else remaining * reserved_share
+
+    def expired(self) -> bool:
+        return self._outer.expired() or self._outer.remaining_seconds() <= self._reserve
+
+    def remaining_seconds(self) -> float:
+        return max(0.0, self._outer.remaining_seconds() - self._reserve)
 
 
 class Clock(abc.ABC):
@@ -172,7 +193,8 @@ class UniqueUserMarkers(abc.ABC):
 
     @abc.abstractmethod
     def mark(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> MarkerClaims:
-        """Write the markers of each delta's users (each user's first record in the delta is the
+        """Write the markers of each delta's users, the earliest records' first (so that what
+        a deadline leaves unwritten is a suffix of each shard) (each user's first record in the delta is the
         marker's record) and say which records hold theirs. A marker refused for good is refused
         through the first record of its user in each shard, and counts no one."""
 

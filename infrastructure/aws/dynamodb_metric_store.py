@@ -18,11 +18,13 @@ from cachetools import LRUCache
 
 from application.ports import (
     COMPLETE,
+    COUNTERS_SHARE_OF_TIME,
     Clock,
     Deadline,
     MetricSnapshot,
     MetricStore,
     RecordId,
+    ReservingDeadline,
     WriteReport,
     counted_deltas,
 )
@@ -151,7 +153,7 @@ class DynamoDbMetricStore(MetricStore):
     def apply(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
         # The markers first: each counter's update carries the unique users whose marker its
         # records hold, so it waits for them.
-        claims = self._markers.mark(deltas, deadline)
+        claims = self._markers.mark(deltas, ReservingDeadline(deadline, COUNTERS_SHARE_OF_TIME))
         counters = self._apply_counters(counted_deltas(deltas, claims), deadline)
         return WriteReport(
             claims.report.cut.merged(counters.cut),

@@ -140,7 +140,12 @@ class DynamoDbUniqueUserMarkers(UniqueUserMarkers):
     def mark(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> MarkerClaims:
         first_records: dict[Counter, set[int]] = defaultdict(set)
         joins: dict[Counter, dict[int, tuple[str, ...]]] = defaultdict(dict)
-        wanted = self._wanted(deltas, first_records, joins)
+        # In record order: when the deadline stops the writes, the markers of the earliest
+        # records are the ones written, so the shard's cut (and what its counters may apply)
+        # moves as far as the time allowed.
+        wanted = sorted(
+            self._wanted(deltas, first_records, joins), key=lambda w: (w.record[1], w.record[0])
+        )
         report = settled(
             [
                 self._executor.submit(self._write_all, chunk, deadline, first_records, joins)

@@ -12,10 +12,12 @@ from decimal import localcontext
 
 from application.ports import (
     COMPLETE,
+    COUNTERS_SHARE_OF_TIME,
     Deadline,
     MetricSnapshot,
     MetricStore,
     RecordId,
+    ReservingDeadline,
     WriteReport,
     counted_deltas,
 )
@@ -50,7 +52,7 @@ class InMemoryMetricStore(MetricStore):
         needed it, and counts no one), then the counters (one whose numbers or keys DynamoDB
         would refuse is refused for the records responsible, found by halves, the rest
         applied)."""
-        claims = self.markers.mark(deltas, deadline)
+        claims = self.markers.mark(deltas, ReservingDeadline(deadline, COUNTERS_SHARE_OF_TIME))
         late: list[RecordId] = []
         refused: dict[RecordId, str] = dict(claims.report.refused)
         with self._lock:
