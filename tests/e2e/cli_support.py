@@ -100,6 +100,19 @@ def seed_workload(
     assert result.exit_code == 0, result.output
 
 
+def same_counts(snapshots: list[MetricSnapshot]) -> list[tuple[object, ...]]:
+    """What two runs of the same events must agree on: each counter's key and measures, and per
+    experiment, variant and metric the exposed users who did it. Which of a user's two first
+    events joined them (so which counter holds the join) depends on the order they were written
+    in, so a counter's own `joined` may differ."""
+    joined: dict[tuple[str, str, str], int] = {}
+    for snapshot in snapshots:
+        for metric, users in snapshot.joined.items():
+            key = (snapshot.key.experiment_id, snapshot.key.variant_id, metric)
+            joined[key] = joined.get(key, 0) + users
+    return [(s.key, s.measures) for s in snapshots] + sorted(joined.items())
+
+
 def counters(
     env: Mapping[str, str], endpoint_url: str, user_sets: bool = False
 ) -> list[MetricSnapshot]:

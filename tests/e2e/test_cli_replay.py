@@ -119,6 +119,7 @@ def test_dead_letters_that_became_valid_are_counted_once_and_deleted(
     } == {
         (Granularity.HOUR, 1, 1, "12.5"),
         (Granularity.DAY, 1, 1, "12.5"),
+        (Granularity.EXPERIMENT, 1, 1, "12.5"),
     }
 
 
@@ -179,6 +180,7 @@ def test_without_a_queue_the_dead_letters_kept_in_s3_are_replayed_once_and_delet
     } == {
         (Granularity.HOUR, 1, "7.25"),
         (Granularity.DAY, 1, "7.25"),
+        (Granularity.EXPERIMENT, 1, "7.25"),
     }
 
 
