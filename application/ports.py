@@ -161,68 +161,6 @@ class MetricStore(abc.ABC):
         counter without one is left out). Strongly consistent."""
 
 
-Counter = tuple[MetricKey, str]
-"""(counter key, shard_id): what one delta of a batch adds to."""
-
-
-@dataclass(frozen=True, slots=True)
-class MarkerClaims:
-    """What writing a batch's first-seen markers told: per (counter, shard), the sequences of
-    the records that hold their user's marker for the counter's window (each adds one unique
-    user), and what could not be written (`report`: a marker whose fate is unknown leaves its
-    shard unfinished from the first record of its user)."""
-
-    first_records: Mapping[Counter, frozenset[int]]
-    report: WriteReport = COMPLETE
-    joins: Mapping[Counter, Mapping[int, tuple[str, ...]]] = field(default_factory=dict)
-    """Experiment-to-date counters: per record holding its marker, the metrics whose exposed
-    users it joins (`domain.statistics.joined_metrics`)."""
-
-
-class UniqueUserMarkers(abc.ABC):
-    """Exact unique users: one first-seen marker per (experiment, variant, metric, window, user)
-    for every window (hour, day, experiment to date), carrying the record that wrote it. A
-    user's experiment-to-date markers of one variant also tell in which order they were written,
-    so that the later of the user's exposure and first event of a metric joins the two
-    (`MarkerClaims.joins`), whoever writes or retries it.
-
-    A marker is written once, conditionally: the record that wrote it is the one that counts the
-    user, in the counter's own watermarked update. A retry or redelivery of that record finds
-    the marker holding it and counts the user again (the counter's watermark then keeps it
-    once); any other record finds another record's marker and does not."""
-
-    @abc.abstractmethod
-    def mark(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> MarkerClaims:
-        """Write the markers of each delta's users, the earliest records' first (so that what
-        a deadline leaves unwritten is a suffix of each shard) (each user's first record in the delta is the
-        marker's record) and say which records hold theirs. A marker refused for good is refused
-        through the first record of its user in each shard, and counts no one."""
-
-    @abc.abstractmethod
-    def users(self, keys: Collection[MetricKey]) -> dict[MetricKey, frozenset[str]]:
-        """The marked users of each counter's window."""
-
-
-def counted_deltas(deltas: Sequence[MetricDelta], claims: MarkerClaims) -> list[MetricDelta]:
-    """The deltas a metric store applies once the markers are written: each record flagged when
-    it holds its user's marker, and each delta stopped before its shard's first record whose
-    marker is not known to be written (applied, the counter's watermark would pass a unique user
-    that no redelivery could count again)."""
-    counted = []
-    cut = claims.report.cut
-    for delta in deltas:
-        counter = (delta.key, delta.shard_id)
-        flagged = delta.with_first_seen(claims.first_records.get(counter, frozenset()))
-        joins = claims.joins.get(counter)
-        if joins:
-            flagged = flagged.with_joins(joins)
-        limit = cut.of_shard(delta.shard_id)
-        kept = flagged if limit is None else flagged.before(limit)
-        if kept is not None:
-            counted.append(kept)
-    return counted
-
-
 class EventArchive(abc.ABC):
     @abc.abstractmethod
     def store(self, objects: Sequence[ArchiveObject], deadline: Deadline) -> WriteReport:

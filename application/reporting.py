@@ -12,13 +12,14 @@ from the first-seen markers: exact too, at a cost that grows with the users.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
 from application.ports import ExperimentRepository, MetricSnapshot, MetricStore
+from application.unique_users import UserSketches
 from domain.experiments import Experiment
-from domain.metrics import NO_MEASURES, Granularity, Measures
+from domain.metrics import NO_MEASURES, Granularity, Measures, MetricKey
 from domain.statistics import (
     CONTROL_VARIANT,
     EXPOSURE_METRIC,
@@ -50,6 +51,8 @@ class UsersCounted(StrEnum):
     """The experiment-to-date counters (the range holds all of the experiment's events)."""
     USER_SETS = "user sets"
     """The unions of the windows' first-seen markers."""
+    SKETCHES = "sketches (approximate)"
+    """`UNIQUE_USERS=sketch`: unions of the windows' sketches, within the sketch's error."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +116,35 @@ def stored_distinct_users(to_date: Iterable[MetricSnapshot]) -> DistinctUsers:
             key = (snapshot.key.variant_id, metric)
             joined[key] = joined.get(key, 0) + users
     return DistinctUsers(did, {key: joined.get(key, 0) for key in did})
+
+
+def sketched_distinct_users(
+    snapshots: Sequence[MetricSnapshot], sketches: UserSketches
+) -> tuple[list[MetricSnapshot], DistinctUsers]:
+    """Sketch mode: each window's unique users estimated from its sketch, and over the range
+    the union of the windows' sketches; the exposed users who did a metric by inclusion and
+    exclusion (did + exposed - either), within the sum of the three estimates' errors."""
+    per_window = sketches.estimates([s.key for s in snapshots])
+    windows = [
+        replace(s, measures=replace(s.measures, unique_users=per_window[s.key].users))
+        for s in snapshots
+    ]
+    keys: dict[VariantMetric, list[MetricKey]] = {}
+    for s in snapshots:
+        keys.setdefault((s.key.variant_id, s.key.metric), []).append(s.key)
+    did = {pair: sketches.union_estimate(of).users for pair, of in keys.items()}
+    joined = {}
+    for (variant_id, metric), of in keys.items():
+        exposed = keys.get((variant_id, EXPOSURE_METRIC))
+        if metric == EXPOSURE_METRIC or exposed is None:
+            joined[(variant_id, metric)] = did[(variant_id, metric)] if exposed else 0
+            continue
+        either = sketches.union_estimate([*of, *exposed]).users
+        both = did[(variant_id, metric)] + did[(variant_id, EXPOSURE_METRIC)] - either
+        joined[(variant_id, metric)] = max(
+            0, min(both, did[(variant_id, metric)], did[(variant_id, EXPOSURE_METRIC)])
+        )
+    return windows, DistinctUsers(did, joined)
 
 
 def holds_every_event(windows: Sequence[MetricSnapshot], to_date: Sequence[MetricSnapshot]) -> bool:
@@ -225,11 +257,19 @@ def read_report(
     end: datetime | None = None,
     control_variant: str = CONTROL_VARIANT,
     user_sets: bool = False,
+    sketches: UserSketches | None = None,
 ) -> ExperimentReport:
     """The report of an experiment's counters as stored now, its distinct users from the
     stored counts when the range holds every event, else (or with `user_sets`) from the user
     sets. Raises `UnknownControlVariantError` as `build_report` does."""
     experiment = experiment_repository.experiments([experiment_id]).get(experiment_id)
+    if sketches is not None:
+        snapshots = metric_store.snapshots(experiment_id, granularity, start, end)
+        windows, estimated = sketched_distinct_users(snapshots, sketches)
+        report = build_report(
+            experiment_id, experiment, windows, granularity, start, end, control_variant, estimated
+        )
+        return replace(report, users_counted=UsersCounted.SKETCHES)
     snapshots = metric_store.snapshots(experiment_id, granularity, start, end, user_sets)
     stored = None
     if not user_sets:

@@ -36,7 +36,8 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
 )
 from botocore.exceptions import ClientError
 
-from application.ports import Deadline, MarkerClaims
+from application.ports import Deadline
+from application.unique_users import MarkerClaims
 from bench.capacity_model import (
     BATCH_GET_KEYS,
     BatchCurve,

@@ -21,6 +21,7 @@ from application.ports import (
     Telemetry,
 )
 from application.process_batch import BatchProcessor, ProcessingSettings
+from application.unique_users import UniqueUserMarkers, UserSketches
 from domain.archiving import ArchiveLimits, ArchiveLineWriter
 from domain.attribution import CandidateMemo
 from domain.events import EventLimits
@@ -33,6 +34,7 @@ from infrastructure.aws.dynamodb_repositories import (
     DynamoDbExperimentRepository,
 )
 from infrastructure.aws.dynamodb_unique_user_markers import DynamoDbUniqueUserMarkers
+from infrastructure.aws.dynamodb_user_sketches import DynamoDbUserSketches
 from infrastructure.aws.s3_archive import S3Encryption, S3EventArchive
 from infrastructure.aws.sqs_dead_letters import (
     S3DeadLetterQueue,
@@ -52,8 +54,10 @@ from infrastructure.in_memory.repositories import (
 )
 from infrastructure.in_memory.telemetry import InMemoryTelemetry
 from infrastructure.in_memory.unique_user_markers import InMemoryUniqueUserMarkers
+from infrastructure.in_memory.user_sketches import InMemoryUserSketches
 from infrastructure.layered_recent_events import LayeredRecentEventIndex
 from infrastructure.powertools_telemetry import PowertoolsTelemetry
+from infrastructure.sketched_unique_users import SketchedUniqueUsers
 from infrastructure.tracing import (
     TracedAssignmentRepository,
     TracedDeadLetterQueue,
@@ -177,7 +181,13 @@ class Container(containers.DeclarativeContainer):
     in_memory_assignment_repository = providers.Singleton(InMemoryAssignmentRepository)
     in_memory_experiment_repository = providers.Singleton(InMemoryExperimentRepository)
     in_memory_unique_user_markers = providers.Singleton(InMemoryUniqueUserMarkers)
-    in_memory_metric_store = providers.Singleton(InMemoryMetricStore, in_memory_unique_user_markers)
+    in_memory_user_sketches = providers.Singleton(InMemoryUserSketches)
+    in_memory_unique_users: providers.Provider[UniqueUserMarkers] = providers.Selector(
+        settings.provided.unique_users,
+        exact=in_memory_unique_user_markers,
+        sketch=providers.Singleton(SketchedUniqueUsers, in_memory_user_sketches),
+    )
+    in_memory_metric_store = providers.Singleton(InMemoryMetricStore, in_memory_unique_users)
     in_memory_event_archive = providers.Singleton(InMemoryEventArchive, archive_codec)
     in_memory_dead_letter_queue = providers.Singleton(InMemoryDeadLetterQueue)
     in_memory_durable_event_ids = providers.Singleton(
@@ -193,13 +203,24 @@ class Container(containers.DeclarativeContainer):
         ttl_days=settings.provided.marker_ttl_days,
         cache_size=settings.provided.marker_cache_entries,
     )
+    dynamodb_user_sketches = providers.Singleton(
+        DynamoDbUserSketches,
+        dynamodb_client,
+        settings.provided.dynamodb_table,
+        max_workers=settings.provided.write_concurrency,
+    )
+    dynamodb_unique_users: providers.Provider[UniqueUserMarkers] = providers.Selector(
+        settings.provided.unique_users,
+        exact=dynamodb_unique_user_markers,
+        sketch=providers.Singleton(SketchedUniqueUsers, dynamodb_user_sketches),
+    )
     dynamodb_metric_store = providers.Singleton(
         DynamoDbMetricStore,
         dynamodb_client,
         settings.provided.dynamodb_table,
         max_workers=settings.provided.write_concurrency,
         clock=clock,
-        markers=dynamodb_unique_user_markers,
+        markers=dynamodb_unique_users,
     )
 
     assignment_repository_adapter: providers.Provider[AssignmentRepository] = providers.Selector(
@@ -219,6 +240,10 @@ class Container(containers.DeclarativeContainer):
     metric_store_adapter: providers.Provider[MetricStore] = providers.Selector(
         settings.provided.back_end, aws=dynamodb_metric_store, memory=in_memory_metric_store
     )
+    user_sketches: providers.Provider[UserSketches] = providers.Selector(
+        settings.provided.back_end, aws=dynamodb_user_sketches, memory=in_memory_user_sketches
+    )
+    """The sketches of `UNIQUE_USERS=sketch`, which reports read."""
     event_archive_adapter: providers.Provider[EventArchive] = providers.Selector(
         settings.provided.back_end,
         aws=providers.Singleton(

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     metrics_stack_name: str | None = None
     """Added to every metric as the `stack` dimension (the template sets its stack name), so
     that one stack's alarms never mix in another's of the same account and region."""
+    unique_users: Literal["exact", "sketch"] = "exact"
+    """How unique users are counted: `exact`, first-seen markers and stored counts (a
+    conditional write per new user and window); `sketch`, a CPC sketch per counter window and
+    write shard, unioned by reports (about 1.5% error at the 95th percentile, measured; far
+    fewer writes). docs/performance.md, "Unique users: sketch mode"."""
     marker_ttl_days: int | None = Field(default=None, ge=1)
     marker_cache_entries: int = Field(default=500_000, ge=0)
     deadline_margin_ms: int = Field(default=10_000, ge=0)

@@ -16,7 +16,7 @@ from typing import cast
 
 from datasketches import cpc_sketch, cpc_union
 
-from application.user_sketches import UniqueEstimate
+from application.unique_users import UniqueEstimate
 
 SKETCH_FAMILY = "CPC"
 SKETCH_LG_K = 13

@@ -26,9 +26,9 @@ from application.ports import (
     RecordId,
     ReservingDeadline,
     WriteReport,
-    counted_deltas,
 )
 from application.shard_cut import NO_CUT, ShardCut
+from application.unique_users import UniqueUserMarkers, counted_deltas
 from domain.limits import COUNTER_CONTEXT, delta_sum_problem
 from domain.metrics import NO_MEASURES, Granularity, Measures, MetricDelta, MetricKey
 from domain.records import padded_sequence
@@ -109,7 +109,7 @@ class DynamoDbMetricStore(MetricStore):
         max_workers: int = 16,
         executor: Executor | None = None,
         clock: Clock | None = None,
-        markers: DynamoDbUniqueUserMarkers | None = None,
+        markers: UniqueUserMarkers | None = None,
         backoff: Backoff | None = None,
         max_condition_retries: int = 5,
         max_transient_retries: int = 4,
@@ -123,14 +123,16 @@ class DynamoDbMetricStore(MetricStore):
         )
         self._clock = clock or SystemClock()
         self._backoff = backoff or Backoff()
-        self._owns_markers = markers is None
-        self._markers = markers or DynamoDbUniqueUserMarkers(
-            client,
-            table_name,
-            executor=self._executor,
-            backoff=self._backoff,
-            max_transient_retries=max_transient_retries,
-        )
+        self._own_markers: DynamoDbUniqueUserMarkers | None = None
+        if markers is None:
+            markers = self._own_markers = DynamoDbUniqueUserMarkers(
+                client,
+                table_name,
+                executor=self._executor,
+                backoff=self._backoff,
+                max_transient_retries=max_transient_retries,
+            )
+        self._markers = markers
         self._max_condition_retries = max_condition_retries
         self._max_transient_retries = max_transient_retries
         self._confirmed: LRUCache[tuple[MetricKey, str], int] = LRUCache(
@@ -143,8 +145,8 @@ class DynamoDbMetricStore(MetricStore):
         refund_retry_quota_on_answers(client, frozenset({CONDITION_FAILED}))
 
     def close(self) -> None:
-        if self._owns_markers:
-            self._markers.close()
+        if self._own_markers is not None:
+            self._own_markers.close()
         if self._owns_executor:
             self._executor.shutdown(wait=True)
 

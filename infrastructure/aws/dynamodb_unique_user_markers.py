@@ -17,17 +17,9 @@ from typing import TYPE_CHECKING, cast
 from botocore.exceptions import BotoCoreError, ClientError
 from cachetools import LRUCache
 
-from application.ports import (
-    COMPLETE,
-    Clock,
-    Counter,
-    Deadline,
-    MarkerClaims,
-    RecordId,
-    UniqueUserMarkers,
-    WriteReport,
-)
+from application.ports import COMPLETE, Clock, Deadline, RecordId, WriteReport
 from application.shard_cut import NO_CUT, ShardCut
+from application.unique_users import Counter, MarkerClaims, UniqueUserMarkers
 from domain.metrics import Granularity, MetricDelta, MetricKey
 from domain.statistics import joined_metrics
 from infrastructure.aws.client_config import refund_retry_quota_on_answers

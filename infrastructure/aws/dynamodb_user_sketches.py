@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from application.ports import COMPLETE, Deadline, RecordId, WriteReport
 from application.shard_cut import NO_CUT, ShardCut
-from application.user_sketches import UniqueEstimate, UserSketches
+from application.unique_users import UniqueEstimate, UserSketches
 from domain.errors import TransientInfrastructureError
 from domain.metrics import MetricDelta, MetricKey
 from infrastructure.aws.dynamodb_codec import (

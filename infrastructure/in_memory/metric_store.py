@@ -19,9 +19,9 @@ from application.ports import (
     RecordId,
     ReservingDeadline,
     WriteReport,
-    counted_deltas,
 )
 from application.shard_cut import ShardCut
+from application.unique_users import UniqueUserMarkers, counted_deltas
 from domain.limits import COUNTER_CONTEXT, counter_sum_problem, delta_sum_problem
 from domain.metrics import NO_MEASURES, Granularity, Measures, MetricDelta, MetricKey
 from infrastructure.dynamodb_layout import (
@@ -41,10 +41,10 @@ class _Counter:
 
 
 class InMemoryMetricStore(MetricStore):
-    def __init__(self, markers: InMemoryUniqueUserMarkers | None = None) -> None:
+    def __init__(self, markers: UniqueUserMarkers | None = None) -> None:
         self._lock = threading.Lock()
         self._counters: dict[MetricKey, _Counter] = {}
-        self.markers = markers or InMemoryUniqueUserMarkers()
+        self.markers: UniqueUserMarkers = markers or InMemoryUniqueUserMarkers()
 
     def apply(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
         """As the DynamoDB store applies them, refusals included: the users' first-seen markers

@@ -8,15 +8,9 @@ from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 
-from application.ports import (
-    Counter,
-    Deadline,
-    MarkerClaims,
-    RecordId,
-    UniqueUserMarkers,
-    WriteReport,
-)
+from application.ports import Deadline, RecordId, WriteReport
 from application.shard_cut import ShardCut
+from application.unique_users import Counter, MarkerClaims, UniqueUserMarkers
 from domain.erasure import UniqueUserMarker
 from domain.metrics import Granularity, MetricDelta, MetricKey
 from domain.statistics import joined_metrics

@@ -8,7 +8,7 @@ from collections.abc import Collection, Sequence
 
 from application.ports import COMPLETE, Deadline, RecordId, WriteReport
 from application.shard_cut import ShardCut
-from application.user_sketches import UniqueEstimate, UserSketches
+from application.unique_users import UniqueEstimate, UserSketches
 from domain.metrics import MetricDelta, MetricKey
 from infrastructure.dynamodb_layout import (
     COUNTER_WRITE_SHARDS,

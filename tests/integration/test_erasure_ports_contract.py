@@ -52,6 +52,7 @@ from infrastructure.in_memory.metric_store import InMemoryMetricStore
 from infrastructure.in_memory.personal_items import InMemoryPersonalItemStore
 from infrastructure.in_memory.recent_events import InMemoryRecentEventIndex
 from infrastructure.in_memory.replay_ledger import InMemoryReplayLedger
+from infrastructure.in_memory.unique_user_markers import InMemoryUniqueUserMarkers
 from operations.aws.dead_letter_backlogs import SqsDeadLetterBacklog
 from operations.aws.provisioning import ensure_aggregation_table
 from tests.aws_resources import create_bucket
@@ -73,14 +74,13 @@ class Table:
 @pytest.fixture(params=["in_memory", "dynamodb"])
 def table(request: pytest.FixtureRequest) -> Table:
     if request.param == "in_memory":
+        markers = InMemoryUniqueUserMarkers()
         metrics, events, ledger = (
-            InMemoryMetricStore(),
+            InMemoryMetricStore(markers),
             InMemoryRecentEventIndex(),
             InMemoryReplayLedger(),
         )
-        return Table(
-            InMemoryPersonalItemStore(metrics.markers, events, ledger), metrics, events, ledger
-        )
+        return Table(InMemoryPersonalItemStore(markers, events, ledger), metrics, events, ledger)
     client: DynamoDBClient = request.getfixturevalue("dynamodb_client")
     name: str = request.getfixturevalue("unique_name")
     ensure_aggregation_table(client, name)

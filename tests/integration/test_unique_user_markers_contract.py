@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from mypy_boto3_dynamodb import DynamoDBClient
 
-from application.ports import Deadline, MarkerClaims, NoDeadline, UniqueUserMarkers
+from application.ports import Deadline, NoDeadline
 from application.shard_cut import ShardCut
+from application.unique_users import MarkerClaims, UniqueUserMarkers
 from domain.metrics import EXPERIMENT_WINDOW_START, Granularity, MetricKey
 from infrastructure.aws.dynamodb_codec import Backoff
 from infrastructure.aws.dynamodb_unique_user_markers import DynamoDbUniqueUserMarkers

@@ -16,7 +16,7 @@ from mypy_boto3_dynamodb import DynamoDBClient
 
 from application.ports import Deadline, NoDeadline
 from application.shard_cut import ShardCut
-from application.user_sketches import NO_USERS, UserSketches
+from application.unique_users import NO_USERS, UserSketches
 from domain.metrics import Granularity, MetricDelta, MetricKey
 from infrastructure.aws.dynamodb_codec import Backoff
 from infrastructure.aws.dynamodb_user_sketches import DynamoDbUserSketches

@@ -36,6 +36,7 @@ from domain.records import KinesisCoordinates
 from domain.rejections import DeadLetter, RejectionReason
 from infrastructure.in_memory.archive import InMemoryEventArchive
 from infrastructure.in_memory.personal_items import InMemoryPersonalItemStore
+from infrastructure.in_memory.unique_user_markers import InMemoryUniqueUserMarkers
 from tests.containers import MemoryBackEnd, memory_operations_container
 from tests.factories import NOW, assignment, event_payload, experiment, record_of
 
@@ -81,6 +82,12 @@ class World:
 
     def archived_users(self) -> list[str]:
         return [archived_event(line).user_id for line in self.store.archive.lines()]
+
+
+def in_memory_markers(world: World) -> InMemoryUniqueUserMarkers:
+    markers = world.store.metrics.markers
+    assert isinstance(markers, InMemoryUniqueUserMarkers)
+    return markers
 
 
 def _letter(user_id: str, sequence: int, data: bytes | None = None) -> DeadLetter:
@@ -237,7 +244,7 @@ class _FailingDeletes(InMemoryPersonalItemStore):
 
 def test_an_interrupted_run_changes_no_line_and_a_rerun_finishes(world: World) -> None:
     lines = list(world.store.archive.lines())
-    failing = _FailingDeletes(world.store.metrics.markers, world.store.recent_events, world.ledger)
+    failing = _FailingDeletes(in_memory_markers(world), world.store.recent_events, world.ledger)
 
     with (
         pytest.raises(TransientInfrastructureError),
@@ -250,7 +257,7 @@ def test_an_interrupted_run_changes_no_line_and_a_rerun_finishes(world: World) -
 
 
 def test_an_interrupted_run_is_finished_by_the_next(world: World) -> None:
-    failing = _FailingDeletes(world.store.metrics.markers, world.store.recent_events, world.ledger)
+    failing = _FailingDeletes(in_memory_markers(world), world.store.recent_events, world.ledger)
     with (
         pytest.raises(TransientInfrastructureError),
         world.operations.personal_item_store.override(failing),

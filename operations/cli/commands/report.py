@@ -88,8 +88,15 @@ def report(
         except ChartPathError as error:
             raise typer.BadParameter(str(error), param_hint="--chart") from None
     granularity = Granularity(window.value)
+    needs_user_sets = user_sets or (chart is not None and chart_measure is Measure.RATE)
     with aws_environment(endpoint_url):
         container = build_container()
+        sketched = container.settings().unique_users == "sketch"
+        if sketched and needs_user_sets:
+            fail(
+                "unique users are sketches here (UNIQUE_USERS=sketch), which keep no user ids: "
+                "--user-sets and rate charts need them; chart --chart-measure users or events"
+            )
         try:
             result = run_against_aws(
                 lambda: read_report(
