@@ -73,11 +73,12 @@ class DynamoDbPersonalItemStore(PersonalItemStore):
         self._backoff = backoff or Backoff()
 
     def present(self, items: Collection[PersonalItem]) -> set[PersonalItem]:
-        by_key: dict[tuple[str, str], PersonalItem] = {}
+        # A user's experiment-to-date markers of one variant, one per metric, are one item.
+        by_key: dict[tuple[str, str], list[PersonalItem]] = {}
         for item in items:
             for key in item_keys(item):
                 if key_size_problem(*key) is None:
-                    by_key[key] = item
+                    by_key.setdefault(key, []).append(item)
         found: set[PersonalItem] = set()
         for chunk in chunked(sorted(by_key), BATCH_GET_LIMIT):
             stored = read_items(
@@ -91,7 +92,7 @@ class DynamoDbPersonalItemStore(PersonalItemStore):
             )
             for answer in stored:
                 key = (read_string(answer, "partition_key"), read_string(answer, "sort_key"))
-                found.add(by_key[key])
+                found.update(by_key[key])
         return found
 
     def delete(self, items: Collection[PersonalItem]) -> None:

@@ -34,7 +34,7 @@ from domain.errors import (
     InfrastructureConfigurationError,
     PipelineError,
 )
-from domain.metrics import Granularity, MetricDelta, MetricKey
+from domain.metrics import EXPERIMENT_WINDOW_START, Granularity, MetricDelta, MetricKey
 from domain.records import KinesisCoordinates
 from domain.rejections import DeadLetter, RejectionReason
 from infrastructure.aws.dynamodb_codec import Backoff
@@ -101,6 +101,40 @@ def _delta(users: tuple[str, ...]) -> MetricDelta:
 
 def _marker(user_id: str, hour: datetime = HOUR) -> UniqueUserMarker:
     return UniqueUserMarker("exp-1", "control", "click", Granularity.HOUR, hour, user_id)
+
+
+def test_a_users_experiment_markers_of_every_metric_are_found_and_erased_together(
+    table: Table,
+) -> None:
+    deltas = [
+        MetricDelta(
+            MetricKey("exp-1", "control", metric, Granularity.EXPERIMENT, EXPERIMENT_WINDOW_START),
+            SHARD,
+            (sequence,),
+            ("u1",),
+            (None,),
+        )
+        for sequence, metric in ((1, "exposure"), (2, "click"))
+    ]
+    assert table.metrics.apply(deltas, NoDeadline()).complete
+    markers: set[PersonalItem] = {
+        UniqueUserMarker(
+            "exp-1", "control", metric, Granularity.EXPERIMENT, EXPERIMENT_WINDOW_START, "u1"
+        )
+        for metric in ("exposure", "click")
+    }
+
+    assert table.items.present(markers) == markers
+    table.items.delete(markers)
+
+    assert table.items.present(markers) == set()
+    [exposure, click] = [
+        s.measures.unique_users
+        for metric in ("exposure", "click")
+        for s in table.metrics.snapshots("exp-1", Granularity.EXPERIMENT)
+        if s.key.metric == metric
+    ]
+    assert (exposure, click) == (1, 1)  # the counts are aggregates: they stay
 
 
 def test_present_finds_exactly_the_stored_items_and_delete_removes_them(table: Table) -> None:
