@@ -420,11 +420,12 @@ def test_a_marker_refused_for_a_while_is_written_on_retry_and_counted(
 
 
 def test_a_marker_still_refused_after_retries_leaves_its_users_first_record_unfinished(
-    dynamodb_client: DynamoDBClient, aggregation_table: str
+    endpoint_url: str, aggregation_table: str
 ) -> None:
+    client = single_try_client(endpoint_url)
     throttle = RefuseRequests(matches=lambda body: b'"10#u3"' in body)
-    throttle.attach(dynamodb_client, "UpdateItem")
-    store = dynamodb_store(dynamodb_client, aggregation_table)
+    throttle.attach(client, "UpdateItem")
+    store = dynamodb_store(client, aggregation_table)
 
     report = store.apply(
         deltas_of(
