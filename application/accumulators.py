@@ -132,29 +132,15 @@ class MetricAccumulator:
                     window_rows.extend(rows)
 
         windows: dict[int, datetime] = {}
-        keyed: list[tuple[tuple[str, str, str, Granularity, int, str], list[_Row]]] = []
-        for (experiment_id, variant_id, metric, hour_us, shard_id), rows in hourly.items():
-            keyed.append(
-                ((experiment_id, variant_id, metric, Granularity.HOUR, hour_us, shard_id), rows)
+        keyed: list[tuple[tuple[str, str, str, Granularity, int, str], list[_Row]]] = [
+            ((experiment_id, variant_id, metric, granularity, window_us, shard_id), rows)
+            for granularity, by_window in (
+                (Granularity.HOUR, hourly),
+                (Granularity.DAY, daily),
+                (Granularity.EXPERIMENT, to_date),
             )
-        for (experiment_id, variant_id, metric, day_us, shard_id), rows in daily.items():
-            keyed.append(
-                ((experiment_id, variant_id, metric, Granularity.DAY, day_us, shard_id), rows)
-            )
-        for (experiment_id, variant_id, metric, _, shard_id), rows in to_date.items():
-            keyed.append(
-                (
-                    (
-                        experiment_id,
-                        variant_id,
-                        metric,
-                        Granularity.EXPERIMENT,
-                        _EXPERIMENT_WINDOW_US,
-                        shard_id,
-                    ),
-                    rows,
-                )
-            )
+            for (experiment_id, variant_id, metric, window_us, shard_id), rows in by_window.items()
+        ]
         # The order of (MetricKey, shard): key fields in declaration order, window start as
         # instant.
         keyed.sort(key=lambda item: item[0])

@@ -193,6 +193,30 @@ def variant_ids_of(
     return (*configured, *observed)
 
 
+def _in_range(
+    snapshots: Sequence[MetricSnapshot],
+    experiment_id: str,
+    granularity: Granularity,
+    start: datetime | None,
+    end: datetime | None,
+) -> tuple[MetricSnapshot, ...]:
+    """The experiment's counters of `granularity` whose window starts in [start, end), in key
+    order."""
+    return tuple(
+        sorted(
+            (
+                s
+                for s in snapshots
+                if s.key.experiment_id == experiment_id
+                and s.key.granularity is granularity
+                and (start is None or s.key.window_start >= start)
+                and (end is None or s.key.window_start < end)
+            ),
+            key=lambda s: s.key,
+        )
+    )
+
+
 def build_report(
     experiment_id: str,
     experiment: Experiment | None,
@@ -210,19 +234,7 @@ def build_report(
     Raises `UnknownControlVariantError` when the experiment has variants and `control_variant`
     is none of them (with no variant at all there is nothing to compare, and no control).
     """
-    windows = tuple(
-        sorted(
-            (
-                s
-                for s in snapshots
-                if s.key.experiment_id == experiment_id
-                and s.key.granularity is granularity
-                and (start is None or s.key.window_start >= start)
-                and (end is None or s.key.window_start < end)
-            ),
-            key=lambda s: s.key,
-        )
-    )
+    windows = _in_range(snapshots, experiment_id, granularity, start, end)
     variant_ids = variant_ids_of(experiment, windows)
     if variant_ids and control_variant not in variant_ids:
         raise UnknownControlVariantError(experiment_id, control_variant, variant_ids)
