@@ -245,15 +245,11 @@ class MetricDelta:
 
     def with_joins(self, joins: Mapping[int, tuple[str, ...]]) -> MetricDelta:
         """This delta with the records' joins (see `joins`), by sequence."""
-        return MetricDelta(
-            self.key,
-            self.shard_id,
-            self.sequences,
-            self.user_ids,
-            self.values,
-            self.first_seen,
-            tuple(sorted((sequence, metrics) for sequence, metrics in joins.items() if metrics)),
-            self.events_counted,
+        return replace(
+            self,
+            joins=tuple(
+                sorted((sequence, metrics) for sequence, metrics in joins.items() if metrics)
+            ),
         )
 
     def joined_users(self) -> dict[str, int]:
@@ -266,15 +262,8 @@ class MetricDelta:
 
     def with_first_seen(self, first_records: Collection[int]) -> MetricDelta:
         """This delta with its records flagged: those whose sequence is in `first_records`."""
-        return MetricDelta(
-            self.key,
-            self.shard_id,
-            self.sequences,
-            self.user_ids,
-            self.values,
-            tuple(sequence in first_records for sequence in self.sequences),
-            self.joins,
-            self.events_counted,
+        return replace(
+            self, first_seen=tuple(sequence in first_records for sequence in self.sequences)
         )
 
     def first_sequence_of_users(self) -> dict[str, int]:
