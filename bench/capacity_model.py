@@ -1,13 +1,14 @@
 """A cost and capacity model of the event processor on AWS, from measured request counts.
 
-Pure: no AWS, no clock. The figures it starts from (`WorkloadProfile`) are measured by
-bench/aws_budget.py, which runs real batches through the real handler against moto's server and
-counts every request with botocore hooks. From them and stated deployment parameters
-(`Deployment`) it predicts, for an event rate: shards, batches, DynamoDB write and read units,
-the write units a second of the hottest partition key of each kind (against DynamoDB's per-
-partition limits), Lambda duration and concurrency per shard, and the monthly cost at on-demand
-list prices; and the same traffic's cost for a design without real-time counters (Firehose to S3,
-dashboards queried with Athena) as the anchor.
+Pure: no AWS, no clock. The figures it starts from (`WorkloadProfile`, one per workload and
+unique-user mode: exact first-seen markers or sketches) are measured by bench/aws_budget.py,
+which runs real batches through the real handler against moto's server and counts every request
+with botocore hooks. From them and stated deployment parameters (`Deployment`) it predicts, for
+an event rate: shards, batches, DynamoDB write and read units, the write units a second of the
+hottest partition key of each kind (against DynamoDB's per-partition limits), Lambda duration
+and concurrency per shard, and the monthly cost at on-demand list prices; and the same traffic's
+cost for a design without real-time counters (Firehose to S3, dashboards queried with Athena) as
+the anchor.
 
 The request arithmetic (`requests_for`) is what tests/e2e/test_capacity_model.py checks against
 the requests the real handler makes at small scale.
