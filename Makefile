@@ -13,7 +13,7 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 CHECKOV_LOCK := requirements/checkov.txt
 
-.PHONY: run test check lint types imports complexity bench bench-ab package package-check lock deploy clean
+.PHONY: run test check lint types imports complexity bench bench-capacity bench-ab package package-check lock deploy clean
 
 # Exactly what the lock holds, with the hashes it holds: pip installs the locked installers, uv
 # makes .venv equal to the lock (what is not in it is removed), then adds the project itself.
@@ -66,9 +66,16 @@ check: lint types imports complexity test
 # bench/sketch_error.py: the error and size of unique users' sketches (about 40 s);
 # `make bench SKETCH_SCALE=4` runs four times its trials.
 SKETCH_SCALE ?= 1
+# BENCH_FLAGS go to bench/run.py (`--quick`, `--skip-aws`, `--capacity-events 5000`).
+BENCH_FLAGS ?=
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_FLAGS)
 	$(BIN)/python bench/sketch_error.py --scale $(SKETCH_SCALE)
+
+# The cost and capacity part of `make bench` alone (both workloads, exact and sketch unique
+# users, at moto's server), into bench/results.json's `capacity`.
+bench-capacity: $(STAMP)
+	$(BIN)/python bench/run.py --capacity-only $(BENCH_FLAGS)
 
 # The pipeline's throughput here against BASE's, in alternating processes of one run.
 BASE ?= HEAD~1

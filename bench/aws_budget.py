@@ -10,6 +10,7 @@ against the same server, and the two are compared.
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import os
 import socket
@@ -18,8 +19,8 @@ import sys
 import threading
 import time
 import urllib.request
-from collections import Counter
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,15 +37,19 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
 )
 from botocore.exceptions import ClientError
 
-from application.ports import Deadline
+from application.ports import Deadline, WriteReport
 from application.unique_users import MarkerClaims
 from bench.capacity_model import (
     BATCH_GET_KEYS,
+    EXACT,
+    MODES,
     BatchCurve,
+    Mode,
     WorkloadProfile,
     attribute_value_bytes,
     item_bytes,
     read_units,
+    requests_by_kind,
     requests_for,
     write_units,
 )
@@ -55,17 +60,23 @@ from domain.metrics import GRANULARITIES, Measures, MetricDelta, MetricKey, to_d
 from domain.records import KinesisCoordinates, RawRecord
 from infrastructure.aws.dynamodb_codec import MEASURES_ADD, measure_values
 from infrastructure.dynamodb_layout import (
+    COUNTER_PARTITION_PREFIX,
+    MARKER_PARTITION_PREFIX,
+    SKETCH_ATTRIBUTE,
+    SKETCH_PARTITION_PREFIX,
     WATERMARK_PREFIX,
     counter_partition_key,
     counter_sort_key,
     counter_write_shard,
     marker_key,
+    sketch_partition_key,
 )
 from infrastructure.in_memory.repositories import (
     InMemoryAssignmentRepository,
     InMemoryExperimentRepository,
 )
 from infrastructure.in_memory.unique_user_markers import InMemoryUniqueUserMarkers
+from infrastructure.in_memory.user_sketches import InMemoryUserSketches
 from operations.aws.provisioning import ResourceNames, ensure_aggregation_table, provision_all
 from operations.aws.reference_data import DynamoDbReferenceDataWriter
 from operations.event_source_emulator import EmulatedLambdaContext, lambda_context
@@ -81,11 +92,14 @@ REGION = "eu-west-1"
 @dataclass
 class RequestCounter:
     """Counts the API calls boto3 clients make (per service and operation, and per partition-key
-    prefix: counters `EXP#`, markers `USERS#`, event ids `EVENT#`, or the table for reference
-    data), and what DynamoDB bills for them: write units per item written, its size rounded up
-    to 1 KB (an UpdateItem is billed on the whole item, not the request: with `sizer`, an
-    uncounted client, the item is read back after the update; without one, one unit), and read
-    units per item read (4 KB, half for eventually consistent reads). Also S3 PUTs and bytes and
+    prefix: counters `EXP#`, markers `USERS#`, sketches `SKETCH#`, event ids `EVENT#`, or the
+    table for reference data), and what DynamoDB bills for them: write units per item written,
+    its size rounded up to 1 KB, and read units per item read (4 KB, half for eventually
+    consistent reads), by prefix. An UpdateItem is billed on the whole item it leaves, not on
+    the request: a marker's is its item as the answer returned it (ALL_OLD) with the attributes
+    the update sets, a sketch's its key and the attributes it sets (the whole item); a counter's
+    (ADD) is read back with `sizer`, an uncounted client (without one, one unit). An update
+    whose condition fails is billed too (DynamoDB charges the write). Also S3 PUTs and bytes and
     SQS messages. Hooks are botocore's events; the handler's workers call them from several
     threads."""
 
@@ -98,15 +112,39 @@ class RequestCounter:
     item_bytes_by_prefix: Counter[str] = field(default_factory=Counter)
     write_units_by_prefix: Counter[str] = field(default_factory=Counter)
     write_units_by_key: Counter[str] = field(default_factory=Counter)
+    conditions_failed_by_prefix: Counter[str] = field(default_factory=Counter)
+    read_units_by_prefix: defaultdict[str, float] = field(
+        default_factory=lambda: defaultdict(float)
+    )
+    items_read_by_prefix: Counter[str] = field(default_factory=Counter)
     largest_item_by_prefix: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     s3_put_bytes: int = 0
     sqs_messages: int = 0
+    handler_cpu_seconds: float = 0.0
+    """The process's CPU time while the handler ran the batches (every thread's)."""
+    own_cpu_seconds: float = 0.0
+    """Of it, this counter's hooks' (and the items they read back)."""
     _sized: dict[tuple[str, str, str], Mapping[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def attach(self, client: Any) -> None:
-        client.meta.events.register("provide-client-params", self._on_call)
-        client.meta.events.register("after-call.dynamodb", self._on_answer)
+        client.meta.events.register("provide-client-params", self._timed(self._on_call))
+        client.meta.events.register("after-call.dynamodb", self._timed(self._on_answer))
+
+    def _timed(self, hook: Callable[..., None]) -> Callable[..., None]:
+        """The hook, its CPU time (its thread's: an item read back included) added to
+        `own_cpu_seconds`, which is not the handler's."""
+
+        def timed(**kwargs: Any) -> None:
+            started = time.thread_time()
+            try:
+                hook(**kwargs)
+            finally:
+                spent = time.thread_time() - started
+                with self._lock:
+                    self.own_cpu_seconds += spent
+
+        return timed
 
     def _on_call(
         self, params: Mapping[str, Any], event_name: str, context: dict[str, Any], **_: Any
@@ -161,20 +199,32 @@ class RequestCounter:
     ) -> None:
         params = context.get("bench_params", {})
         operation = model.name
-        if operation == "UpdateItem" and "Error" not in parsed:
-            item = params["Key"]  # without a sizer: the smallest item, one write unit
-            if self.sizer is not None:
-                item = self._item_after_update(params)
+        if operation == "UpdateItem":
+            prefix = _prefix_of(params)
+            if "Error" in parsed:
+                with self._lock:
+                    self.requests_by_prefix[f"UpdateItem {prefix}"] += 1
+                    if parsed["Error"].get("Code") == "ConditionalCheckFailedException":
+                        self.conditions_failed_by_prefix[prefix] += 1
+                        self._billed(params.get("Key", {}) | parsed.get("Item", {}))
+                return
+            item = self._item_after_update(params, parsed)
             with self._lock:
-                self.requests_by_prefix[f"UpdateItem {_prefix_of(params)}"] += 1
+                self.requests_by_prefix[f"UpdateItem {prefix}"] += 1
                 self._written(item)
         elif operation == "BatchGetItem":
             with self._lock:
                 for table, items in parsed.get("Responses", {}).items():
-                    consistent = bool(params["RequestItems"][table].get("ConsistentRead"))
-                    self.requests_by_prefix[f"BatchGetItem {_table_role(table)}"] += 1
+                    requested = params["RequestItems"][table]
+                    consistent = bool(requested.get("ConsistentRead"))
+                    keys = requested.get("Keys", [])
+                    prefix = _prefix_of({"Key": keys[0], "TableName": table}) if keys else "?"
+                    self.requests_by_prefix[f"BatchGetItem {prefix}"] += 1
                     for item in items:
-                        self.read_units += read_units(item_bytes(item), consistent)
+                        units = read_units(item_bytes(item), consistent)
+                        self.read_units += units
+                        self.read_units_by_prefix[prefix] += units
+                        self.items_read_by_prefix[prefix] += 1
         elif operation == "GetItem" and "Item" in parsed:
             with self._lock:
                 consistent = bool(params.get("ConsistentRead"))
@@ -185,10 +235,30 @@ class RequestCounter:
                 size = sum(item_bytes(item) for item in parsed.get("Items", []))
                 self.read_units += read_units(size, consistent)
 
-    def _item_after_update(self, params: Mapping[str, Any]) -> Mapping[str, Any]:
-        """The whole item an UpdateItem left, read back once per key and set of attribute names
-        updated (a new shard's watermark is a new name): later updates of the same attributes
-        change the item's size by a byte or two (a count gaining a digit), not its units."""
+    def _billed(self, item: Mapping[str, Any]) -> None:
+        """A write that left no item of its own (a failed condition): billed, not counted."""
+        units = write_units(item_bytes(item))
+        prefix = _prefix_of({"Key": item})
+        self.write_units += units
+        self.write_units_by_prefix[prefix] += units
+        self.write_units_by_key[_partition_key_of(item)] += units
+
+    def _item_after_update(
+        self, params: Mapping[str, Any], parsed: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        """The whole item an UpdateItem left. An update that only SETs is known from the
+        request: the item before it as the answer returned it (ALL_OLD: markers), or nothing
+        else (sketches: their updates set every attribute). Otherwise (counters' ADD) the item
+        is read back once per key and set of attribute names updated (a new shard's watermark
+        is a new name): later updates of the same attributes change its size by a byte or two
+        (a count gaining a digit), not its units."""
+        assigned = _assigned_values(params)
+        if assigned is not None and params.get("ReturnValues") == "ALL_OLD":
+            return {**params["Key"], **parsed.get("Attributes", {}), **assigned}
+        if assigned is not None and _prefix_of(params) == SKETCH_PARTITION_PREFIX:
+            return {**params["Key"], **assigned}
+        if self.sizer is None:
+            return dict(params["Key"])  # the smallest item, one write unit
         names = params.get("ExpressionAttributeNames", {})
         sized = (
             params["TableName"],
@@ -212,6 +282,34 @@ class RequestCounter:
 
     def per_thousand(self, events: int) -> dict[str, float]:
         return {name: 1000 * n / events for name, n in sorted(self.calls.items())}
+
+
+def _assigned_values(params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The attributes an update of only `SET name = value, …` clauses writes, by name: a
+    placeholder's value, or a number for a computed one (a marker's place among its item's, a
+    digit or two). None for any other update."""
+    expression = str(params.get("UpdateExpression", "")).strip()
+    if not expression.upper().startswith("SET "):
+        return None
+    names = params.get("ExpressionAttributeNames", {})
+    values = params.get("ExpressionAttributeValues", {})
+    clauses, depth, current = [], 0, ""
+    for character in expression[4:]:
+        depth += {"(": 1, ")": -1}.get(character, 0)
+        if character == "," and depth == 0:
+            clauses.append(current)
+            current = ""
+        else:
+            current += character
+    clauses.append(current)
+    assigned: dict[str, Any] = {}
+    for clause in clauses:
+        target, equals, value = clause.partition("=")
+        if not equals or any(word in value.upper().split() for word in ("ADD", "REMOVE")):
+            return None
+        name = target.strip()
+        assigned[names.get(name, name)] = values.get(value.strip(), {"N": "1"})
+    return assigned
 
 
 def _partition_key_of(item: Mapping[str, Any]) -> str:
@@ -505,6 +603,36 @@ class _CountedMarkers(InMemoryUniqueUserMarkers):
         return super().mark(deltas, deadline)
 
 
+class _CountedSketches(InMemoryUserSketches):
+    """The in-memory sketches, counting per batch the sketch items the DynamoDB adapter reads
+    (one per counter and counter write shard the batch adds users to) and those it writes (the
+    ones whose sketch the batch's users change: a batch whose users are all in an item already
+    writes nothing to it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read_in_batch: set[tuple[str, str]] = set()
+        self.written_in_batch: set[tuple[str, str]] = set()
+
+    def add(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
+        items = {
+            (
+                sketch_partition_key(delta.key.experiment_id, counter_write_shard(delta.shard_id)),
+                counter_sort_key(delta.key),
+            )
+            for delta in deltas
+        }
+        before = {item: self._version_of(item) for item in items}
+        report = super().add(deltas, deadline)
+        self.read_in_batch |= items
+        self.written_in_batch |= {item for item in items if self._version_of(item) != before[item]}
+        return report
+
+    def _version_of(self, item: tuple[str, str]) -> int:
+        stored = self._items.get(item)
+        return 0 if stored is None else stored[1]
+
+
 class _CountedAssignments(InMemoryAssignmentRepository):
     """The in-memory assignments, counting the BatchGetItem requests the DynamoDB repository
     sends for the users the container's cache lets through (100 keys a request)."""
@@ -526,9 +654,11 @@ class _CountedExperiments(InMemoryExperimentRepository):
 
 @dataclass(frozen=True, slots=True)
 class WorkloadStructure:
-    """What a workload asks of the stores, counted at the ports of the in-memory back end (no
-    AWS): per batch, the counter keys (one UpdateItem each), the new unique-user markers, archive
-    objects, dead letters, and the reference-data lookups the container's cache lets through."""
+    """What a workload asks of the stores in one unique-user mode, counted at the ports of the
+    in-memory back end (no AWS): per batch, the counter keys (one UpdateItem each), the new
+    first-seen markers (exact mode: one conditional UpdateItem each), the sketch items read and
+    written (sketch mode), archive objects, dead letters, and the reference-data lookups the
+    container's cache lets through."""
 
     events: int
     batch_records: int
@@ -538,33 +668,42 @@ class WorkloadStructure:
     dead_letters: tuple[int, ...]
     enrichment_requests: int
     cpu_seconds: float
+    mode: Mode = EXACT
+    sketch_items_read: tuple[int, ...] = ()
+    sketch_items_written: tuple[int, ...] = ()
 
 
 def workload_structure(
-    workload: Workload, batch_records: int, events: int | None = None
+    workload: Workload, batch_records: int, events: int | None = None, mode: Mode = EXACT
 ) -> WorkloadStructure:
     from entrypoints.container import Container
     from entrypoints.settings import Settings
 
     container = Container()
-    container.settings.override(Settings(back_end="memory"))
+    container.settings.override(Settings(back_end="memory", unique_users=mode))
     markers = _CountedMarkers()
+    sketches = _CountedSketches()
     assignments = _CountedAssignments(workload.assignments)
     experiments = _CountedExperiments(workload.experiments)
     container.in_memory_unique_user_markers.override(markers)
+    container.in_memory_user_sketches.override(sketches)
     container.in_memory_assignment_repository.override(assignments)
     container.in_memory_experiment_repository.override(experiments)
     processor = container.batch_processor()
     records = workload.records()[: events or len(workload.entries)]
     counters, new_markers, objects, letters = [], [], [], []
+    sketches_read, sketches_written = [], []
     cpu = 0.0
     for start in range(0, len(records), batch_records):
         markers.new_in_batch = 0
+        sketches.read_in_batch, sketches.written_in_batch = set(), set()
         started = time.process_time()
         result = processor.process(records[start : start + batch_records])
         cpu += time.process_time() - started
         counters.append(result.metric_keys_updated)
         new_markers.append(markers.new_in_batch)
+        sketches_read.append(len(sketches.read_in_batch))
+        sketches_written.append(len(sketches.written_in_batch))
         objects.append(result.archived_objects)
         letters.append(result.dead_lettered_total)
     return WorkloadStructure(
@@ -576,6 +715,9 @@ def workload_structure(
         dead_letters=tuple(letters),
         enrichment_requests=assignments.requests + experiments.requests,
         cpu_seconds=cpu,
+        mode=mode,
+        sketch_items_read=tuple(sketches_read),
+        sketch_items_written=tuple(sketches_written),
     )
 
 
@@ -586,13 +728,13 @@ def profile_of(
     structures: Sequence[WorkloadStructure],
     measured: RequestCounter,
     cpu_seconds_per_event: float,
+    client_cpu_seconds_per_request: float = 0.0,
 ) -> WorkloadProfile:
     """The model's inputs: request structure counted in memory at several batch sizes (the
-    first one's per-event figures), item sizes, read units and hot-key shares measured at
-    moto's server by `measured`."""
+    first one's per-event figures), in the structures' unique-user mode; item sizes, write and
+    read units and hot-key shares measured at moto's server by `measured`, in the same mode."""
     base = structures[0]
     valid = [entry.data for entry in workload.entries if entry.valid]
-    marker_items = measured.items_by_prefix["USERS#"]
     counter_items = measured.items_by_prefix["EXP#"]
     counter_largest = measured.largest_item_by_prefix.get("EXP#", {})
     watermark = next(
@@ -603,19 +745,20 @@ def profile_of(
         ),
         0,
     )
-    markers_by_key = Counter(
-        {k: n for k, n in measured.write_units_by_key.items() if k.startswith("USERS#")}
+    reference_reads = sum(
+        units for prefix, units in measured.read_units_by_prefix.items() if "#" not in prefix
     )
-    counters_by_key = Counter(
-        {k: n for k, n in measured.write_units_by_key.items() if k.startswith("EXP#")}
-    )
+
+    def per_item(units_or_bytes: Counter[str], prefix: str) -> float:
+        return units_or_bytes[prefix] / max(1, measured.items_by_prefix[prefix])
+
     return WorkloadProfile(
         name=name,
         description=description,
         event_bytes=sum(map(len, valid)) / len(valid),
         archive_bytes_per_event=measured.s3_put_bytes / base.events,
         cpu_seconds_per_event=cpu_seconds_per_event,
-        markers_per_event=sum(base.new_markers) / base.events,
+        markers_per_event=sum(base.new_markers) / base.events if base.mode == EXACT else 0.0,
         counter_updates=BatchCurve(
             tuple((s.batch_records, _mean(s.counter_updates, s)) for s in structures)
         ),
@@ -624,21 +767,58 @@ def profile_of(
         ),
         dead_letters_per_event=sum(base.dead_letters) / base.events,
         enrichment_requests_per_event=base.enrichment_requests / base.events,
-        enrichment_read_units_per_event=measured.read_units / base.events,
-        marker_item_bytes=measured.item_bytes_by_prefix["USERS#"] / max(1, marker_items),
+        enrichment_read_units_per_event=reference_reads / base.events,
+        marker_item_bytes=per_item(measured.item_bytes_by_prefix, MARKER_PARTITION_PREFIX),
         counter_item_bytes=measured.item_bytes_by_prefix["EXP#"] / max(1, counter_items),
         watermark_bytes_per_shard=watermark,
-        hottest_marker_key_share=max(markers_by_key.values(), default=0)
-        / max(1, sum(markers_by_key.values())),
-        hottest_counter_key_share=max(counters_by_key.values(), default=0)
-        / max(1, sum(counters_by_key.values())),
+        hottest_marker_key_share=_hottest_share(measured, MARKER_PARTITION_PREFIX),
+        hottest_counter_key_share=_hottest_share(measured, COUNTER_PARTITION_PREFIX),
+        mode=base.mode,
+        marker_write_units_per_item=per_item(
+            measured.write_units_by_prefix, MARKER_PARTITION_PREFIX
+        ),
+        sketch_reads=_curve(structures, "sketch_items_read"),
+        sketch_writes=_curve(structures, "sketch_items_written"),
+        sketch_item_bytes=per_item(measured.item_bytes_by_prefix, SKETCH_PARTITION_PREFIX),
+        sketch_write_units_per_item=per_item(
+            measured.write_units_by_prefix, SKETCH_PARTITION_PREFIX
+        ),
+        sketch_read_units_per_item=measured.read_units_by_prefix[SKETCH_PARTITION_PREFIX]
+        / max(1, measured.items_read_by_prefix[SKETCH_PARTITION_PREFIX]),
+        hottest_sketch_key_share=_hottest_share(measured, SKETCH_PARTITION_PREFIX),
+        sketch_overhead_bytes=_overhead_beside_sketch(measured),
+        client_cpu_seconds_per_request=client_cpu_seconds_per_request,
     )
+
+
+def _overhead_beside_sketch(measured: RequestCounter) -> float:
+    """The largest sketch item's bytes other than its sketch's."""
+    largest = measured.largest_item_by_prefix.get(SKETCH_PARTITION_PREFIX)
+    if largest is None:
+        return 0.0
+    sketch = largest.get(SKETCH_ATTRIBUTE, {}).get("B", b"")
+    return float(item_bytes(largest) - len(sketch))
+
+
+def _hottest_share(measured: RequestCounter, prefix: str) -> float:
+    """Of the write units of items under `prefix`, the share of the partition key with the
+    most."""
+    by_key = [n for key, n in measured.write_units_by_key.items() if key.startswith(prefix)]
+    return max(by_key, default=0) / max(1, sum(by_key))
+
+
+def _curve(structures: Sequence[WorkloadStructure], counts: str) -> BatchCurve:
+    """A per-batch count of the structures as a curve; none where the mode makes none."""
+    points = tuple(
+        (s.batch_records, _mean(getattr(s, counts), s)) for s in structures if getattr(s, counts)
+    )
+    return BatchCurve(points if any(value > 0 for _, value in points) else ())
 
 
 def _mean(values: Sequence[int], structure: WorkloadStructure) -> float:
     """Full batches only: a short last batch would understate the per-batch count."""
     whole = values[: structure.events // structure.batch_records] or values
-    return sum(whole) / len(whole)
+    return sum(whole) / len(whole) if whole else 0.0
 
 
 def handler_requests(
@@ -658,8 +838,10 @@ def handler_requests(
     try:
         for start in range(0, len(records), batch_records):
             batch = records[start : start + batch_records]
+            started = time.process_time()
             with redirect_stdout(io.StringIO()):  # Powertools prints its metrics (EMF) to stdout
                 response = lambda_handler.handler(lambda_event(batch), bench_context())
+            counter.handler_cpu_seconds += time.process_time() - started
             if response["batchItemFailures"]:
                 raise RuntimeError(f"the handler failed records: {response['batchItemFailures']}")
     finally:
@@ -707,7 +889,8 @@ class CapacityMeasurement:
     name: str
     description: str
     workload: Workload
-    cpu_seconds_per_event: float
+    cpu_seconds_per_event: Mapping[Mode, float]
+    """The pipeline's, in each unique-user mode, measured in memory at one full vCPU."""
 
 
 def capacity_figures(
@@ -715,46 +898,63 @@ def capacity_figures(
     batch_records: int,
     measured_events: int,
     curve_sizes: Sequence[int] = (100, 1_000, 10_000),
-) -> dict[str, Any]:
-    """Per workload: the real handler's requests against moto's server for `measured_events`
-    events in batches of `batch_records` (per 1,000 events, by operation and key prefix, with
-    write and read units as billed), the model's profile built from them and from the
-    workload's structure counted in memory, and the model's prediction of the same run's
-    requests beside the measured ones."""
+    modes: Sequence[Mode] = MODES,
+) -> dict[str, dict[str, Any]]:
+    """Per workload and unique-user mode (`UNIQUE_USERS`): the real handler's requests against
+    moto's server for `measured_events` events in batches of `batch_records` (per 1,000
+    events, by operation and key prefix, with write and read units as billed), the model's
+    profile built from them and from the workload's structure counted in memory, and the
+    model's prediction of the same run's requests beside the measured ones. Each run has a
+    stack of its own, so every run starts from an empty table."""
     from dataclasses import asdict
 
-    figures: dict[str, Any] = {}
+    figures: dict[str, dict[str, Any]] = {}
     with moto_server() as endpoint:
         _environment(endpoint)
         session = boto3.session.Session()
         sizer = session.client("dynamodb", region_name=REGION)
-        for measurement in measurements:
+        for measurement, mode in itertools.product(measurements, modes):
             workload = measurement.workload
             records = workload.records()[:measured_events]
             users = {entry.partition_key for entry in workload.entries[:measured_events]}
-            _deploy(session, f"capacity-{measurement.name}", workload, users)
-            started = time.perf_counter()
-            counter = handler_requests(records, batch_records, sizer)
-            wall = time.perf_counter() - started
-            structures = [workload_structure(workload, batch_records, measured_events)]
+            _deploy(session, f"capacity-{measurement.name}-{mode}", workload, users)
+            os.environ["UNIQUE_USERS"] = mode
+            try:
+                started = time.perf_counter()
+                counter = handler_requests(records, batch_records, sizer)
+                wall = time.perf_counter() - started
+            finally:
+                os.environ.pop("UNIQUE_USERS", None)
+            structures = [workload_structure(workload, batch_records, measured_events, mode)]
             structures += [
-                workload_structure(workload, size) for size in curve_sizes if size != batch_records
+                workload_structure(workload, size, mode=mode)
+                for size in curve_sizes
+                if size != batch_records
             ]
+            events = len(records)
+            requests = sum(counter.calls.values())
+            # What the handler's process spent beyond the pipeline itself (the same batches in
+            # memory) and the counter's hooks: botocore and the adapters around the requests.
+            handler_cpu = counter.handler_cpu_seconds - counter.own_cpu_seconds
+            client_cpu = max(0.0, handler_cpu - structures[0].cpu_seconds) / max(1, requests)
             profile = profile_of(
                 measurement.name,
                 measurement.description,
                 workload,
                 structures,
                 counter,
-                measurement.cpu_seconds_per_event,
+                measurement.cpu_seconds_per_event[mode],
+                client_cpu,
             )
-            events = len(records)
-            predicted = requests_for(profile, events, batch_records)
-            figures[measurement.name] = {
+            figures.setdefault(measurement.name, {})[mode] = {
                 "description": measurement.description,
+                "mode": mode,
                 "events": events,
                 "batch_records": batch_records,
                 "wall_seconds": wall,
+                "handler_cpu_seconds": counter.handler_cpu_seconds,
+                "counting_cpu_seconds": counter.own_cpu_seconds,
+                "in_memory_cpu_seconds": structures[0].cpu_seconds,
                 "requests_per_1000_events": counter.per_thousand(events),
                 "requests_by_key_prefix_per_1000_events": {
                     name: 1000 * n / events
@@ -766,9 +966,17 @@ def capacity_figures(
                     for name, n in sorted(counter.write_units_by_prefix.items())
                 },
                 "read_units_per_1000_events": 1000 * counter.read_units / events,
+                "read_units_by_key_prefix_per_1000_events": {
+                    name: 1000 * n / events
+                    for name, n in sorted(counter.read_units_by_prefix.items())
+                },
+                "conditions_failed": dict(counter.conditions_failed_by_prefix),
                 "s3_put_bytes_per_1000_events": 1000 * counter.s3_put_bytes / events,
                 "sqs_messages_per_1000_events": 1000 * counter.sqs_messages / events,
-                "model_requests_for_this_run": predicted,
+                "model_requests_for_this_run": requests_for(profile, events, batch_records),
+                "model_requests_by_kind_for_this_run": requests_by_kind(
+                    profile, events, batch_records
+                ),
                 "measured_requests": dict(sorted(counter.calls.items())),
                 "profile": asdict(profile),
             }
@@ -778,6 +986,6 @@ def capacity_figures(
 def profile_from_figures(figures: Mapping[str, Any]) -> WorkloadProfile:
     """A profile as bench/results.json holds it."""
     fields = dict(figures["profile"])
-    for curve in ("counter_updates", "archive_objects"):
+    for curve in ("counter_updates", "archive_objects", "sketch_reads", "sketch_writes"):
         fields[curve] = BatchCurve(tuple((int(n), float(v)) for n, v in fields[curve]["points"]))
     return WorkloadProfile(**fields)

@@ -1,13 +1,14 @@
 """A cost and capacity model of the event processor on AWS, from measured request counts.
 
-Pure: no AWS, no clock. The figures it starts from (`WorkloadProfile`) are measured by
-bench/aws_budget.py, which runs real batches through the real handler against moto's server and
-counts every request with botocore hooks. From them and stated deployment parameters
-(`Deployment`) it predicts, for an event rate: shards, batches, DynamoDB write and read units,
-the write units a second of the hottest partition key of each kind (against DynamoDB's per-
-partition limits), Lambda duration and concurrency per shard, and the monthly cost at on-demand
-list prices; and the same traffic's cost for a design without real-time counters (Firehose to S3,
-dashboards queried with Athena) as the anchor.
+Pure: no AWS, no clock. The figures it starts from (`WorkloadProfile`, one per workload and
+unique-user mode: exact first-seen markers or sketches) are measured by bench/aws_budget.py,
+which runs real batches through the real handler against moto's server and counts every request
+with botocore hooks. From them and stated deployment parameters (`Deployment`) it predicts, for
+an event rate: shards, batches, DynamoDB write and read units, the write units a second of the
+hottest partition key of each kind (against DynamoDB's per-partition limits), Lambda duration
+and concurrency per shard, and the monthly cost at on-demand list prices; and the same traffic's
+cost for a design without real-time counters (Firehose to S3, dashboards queried with Athena) as
+the anchor.
 
 The request arithmetic (`requests_for`) is what tests/e2e/test_capacity_model.py checks against
 the requests the real handler makes at small scale.
@@ -18,7 +19,8 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 from infrastructure.dynamodb_layout import COUNTER_WRITE_SHARDS
 
@@ -180,14 +182,31 @@ class BatchCurve:
         return float(lower[1] * math.pow(batch_records / lower[0], slope))
 
 
+Mode = Literal["exact", "sketch"]
+EXACT: Mode = "exact"
+SKETCH: Mode = "sketch"
+MODES: tuple[Mode, ...] = (EXACT, SKETCH)
+"""The unique-user modes (`UNIQUE_USERS`): first-seen markers, or a sketch per counter item."""
+
+MARKERS_PER_WORKER_TASK = 8
+"""A worker writes this many markers in a row (dynamodb_unique_user_markers._MARKERS_PER_TASK):
+a batch with few new markers writes them on fewer workers than it has."""
+
+NO_CURVE = BatchCurve(())
+
+
 @dataclass(frozen=True, slots=True)
 class WorkloadProfile:
-    """What one workload costs the handler, measured (bench/aws_budget.py).
+    """What one workload costs the handler in one unique-user mode, measured
+    (bench/aws_budget.py).
 
     Per event, over the measured run (one container, cold at the first batch, warm after):
-    new unique-user marker items, enrichment reads, dead letters. Per batch, as curves over the batch size: counter
-    updates (one UpdateItem per distinct counter key and batch) and archive objects. Sizes as
-    DynamoDB bills them; the share of the hottest partition key of each kind."""
+    new first-seen markers (one conditional UpdateItem each, exact mode), enrichment reads,
+    dead letters. Per batch, as curves over the batch size: counter updates (one UpdateItem per
+    distinct counter key and batch), archive objects, and in sketch mode the sketch items read
+    (one per counter key and batch, in BatchGetItems of 100) and written (those whose sketch
+    gained a user). Sizes and units as DynamoDB bills them; the share of the hottest partition
+    key of each kind."""
 
     name: str
     description: str
@@ -207,9 +226,53 @@ class WorkloadProfile:
     """Each shard that writes a counter leaves its own watermark attribute on its write shard's
     item of the counter."""
     hottest_marker_key_share: float
+    """Of the marker write units, the share of the partition key with the most. Marker keys do
+    not depend on the Kinesis shard (they are spread by user over MARKER_WRITE_SHARDS buckets),
+    so the share holds at any number of shards."""
     hottest_counter_key_share: float
     """Measured on one Kinesis shard, which writes one write shard's partition of each
     experiment: the share of the counter writes of the experiment with the most."""
+    mode: Mode = EXACT
+    marker_write_units_per_item: float = 1.0
+    """Measured: an experiment-to-date marker item holds every metric's marker of its user, so
+    it grows with the metrics its user did."""
+    sketch_reads: BatchCurve = NO_CURVE
+    sketch_writes: BatchCurve = NO_CURVE
+    sketch_item_bytes: float = 0.0
+    sketch_write_units_per_item: float = 0.0
+    sketch_read_units_per_item: float = 0.0
+    hottest_sketch_key_share: float = 0.0
+    """As the counters': measured on one Kinesis shard, the share of the sketch write units of
+    the experiment with the most (sketch items are keyed like counters, by experiment and
+    counter write shard)."""
+    sketch_overhead_bytes: float = 0.0
+    """A sketch item's bytes beside its sketch: keys, attribute names, version."""
+    client_cpu_seconds_per_request: float = 0.0
+    """CPU time of the function's process per AWS request (botocore building, signing and
+    parsing it, the adapter around it), at one full vCPU: the handler's CPU time against moto's
+    server less the same batches' in memory, over its requests. Markers are one request each, so
+    with many new markers this, not the pipeline, is most of a batch's CPU."""
+
+
+FULL_SKETCH_BYTES = 5_016
+"""The largest compact CPC lg_k 13 sketch bench/sketch_error.py measured (docs/performance.md,
+"Unique users: sketch mode"): what a sketch item holds once it has seen thousands of users. A
+short measurement's sketches are far smaller (sparse), so this is its long-run bound."""
+
+
+def with_full_sketches(
+    profile: WorkloadProfile, sketch_bytes: float = FULL_SKETCH_BYTES
+) -> WorkloadProfile:
+    """The sketch-mode profile with every sketch item at `sketch_bytes`: each write billed at
+    that size, each (strongly consistent) read too; the requests stay the measured ones."""
+    item = profile.sketch_overhead_bytes + sketch_bytes
+    return replace(
+        profile,
+        name=f"{profile.name}, full sketches",
+        sketch_item_bytes=item,
+        sketch_write_units_per_item=write_units(math.ceil(item)),
+        sketch_read_units_per_item=read_units(math.ceil(item), consistent=True),
+    )
 
 
 # --- the deployment --------------------------------------------------------------------------
@@ -239,44 +302,72 @@ class Deployment:
 # --- predictions -----------------------------------------------------------------------------
 
 
-def requests_for(
+def requests_by_kind(
     profile: WorkloadProfile,
     events: float,
     batch_records: float,
 ) -> dict[str, float]:
     """The requests the handler makes for `events` events in batches of `batch_records`, by
-    operation (`service.Operation`), as the profile predicts them."""
+    operation and key prefix (`UpdateItem USERS#`…), as the profile predicts them."""
     batches = events / batch_records
-    marker_items = events * profile.markers_per_event
     dead_letters = events * profile.dead_letters_per_event
     predicted = {
-        "dynamodb.UpdateItem": batches * profile.counter_updates.at(batch_records),
-        "dynamodb.BatchWriteItem": batches
-        * math.ceil(marker_items / batches / BATCH_WRITE_ITEMS - 1e-9),
-        "dynamodb.BatchGetItem": events * profile.enrichment_requests_per_event,
-        "s3.PutObject": batches * profile.archive_objects.at(batch_records),
-        "sqs.SendMessageBatch": batches
+        "UpdateItem EXP#": batches * profile.counter_updates.at(batch_records),
+        "UpdateItem USERS#": events * profile.markers_per_event,
+        "UpdateItem SKETCH#": batches * profile.sketch_writes.at(batch_records),
+        "BatchGetItem SKETCH#": batches
+        * math.ceil(profile.sketch_reads.at(batch_records) / BATCH_GET_KEYS - 1e-9),
+        "BatchGetItem reference data": events * profile.enrichment_requests_per_event,
+        "PutObject archive": batches * profile.archive_objects.at(batch_records),
+        "SendMessageBatch dead letters": batches
         * math.ceil(dead_letters / batches / SQS_BATCH_MESSAGES - 1e-9),
     }
     return {name: count for name, count in predicted.items() if count > 0}
 
 
+_OPERATIONS = {
+    "UpdateItem": "dynamodb.UpdateItem",
+    "BatchGetItem": "dynamodb.BatchGetItem",
+    "PutObject": "s3.PutObject",
+    "SendMessageBatch": "sqs.SendMessageBatch",
+}
+
+
+def requests_for(
+    profile: WorkloadProfile,
+    events: float,
+    batch_records: float,
+) -> dict[str, float]:
+    """The same requests by operation (`service.Operation`), as boto3 counts them."""
+    by_operation: dict[str, float] = {}
+    for kind, count in requests_by_kind(profile, events, batch_records).items():
+        operation = _OPERATIONS[kind.split(" ", 1)[0]]
+        by_operation[operation] = by_operation.get(operation, 0.0) + count
+    return by_operation
+
+
 @dataclass(frozen=True, slots=True)
 class HotKey:
-    """The most written partition key of one kind: its item writes and write units a second."""
+    """The most written partition key of one kind: its item writes and write units a second,
+    and the read units a second it serves (sketch items are read before each write)."""
 
     kind: str
     item_writes_per_second: float
     write_units_per_second: float
+    read_units_per_second: float = 0.0
 
     @property
     def over_limit(self) -> bool:
-        return self.write_units_per_second > PARTITION_WRITE_UNITS_PER_SECOND
+        return (
+            self.write_units_per_second > PARTITION_WRITE_UNITS_PER_SECOND
+            or self.read_units_per_second > PARTITION_READ_UNITS_PER_SECOND
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class Prediction:
     workload: str
+    mode: str
     events_per_second: float
     shards: int
     batch_records: float
@@ -284,12 +375,18 @@ class Prediction:
     lambda_seconds_per_batch: float
     concurrency_per_shard: float
     requests_per_second: dict[str, float]
+    requests_by_kind_per_second: dict[str, float]
     write_units_per_second: dict[str, float]
     read_units_per_second: float
     counter_item_bytes: float
     hot_keys: tuple[HotKey, ...]
     monthly_cost: dict[str, float]
     anchor_monthly_cost: dict[str, float]
+
+    @property
+    def parallelization_needed(self) -> int:
+        """The invocations a shard needs at once (Lambda's ParallelizationFactor, 1 to 10)."""
+        return max(1, math.ceil(self.concurrency_per_shard - 1e-9))
 
     @property
     def write_units_total(self) -> float:
@@ -308,10 +405,21 @@ class Prediction:
         """What passes a hard limit first at this rate, or None."""
         over = [key for key in self.hot_keys if key.over_limit]
         if over:
-            worst = max(over, key=lambda key: key.write_units_per_second)
+            worst = max(
+                over,
+                key=lambda key: max(
+                    key.write_units_per_second / PARTITION_WRITE_UNITS_PER_SECOND,
+                    key.read_units_per_second / PARTITION_READ_UNITS_PER_SECOND,
+                ),
+            )
+            if worst.write_units_per_second > PARTITION_WRITE_UNITS_PER_SECOND:
+                return (
+                    f"{worst.kind} partition key at {worst.write_units_per_second:,.0f} WCU/s "
+                    f"(limit {PARTITION_WRITE_UNITS_PER_SECOND:,})"
+                )
             return (
-                f"{worst.kind} partition key at {worst.write_units_per_second:,.0f} WCU/s "
-                f"(limit {PARTITION_WRITE_UNITS_PER_SECOND:,})"
+                f"{worst.kind} partition key at {worst.read_units_per_second:,.0f} RCU/s "
+                f"(limit {PARTITION_READ_UNITS_PER_SECOND:,})"
             )
         if self.concurrency_per_shard > 1:
             return (
@@ -349,24 +457,36 @@ def counter_item_bytes(profile: WorkloadProfile, shards: int) -> float:
 
 
 def lambda_seconds(profile: WorkloadProfile, batch_records: float, deployment: Deployment) -> float:
-    """CPU time (measured per event at one full vCPU, scaled to the memory's CPU share), the
-    enrichment reads (one round each before aggregation), then the writes: counters, markers,
-    archive objects and dead letters on `write_concurrency` workers."""
+    """CPU time of the pipeline (measured per event at one full vCPU, scaled to the memory's CPU
+    share), the enrichment reads (one round each before aggregation), then the writes in the
+    order the handler makes them, each on `write_concurrency` workers: the unique users
+    (markers, or the sketches' reads then writes), the counters (which wait for the unique
+    users: their updates carry the count), the archive objects, the dead letters. The writes
+    take their requests' latency in rounds of `write_concurrency`, or their client CPU time if
+    that is longer (the workers' Python shares one interpreter lock and the memory's CPU)."""
     cpu_share = min(1.0, deployment.memory_mb / LAMBDA_FULL_VCPU_MB)
-    requests = requests_for(profile, batch_records, batch_records)
-    dynamodb_writes = requests.get("dynamodb.UpdateItem", 0.0) + requests.get(
-        "dynamodb.BatchWriteItem", 0.0
+    workers = deployment.write_concurrency
+    requests = requests_by_kind(profile, batch_records, batch_records)
+    dynamodb = deployment.dynamodb_latency_seconds
+    markers = requests.get("UpdateItem USERS#", 0.0)
+    marker_rounds = max(math.ceil(markers / workers), min(markers, MARKERS_PER_WORKER_TASK))
+    sketch_rounds = math.ceil(requests.get("BatchGetItem SKETCH#", 0.0) / workers) + math.ceil(
+        requests.get("UpdateItem SKETCH#", 0.0) / workers
     )
-    write_rounds = math.ceil(dynamodb_writes / deployment.write_concurrency)
-    s3_rounds = math.ceil(requests.get("s3.PutObject", 0.0) / deployment.write_concurrency)
+    counter_rounds = math.ceil(requests.get("UpdateItem EXP#", 0.0) / workers)
+    s3_rounds = math.ceil(requests.get("PutObject archive", 0.0) / workers)
+    enrichment = requests.get("BatchGetItem reference data", 0.0)
+    waiting = (
+        (marker_rounds + sketch_rounds + counter_rounds) * dynamodb
+        + s3_rounds * deployment.s3_latency_seconds
+        + (deployment.sqs_latency_seconds if requests.get("SendMessageBatch dead letters") else 0.0)
+    )
+    writes = sum(requests.values()) - enrichment
+    client_cpu = writes * profile.client_cpu_seconds_per_request / cpu_share
     return (
         profile.cpu_seconds_per_event * batch_records / cpu_share
-        + requests.get("dynamodb.BatchGetItem", 0.0) * deployment.dynamodb_latency_seconds
-        + max(
-            write_rounds * deployment.dynamodb_latency_seconds,
-            s3_rounds * deployment.s3_latency_seconds,
-        )
-        + (deployment.sqs_latency_seconds if requests.get("sqs.SendMessageBatch") else 0.0)
+        + enrichment * (dynamodb + profile.client_cpu_seconds_per_request / cpu_share)
+        + max(waiting, client_cpu)
     )
 
 
@@ -401,32 +521,48 @@ def predict(
     duration = lambda_seconds(profile, records, deployment)
     invocations = rate / records
     requests = requests_for(profile, rate, records)
+    by_kind = requests_by_kind(profile, rate, records)
     counter_bytes = counter_item_bytes(profile, shards)
     counter_units = write_units(round(counter_bytes))
-    marker_units = write_units(round(profile.marker_item_bytes))
-    counters_per_second = requests.get("dynamodb.UpdateItem", 0.0)
-    markers_per_second = rate * profile.markers_per_event
-    units = {
-        "counters EXP#": counters_per_second * counter_units,
-        "markers USERS#": markers_per_second * marker_units,
-    }
-    reads = rate * profile.enrichment_read_units_per_event
-    counter_share, marker_share = (
-        profile.hottest_counter_key_share / counter_write_keys(shards),
-        profile.hottest_marker_key_share,
-    )
-    hot = (
+    counters_per_second = by_kind.get("UpdateItem EXP#", 0.0)
+    markers_per_second = by_kind.get("UpdateItem USERS#", 0.0)
+    sketch_writes_per_second = by_kind.get("UpdateItem SKETCH#", 0.0)
+    sketch_reads_per_second = rate / records * profile.sketch_reads.at(records)
+    units = {"counters EXP#": counters_per_second * counter_units}
+    if profile.mode == EXACT:
+        units["markers USERS#"] = markers_per_second * profile.marker_write_units_per_item
+    else:
+        units["sketches SKETCH#"] = sketch_writes_per_second * profile.sketch_write_units_per_item
+    sketch_read_units = sketch_reads_per_second * profile.sketch_read_units_per_item
+    reads = rate * profile.enrichment_read_units_per_event + sketch_read_units
+    keys = counter_write_keys(shards)
+    counter_share = profile.hottest_counter_key_share / keys
+    hot = [
         HotKey(
             "counter EXP#",
             counters_per_second * counter_share,
             units["counters EXP#"] * counter_share,
-        ),
-        HotKey(
-            "marker USERS#",
-            markers_per_second * marker_share,
-            units["markers USERS#"] * marker_share,
-        ),
-    )
+        )
+    ]
+    if profile.mode == EXACT:
+        share = profile.hottest_marker_key_share
+        hot.append(
+            HotKey(
+                "marker USERS#",
+                markers_per_second * share,
+                units["markers USERS#"] * share,
+            )
+        )
+    else:
+        share = profile.hottest_sketch_key_share / keys
+        hot.append(
+            HotKey(
+                "sketch SKETCH#",
+                sketch_writes_per_second * share,
+                units["sketches SKETCH#"] * share,
+                sketch_read_units * share,
+            )
+        )
     cost = _monthly_cost(
         profile,
         rate,
@@ -441,6 +577,7 @@ def predict(
     )
     return Prediction(
         workload=profile.name,
+        mode=profile.mode,
         events_per_second=rate,
         shards=shards,
         batch_records=records,
@@ -448,10 +585,11 @@ def predict(
         lambda_seconds_per_batch=duration,
         concurrency_per_shard=duration * invocations / shards,
         requests_per_second=requests,
+        requests_by_kind_per_second=by_kind,
         write_units_per_second=units,
         read_units_per_second=reads,
         counter_item_bytes=counter_bytes,
-        hot_keys=hot,
+        hot_keys=tuple(hot),
         monthly_cost=cost,
         anchor_monthly_cost=anchor_monthly_cost(profile, rate, deployment, prices),
     )
@@ -469,7 +607,8 @@ def _monthly_cost(
     deployment: Deployment,
     prices: Prices,
 ) -> dict[str, float]:
-    """Counters are a few thousand items: their storage is left out."""
+    """Counters, and in sketch mode their sketches (one item of at most ~5 KB per counter and
+    write shard), are a few thousand items: their storage is left out."""
     month = SECONDS_PER_MONTH
     kept = min(1.0, deployment.retention_days * 86_400 / month)
     marker_bytes_kept = (
@@ -567,17 +706,28 @@ def first_break_rate(
     profile: WorkloadProfile,
     deployment: Deployment = Deployment(),
     highest: float = 1_000_000,
+    partition_keys_only: bool = False,
 ) -> tuple[float, str] | None:
-    """The lowest rate (to 1%) at which something passes a hard limit, and what, or None."""
-    if predict(profile, highest, deployment).first_to_break is None:
+    """The lowest rate (to 1%) at which something passes a hard limit, and what, or None.
+    `partition_keys_only`: the partition keys' limits alone, as when a ParallelizationFactor
+    above 1 lets each shard's batches keep up."""
+
+    def broken(rate: float) -> str | None:
+        prediction = predict(profile, rate, deployment)
+        if not partition_keys_only:
+            return prediction.first_to_break
+        over = [key for key in prediction.hot_keys if key.over_limit]
+        return None if not over else replace(prediction, concurrency_per_shard=0.0).first_to_break
+
+    if broken(highest) is None:
         return None
     low, high = 100.0, highest
     while high / low > 1.01:
         middle = math.sqrt(low * high)
-        if predict(profile, middle, deployment).first_to_break is None:
+        if broken(middle) is None:
             low = middle
         else:
             high = middle
-    reason = predict(profile, high, deployment).first_to_break
+    reason = broken(high)
     assert reason is not None
     return high, reason

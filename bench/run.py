@@ -41,12 +41,17 @@ from aws_budget import (  # noqa: E402
 from application.process_batch import BatchProcessor, ProcessingSettings  # noqa: E402
 from application.results import BatchResult  # noqa: E402
 from bench.capacity_model import (  # noqa: E402
+    EXACT,
+    MODES,
     PARTITION_WRITE_UNITS_PER_SECOND,
     PRICES_AS_OF,
     PRICES_REGION,
+    SKETCH,
     Deployment,
+    Mode,
     first_break_rate,
     model_table,
+    with_full_sketches,
 )
 from domain.records import RawRecord  # noqa: E402
 from entrypoints.container import Container  # noqa: E402
@@ -85,13 +90,16 @@ def in_memory_pipeline(
     codec: ArchiveCodec,
     cpu_clock: bool,
     settings: ProcessingSettings | None = None,
+    unique_users: Mode = EXACT,
 ) -> Pipeline:
     """The use case as the Lambda's container wires it (warm-container caches and tracing in
-    front of the ports), on the memory back end."""
+    front of the ports), on the memory back end, in the unique-user mode `unique_users`."""
     processing_settings = settings or ProcessingSettings()
     container = Container()
     # Caches that outlive the whole run, as a warm container's would outlive a few invocations.
-    container.settings.override(Settings(back_end="memory", cache_ttl_seconds=3_600))
+    container.settings.override(
+        Settings(back_end="memory", cache_ttl_seconds=3_600, unique_users=unique_users)
+    )
     container.archive_codec.override(codec)
     container.processing_settings.override(processing_settings)
     if cpu_clock:
@@ -151,13 +159,14 @@ def throughput(
     batch_size: int,
     repeats: int,
     as_in_lambda: bool = True,
+    unique_users: Mode = EXACT,
 ) -> Timing:
     """The batch through warm caches. `as_in_lambda`: what the Lambda handler does around the
     use case (entrypoints/lambda_handler.py, infrastructure/garbage_collection.py): the warm
     heap (caches, reference data) frozen after the warm-up, each batch run with the cyclic
     collector paused. Without it, the collections triggered by a batch's allocations walk the
     batch's objects and, in full collections, the whole warm heap."""
-    pipeline = in_memory_pipeline(workload, codec, cpu_clock=True)
+    pipeline = in_memory_pipeline(workload, codec, cpu_clock=True, unique_users=unique_users)
     records = workload.records()
     for batch in batches_of(records[: 2 * batch_size], batch_size):
         pipeline.processor.process(batch)  # fills the caches, as earlier invocations would
@@ -421,8 +430,28 @@ def chart(results: dict[str, Any], path: Path) -> bool:
 # --- report ----------------------------------------------------------------------------------
 
 
-def run(quick: bool, with_aws: bool, naive_records: int) -> dict[str, Any]:
-    batch_size = 10_000
+def capacity_only(output: Path, quick: bool, events: int | None) -> None:
+    """The capacity part alone, as `run` makes it (the same reference workload, repeats and
+    measurement), into the `capacity` part of `output`: the rest of the file stays the last
+    full run's."""
+    started = time.perf_counter()
+    results: dict[str, Any] = json.loads(output.read_text()) if output.exists() else {}
+    workload = generate(WorkloadSpec(events=5 * REFERENCE_BATCH_RECORDS))
+    results["capacity"] = capacity(workload, quick, 2 if quick else 5, events)
+    results["capacity"]["seconds"] = time.perf_counter() - started
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    print("\n".join(capacity_table(results["capacity"])))
+    print(f"capacity part took {results['capacity']['seconds']:.0f} s")
+    print(f"wrote the capacity part of {output}")
+
+
+REFERENCE_BATCH_RECORDS = 10_000
+
+
+def run(
+    quick: bool, with_aws: bool, naive_records: int, capacity_events: int | None = None
+) -> dict[str, Any]:
+    batch_size = REFERENCE_BATCH_RECORDS
     repeats = 2 if quick else 5
     # The headline runs are short (~0.2 s each) and this kind of VM slows down for seconds at a
     # time: more of them give the best run a chance to fall in a quiet moment.
@@ -470,42 +499,61 @@ def run(quick: bool, with_aws: bool, naive_records: int) -> dict[str, Any]:
     results["memory"]["target_ratio"] = MEMORY_TARGET_RATIO
     if with_aws:
         results["aws"] = aws_figures(workload, batch_size, naive_records)
-        results["capacity"] = capacity(workload, gzip_timing, quick, headline_repeats)
+        results["capacity"] = capacity(workload, quick, repeats, capacity_events)
     results["seconds"] = time.perf_counter() - started
     return results
 
 
+CAPACITY_BATCH_RECORDS = 1_000
+"""The template's batch size, the model's."""
+
+
 def capacity(
-    reference: Workload, reference_timing: Timing, quick: bool, repeats: int
+    reference: Workload, quick: bool, repeats: int, events: int | None = None
 ) -> dict[str, Any]:
     """The cost and capacity model (bench/capacity_model.py) fed with both workloads' requests
-    measured against moto's server, in the template's default batches of 1,000 records."""
-    events = 2_000 if quick else 10_000
+    in both unique-user modes, measured against moto's server in the template's default
+    batches of 1,000 records (`events` of each workload: 10,000, 2,000 with `quick`), and with
+    the pipeline's CPU time per event in each mode, in memory, in batches of the same size."""
+    events = events or (2_000 if quick else 10_000)
     sessions = generate(replace(USER_SESSIONS, events=max(events, 10_000)))
-    session_timing = throughput(sessions, codec_named("gzip"), 1_000, repeats)
+    workloads = {
+        "reference": (
+            reference,
+            "20,000 users, a random one per event (< 1 event per user and hour)",
+        ),
+        "sessions": (sessions, "user sessions, ~20 events per active user and hour"),
+    }
+    measurements = []
+    for name, (workload, description) in workloads.items():
+        cpu = {}
+        for mode in MODES:
+            timing = throughput(
+                workload, codec_named("gzip"), CAPACITY_BATCH_RECORDS, repeats, unique_users=mode
+            )
+            cpu[mode] = timing.cpu_seconds / timing.records
+        measurements.append(CapacityMeasurement(name, description, workload, cpu))
     measured = capacity_figures(
-        [
-            CapacityMeasurement(
-                "reference",
-                "20,000 users, a random one per event (< 1 event per user and hour)",
-                reference,
-                reference_timing.cpu_seconds / reference_timing.records,
-            ),
-            CapacityMeasurement(
-                "sessions",
-                "user sessions, ~20 events per active user and hour",
-                sessions,
-                session_timing.cpu_seconds / session_timing.records,
-            ),
-        ],
-        batch_records=1_000,
-        measured_events=events,
+        measurements, batch_records=CAPACITY_BATCH_RECORDS, measured_events=events
     )
-    profiles = [profile_from_figures(figures) for figures in measured.values()]
+    profiles = []
+    for by_mode in measured.values():
+        for figures in by_mode.values():
+            profile = profile_from_figures(figures)
+            profiles.append(profile)
+            if profile.mode == SKETCH:
+                # The measured run's sketches are young (small, sparse); a long experiment's
+                # hold thousands of users each.
+                profiles.append(with_full_sketches(profile))
     deployment = Deployment()
     table = model_table(profiles, deployment=deployment)
-    breaks = {p.name: first_break_rate(p, deployment) for p in profiles}
+    breaks = {f"{p.name} {p.mode}": first_break_rate(p, deployment) for p in profiles}
+    partition_breaks = {
+        f"{p.name} {p.mode}": first_break_rate(p, deployment, partition_keys_only=True)
+        for p in profiles
+    }
     return {
+        "machine": {"nproc": os.cpu_count(), "load_average": os.getloadavg()},
         "measured": measured,
         "deployment": asdict(deployment),
         "prices": {"region": PRICES_REGION, "as_of": PRICES_AS_OF, **asdict(table.prices)},
@@ -516,12 +564,17 @@ def capacity(
                 "monthly_total": prediction.monthly_total,
                 "anchor_monthly_total": prediction.anchor_monthly_total,
                 "first_to_break": prediction.first_to_break,
+                "parallelization_needed": prediction.parallelization_needed,
             }
             for prediction in table.predictions
         ],
         "first_break": {
             name: None if found is None else {"events_per_second": found[0], "what": found[1]}
             for name, found in breaks.items()
+        },
+        "first_partition_key_break": {
+            name: None if found is None else {"events_per_second": found[0], "what": found[1]}
+            for name, found in partition_breaks.items()
         },
     }
 
@@ -531,47 +584,64 @@ def capacity_table(capacity: dict[str, Any]) -> list[str]:
         "",
         "Cost and capacity, measured per 1,000 events (real handler, moto, 1,000-record batches)",
     ]
-    for name, figures in capacity["measured"].items():
-        lines.append(f"  {name}: {figures['description']}")
-        for prefix, count in figures["requests_by_key_prefix_per_1000_events"].items():
-            lines.append(f"    {prefix:<30}{count:>10.1f} requests")
-        for prefix, units in figures["write_units_by_key_prefix_per_1000_events"].items():
-            lines.append(f"    {'write units ' + prefix:<30}{units:>10.1f}")
-        lines.append(f"    {'read units':<30}{figures['read_units_per_1000_events']:>10.1f}")
-        lines.append(
-            f"    {'S3 PUT bytes':<30}{figures['s3_put_bytes_per_1000_events']:>10,.0f}"
-            f"   SQS messages {figures['sqs_messages_per_1000_events']:.1f}"
-        )
-        model = figures["model_requests_for_this_run"]
-        lines.append(
-            "    model vs measured requests for this run: "
-            + ", ".join(
-                f"{op.split('.')[1]} {model.get(op, 0):.0f}/{n}"
-                for op, n in figures["measured_requests"].items()
+    for name, by_mode in capacity["measured"].items():
+        for mode, figures in by_mode.items():
+            lines.append(f"  {name}, {mode} unique users: {figures['description']}")
+            for prefix, count in figures["requests_by_key_prefix_per_1000_events"].items():
+                lines.append(f"    {prefix:<30}{count:>10.1f} requests")
+            for prefix, units in figures["write_units_by_key_prefix_per_1000_events"].items():
+                lines.append(f"    {'write units ' + prefix:<30}{units:>10.1f}")
+            lines.append(f"    {'write units':<30}{figures['write_units_per_1000_events']:>10.1f}")
+            for prefix, units in figures["read_units_by_key_prefix_per_1000_events"].items():
+                lines.append(f"    {'read units ' + prefix:<30}{units:>10.1f}")
+            lines.append(
+                f"    {'S3 PUT bytes':<30}{figures['s3_put_bytes_per_1000_events']:>10,.0f}"
+                f"   SQS messages {figures['sqs_messages_per_1000_events']:.1f}"
             )
-        )
+            profile = figures["profile"]
+            lines.append(
+                f"    client CPU per request {profile['client_cpu_seconds_per_request'] * 1e6:.0f}"
+                f" µs, pipeline CPU per event {profile['cpu_seconds_per_event'] * 1e6:.1f} µs"
+            )
+            model = figures["model_requests_for_this_run"]
+            lines.append(
+                "    model vs measured requests for this run: "
+                + ", ".join(
+                    f"{op.split('.')[1]} {model.get(op, 0):.0f}/{n}"
+                    for op, n in figures["measured_requests"].items()
+                )
+            )
     lines.append(
         f"Model (bench/capacity_model.py), on-demand list prices {capacity['prices']['region']} "
         f"{capacity['prices']['as_of']} (to be checked); batch "
         f"{capacity['deployment']['batch_size']:,}, window "
         f"{capacity['deployment']['batching_window_seconds']:g} s, "
-        f"{capacity['deployment']['memory_mb']:,} MB arm64"
+        f"{capacity['deployment']['memory_mb']:,} MB arm64, "
+        f"{capacity['deployment']['write_concurrency']} write workers"
     )
     lines.append(
-        f"  {'workload':<10}{'ev/s':>8}{'shards':>7}{'WCU/s':>9}{'RCU/s':>8}{'hot EXP#':>9}"
-        f"{'hot USERS#':>11}{'s/batch':>8}{'busy/shard':>11}{'$/month':>10}{'anchor $':>10}"
+        f"  {'workload':<27}{'mode':<7}{'ev/s':>8}{'shards':>7}{'WCU/1k ev':>10}{'WCU/s':>9}"
+        f"{'RCU/s':>8}{'hot EXP#':>9}{'hot USERS#/SKETCH#':>19}{'s/batch':>8}"
+        f"{'busy/shard':>11}{'$/month':>10}{'anchor $':>10}"
     )
     for p in capacity["predictions"]:
-        hot = {key["kind"]: key["write_units_per_second"] for key in p["hot_keys"]}
+        counters, unique = p["hot_keys"]
         lines.append(
-            f"  {p['workload']:<10}{p['events_per_second']:>8,.0f}{p['shards']:>7}"
+            f"  {p['workload']:<27}{p['mode']:<7}{p['events_per_second']:>8,.0f}{p['shards']:>7}"
+            f"{1000 * p['write_units_total'] / p['events_per_second']:>10,.0f}"
             f"{p['write_units_total']:>9,.0f}{p['read_units_per_second']:>8,.0f}"
-            f"{hot['counter EXP#']:>9,.0f}{hot['marker USERS#']:>11,.0f}"
+            f"{counters['write_units_per_second']:>9,.0f}"
+            f"{unique['write_units_per_second']:>19,.0f}"
             f"{p['lambda_seconds_per_batch']:>8.2f}{p['concurrency_per_shard']:>11.2f}"
             f"{p['monthly_total']:>10,.0f}{p['anchor_monthly_total']:>10,.0f}"
         )
         if p["first_to_break"]:
-            lines.append(f"  {'':<10}breaks: {p['first_to_break']}")
+            lines.append(f"  {'':<34}breaks: {p['first_to_break']}")
+        if p["parallelization_needed"] > 1:
+            lines.append(
+                f"  {'':<34}ParallelizationFactor {p['parallelization_needed']} would carry "
+                "each shard's batches"
+            )
     for name, found in capacity["first_break"].items():
         what = (
             "nothing below 1,000,000 ev/s"
@@ -582,6 +652,13 @@ def capacity_table(capacity: dict[str, Any]) -> list[str]:
             f"  first past a limit ({PARTITION_WRITE_UNITS_PER_SECOND:,} WCU/s per partition "
             f"key, one invocation per shard), {name}: {what}"
         )
+    for name, found in capacity["first_partition_key_break"].items():
+        what = (
+            "nothing below 1,000,000 ev/s"
+            if found is None
+            else f"{found['what']} from ~{found['events_per_second']:,.0f} ev/s"
+        )
+        lines.append(f"  first partition key past its limit, {name}: {what}")
     return lines
 
 
@@ -769,6 +846,18 @@ def main(argv: list[str] | None = None) -> None:
         "bench/results-partial.json with --quick or --skip-aws, so that a partial run does not "
         "replace the full one)",
     )
+    parser.add_argument(
+        "--capacity-only",
+        action="store_true",
+        help="only the cost and capacity part (moto, both workloads, both unique-user modes); "
+        "it replaces the `capacity` part of the output file and keeps the rest",
+    )
+    parser.add_argument(
+        "--capacity-events",
+        type=int,
+        help="events of each workload the capacity part measures at moto's server "
+        "(default 10,000; 2,000 with --quick)",
+    )
     parser.add_argument("--memory-probe", type=int, metavar="RECORDS", help=argparse.SUPPRESS)
     parser.add_argument("--chunk-records", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -779,7 +868,10 @@ def main(argv: list[str] | None = None) -> None:
     output: Path = args.output or ROOT / "bench" / (
         "results-partial.json" if partial else "results.json"
     )
-    results = run(args.quick, not args.skip_aws, args.naive_records)
+    if args.capacity_only:
+        capacity_only(output, args.quick, args.capacity_events)
+        return
+    results = run(args.quick, not args.skip_aws, args.naive_records, args.capacity_events)
     figure = output.with_name("scaling-partial.png" if partial else "scaling.png")
     if chart(results, figure):
         results["chart"] = str(figure.relative_to(ROOT))
