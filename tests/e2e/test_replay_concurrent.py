@@ -88,7 +88,7 @@ def _deployment(name: str, endpoint_url: str, workload: Workload, tmp_path: Path
 def test_a_file_replayed_twice_beside_a_busy_stream_is_counted_once(
     endpoint_url: str, unique_name: str, tmp_path: Path
 ) -> None:
-    workload = generate(WorkloadSpec(events=900, experiments=2, users=200, seed=17))
+    workload = generate(WorkloadSpec(events=600, experiments=2, users=150, seed=17))
     half = len(workload.entries) // 2
     streamed = replace(workload, entries=workload.entries[:half])
     replayed = [entry.data for entry in workload.entries[half:]]
