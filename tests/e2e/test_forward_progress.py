@@ -40,6 +40,7 @@ TEMPLATE_DEFAULT_TIMEOUT = 120.0
 # a loaded machine gives an invocation less work: `make test` runs these apart from the rest.
 pytestmark = pytest.mark.load_sensitive
 
+
 @dataclass(frozen=True, slots=True)
 class Run:
     name: str
