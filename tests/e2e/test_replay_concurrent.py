@@ -122,7 +122,7 @@ def test_a_file_replayed_twice_beside_a_busy_stream_is_counted_once(
     assert still_writing, "the writer was over before the replays: no concurrency"
     assert int(output.decode().split()[-1]) >= 1
     assert first == once
-    assert first["applied"] > 400
+    assert first["applied"] > 0.9 * len(replayed)  # all but the invalid and duplicated
     assert second == {
         "already_applied": first["applied"],
         **{k: v for k, v in first.items() if k not in {"applied", "already_applied"}},
