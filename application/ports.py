@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -47,6 +47,19 @@ class WriteReport:
 
 
 COMPLETE = WriteReport()
+
+
+def merged_reports(reports: Iterable[WriteReport]) -> WriteReport:
+    """One report of several writes: per shard the lowest cut, every problem once, every
+    refusal."""
+    listed = list(reports)
+    cut = NO_CUT.merged(*(report.cut for report in listed))
+    problems = tuple(dict.fromkeys(p for report in listed for p in report.problems))
+    refused = {where: why for report in listed for where, why in report.refused.items()}
+    if not cut and not problems and not refused:
+        return COMPLETE
+    return WriteReport(cut, problems, refused)
+
 
 COUNTERS_SHARE_OF_TIME = 0.25
 """The share of a write's time left that a metric store keeps for the counters when it writes

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from application.ports import COMPLETE, Deadline, RecordId, WriteReport
-from application.shard_cut import NO_CUT, ShardCut
+from application.ports import Deadline, WriteReport, merged_reports
+from application.shard_cut import ShardCut
 from domain.errors import InfrastructureConfigurationError, TransientInfrastructureError
 from domain.metrics import LATER_MEASURES, MEASURE_NAMES, Measures
 from infrastructure.aws.errors import is_transient, translate
@@ -101,24 +101,16 @@ def settled(futures: Iterable[Future[WriteReport]]) -> WriteReport:
     """One report of writes made concurrently, once every one has settled: per shard the lowest
     cut, every problem once, every refusal. A configuration error is raised only then (the first
     one), so that no write is still under way when the caller hears of it."""
-    cut = NO_CUT
-    problems: list[str] = []
-    refused: dict[RecordId, str] = {}
+    reports: list[WriteReport] = []
     configuration_errors: list[InfrastructureConfigurationError] = []
     for future in futures:
         try:
-            report = future.result()
+            reports.append(future.result())
         except InfrastructureConfigurationError as error:
             configuration_errors.append(error)
-            continue
-        cut = cut.merged(report.cut)
-        problems.extend(report.problems)
-        refused.update(report.refused)
     if configuration_errors:
         raise configuration_errors[0]
-    if not cut and not problems and not refused:
-        return COMPLETE
-    return WriteReport(cut, tuple(dict.fromkeys(problems)), refused)
+    return merged_reports(reports)
 
 
 def failed_write(error: Exception, operation: str, cut: ShardCut) -> WriteReport:

@@ -26,6 +26,7 @@ from application.ports import (
     RecordId,
     ReservingDeadline,
     WriteReport,
+    merged_reports,
 )
 from application.shard_cut import NO_CUT, ShardCut
 from application.unique_users import UniqueUserMarkers, counted_deltas
@@ -157,11 +158,7 @@ class DynamoDbMetricStore(MetricStore):
         # records hold, so it waits for them.
         claims = self._markers.mark(deltas, ReservingDeadline(deadline, COUNTERS_SHARE_OF_TIME))
         counters = self._apply_counters(counted_deltas(deltas, claims), deadline)
-        return WriteReport(
-            claims.report.cut.merged(counters.cut),
-            tuple(dict.fromkeys(claims.report.problems + counters.problems)),
-            {**claims.report.refused, **counters.refused},
-        )
+        return merged_reports((claims.report, counters))
 
     def _apply_counters(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
         # Deltas of one counter and shard go in sequence order through one worker: applied out

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, cast
 from botocore.exceptions import BotoCoreError, ClientError
 from cachetools import LRUCache
 
-from application.ports import COMPLETE, Clock, Deadline, RecordId, WriteReport
+from application.ports import COMPLETE, Clock, Deadline, RecordId, WriteReport, merged_reports
 from application.shard_cut import NO_CUT, ShardCut
 from application.unique_users import Counter, MarkerClaims, UniqueUserMarkers
 from domain.metrics import Granularity, MetricDelta, MetricKey
@@ -188,7 +188,7 @@ class DynamoDbUniqueUserMarkers(UniqueUserMarkers):
                     first_records[counter].add(outcome.wanted.record[1])
                     if outcome.joins:
                         joins[counter][outcome.wanted.record[1]] = outcome.joins
-        return _merged([outcome.report for outcome in outcomes])
+        return merged_reports(outcome.report for outcome in outcomes)
 
     def _write(self, wanted: _Wanted, deadline: Deadline) -> _Outcome:
         shard_id, sequence = wanted.record
@@ -393,12 +393,3 @@ def _metrics_before(item: Item, metric: str) -> list[str]:
     if mine is None:
         return []
     return [other for other, order in orders.items() if order < mine]
-
-
-def _merged(listed: Sequence[WriteReport]) -> WriteReport:
-    cut = NO_CUT.merged(*(report.cut for report in listed))
-    problems = tuple(dict.fromkeys(p for report in listed for p in report.problems))
-    refused = {where: why for report in listed for where, why in report.refused.items()}
-    if not cut and not problems and not refused:
-        return COMPLETE
-    return WriteReport(cut, problems, refused)
