@@ -161,24 +161,45 @@ def policy_statements_as_written(logical_id: str) -> list[dict[str, Any]]:
 
 
 def role_statement(sid: str) -> dict[str, Any]:
-    """The statement `sid` of the role as written (an `!If` around it kept)."""
+    """The statement `sid` of the role (inside the `!If` that may hold it)."""
     role = properties("EventProcessorRole")
     for policy in role["Policies"]:
         for statement in policy["PolicyDocument"]["Statement"]:
             written = statement["Fn::If"][1] if "Fn::If" in statement else statement
             if written["Sid"] == sid:
-                return dict(statement)
+                return dict(written)
+    raise KeyError(sid)
+
+
+def role_statement_condition(sid: str) -> str | None:
+    """The condition the role's statement `sid` is granted under (None: always)."""
+    role = properties("EventProcessorRole")
+    for policy in role["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if "Fn::If" in statement:
+                condition, written, otherwise = statement["Fn::If"]
+                if written["Sid"] == sid:
+                    assert otherwise == NO_VALUE
+                    return str(condition)
+            elif statement["Sid"] == sid:
+                return None
     raise KeyError(sid)
 
 
 def leading_key_patterns(statement: dict[str, Any]) -> dict[str, list[str]]:
-    """The `dynamodb:LeadingKeys` patterns of a statement, by the condition they hold under
-    ("always", or a condition name and its negation "not <name>")."""
-    patterns = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
-    if isinstance(patterns, dict):
-        condition, when_true, when_false = patterns["Fn::If"]
-        return {condition: when_true, f"not {condition}": when_false}
-    return {"always": patterns}
+    """The `dynamodb:LeadingKeys` patterns of a statement, by the conditions they hold under
+    ("always", or condition names and negations "not <name>" joined by " and ", outermost
+    first, for nested `!If`s)."""
+
+    def branches(value: Any, held: tuple[str, ...]) -> dict[str, list[str]]:
+        if isinstance(value, dict):
+            condition, when_true, when_false = value["Fn::If"]
+            return branches(when_true, (*held, condition)) | branches(
+                when_false, (*held, f"not {condition}")
+            )
+        return {" and ".join(held) or "always": value}
+
+    return branches(statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"], ())
 
 
 def allowed_actions_on(arn: object, statements: list[dict[str, Any]] | None = None) -> set[str]:
@@ -285,11 +306,42 @@ def test_event_ids_are_read_only_when_the_durable_event_id_index_is_on() -> None
     }
     reads = leading_key_patterns(role_statement("AggregationSketchAndEventIdReads"))
     assert reads == {
-        "DurableEventIdIndex": ["SKETCH#*", "EVENT#*"],
-        "not DurableEventIdIndex": ["SKETCH#*"],
+        "SketchedUniqueUsers and DurableEventIdIndex": ["SKETCH#*", "EVENT#*"],
+        "SketchedUniqueUsers and not DurableEventIdIndex": ["SKETCH#*"],
+        "not SketchedUniqueUsers": ["EVENT#*"],
     }
     writes = leading_key_patterns(role_statement("AggregationEventIds"))
     assert set().union(*writes.values()) == {"EVENT#*"}
+    assert role_statement_condition("AggregationEventIds") == "DurableEventIdIndex"
+
+
+def test_the_function_reads_the_aggregation_table_only_when_a_setting_needs_it() -> None:
+    # Exact unique users with the in-memory event-id index read nothing there.
+    assert role_statement_condition("AggregationSketchAndEventIdReads") == "ReadsAggregationItems"
+    assert TEMPLATE["Conditions"]["ReadsAggregationItems"] == {
+        "Fn::Or": [{"Condition": "DurableEventIdIndex"}, {"Condition": "SketchedUniqueUsers"}]
+    }
+
+
+def test_markers_or_sketches_are_writable_as_the_unique_users_mode_asks() -> None:
+    assert TEMPLATE["Conditions"]["SketchedUniqueUsers"] == {
+        "Fn::Equals": [ref("UniqueUsers"), "sketch"]
+    }
+    updates = leading_key_patterns(role_statement("AggregationCountersMarkersAndSketches"))
+    assert updates == {
+        "SketchedUniqueUsers": ["EXP#*", "SKETCH#*"],
+        "not SketchedUniqueUsers": ["EXP#*", "USERS#*"],
+    }
+
+
+def test_the_unique_users_mode_is_a_parameter_with_the_service_default() -> None:
+    variables = properties("EventProcessorFunction")["Environment"]["Variables"]
+    assert variables["UNIQUE_USERS"] == ref("UniqueUsers")
+    mode = Settings.model_fields["unique_users"]
+    assert parameter_default("UniqueUsers") == mode.default == "exact"
+    assert set(TEMPLATE["Parameters"]["UniqueUsers"]["AllowedValues"]) == set(
+        get_args(mode.annotation)
+    )
 
 
 @pytest.mark.parametrize(
