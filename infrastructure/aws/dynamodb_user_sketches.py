@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 from itertools import chain
 from typing import TYPE_CHECKING
 
@@ -67,8 +68,11 @@ class _Stored:
     version: int
 
 
-_ABSENT = _Stored(UserSketch.empty(), 0)
-"""An item not written yet: version 0, which the first write's condition stands for."""
+@cache
+def _absent() -> _Stored:
+    """An item not written yet: version 0, which the first write's condition stands for (built
+    on first use: the sketch library loads only in sketch mode)."""
+    return _Stored(UserSketch.empty(), 0)
 
 
 class DynamoDbUserSketches(UserSketches):
@@ -131,7 +135,7 @@ class DynamoDbUserSketches(UserSketches):
         return settled(
             [
                 self._executor.submit(
-                    self._write_item, item_key, deltas, stored.get(item_key, _ABSENT), deadline
+                    self._write_item, item_key, deltas, stored.get(item_key) or _absent(), deadline
                 )
                 for item_key, deltas in by_item.items()
             ]
@@ -219,7 +223,7 @@ class DynamoDbUserSketches(UserSketches):
         # for ever once every worker does.
         for found in self._read_chunk([item_key]):
             return _stored_of(found)
-        return _ABSENT
+        return _absent()
 
     # -- reading -------------------------------------------------------------------------------
 
