@@ -78,6 +78,24 @@ class ExperimentReport:
         """The metrics with a counter in range."""
         return tuple(sorted({s.key.metric for s in self.windows}))
 
+    @property
+    def windows_without_users(self) -> tuple[MetricSnapshot, ...]:
+        """The windows that hold events but no unique user where this report reads them:
+        counted in the other unique-users mode (`UNIQUE_USERS`: each mode keeps its own
+        items) or before unique users were kept, or (user sets) whose users' markers were
+        erased. Every window counted in the report's mode holds its first event's user, so the
+        distinct users miss these windows' users."""
+        return tuple(
+            window
+            for window in self.windows
+            if window.measures.event_count > 0 and users_in(window) == 0
+        )
+
+
+def users_in(window: MetricSnapshot) -> int:
+    """A window's unique users as read: its user set when read with it, else its count."""
+    return len(window.user_ids) if window.user_ids is not None else window.measures.unique_users
+
 
 class UnknownControlVariantError(ValueError):
     """The control named for the comparison is none of the experiment's variants."""

@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from application.ports import MetricSnapshot
-from application.reporting import ExperimentReport
+from application.reporting import ExperimentReport, UsersCounted
 from domain.metrics import Granularity
 from domain.statistics import (
     CONFIDENCE_LEVEL,
@@ -131,8 +131,9 @@ def report_document(report: ExperimentReport) -> dict[str, object]:
             "control_variant": report.control_variant,
             "confidence_level": CONFIDENCE_LEVEL,
             # Totals are distinct users over the whole range (format 1 had sums of windows).
-            "unique_users_exact": True,
+            "unique_users_exact": report.users_counted is not UsersCounted.SKETCHES,
             "unique_users_from": report.users_counted.value,
+            "windows_without_unique_users": len(report.windows_without_users),
             "fixed_horizon": True,
             "totals": [
                 {
@@ -210,6 +211,14 @@ def render_table(report: ExperimentReport, console: Console) -> None:
         f"{adjective} windows, {span}, {len(report.windows)} counters, distinct users from "
         f"{report.users_counted.value}"
     )
+    missing = len(report.windows_without_users)
+    if missing:
+        console.print(
+            f"[bold yellow]{missing} of the {len(report.windows)} counters hold events but no "
+            f"unique users in {report.users_counted.value}[/bold yellow] (counted in the other "
+            "UNIQUE_USERS mode or before unique users were kept, or their users' markers "
+            "erased): those users are missing from the distinct counts and rates below"
+        )
     srm = report.sample_ratio
     _render_sample_ratio(srm, console)
     suspect = srm is not None and srm.mismatch

@@ -76,6 +76,7 @@ def test_the_json_summary_agrees_with_the_daily_counters(back_end: MemoryBackEnd
 
     assert isinstance(summary, dict)
     assert summary["unique_users_exact"] is True
+    assert summary["windows_without_unique_users"] == 0
     assert summary["fixed_horizon"] is True
     assert next(iter(summary)) == "sample_ratio"
     daily = {

@@ -15,7 +15,7 @@ from application.ports import MetricSnapshot
 from application.reporting import UnknownControlVariantError, build_report
 from domain.experiments import Experiment, ExperimentStatus, Variant
 from domain.metrics import Granularity, Measures, MetricKey
-from domain.statistics import EXPOSURE_METRIC, wilson_interval
+from domain.statistics import EXPOSURE_METRIC, DistinctUsers, wilson_interval
 
 DAY = datetime(2026, 11, 20, tzinfo=UTC)
 
@@ -244,3 +244,28 @@ def test_report_totals_count_events_and_distinct_users_over_the_windows(
         assert rate.unexposed_users == len(did - exposed)
         if rate.interval is not None and rate.rate is not None:
             assert rate.interval.low <= rate.rate <= rate.interval.high
+
+
+def test_windows_with_events_but_no_unique_users_are_named() -> None:
+    with_users = _snapshot("control", EXPOSURE_METRIC, 10)
+    empty_set = _snapshot("control", "click", frozenset(), events=3)
+    no_events = _snapshot("green", "click", frozenset(), events=0)
+    stored_none = MetricSnapshot(
+        MetricKey("exp-1", "green", EXPOSURE_METRIC, Granularity.DAY, DAY), Measures(5)
+    )
+    stored_some = MetricSnapshot(
+        MetricKey("exp-1", "green", "view", Granularity.DAY, DAY), Measures(5, unique_users=2)
+    )
+
+    from_sets = build_report("exp-1", None, [with_users, empty_set, no_events], Granularity.DAY)
+    from_counts = build_report(
+        "exp-1",
+        None,
+        [stored_none, stored_some],
+        Granularity.DAY,
+        control_variant="green",
+        stored=DistinctUsers({("green", EXPOSURE_METRIC): 0, ("green", "view"): 2}, {}),
+    )
+
+    assert [w.key for w in from_sets.windows_without_users] == [empty_set.key]
+    assert [w.key for w in from_counts.windows_without_users] == [stored_none.key]
