@@ -13,7 +13,7 @@ from mypy_boto3_kinesis import KinesisClient
 from mypy_boto3_s3 import S3Client
 from mypy_boto3_sqs import SQSClient
 
-from tests.moto_server import MotoServer
+from operations.local_aws import LocalAws
 
 REGION = "eu-west-1"
 
@@ -32,8 +32,8 @@ def _no_real_aws_credentials() -> None:
 
 
 @pytest.fixture(scope="session")
-def moto_server() -> Iterator[MotoServer]:
-    server = MotoServer.start()
+def moto_server() -> Iterator[LocalAws]:
+    server = LocalAws.start()
     try:
         yield server
     finally:
@@ -41,7 +41,7 @@ def moto_server() -> Iterator[MotoServer]:
 
 
 @pytest.fixture
-def endpoint_url(moto_server: MotoServer) -> str:
+def endpoint_url(moto_server: LocalAws) -> str:
     return moto_server.endpoint_url
 
 

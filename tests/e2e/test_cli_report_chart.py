@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from operations.local_aws import LocalAws
 from tests.e2e.cli_support import environment_named, provision, run
 from tests.e2e.report_world import ExperimentData, Happened, experiment, put_through_the_cli
-from tests.moto_server import MotoServer
 
 World = tuple[dict[str, str], str, datetime]
 
@@ -36,7 +36,7 @@ def _recent_hours(now: datetime) -> ExperimentData:
 
 
 @pytest.fixture(scope="module")
-def world(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> World:
+def world(moto_server: LocalAws, tmp_path_factory: pytest.TempPathFactory) -> World:
     name = f"t{uuid.uuid4().hex[:12]}"
     env = provision(environment_named(name), moto_server.endpoint_url, f"{name}-dlq")
     now = datetime.now(UTC)

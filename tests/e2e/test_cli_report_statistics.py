@@ -15,6 +15,7 @@ from scipy.stats import chisquare
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 from typer.testing import Result
 
+from operations.local_aws import LocalAws
 from tests.e2e.cli_support import environment_named, provision, run
 from tests.e2e.report_world import (
     ExperimentData,
@@ -23,7 +24,6 @@ from tests.e2e.report_world import (
     put_through_the_cli,
     returning_users,
 )
-from tests.moto_server import MotoServer
 
 FIRST_DAY = datetime(2026, 11, 2, tzinfo=UTC)
 DAYS = 14
@@ -46,7 +46,7 @@ World = tuple[dict[str, str], str, ExperimentData]
 
 
 @pytest.fixture(scope="module")
-def world(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> World:
+def world(moto_server: LocalAws, tmp_path_factory: pytest.TempPathFactory) -> World:
     endpoint_url = moto_server.endpoint_url
     name = f"t{uuid.uuid4().hex[:12]}"
     env = provision(environment_named(name), endpoint_url, f"{name}-dlq")

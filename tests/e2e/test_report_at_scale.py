@@ -40,6 +40,7 @@ from infrastructure.aws.dynamodb_repositories import DynamoDbExperimentRepositor
 from infrastructure.dynamodb_layout import MARKER_PARTITION_PREFIX
 from operations.aws.provisioning import ensure_aggregation_table, ensure_experiments_table
 from operations.aws.reference_data import experiment_item
+from operations.local_aws import LocalAws
 from operations.synthetic.report_table import (
     METRICS,
     VARIANTS,
@@ -51,7 +52,6 @@ from operations.synthetic.report_table import (
     write_items,
 )
 from tests.conftest import REGION
-from tests.moto_server import MotoServer
 
 ITEMS_READ_BOUND = 400
 """A few hundred: the report's counters (days x variants x metrics x write shards in use, and the
@@ -60,15 +60,14 @@ MARKER_USERS = 1_000
 """Users whose markers the large table holds (about 3,500 items): enough that a marker Query
 would show in the count."""
 SMALL_USERS = 200
-"""Users of the table that holds every marker, for the user-set report: moto's Query sorts the
-whole table, and that report makes 1,445 of them."""
+"""Users of the table that holds every marker, for the user-set report, which makes 1,445
+Queries."""
 
 
 COUNTED_WINDOWS = (Granularity.DAY, Granularity.EXPERIMENT)
 """The counters the tables hold. Not the hours': a day report's sort-key range never reaches them
-(DynamoDB neither reads nor bills them; moto's Count leaves them out too), and moto sorts the
-whole table on every Query, so they would only slow the test (about 8,000 items, 12 s a
-report)."""
+(DynamoDB neither reads nor bills them; moto's Count leaves them out too), so they would only
+slow the writing of the table (about 8,000 items)."""
 
 
 @dataclass
@@ -153,7 +152,7 @@ class ReportTable:
 
 
 def build_table(
-    server: MotoServer,
+    server: LocalAws,
     name: str,
     spec: ReportTableSpec,
     marker_users: int | None,
@@ -176,12 +175,12 @@ def build_table(
 
 
 @pytest.fixture(scope="module")
-def million_users(moto_server: MotoServer) -> ReportTable:
+def million_users(moto_server: LocalAws) -> ReportTable:
     return build_table(moto_server, "scale-1m", ReportTableSpec(), MARKER_USERS, COUNTED_WINDOWS)
 
 
 @pytest.fixture(scope="module")
-def small_experiment(moto_server: MotoServer) -> ReportTable:
+def small_experiment(moto_server: LocalAws) -> ReportTable:
     spec = ReportTableSpec(experiment_id="exp-small", users=SMALL_USERS, seed=7)
     return build_table(moto_server, "scale-small", spec, None, COUNTED_WINDOWS)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from datetime import timedelta
@@ -64,8 +63,6 @@ def demo(
     generated experiments and assignments, puts a realistic stream (a few bad records
     included) into Kinesis, drains it through the real Lambda handler with the local
     event-source mapping, then prints the report and writes a chart."""
-    from moto.server import ThreadedMotoServer
-
     from application.reporting import read_report
     from entrypoints import lambda_handler
     from operations.charts import ChartMeasure, write_report_chart
@@ -75,17 +72,15 @@ def demo(
         EventSourceMappingEmulator,
         EventSourceMappingSettings,
     )
+    from operations.local_aws import LocalAws
     from operations.synthetic.workload import WorkloadSpec, generate
 
     stderr = stderr_console()
     console = stdout_console()
     started = time.monotonic()
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
+    local_aws = LocalAws.start()
     try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
+        endpoint = local_aws.endpoint_url
         console.print(f"{_since(started)} [bold]1.[/bold] AWS emulator (moto) on {endpoint}")
         with environment(DEMO_ENVIRONMENT | {"AWS_ENDPOINT_URL": endpoint}):
             container = build_container()
@@ -200,7 +195,7 @@ def demo(
                 except KeyboardInterrupt:
                     console.print("stopped")
     finally:
-        server.stop()
+        local_aws.stop()
 
 
 DEMO_REGION = "eu-west-1"
