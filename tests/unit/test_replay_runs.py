@@ -9,7 +9,9 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
 from application.ports import (
+    NO_EARLIER_RECORDS,
     Deadline,
+    EarlierRecords,
     MetricSnapshot,
     MetricStore,
     WriteReport,
@@ -39,13 +41,18 @@ class DailyCountersFailOnce(MetricStore):
         self.inner = inner
         self.failures_left = 1
 
-    def apply(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
+    def apply(
+        self,
+        deltas: Sequence[MetricDelta],
+        deadline: Deadline,
+        earlier_records: EarlierRecords = NO_EARLIER_RECORDS,
+    ) -> WriteReport:
         if self.failures_left == 0:
-            return self.inner.apply(deltas, deadline)
+            return self.inner.apply(deltas, deadline, earlier_records)
         self.failures_left -= 1
         hourly = [d for d in deltas if d.key.granularity is Granularity.HOUR]
         daily = [d for d in deltas if d.key.granularity is Granularity.DAY]
-        self.inner.apply(hourly, deadline)
+        self.inner.apply(hourly, deadline, earlier_records)
         unfinished = ShardCut.of((d.shard_id, d.first_sequence) for d in daily)
         return WriteReport(unfinished, ("UpdateItem: ProvisionedThroughputExceeded",))
 
