@@ -10,8 +10,9 @@ import threading
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, timedelta
+from types import MappingProxyType
 from typing import TYPE_CHECKING, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -87,6 +88,9 @@ def record_of(writer: str) -> RecordId | None:
     return (shard_id, int(sequence)) if shard_id and sequence.isdigit() else None
 
 
+_NONE: Mapping[RecordId, int] = MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True)
 class _Wanted:
     """One marker a delta needs: for which counter, the record that would write it, and the
@@ -95,7 +99,7 @@ class _Wanted:
     key: MarkerItemKey
     counter: Counter
     record: RecordId
-    recognised: Mapping[RecordId, int] = field(default_factory=dict)
+    recognised: Mapping[RecordId, int]
 
     def counting_sequence(self, holder: RecordId | None) -> int | None:
         """The sequence of the delta's record that counts the user when the marker holds
@@ -201,7 +205,7 @@ class DynamoDbUniqueUserMarkers(UniqueUserMarkers):
                 for user_id, sequence in delta.first_sequence_of_users().items():
                     key = marker_key(delta.key, user_id)
                     need = _Wanted(
-                        key, counter, (delta.shard_id, sequence), recognised.get(user_id, {})
+                        key, counter, (delta.shard_id, sequence), recognised.get(user_id, _NONE)
                     )
                     known = self._written.get((key, delta.key.metric))
                     if known is None:
