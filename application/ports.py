@@ -7,6 +7,7 @@ import math
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from application.shard_cut import NO_CUT, ShardCut
@@ -22,6 +23,13 @@ if TYPE_CHECKING:
 
 RecordId = tuple[str, int]
 """(shard_id, sequence) of one record of the batch."""
+
+EarlierRecords = Mapping[RecordId, frozenset[RecordId]]
+"""Per record applied, the earlier records of the same event whose first-seen markers are its
+own: a replayed event taken over from runs that wrote its markers and died before their
+counters (`ReplayClaim.earlier_holders`). The stream has none: a redelivery keeps its record."""
+
+NO_EARLIER_RECORDS: EarlierRecords = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,10 +159,16 @@ class MetricStore(abc.ABC):
     and each counter's unique users are counted exactly once, at write time."""
 
     @abc.abstractmethod
-    def apply(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
+    def apply(
+        self,
+        deltas: Sequence[MetricDelta],
+        deadline: Deadline,
+        earlier_records: EarlierRecords = NO_EARLIER_RECORDS,
+    ) -> WriteReport:
         """Add each delta atomically, skipping records of a shard already applied to that
         counter; its users' first-seen markers are written first (`UniqueUserMarkers.mark`) and
-        each record that wrote one adds a unique user (`counted_deltas`)."""
+        each record that holds one adds a unique user (`counted_deltas`). A marker held by one
+        of a record's `earlier_records` is that record's."""
 
     @abc.abstractmethod
     def snapshots(
@@ -224,7 +238,9 @@ class ReplayClaim:
     A lane's counters move forward in sequence order and a run stops at its first unfinished
     write, so an event's counter holds it exactly when the counter's watermark for the lane has
     reached the sequence number. `applied` lists the counters applied under earlier holders
-    (`counter_id`), when a run took the event over from an interrupted one.
+    (`counter_id`), when a run took the event over from an interrupted one; `earlier_holders`
+    are those holders' (lane, sequence), every one since the first: the first-seen markers they
+    wrote are the event's own (`EarlierRecords`).
     """
 
     event_id: str
@@ -236,6 +252,7 @@ class ReplayClaim:
     complete: bool = False
     """Applied to every counter and archived, as the ledger of an earlier version recorded
     (one item written in the same transaction as the counters)."""
+    earlier_holders: frozenset[RecordId] = frozenset()
 
 
 def counter_id(key: MetricKey) -> str:

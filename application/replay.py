@@ -17,6 +17,7 @@ from application.isolation import decode_guarded
 from application.ports import (
     AssignmentRepository,
     Clock,
+    EarlierRecords,
     EventArchive,
     ExperimentRepository,
     MetricStore,
@@ -218,7 +219,9 @@ class ReplayProcessor:
         """Apply the claimed events' counters; True when some write is unfinished."""
         if not to_apply:
             return False
-        report = self._metrics.apply(self._deltas(accepted, to_apply), NoDeadline())
+        report = self._metrics.apply(
+            self._deltas(accepted, to_apply), NoDeadline(), self._earlier_records(to_apply)
+        )
         problems.extend(report.problems)
         for waiting in to_apply:
             lane, sequence = waiting.coordinates
@@ -232,6 +235,16 @@ class ReplayProcessor:
             elif waiting.status is None:
                 waiting.status = ReplayStatus.APPLIED
         return not report.complete
+
+    @staticmethod
+    def _earlier_records(to_apply: Sequence[PendingEvent]) -> EarlierRecords:
+        """Per event taken over, its earlier holders' records: the first-seen markers they
+        wrote before they died are the event's own, to count now (docs/replay.md)."""
+        return {
+            waiting.coordinates: waiting.held.earlier_holders
+            for waiting in to_apply
+            if waiting.held is not None and waiting.held.earlier_holders
+        }
 
     def _archive_events(
         self, accepted: _Accepted, to_archive: Sequence[PendingEvent], problems: list[str]

@@ -110,6 +110,8 @@ class ReplayClaims:
                 *waiting.coordinates,
                 claimed_at=now,
                 applied=frozenset(counter_id(key) for key in waiting.applied),
+                # The markers any holder wrote before it died are the event's own.
+                earlier_holders=held.earlier_holders | {(held.lane, held.sequence)},
             )
             if self._ledger.take_over(held, new):
                 waiting.held = new

@@ -8,7 +8,14 @@ import abc
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from application.ports import COMPLETE, Deadline, WriteReport
+from application.ports import (
+    COMPLETE,
+    NO_EARLIER_RECORDS,
+    Deadline,
+    EarlierRecords,
+    RecordId,
+    WriteReport,
+)
 from domain.metrics import MetricDelta, MetricKey
 
 Counter = tuple[MetricKey, str]
@@ -39,18 +46,43 @@ class UniqueUserMarkers(abc.ABC):
     A marker is written once, conditionally: the record that wrote it is the one that counts the
     user, in the counter's own watermarked update. A retry or redelivery of that record finds
     the marker holding it and counts the user again (the counter's watermark then keeps it
-    once); any other record finds another record's marker and does not."""
+    once); so does a replayed event's record finding the marker of one of its earlier records
+    (`EarlierRecords`: a run that took the event over from one that wrote the marker and died
+    before its counter). Any other record finds another record's marker and does not."""
 
     @abc.abstractmethod
-    def mark(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> MarkerClaims:
+    def mark(
+        self,
+        deltas: Sequence[MetricDelta],
+        deadline: Deadline,
+        earlier_records: EarlierRecords = NO_EARLIER_RECORDS,
+    ) -> MarkerClaims:
         """Write the markers of each delta's users, the earliest records' first (so that what
-        a deadline leaves unwritten is a suffix of each shard) (each user's first record in the delta is the
-        marker's record) and say which records hold theirs. A marker refused for good is refused
-        through the first record of its user in each shard, and counts no one."""
+        a deadline leaves unwritten is a suffix of each shard) (each user's first record in the
+        delta is the marker's record) and say which records hold theirs: a marker held by one
+        of the `earlier_records` of a record of the delta's user is that record's
+        (`recognised_earlier_records`). A marker refused for good is refused through the first
+        record of its user in each shard, and counts no one."""
 
     @abc.abstractmethod
     def users(self, keys: Collection[MetricKey]) -> dict[MetricKey, frozenset[str]]:
         """The marked users of each counter's window."""
+
+
+def recognised_earlier_records(
+    delta: MetricDelta, earlier_records: EarlierRecords
+) -> dict[str, dict[RecordId, int]]:
+    """Per user of the delta, the earlier records whose marker is the delta's own, each with the
+    sequence of the delta's record that counts the user when the marker holds it. Not only the
+    user's first record: a replay's first record of a user may be a new event while a later one
+    was taken over from the run that wrote the marker."""
+    recognised: dict[str, dict[RecordId, int]] = {}
+    if not earlier_records:
+        return recognised
+    for sequence, user_id in zip(delta.sequences, delta.user_ids, strict=True):
+        for earlier in earlier_records.get((delta.shard_id, sequence), ()):
+            recognised.setdefault(user_id, {}).setdefault(earlier, sequence)
+    return recognised
 
 
 def counted_deltas(deltas: Sequence[MetricDelta], claims: MarkerClaims) -> list[MetricDelta]:

@@ -37,7 +37,7 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
 )
 from botocore.exceptions import ClientError
 
-from application.ports import Deadline, WriteReport
+from application.ports import NO_EARLIER_RECORDS, Deadline, EarlierRecords, WriteReport
 from application.unique_users import MarkerClaims
 from bench.capacity_model import (
     BATCH_GET_KEYS,
@@ -592,7 +592,12 @@ class _CountedMarkers(InMemoryUniqueUserMarkers):
         self.seen: set[tuple[str, str]] = set()
         self.new_in_batch = 0
 
-    def mark(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> MarkerClaims:
+    def mark(
+        self,
+        deltas: Sequence[MetricDelta],
+        deadline: Deadline,
+        earlier_records: EarlierRecords = NO_EARLIER_RECORDS,
+    ) -> MarkerClaims:
         for delta in deltas:
             for user_id in delta.first_sequence_of_users():
                 partition, sort = marker_key(delta.key, user_id)
@@ -600,7 +605,7 @@ class _CountedMarkers(InMemoryUniqueUserMarkers):
                 if marker not in self.seen:
                     self.seen.add(marker)
                     self.new_in_batch += 1
-        return super().mark(deltas, deadline)
+        return super().mark(deltas, deadline, earlier_records)
 
 
 class _CountedSketches(InMemoryUserSketches):

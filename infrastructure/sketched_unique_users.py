@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from application.ports import Deadline
+from application.ports import NO_EARLIER_RECORDS, Deadline, EarlierRecords
 from application.unique_users import MarkerClaims, UniqueUserMarkers, UserSketches
 from domain.metrics import MetricDelta, MetricKey
 
@@ -22,7 +22,13 @@ class SketchedUniqueUsers(UniqueUserMarkers):
     def __init__(self, sketches: UserSketches) -> None:
         self._sketches = sketches
 
-    def mark(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> MarkerClaims:
+    def mark(
+        self,
+        deltas: Sequence[MetricDelta],
+        deadline: Deadline,
+        earlier_records: EarlierRecords = NO_EARLIER_RECORDS,
+    ) -> MarkerClaims:
+        # A taken-over replay adds its users again, harmlessly: no record is ever recognised.
         return MarkerClaims({}, self._sketches.add(deltas, deadline))
 
     def users(self, keys: Collection[MetricKey]) -> dict[MetricKey, frozenset[str]]:

@@ -8,9 +8,11 @@ from datetime import datetime
 from aws_lambda_powertools import Tracer
 
 from application.ports import (
+    NO_EARLIER_RECORDS,
     AssignmentRepository,
     DeadLetterQueue,
     Deadline,
+    EarlierRecords,
     EventArchive,
     ExperimentRepository,
     MetricSnapshot,
@@ -49,10 +51,15 @@ class TracedMetricStore(MetricStore):
         self._inner = inner
         self._tracer = tracer
 
-    def apply(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
+    def apply(
+        self,
+        deltas: Sequence[MetricDelta],
+        deadline: Deadline,
+        earlier_records: EarlierRecords = NO_EARLIER_RECORDS,
+    ) -> WriteReport:
         with self._tracer.provider.in_subsegment("## apply_metric_deltas") as subsegment:
             subsegment.put_metadata("deltas", len(deltas))
-            return self._inner.apply(deltas, deadline)
+            return self._inner.apply(deltas, deadline, earlier_records)
 
     def snapshots(
         self,

@@ -19,8 +19,10 @@ from cachetools import LRUCache
 from application.ports import (
     COMPLETE,
     COUNTERS_SHARE_OF_TIME,
+    NO_EARLIER_RECORDS,
     Clock,
     Deadline,
+    EarlierRecords,
     MetricSnapshot,
     MetricStore,
     RecordId,
@@ -153,10 +155,17 @@ class DynamoDbMetricStore(MetricStore):
 
     # -- writing -------------------------------------------------------------------------------
 
-    def apply(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
+    def apply(
+        self,
+        deltas: Sequence[MetricDelta],
+        deadline: Deadline,
+        earlier_records: EarlierRecords = NO_EARLIER_RECORDS,
+    ) -> WriteReport:
         # The markers first: each counter's update carries the unique users whose marker its
         # records hold, so it waits for them.
-        claims = self._markers.mark(deltas, ReservingDeadline(deadline, COUNTERS_SHARE_OF_TIME))
+        claims = self._markers.mark(
+            deltas, ReservingDeadline(deadline, COUNTERS_SHARE_OF_TIME), earlier_records
+        )
         counters = self._apply_counters(counted_deltas(deltas, claims), deadline)
         return merged_reports((claims.report, counters))
 

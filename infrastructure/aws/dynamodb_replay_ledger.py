@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from application.ports import Clock, ReplayClaim, ReplayLedger
+from application.ports import Clock, RecordId, ReplayClaim, ReplayLedger
 from infrastructure.aws.dynamodb_codec import (
     BATCH_GET_LIMIT,
     Backoff,
@@ -42,6 +42,7 @@ _NAMES = {
     "#at": "claimed_at",
     "#applied": "applied",
     "#archived": "archived",
+    "#earlier": "earlier_holders",
     "#ttl": TTL_ATTRIBUTE,
 }
 
@@ -178,6 +179,7 @@ class DynamoDbReplayLedger(ReplayLedger):
                 kept.applied,
                 kept.archived,
                 kept.complete,
+                kept.earlier_holders,
             ), True
 
         return self._retrying("UpdateItem", request)
@@ -193,12 +195,20 @@ class DynamoDbReplayLedger(ReplayLedger):
         }
         update = "SET #lane = :lane, #seq = :seq, #at = :at"
         names = ["#lane", "#seq", "#at"]
+        removed = []
         if new.applied:
             values[":applied"] = {"SS": sorted(new.applied)}
             update += ", #applied = :applied"
         else:
-            update += " REMOVE #applied"
-        names.append("#applied")
+            removed.append("#applied")
+        if new.earlier_holders:
+            values[":earlier"] = {"SS": sorted(map(_holder_name, new.earlier_holders))}
+            update += ", #earlier = :earlier"
+        else:
+            removed.append("#earlier")
+        if removed:
+            update += " REMOVE " + ", ".join(removed)
+        names += ["#applied", "#earlier"]
 
         def request() -> bool:
             try:
@@ -285,6 +295,7 @@ def _claim_of(event_id: str, item: Item) -> ReplayClaim:
         raise MalformedItemError(f"replay claim of {event_id}: {error}") from error
     applied = item.get("applied", {})
     archived = item.get("archived", {})
+    earlier = item.get("earlier_holders", {})
     return ReplayClaim(
         event_id,
         read_string(item, "lane"),
@@ -292,4 +303,21 @@ def _claim_of(event_id: str, item: Item) -> ReplayClaim:
         claimed_at,
         frozenset(applied.get("SS", ())) if isinstance(applied, dict) else frozenset(),
         bool(archived.get("BOOL")) if isinstance(archived, dict) else False,
+        earlier_holders=frozenset(
+            _holder_of(event_id, name)
+            for name in (earlier.get("SS", ()) if isinstance(earlier, dict) else ())
+        ),
     )
+
+
+def _holder_name(holder: RecordId) -> str:
+    """An earlier holder in a claim's `earlier_holders` set: `<lane>/<sequence>`."""
+    lane, sequence = holder
+    return f"{lane}/{sequence}"
+
+
+def _holder_of(event_id: str, name: str) -> RecordId:
+    lane, _, sequence = name.rpartition("/")
+    if not lane or not sequence.isdigit():
+        raise MalformedItemError(f"replay claim of {event_id}: earlier holder {name!r}")
+    return lane, int(sequence)

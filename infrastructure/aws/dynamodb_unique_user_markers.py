@@ -8,18 +8,33 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, timedelta
+from types import MappingProxyType
 from typing import TYPE_CHECKING, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 from cachetools import LRUCache
 
-from application.ports import COMPLETE, Clock, Deadline, RecordId, WriteReport, merged_reports
+from application.ports import (
+    COMPLETE,
+    NO_EARLIER_RECORDS,
+    Clock,
+    Deadline,
+    EarlierRecords,
+    RecordId,
+    WriteReport,
+    merged_reports,
+)
 from application.shard_cut import NO_CUT, ShardCut
-from application.unique_users import Counter, MarkerClaims, UniqueUserMarkers
+from application.unique_users import (
+    Counter,
+    MarkerClaims,
+    UniqueUserMarkers,
+    recognised_earlier_records,
+)
 from domain.metrics import Granularity, MetricDelta, MetricKey
 from domain.statistics import joined_metrics
 from infrastructure.aws.client_config import refund_retry_quota_on_answers
@@ -67,25 +82,45 @@ def writer_of(record: RecordId) -> str:
     return f"{shard_id}/{sequence}"
 
 
+def record_of(writer: str) -> RecordId | None:
+    """The record a marker's `by` names (None when it names none)."""
+    shard_id, _, sequence = writer.rpartition("/")
+    return (shard_id, int(sequence)) if shard_id and sequence.isdigit() else None
+
+
+_NONE: Mapping[RecordId, int] = MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True)
 class _Wanted:
-    """One marker a delta needs: for which counter, and the record that would write it."""
+    """One marker a delta needs: for which counter, the record that would write it, and the
+    earlier records whose marker is the delta's too (`recognised_earlier_records`)."""
 
     key: MarkerItemKey
     counter: Counter
     record: RecordId
+    recognised: Mapping[RecordId, int]
+
+    def counting_sequence(self, holder: RecordId | None) -> int | None:
+        """The sequence of the delta's record that counts the user when the marker holds
+        `holder`: the marker's own record, or the one taken over from `holder`'s run."""
+        if holder == self.record:
+            return self.record[1]
+        return None if holder is None else self.recognised.get(holder)
 
 
 @dataclass(frozen=True, slots=True)
 class _Outcome:
     wanted: _Wanted
-    ours: bool
+    counting: int | None
+    """The sequence of the record that counts the user (None: no record of the delta does)."""
     report: WriteReport = COMPLETE
     joins: tuple[str, ...] = ()
 
 
 _Known = tuple[RecordId, tuple[str, ...]]
-"""A marker as confirmed: its record, and the metrics that record joins (see `MarkerClaims`)."""
+"""A marker as confirmed: its record, and the metrics it joins (see `MarkerClaims`), for
+whichever record counts it: its own, or a later holder of its replayed event."""
 
 
 class DynamoDbUniqueUserMarkers(UniqueUserMarkers):
@@ -129,14 +164,20 @@ class DynamoDbUniqueUserMarkers(UniqueUserMarkers):
 
     # -- writing -------------------------------------------------------------------------------
 
-    def mark(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> MarkerClaims:
+    def mark(
+        self,
+        deltas: Sequence[MetricDelta],
+        deadline: Deadline,
+        earlier_records: EarlierRecords = NO_EARLIER_RECORDS,
+    ) -> MarkerClaims:
         first_records: dict[Counter, set[int]] = defaultdict(set)
         joins: dict[Counter, dict[int, tuple[str, ...]]] = defaultdict(dict)
         # In record order: when the deadline stops the writes, the markers of the earliest
         # records are the ones written, so the shard's cut (and what its counters may apply)
         # moves as far as the time allowed.
         wanted = sorted(
-            self._wanted(deltas, first_records, joins), key=lambda w: (w.record[1], w.record[0])
+            self._wanted(deltas, earlier_records, first_records, joins),
+            key=lambda w: (w.record[1], w.record[0]),
         )
         report = settled(
             [
@@ -150,25 +191,31 @@ class DynamoDbUniqueUserMarkers(UniqueUserMarkers):
     def _wanted(
         self,
         deltas: Sequence[MetricDelta],
+        earlier_records: EarlierRecords,
         first_records: dict[Counter, set[int]],
         joins: dict[Counter, dict[int, tuple[str, ...]]],
     ) -> list[_Wanted]:
         """The markers the deltas need that this container does not know; those it knows to
-        hold a delta's record go straight into `first_records`."""
+        hold a delta's record (or an earlier record of it) go straight into `first_records`."""
         wanted = []
         with self._lock:
             for delta in deltas:
                 counter = (delta.key, delta.shard_id)
+                recognised = recognised_earlier_records(delta, earlier_records)
                 for user_id, sequence in delta.first_sequence_of_users().items():
                     key = marker_key(delta.key, user_id)
-                    record = (delta.shard_id, sequence)
+                    need = _Wanted(
+                        key, counter, (delta.shard_id, sequence), recognised.get(user_id, _NONE)
+                    )
                     known = self._written.get((key, delta.key.metric))
                     if known is None:
-                        wanted.append(_Wanted(key, counter, record))
-                    elif known[0] == record:
-                        first_records[counter].add(sequence)
+                        wanted.append(need)
+                        continue
+                    counting = need.counting_sequence(known[0])
+                    if counting is not None:
+                        first_records[counter].add(counting)
                         if known[1]:
-                            joins[counter][sequence] = known[1]
+                            joins[counter][counting] = known[1]
         return wanted
 
     def _write_all(
@@ -183,11 +230,11 @@ class DynamoDbUniqueUserMarkers(UniqueUserMarkers):
         outcomes = [self._write(wanted, deadline) for wanted in chunk]
         with self._lock:
             for outcome in outcomes:
-                if outcome.ours:
+                if outcome.counting is not None:
                     counter = outcome.wanted.counter
-                    first_records[counter].add(outcome.wanted.record[1])
+                    first_records[counter].add(outcome.counting)
                     if outcome.joins:
-                        joins[counter][outcome.wanted.record[1]] = outcome.joins
+                        joins[counter][outcome.counting] = outcome.joins
         return merged_reports(outcome.report for outcome in outcomes)
 
     def _write(self, wanted: _Wanted, deadline: Deadline) -> _Outcome:
@@ -198,7 +245,7 @@ class DynamoDbUniqueUserMarkers(UniqueUserMarkers):
             if deadline.expired():
                 return _Outcome(
                     wanted,
-                    False,
+                    None,
                     WriteReport(
                         unfinished, ("deadline reached before writing every unique-user marker",)
                     ),
@@ -214,7 +261,7 @@ class DynamoDbUniqueUserMarkers(UniqueUserMarkers):
                     if item is None or holder is None:
                         return _Outcome(
                             wanted,
-                            False,
+                            None,
                             WriteReport(
                                 unfinished,
                                 (f"UpdateItem: marker without a readable {WRITER_ATTRIBUTE}",),
@@ -225,7 +272,7 @@ class DynamoDbUniqueUserMarkers(UniqueUserMarkers):
                     message = error.response.get("Error", {}).get("Message", "")
                     return _Outcome(
                         wanted,
-                        False,
+                        None,
                         WriteReport(
                             NO_CUT,
                             (),
@@ -239,27 +286,26 @@ class DynamoDbUniqueUserMarkers(UniqueUserMarkers):
                 return self._settle(wanted, writer_of(wanted.record), old, written=True)
             transient_failures += 1
             if not is_transient(failure) or transient_failures > self._max_transient_retries:
-                return _Outcome(wanted, False, failed_write(failure, "UpdateItem", unfinished))
+                return _Outcome(wanted, None, failed_write(failure, "UpdateItem", unfinished))
             self._backoff.pause(transient_failures - 1)
 
     def _settle(self, wanted: _Wanted, holder: str, item: Item, written: bool = False) -> _Outcome:
         """The marker is durable and holds `holder`: remembered, and ours when it is our
-        record (a write of ours, or a retry of one whose answer was lost). `item` is the item
-        as it was before our write (`written`) or as it is now, holding the marker."""
+        record (a write of ours, or a retry of one whose answer was lost) or an earlier record
+        of a replayed event of ours. `item` is the item as it was before our write (`written`)
+        or as it is now, holding the marker."""
         key = wanted.counter[0]
-        ours = holder == writer_of(wanted.record)
+        holder_record = record_of(holder)
+        counting = wanted.counting_sequence(holder_record)
         joins: tuple[str, ...] = ()
         if key.granularity is Granularity.EXPERIMENT:
             earlier = _metrics_written(item) if written else _metrics_before(item, key.metric)
             joins = joined_metrics(key.metric, earlier)
-        shard_id, _, sequence = holder.rpartition("/")
-        if shard_id and sequence.isdigit():
+        if holder_record is not None:
+            # The joins are the marker's (the metrics written before it), whoever counts it.
             with self._lock:
-                self._written[(wanted.key, key.metric)] = (
-                    (shard_id, int(sequence)),
-                    joins if ours else (),
-                )
-        return _Outcome(wanted, ours, joins=joins if ours else ())
+                self._written[(wanted.key, key.metric)] = (holder_record, joins)
+        return _Outcome(wanted, counting, joins=joins if counting is not None else ())
 
     def _update(self, wanted: _Wanted) -> Item:
         """The conditional write; returns the item as it was before it (empty when new)."""

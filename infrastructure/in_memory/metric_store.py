@@ -13,7 +13,9 @@ from decimal import localcontext
 from application.ports import (
     COMPLETE,
     COUNTERS_SHARE_OF_TIME,
+    NO_EARLIER_RECORDS,
     Deadline,
+    EarlierRecords,
     MetricSnapshot,
     MetricStore,
     RecordId,
@@ -46,13 +48,20 @@ class InMemoryMetricStore(MetricStore):
         self._counters: dict[MetricKey, _Counter] = {}
         self.markers: UniqueUserMarkers = markers or InMemoryUniqueUserMarkers()
 
-    def apply(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
+    def apply(
+        self,
+        deltas: Sequence[MetricDelta],
+        deadline: Deadline,
+        earlier_records: EarlierRecords = NO_EARLIER_RECORDS,
+    ) -> WriteReport:
         """As the DynamoDB store applies them, refusals included: the users' first-seen markers
         first (a user whose marker key is too large is refused through the first record that
         needed it, and counts no one), then the counters (one whose numbers or keys DynamoDB
         would refuse is refused for the records responsible, found by halves, the rest
         applied)."""
-        claims = self.markers.mark(deltas, ReservingDeadline(deadline, COUNTERS_SHARE_OF_TIME))
+        claims = self.markers.mark(
+            deltas, ReservingDeadline(deadline, COUNTERS_SHARE_OF_TIME), earlier_records
+        )
         late: list[RecordId] = []
         refused: dict[RecordId, str] = dict(claims.report.refused)
         with self._lock:

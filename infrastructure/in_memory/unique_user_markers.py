@@ -8,9 +8,20 @@ from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 
-from application.ports import Deadline, RecordId, WriteReport
+from application.ports import (
+    NO_EARLIER_RECORDS,
+    Deadline,
+    EarlierRecords,
+    RecordId,
+    WriteReport,
+)
 from application.shard_cut import ShardCut
-from application.unique_users import Counter, MarkerClaims, UniqueUserMarkers
+from application.unique_users import (
+    Counter,
+    MarkerClaims,
+    UniqueUserMarkers,
+    recognised_earlier_records,
+)
 from domain.erasure import UniqueUserMarker
 from domain.metrics import Granularity, MetricDelta, MetricKey
 from domain.statistics import joined_metrics
@@ -26,7 +37,12 @@ class InMemoryUniqueUserMarkers(UniqueUserMarkers):
         """Per (experiment, variant, user), the metrics of their experiment-to-date markers in
         the order they were written: DynamoDB's one item per user and variant."""
 
-    def mark(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> MarkerClaims:
+    def mark(
+        self,
+        deltas: Sequence[MetricDelta],
+        deadline: Deadline,
+        earlier_records: EarlierRecords = NO_EARLIER_RECORDS,
+    ) -> MarkerClaims:
         """As the DynamoDB markers are written: a user whose marker key is too large is refused
         through the first record of theirs."""
         late: list[RecordId] = []
@@ -39,18 +55,24 @@ class InMemoryUniqueUserMarkers(UniqueUserMarkers):
                     late.append((delta.shard_id, delta.first_sequence))
                     continue
                 writers = self._writers.setdefault(delta.key, {})
+                recognised = recognised_earlier_records(delta, earlier_records)
                 for user_id, sequence in delta.first_sequence_of_users().items():
                     record = (delta.shard_id, sequence)
                     problem = key_size_problem(*marker_key(delta.key, user_id))
                     if problem is not None:
                         refused[record] = f"UpdateItem (unique-user marker): {problem}"
-                    elif writers.setdefault(user_id, record) == record:
+                        continue
+                    holder = writers.setdefault(user_id, record)
+                    counting = (
+                        sequence if holder == record else recognised.get(user_id, {}).get(holder)
+                    )
+                    if counting is not None:
                         counter = (delta.key, delta.shard_id)
-                        first_records[counter].add(sequence)
+                        first_records[counter].add(counting)
                         if delta.key.granularity is Granularity.EXPERIMENT:
                             joined = self._joined(delta.key, user_id)
                             if joined:
-                                joins[counter][sequence] = joined
+                                joins[counter][counting] = joined
         claims = {counter: frozenset(sequences) for counter, sequences in first_records.items()}
         if late:
             report = WriteReport(

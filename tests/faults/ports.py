@@ -16,8 +16,10 @@ from datetime import datetime
 from typing import TypeVar
 
 from application.ports import (
+    NO_EARLIER_RECORDS,
     DeadLetterQueue,
     Deadline,
+    EarlierRecords,
     EventArchive,
     MetricSnapshot,
     MetricStore,
@@ -107,8 +109,15 @@ class FaultyMetricStore(MetricStore):
         self._inner = inner
         self._faults = faults
 
-    def apply(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
-        return self._faults.write(deltas, lambda part: self._inner.apply(part, deadline))
+    def apply(
+        self,
+        deltas: Sequence[MetricDelta],
+        deadline: Deadline,
+        earlier_records: EarlierRecords = NO_EARLIER_RECORDS,
+    ) -> WriteReport:
+        return self._faults.write(
+            deltas, lambda part: self._inner.apply(part, deadline, earlier_records)
+        )
 
     def snapshots(
         self,

@@ -119,3 +119,57 @@ def test_an_item_of_the_transactional_ledger_counts_as_complete(
 
     assert existed
     assert held.complete
+
+
+def test_a_takeover_keeps_every_earlier_holder_and_a_retry_of_the_claim_reads_them_back(
+    ledger: ReplayLedger,
+) -> None:
+    [(first, _)] = ledger.claim([claim("a", "replay-1", 7)]).values()
+    second = ReplayClaim(
+        "a",
+        "replay-2",
+        1,
+        NOW + timedelta(minutes=20),
+        earlier_holders=frozenset({("replay-1", 7)}),
+    )
+    third = ReplayClaim(
+        "a",
+        "replay-3",
+        4,
+        NOW + timedelta(minutes=40),
+        frozenset({"c1"}),
+        earlier_holders=frozenset({("replay-1", 7), ("replay-2", 1)}),
+    )
+
+    assert ledger.take_over(first, second)
+    assert ledger.claim([claim("a", "replay-9", 1)]) == {"a": (second, True)}
+    assert ledger.take_over(second, third)
+    [(held, existed)] = ledger.claim([claim("a", "replay-3", 4, NOW + timedelta(hours=1))]).values()
+
+    assert existed
+    assert held.earlier_holders == frozenset({("replay-1", 7), ("replay-2", 1)})
+    assert held.applied == frozenset({"c1"})
+
+
+def test_a_claim_item_written_before_earlier_holders_were_kept_reads_as_having_none(
+    dynamodb_client: DynamoDBClient, unique_name: str
+) -> None:
+    ensure_aggregation_table(dynamodb_client, unique_name)
+    dynamodb_client.put_item(
+        TableName=unique_name,
+        Item={
+            "partition_key": string(ledger_partition_key("a")),
+            "sort_key": string(LEDGER_SORT_KEY),
+            "lane": string("replay-1"),
+            "sequence": {"N": "7"},
+            "claimed_at": string(NOW.isoformat()),
+            "applied": {"SS": ["c1"]},
+        },
+    )
+    ledger = DynamoDbReplayLedger(dynamodb_client, unique_name, ManualClock(NOW), backoff=FAST)
+
+    [(held, existed)] = ledger.claim([claim("a", "replay-2", 1)]).values()
+
+    assert existed
+    assert held == ReplayClaim("a", "replay-1", 7, NOW, frozenset({"c1"}))
+    assert held.earlier_holders == frozenset()

@@ -259,3 +259,127 @@ def test_a_marker_whose_answer_was_lost_is_recognised_as_written_by_its_own_reco
     assert first_records(claims, hour(10)) == {1, 3}
     assert first_records(claims, to_date("exposure")) == {2}
     assert dict(claims.joins[(to_date("exposure"), SHARD_A)]) == {2: ("click",)}
+
+
+# -- a replayed event taken over: its earlier holders' markers are its own ----------------------
+
+REPLAY_A = "replay-a"
+REPLAY_B = "replay-b"
+REPLAY_C = "replay-c"
+
+
+def test_a_marker_held_by_an_earlier_record_of_the_record_counts_as_its_own(
+    markers: UniqueUserMarkers,
+) -> None:
+    # Run A wrote the markers of its record 1 and died; run B took the event over as its 5.
+    mark(markers, Seen(1, "u1", at(10, 1), shard_id=REPLAY_A))
+
+    taken_over = markers.mark(
+        deltas_of([Seen(5, "u1", at(10, 1), shard_id=REPLAY_B)]),
+        NoDeadline(),
+        {(REPLAY_B, 5): frozenset({(REPLAY_A, 1)})},
+    )
+
+    assert taken_over.report.complete
+    for key in (hour(10), day(), to_date()):
+        assert first_records(taken_over, key, REPLAY_B) == {5}
+    assert markers.users([hour(10)]) == {hour(10): frozenset({"u1"})}
+
+
+def test_a_later_record_of_the_user_counts_them_when_it_was_taken_over_from_the_marker_writer(
+    markers: UniqueUserMarkers,
+) -> None:
+    # Run B's first record of the user is a new event (3): its marker write finds run A's
+    # marker, which belongs to the event B took over as its 8.
+    mark(markers, Seen(2, "u1", at(10, 5), shard_id=REPLAY_A))
+
+    claims = markers.mark(
+        deltas_of(
+            [
+                Seen(3, "u1", at(10, 1), shard_id=REPLAY_B),
+                Seen(8, "u1", at(10, 5), shard_id=REPLAY_B),
+            ]
+        ),
+        NoDeadline(),
+        {(REPLAY_B, 8): frozenset({(REPLAY_A, 2)})},
+    )
+
+    for key in (hour(10), day(), to_date()):
+        assert first_records(claims, key, REPLAY_B) == {8}
+
+
+def test_a_takeover_of_a_takeover_recognises_the_first_runs_marker_and_its_joins(
+    markers: UniqueUserMarkers,
+) -> None:
+    mark(markers, Seen(1, "u1", at(10, 1), shard_id=REPLAY_A))
+    exposure = Seen(2, "u1", at(10, 2), metric="exposure", shard_id=REPLAY_A)
+    written = mark(markers, exposure)
+    earlier = {(REPLAY_B, 2): frozenset({(REPLAY_A, 2)})}
+    # Run B found A's markers (and did not count them: it died before its counters too).
+    markers.mark(
+        deltas_of([Seen(2, "u1", at(10, 2), "exposure", shard_id=REPLAY_B)]), NoDeadline(), earlier
+    )
+
+    claims = markers.mark(
+        deltas_of([Seen(4, "u1", at(10, 2), metric="exposure", shard_id=REPLAY_C)]),
+        NoDeadline(),
+        {(REPLAY_C, 4): frozenset({(REPLAY_A, 2), (REPLAY_B, 2)})},
+    )
+
+    assert first_records(claims, to_date("exposure"), REPLAY_C) == {4}
+    assert dict(claims.joins[(to_date("exposure"), REPLAY_C)]) == {4: ("click",)}
+    assert dict(written.joins[(to_date("exposure"), REPLAY_A)]) == {2: ("click",)}
+
+
+def test_a_marker_held_by_a_record_that_is_not_among_the_earlier_records_counts_no_one(
+    markers: UniqueUserMarkers,
+) -> None:
+    mark(markers, Seen(1, "u1", at(10, 1), shard_id=REPLAY_A))
+    mark(markers, Seen(6, "u2", at(10, 6), shard_id=REPLAY_A))
+
+    claims = markers.mark(
+        deltas_of(
+            [
+                Seen(5, "u1", at(10, 1), shard_id=REPLAY_B),
+                Seen(7, "u1", at(10, 7), shard_id=REPLAY_B),
+                Seen(9, "u2", at(10, 9), shard_id=REPLAY_B),
+            ]
+        ),
+        NoDeadline(),
+        # Record 7 was taken over from run A's record 6: that is u2's marker, not u1's.
+        {(REPLAY_B, 7): frozenset({(REPLAY_A, 6)}), (REPLAY_B, 9): frozenset({(REPLAY_A, 2)})},
+    )
+
+    for key in (hour(10), day(), to_date()):
+        assert first_records(claims, key, REPLAY_B) == set()
+
+
+def test_a_cold_container_recognises_an_earlier_records_marker_from_dynamodbs_answer(
+    dynamodb_client: DynamoDBClient, unique_name: str
+) -> None:
+    ensure_aggregation_table(dynamodb_client, unique_name)
+
+    def container() -> DynamoDbUniqueUserMarkers:
+        return DynamoDbUniqueUserMarkers(
+            dynamodb_client, unique_name, max_workers=2, backoff=Backoff(sleep=no_sleep)
+        )
+
+    dying_run = container()
+    mark(dying_run, Seen(1, "u1", at(10, 1)), Seen(2, "u1", at(10, 2), metric="exposure"))
+    dying_run.close()
+    stranger, taking_over = container(), container()
+
+    other = mark(stranger, Seen(3, "u1", at(10, 2), metric="exposure", shard_id=REPLAY_B))
+    claims = taking_over.mark(
+        deltas_of([Seen(4, "u1", at(10, 2), metric="exposure", shard_id=REPLAY_C)]),
+        NoDeadline(),
+        {(REPLAY_C, 4): frozenset({(SHARD_A, 2)})},
+    )
+    stranger.close()
+    taking_over.close()
+
+    assert claims.report.complete
+    for key in (hour(10, "exposure"), day("exposure"), to_date("exposure")):
+        assert first_records(other, key, REPLAY_B) == set()
+        assert first_records(claims, key, REPLAY_C) == {4}
+    assert dict(claims.joins[(to_date("exposure"), REPLAY_C)]) == {4: ("click",)}

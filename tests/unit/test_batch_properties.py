@@ -10,7 +10,14 @@ from datetime import datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from application.ports import Deadline, MetricSnapshot, MetricStore, WriteReport
+from application.ports import (
+    NO_EARLIER_RECORDS,
+    Deadline,
+    EarlierRecords,
+    MetricSnapshot,
+    MetricStore,
+    WriteReport,
+)
 from application.process_batch import BatchProcessor, ProcessingSettings
 from application.shard_cut import NO_CUT
 from domain.metrics import Granularity, MetricDelta, MetricKey
@@ -129,7 +136,12 @@ class SometimesFailingStore(MetricStore):
         self.inner = inner
         self.refuse = refuse
 
-    def apply(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
+    def apply(
+        self,
+        deltas: Sequence[MetricDelta],
+        deadline: Deadline,
+        earlier_records: EarlierRecords = NO_EARLIER_RECORDS,
+    ) -> WriteReport:
         unfinished = NO_CUT
         accepted = []
         for index, delta in enumerate(deltas):
@@ -137,7 +149,7 @@ class SometimesFailingStore(MetricStore):
                 unfinished = unfinished.lowered_to(delta.shard_id, delta.first_sequence)
             else:
                 accepted.append(delta)
-        self.inner.apply(accepted, deadline)
+        self.inner.apply(accepted, deadline, earlier_records)
         return WriteReport(unfinished, ("refused",) if unfinished else ())
 
     def snapshots(

@@ -10,7 +10,13 @@ from datetime import timedelta
 import pytest
 
 from application.accumulators import ArchiveAccumulator, MetricAccumulator
-from application.ports import AssignmentRepository, Deadline, WriteReport
+from application.ports import (
+    NO_EARLIER_RECORDS,
+    AssignmentRepository,
+    Deadline,
+    EarlierRecords,
+    WriteReport,
+)
 from domain.archiving import ArchiveLimits
 from domain.attribution import Matches
 from domain.errors import InfrastructureConfigurationError
@@ -73,7 +79,12 @@ class _RefusingMetricStore(InMemoryMetricStore):
         super().__init__()
         self._refused_user = refused_user
 
-    def apply(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
+    def apply(
+        self,
+        deltas: Sequence[MetricDelta],
+        deadline: Deadline,
+        earlier_records: EarlierRecords = NO_EARLIER_RECORDS,
+    ) -> WriteReport:
         refused: dict[tuple[str, int], str] = {}
         kept: list[MetricDelta] = []
         for delta in deltas:
@@ -87,7 +98,7 @@ class _RefusingMetricStore(InMemoryMetricStore):
             if rows:
                 sequences, users, values = zip(*rows, strict=True)
                 kept.append(MetricDelta(delta.key, delta.shard_id, sequences, users, values))
-        report = super().apply(kept, deadline)
+        report = super().apply(kept, deadline, earlier_records)
         return WriteReport(report.cut, report.problems, refused)
 
 

@@ -6,9 +6,11 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
 from application.ports import (
+    NO_EARLIER_RECORDS,
     AssignmentRepository,
     DeadLetterQueue,
     Deadline,
+    EarlierRecords,
     EventArchive,
     MetricSnapshot,
     MetricStore,
@@ -212,10 +214,15 @@ class FailingMetricStore(MetricStore):
         self.inner = inner
         self.failing_experiment = failing_experiment
 
-    def apply(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
+    def apply(
+        self,
+        deltas: Sequence[MetricDelta],
+        deadline: Deadline,
+        earlier_records: EarlierRecords = NO_EARLIER_RECORDS,
+    ) -> WriteReport:
         good = [d for d in deltas if d.key.experiment_id != self.failing_experiment]
         bad = [d for d in deltas if d.key.experiment_id == self.failing_experiment]
-        self.inner.apply(good, deadline)
+        self.inner.apply(good, deadline, earlier_records)
         unfinished = ShardCut.of((delta.shard_id, delta.first_sequence) for delta in bad)
         return WriteReport(unfinished, ("throttled",) if bad else ())
 

@@ -9,7 +9,9 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
 from application.ports import (
+    NO_EARLIER_RECORDS,
     Deadline,
+    EarlierRecords,
     MetricSnapshot,
     MetricStore,
     WriteReport,
@@ -39,13 +41,18 @@ class DailyCountersFailOnce(MetricStore):
         self.inner = inner
         self.failures_left = 1
 
-    def apply(self, deltas: Sequence[MetricDelta], deadline: Deadline) -> WriteReport:
+    def apply(
+        self,
+        deltas: Sequence[MetricDelta],
+        deadline: Deadline,
+        earlier_records: EarlierRecords = NO_EARLIER_RECORDS,
+    ) -> WriteReport:
         if self.failures_left == 0:
-            return self.inner.apply(deltas, deadline)
+            return self.inner.apply(deltas, deadline, earlier_records)
         self.failures_left -= 1
         hourly = [d for d in deltas if d.key.granularity is Granularity.HOUR]
         daily = [d for d in deltas if d.key.granularity is Granularity.DAY]
-        self.inner.apply(hourly, deadline)
+        self.inner.apply(hourly, deadline, earlier_records)
         unfinished = ShardCut.of((d.shard_id, d.first_sequence) for d in daily)
         return WriteReport(unfinished, ("UpdateItem: ProvisionedThroughputExceeded",))
 
@@ -63,17 +70,60 @@ class DailyCountersFailOnce(MetricStore):
         return self.inner.watermarks(keys, shard_id)
 
 
+class DiesBetweenMarkersAndCounters(MetricStore):
+    """Writes the users' first-seen markers, then dies before any counter update, for its first
+    `deaths` calls: a replay run killed between the two steps of the store's write."""
+
+    def __init__(self, inner: InMemoryMetricStore, deaths: int) -> None:
+        self.inner = inner
+        self.deaths_left = deaths
+
+    def apply(
+        self,
+        deltas: Sequence[MetricDelta],
+        deadline: Deadline,
+        earlier_records: EarlierRecords = NO_EARLIER_RECORDS,
+    ) -> WriteReport:
+        if self.deaths_left == 0:
+            return self.inner.apply(deltas, deadline, earlier_records)
+        self.deaths_left -= 1
+        assert self.inner.markers.mark(deltas, deadline, earlier_records).report.complete
+        unfinished = ShardCut.of((d.shard_id, d.first_sequence) for d in deltas)
+        return WriteReport(unfinished, ("killed before its counters",))
+
+    def snapshots(
+        self,
+        experiment_id: str,
+        granularity: Granularity,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        user_sets: bool = False,
+    ) -> list[MetricSnapshot]:
+        return self.inner.snapshots(experiment_id, granularity, start, end, user_sets)
+
+    def watermarks(self, keys: Collection[MetricKey], shard_id: str) -> dict[MetricKey, int]:
+        return self.inner.watermarks(keys, shard_id)
+
+
+USERS = {"a": "user-1", "b": "user-2", "c": "user-1", "d": "user-1"}
+"""Whose events the tests replay (any other event is user-1's)."""
+
+
 class World:
-    def __init__(self, interrupt_first_write: bool = False) -> None:
+    def __init__(self, interrupt_first_write: bool = False, deaths_after_markers: int = 0) -> None:
         self.store = MemoryBackEnd.empty()
         self.store.experiments.put_all([experiment("exp-1")])
-        self.store.assignments.put_all([assignment("user-1", "exp-1", "control")])
-        self.clock = ManualClock(NOW)
-        faulty = (
-            {"metric_store_adapter": DailyCountersFailOnce(self.store.metrics)}
-            if interrupt_first_write
-            else {}
+        self.store.assignments.put_all(
+            [assignment(user, "exp-1", "control") for user in sorted(set(USERS.values()))]
         )
+        self.clock = ManualClock(NOW)
+        faulty: dict[str, MetricStore] = {}
+        if interrupt_first_write:
+            faulty["metric_store_adapter"] = DailyCountersFailOnce(self.store.metrics)
+        if deaths_after_markers:
+            faulty["metric_store_adapter"] = DiesBetweenMarkersAndCounters(
+                self.store.metrics, deaths_after_markers
+            )
         operations = self.store.operations_container_sharing(
             clock=self.clock, processing_settings=ProcessingSettings(), **faulty
         )
@@ -101,12 +151,21 @@ class World:
             for granularity in Granularity
         }
 
+    def unique_users(self) -> dict[Granularity, list[int]]:
+        return {
+            granularity: [
+                s.measures.unique_users for s in self.store.metrics.snapshots("exp-1", granularity)
+            ]
+            for granularity in Granularity
+        }
+
     def archived_event_ids(self) -> list[str]:
         return sorted(str(json.loads(line)["event_id"]) for line in self.store.archive.lines())
 
 
 def record(lane: str, sequence: int, event_id: str) -> RawRecord:
-    data = json.dumps(event_payload(event_id=event_id)).encode()
+    user_id = USERS.get(event_id, "user-1")
+    data = json.dumps(event_payload(event_id=event_id, user_id=user_id)).encode()
     coordinates = KinesisCoordinates(lane, str(sequence), "pk", NOW.timestamp())
     return RawRecord(coordinates, base64.b64encode(data).decode())
 
@@ -194,3 +253,54 @@ def test_a_run_replaying_its_own_coordinates_again_adds_only_what_is_missing() -
         Granularity.DAY: [2],
         Granularity.EXPERIMENT: [2],
     }
+
+
+def every_window(count: int) -> dict[Granularity, list[int]]:
+    return {granularity: [count] for granularity in Granularity}
+
+
+NOTHING: dict[Granularity, list[int]] = {granularity: [] for granularity in Granularity}
+
+
+def test_a_run_taking_over_counts_the_users_whose_markers_the_dead_run_wrote_once() -> None:
+    world = World(deaths_after_markers=1)
+    assert world.run(["a", "b", "c"]) == [ReplayStatus.FAILED] * 3
+    assert world.counts() == NOTHING
+
+    # Its first record of user-1 is a new event: user-1's marker is the one "a" wrote in the
+    # dead run, which this run took over as its third.
+    assert world.run(["d", "b", "a", "c"]) == [ReplayStatus.APPLIED] * 4
+    assert world.run(["a", "b", "c", "d"]) == [ReplayStatus.ALREADY_APPLIED] * 4
+
+    assert world.counts() == every_window(4)
+    assert world.unique_users() == every_window(2)
+
+
+def test_a_run_taking_over_from_one_that_took_over_recognises_the_first_runs_markers() -> None:
+    world = World(deaths_after_markers=2)
+    assert world.run(["a", "b"]) == [ReplayStatus.FAILED] * 2
+    # The second run finds the markers, and dies before its counters too, killed: its claims
+    # are taken over once the lease is out.
+    assert world.run(["b", "a"], finish=False) == [ReplayStatus.FAILED] * 2
+    world.clock.advance(CLAIM_LEASE)
+
+    assert world.run(["a", "b"]) == [ReplayStatus.APPLIED] * 2
+
+    assert world.counts() == every_window(2)
+    assert world.unique_users() == every_window(2)
+
+
+def test_a_marker_a_dead_run_wrote_counts_for_its_event_and_never_for_another_events_record() -> (
+    None
+):
+    world = World(deaths_after_markers=1)
+    assert world.run(["a"]) == [ReplayStatus.FAILED]
+
+    # "c" is user-1's too, claimed afresh: the marker "a" wrote in the dead run is not its own.
+    assert world.run(["c"]) == [ReplayStatus.APPLIED]
+    assert world.counts() == every_window(1)
+    assert world.unique_users() == every_window(0)
+
+    assert world.run(["a"]) == [ReplayStatus.APPLIED]
+    assert world.counts() == every_window(2)
+    assert world.unique_users() == every_window(1)
