@@ -27,9 +27,19 @@ COUNTER_WRITE_SHARDS = 16
 (`write_shard`). A Kinesis shard's watermark lives in its write shard's items, so the number is
 part of the table's layout: changing it is a migration, not a setting."""
 
-MARKER_WRITE_SHARDS = 16
-"""Unique-user markers of one (experiment, variant, metric, day) are spread over this many
-partition keys, by user (`write_shard`). Part of the layout: erasure derives marker keys from it."""
+MARKER_WRITE_SHARDS = 64
+"""Unique-user markers of one (experiment, variant, metric, day), and the experiment-to-date
+items of one (experiment, variant), are spread over this many partition keys, by user
+(`write_shard`): at 100,000 reference events a second the hottest takes a few hundred write
+units a second (docs/performance.md). Part of the layout: writers, readers and erasure derive
+marker keys from it, so changing it is a migration (docs/storage.md, "Marker buckets")."""
+
+PREVIOUS_MARKER_WRITE_SHARDS = 16
+"""The marker buckets before `MARKER_WRITE_SHARDS`. The new number is a multiple of it, so a
+user's previous bucket is their bucket modulo it, and `B<bb>` names the same partition in both
+layouts: a user whose bucket is below it kept their marker keys, every previous partition is one
+of the current ones (user sets read both), and erasure deletes the previous keys too
+(`previous_marker_key`)."""
 
 
 def write_shard(identifier: str, shards: int) -> int:
@@ -105,7 +115,16 @@ def marker_key(key: MetricKey, user_id: str) -> MarkerItemKey:
     user's others: what counts exposed users who did a metric. The bucket `bb` is the user's
     write shard: no partition key takes more than 1/`MARKER_WRITE_SHARDS` of a counter's
     markers."""
-    bucket = write_shard(user_id, MARKER_WRITE_SHARDS)
+    return _bucketed_marker_key(key, user_id, write_shard(user_id, MARKER_WRITE_SHARDS))
+
+
+def previous_marker_key(key: MetricKey, user_id: str) -> MarkerItemKey:
+    """Where `marker_key` was when markers had `PREVIOUS_MARKER_WRITE_SHARDS` buckets: the same
+    key for a user whose bucket is below that number."""
+    return _bucketed_marker_key(key, user_id, write_shard(user_id, PREVIOUS_MARKER_WRITE_SHARDS))
+
+
+def _bucketed_marker_key(key: MetricKey, user_id: str, bucket: int) -> MarkerItemKey:
     if key.granularity is Granularity.EXPERIMENT:
         return _experiment_user_partition(key, bucket), user_id
     partition = f"{_marker_prefix(key)}#{key.window_start.strftime(DAY_LABEL_FORMAT)}#B{bucket:02d}"
@@ -124,7 +143,8 @@ def experiment_marker_attributes(metric: str) -> tuple[str, str]:
 
 
 def marker_partitions(key: MetricKey) -> list[str]:
-    """Every partition holding markers of counter `key`'s window, its legacy one included."""
+    """Every partition holding markers of counter `key`'s window, its legacy one included (the
+    previous buckets' partitions are among the current ones, `PREVIOUS_MARKER_WRITE_SHARDS`)."""
     buckets = range(MARKER_WRITE_SHARDS)
     if key.granularity is Granularity.EXPERIMENT:
         return [_experiment_user_partition(key, bucket) for bucket in buckets]
