@@ -1,6 +1,7 @@
 """Markers stored under the previous bucket count (`PREVIOUS_MARKER_WRITE_SHARDS`) after the
-change to `MARKER_WRITE_SHARDS` (docs/storage.md "Marker buckets"): user sets still read them and
-erasure still finds and deletes them."""
+change to `MARKER_WRITE_SHARDS` (docs/storage.md "Marker buckets"): user sets still read them,
+erasure still finds and deletes them, and the deploy step moves them to their current key, where
+the writers find them."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from datetime import UTC, datetime
 import pytest
 from mypy_boto3_dynamodb import DynamoDBClient
 
+from application.ports import NoDeadline
 from domain.erasure import PersonalItem, UniqueUserMarker
-from domain.metrics import EXPERIMENT_WINDOW_START, Granularity, MetricKey
+from domain.metrics import EXPERIMENT_WINDOW_START, Granularity, MetricDelta, MetricKey
 from infrastructure.aws.dynamodb_personal_items import DynamoDbPersonalItemStore
 from infrastructure.aws.dynamodb_unique_user_markers import DynamoDbUniqueUserMarkers
 from infrastructure.dynamodb_layout import (
@@ -19,6 +21,7 @@ from infrastructure.dynamodb_layout import (
     marker_key,
     previous_marker_key,
 )
+from operations.aws.marker_buckets import MovedMarkers, move_markers_to_current_buckets
 from operations.aws.provisioning import ensure_aggregation_table
 
 HOUR_10 = datetime(2026, 11, 20, 10, tzinfo=UTC)
@@ -96,3 +99,56 @@ def test_erasure_finds_and_deletes_the_markers_stored_under_the_previous_buckets
 
     assert store.present(personal) == set()
     assert markers.users(KEYS) == {key: frozenset() for key in KEYS}
+
+
+def kept_user() -> str:
+    """A user whose marker keys are the same under both bucket counts."""
+    candidates = (f"user-{n}" for n in range(1_000))
+    return next(u for u in candidates if marker_key(KEYS[0], u) == previous_marker_key(KEYS[0], u))
+
+
+def test_after_the_deploy_step_a_users_later_event_finds_their_marker_and_counts_no_one(
+    dynamodb_client: DynamoDBClient, table: str, markers: DynamoDbUniqueUserMarkers
+) -> None:
+    users = [*moved_users(2), kept_user()]
+    for user_id in users:
+        store_previous_markers(dynamodb_client, table, user_id)
+
+    summary = move_markers_to_current_buckets(dynamodb_client, table)
+
+    assert summary == MovedMarkers(moved=6, kept=3, conflicts=0)
+    assert move_markers_to_current_buckets(dynamodb_client, table).moved == 0
+    assert markers.users(KEYS) == {key: frozenset(users) for key in KEYS}
+    later = [
+        MetricDelta(key, "shardId-000000000001", (7,), (user_id,), (None,))
+        for key in KEYS
+        for user_id in users
+    ]
+    claims = markers.mark(later, NoDeadline())
+    assert claims.report.complete
+    assert claims.report.refused == {}
+    assert claims.first_records == {}  # every user was counted by the previous record
+    for user_id in users:
+        for key in KEYS:
+            partition, sort = marker_key(key, user_id)
+            item = dynamodb_client.get_item(
+                TableName=table,
+                Key={"partition_key": {"S": partition}, "sort_key": {"S": sort}},
+                ConsistentRead=True,
+            )["Item"]
+            assert RECORD in {value.get("S") for value in item.values()}
+
+
+def test_the_deploy_step_leaves_an_item_whose_current_key_is_taken(
+    dynamodb_client: DynamoDBClient, table: str, markers: DynamoDbUniqueUserMarkers
+) -> None:
+    [user_id] = moved_users(1)
+    store_previous_markers(dynamodb_client, table, user_id)
+    markers.mark(
+        [MetricDelta(KEYS[1], "shardId-000000000001", (7,), (user_id,), (None,))], NoDeadline()
+    )
+
+    summary = move_markers_to_current_buckets(dynamodb_client, table)
+
+    assert summary == MovedMarkers(moved=2, kept=1, conflicts=1)
+    assert markers.users(KEYS) == {key: frozenset({user_id}) for key in KEYS}
