@@ -27,9 +27,19 @@ COUNTER_WRITE_SHARDS = 16
 (`write_shard`). A Kinesis shard's watermark lives in its write shard's items, so the number is
 part of the table's layout: changing it is a migration, not a setting."""
 
-MARKER_WRITE_SHARDS = 16
-"""Unique-user markers of one (experiment, variant, metric, day) are spread over this many
-partition keys, by user (`write_shard`). Part of the layout: erasure derives marker keys from it."""
+MARKER_WRITE_SHARDS = 64
+"""Unique-user markers of one (experiment, variant, metric, day), and the experiment-to-date
+items of one (experiment, variant), are spread over this many partition keys, by user
+(`write_shard`): at 100,000 reference events a second the hottest takes a few hundred write
+units a second (docs/performance.md). Part of the layout: writers, readers and erasure derive
+marker keys from it, so changing it is a migration (docs/storage.md, "Marker buckets")."""
+
+PREVIOUS_MARKER_WRITE_SHARDS = 16
+"""The marker buckets before `MARKER_WRITE_SHARDS`. The new number is a multiple of it, so a
+user's previous bucket is their bucket modulo it, and `B<bb>` names the same partition in both
+layouts: a user whose bucket is below it kept their marker keys, every previous partition is one
+of the current ones (user sets read both), and erasure deletes the previous keys too
+(`previous_marker_key`)."""
 
 
 def write_shard(identifier: str, shards: int) -> int:
@@ -105,7 +115,16 @@ def marker_key(key: MetricKey, user_id: str) -> MarkerItemKey:
     user's others: what counts exposed users who did a metric. The bucket `bb` is the user's
     write shard: no partition key takes more than 1/`MARKER_WRITE_SHARDS` of a counter's
     markers."""
-    bucket = write_shard(user_id, MARKER_WRITE_SHARDS)
+    return _bucketed_marker_key(key, user_id, write_shard(user_id, MARKER_WRITE_SHARDS))
+
+
+def previous_marker_key(key: MetricKey, user_id: str) -> MarkerItemKey:
+    """Where `marker_key` was when markers had `PREVIOUS_MARKER_WRITE_SHARDS` buckets: the same
+    key for a user whose bucket is below that number."""
+    return _bucketed_marker_key(key, user_id, write_shard(user_id, PREVIOUS_MARKER_WRITE_SHARDS))
+
+
+def _bucketed_marker_key(key: MetricKey, user_id: str, bucket: int) -> MarkerItemKey:
     if key.granularity is Granularity.EXPERIMENT:
         return _experiment_user_partition(key, bucket), user_id
     partition = f"{_marker_prefix(key)}#{key.window_start.strftime(DAY_LABEL_FORMAT)}#B{bucket:02d}"
@@ -123,8 +142,64 @@ def experiment_marker_attributes(metric: str) -> tuple[str, str]:
     return f"m#{metric}", f"o#{metric}"
 
 
+EXPERIMENT_MARKER_COUNT_ATTRIBUTE = "n"
+"""An experiment-to-date item's number of markers: each new one takes the next place."""
+
+
+def marker_writer(record: tuple[str, int]) -> str:
+    """A marker's record as its item holds it: `<shard id>/<sequence number>`."""
+    shard_id, sequence = record
+    return f"{shard_id}/{sequence}"
+
+
+def experiment_marker_bytes(metric: str, record: str, place: int) -> int:
+    """What one metric's marker adds to a user's experiment-to-date item, as DynamoDB counts an
+    item's size ("Item sizes and formats"): its two attributes' names and values."""
+    marker, place_attribute = experiment_marker_attributes(metric)
+    return (
+        utf8_length(marker)
+        + utf8_length(record)
+        + utf8_length(place_attribute)
+        + number_bytes(place)
+    )
+
+
+def experiment_marker_item_size_problem(
+    partition_key: str, sort_key: str, markers: int, markers_bytes: int
+) -> str | None:
+    """DynamoDB's words for refusing the write that would make a user's experiment-to-date item
+    hold `markers` markers of `markers_bytes` (the sum of their `experiment_marker_bytes`), or
+    None when it fits: the keys, the count and the markers, each attribute's name and value.
+    The optional TTL attribute is left out (a few bytes). moto refuses such an update from
+    405,000 bytes (its own margin, counting a replaced attribute twice), AWS past 400 KB."""
+    size = (
+        utf8_length("partition_key")
+        + utf8_length(partition_key)
+        + utf8_length("sort_key")
+        + utf8_length(sort_key)
+        + utf8_length(EXPERIMENT_MARKER_COUNT_ATTRIBUTE)
+        + number_bytes(markers)
+        + markers_bytes
+    )
+    if size > DYNAMODB_ITEM_BYTES:
+        return ITEM_TOO_LARGE_TO_UPDATE
+    return None
+
+
+ITEM_TOO_LARGE_TO_UPDATE = "Item size to update has exceeded the maximum allowed size"
+"""DynamoDB's words for an `UpdateItem` that would take its item past `DYNAMODB_ITEM_BYTES`."""
+
+
+def number_bytes(value: int) -> int:
+    """The bytes DynamoDB counts for a whole number: one per two significant digits, and one
+    more (trailing zeros are not significant)."""
+    significant = len(str(abs(value)).rstrip("0")) or 1
+    return (significant + 1) // 2 + 1
+
+
 def marker_partitions(key: MetricKey) -> list[str]:
-    """Every partition holding markers of counter `key`'s window, its legacy one included."""
+    """Every partition holding markers of counter `key`'s window, its legacy one included (the
+    previous buckets' partitions are among the current ones, `PREVIOUS_MARKER_WRITE_SHARDS`)."""
     buckets = range(MARKER_WRITE_SHARDS)
     if key.granularity is Granularity.EXPERIMENT:
         return [_experiment_user_partition(key, bucket) for bucket in buckets]
@@ -193,7 +268,7 @@ def sketch_item_size_problem(
         + 2
     )
     if size > DYNAMODB_ITEM_BYTES:
-        return "Item size to update has exceeded the maximum allowed size"
+        return ITEM_TOO_LARGE_TO_UPDATE
     return None
 
 

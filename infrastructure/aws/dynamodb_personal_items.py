@@ -33,6 +33,7 @@ from infrastructure.dynamodb_layout import (
     ledger_partition_key,
     legacy_marker_key,
     marker_key,
+    previous_marker_key,
 )
 
 if TYPE_CHECKING:
@@ -42,10 +43,14 @@ _NAMES = {"#k": "partition_key", "#s": "sort_key"}
 
 
 def item_keys(item: PersonalItem) -> list[tuple[str, str]]:
-    """(partition_key, sort_key) of the item (docs/storage.md); an hour's marker may also be
-    stored in the layout before markers were write-sharded."""
+    """(partition_key, sort_key) of the item (docs/storage.md); a marker may also be stored under
+    its key of the previous marker buckets, and an hour's in the layout before markers were
+    write-sharded."""
     if isinstance(item, UniqueUserMarker):
         keys = [marker_key(item.counter, item.user_id)]
+        previous = previous_marker_key(item.counter, item.user_id)
+        if previous != keys[0]:
+            keys.append(previous)
         if item.granularity is Granularity.HOUR:
             keys.append(legacy_marker_key(item.counter, item.user_id))
         return keys

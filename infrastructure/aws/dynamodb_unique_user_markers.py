@@ -53,12 +53,14 @@ from infrastructure.aws.errors import is_data_refusal, is_transient
 from infrastructure.clock import SystemClock
 from infrastructure.dynamodb_layout import (
     DAY_MARKER_SORT_PREFIX,
+    EXPERIMENT_MARKER_COUNT_ATTRIBUTE,
     TTL_ATTRIBUTE,
     MarkerItemKey,
     experiment_marker_attributes,
     legacy_marker_partition_key,
     marker_key,
     marker_partitions,
+    marker_writer,
 )
 
 if TYPE_CHECKING:
@@ -69,17 +71,14 @@ CONDITION_FAILED = "ConditionalCheckFailedException"
 WRITER_ATTRIBUTE = "by"
 """A marker's record: `<shard id>/<sequence number>`."""
 
-_MARKER_COUNT = "n"
-"""An experiment-to-date item's number of markers: each new one takes the next place."""
+_MARKER_COUNT = EXPERIMENT_MARKER_COUNT_ATTRIBUTE
 
 _MARKERS_PER_TASK = 8
 """Markers one worker writes in a row: enough to make a task's overhead small beside its
 requests, few enough that a batch's markers spread over every worker."""
 
 
-def writer_of(record: RecordId) -> str:
-    shard_id, sequence = record
-    return f"{shard_id}/{sequence}"
+writer_of = marker_writer
 
 
 def record_of(writer: str) -> RecordId | None:

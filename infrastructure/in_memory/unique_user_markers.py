@@ -1,5 +1,6 @@
 """First-seen markers in memory: per counter window and user, the record that first counted the
-user, refusing the marker keys DynamoDB refuses."""
+user, refusing the marker keys DynamoDB refuses and the markers that would take a user's
+experiment-to-date item past DynamoDB's item size."""
 
 from __future__ import annotations
 
@@ -25,7 +26,13 @@ from application.unique_users import (
 from domain.erasure import UniqueUserMarker
 from domain.metrics import Granularity, MetricDelta, MetricKey
 from domain.statistics import joined_metrics
-from infrastructure.dynamodb_layout import key_size_problem, marker_key
+from infrastructure.dynamodb_layout import (
+    experiment_marker_bytes,
+    experiment_marker_item_size_problem,
+    key_size_problem,
+    marker_key,
+    marker_writer,
+)
 
 
 class InMemoryUniqueUserMarkers(UniqueUserMarkers):
@@ -36,6 +43,9 @@ class InMemoryUniqueUserMarkers(UniqueUserMarkers):
         self._metrics_in_order: dict[tuple[str, str, str], list[str]] = {}
         """Per (experiment, variant, user), the metrics of their experiment-to-date markers in
         the order they were written: DynamoDB's one item per user and variant."""
+        self._markers_bytes: dict[tuple[str, str, str], int] = {}
+        """Per (experiment, variant, user), what their experiment-to-date markers add to the
+        item's size (`experiment_marker_bytes`), summed."""
 
     def mark(
         self,
@@ -43,7 +53,8 @@ class InMemoryUniqueUserMarkers(UniqueUserMarkers):
         deadline: Deadline,
         earlier_records: EarlierRecords = NO_EARLIER_RECORDS,
     ) -> MarkerClaims:
-        """As the DynamoDB markers are written: a user whose marker key is too large is refused
+        """As the DynamoDB markers are written: a user whose marker key is too large, or whose
+        experiment-to-date item the marker would take past DynamoDB's item size, is refused
         through the first record of theirs."""
         late: list[RecordId] = []
         refused: dict[RecordId, str] = {}
@@ -58,7 +69,16 @@ class InMemoryUniqueUserMarkers(UniqueUserMarkers):
                 recognised = recognised_earlier_records(delta, earlier_records)
                 for user_id, sequence in delta.first_sequence_of_users().items():
                     record = (delta.shard_id, sequence)
-                    problem = key_size_problem(*marker_key(delta.key, user_id))
+                    item_key = marker_key(delta.key, user_id)
+                    problem = key_size_problem(*item_key)
+                    grown = None
+                    if (
+                        problem is None
+                        and user_id not in writers
+                        and delta.key.granularity is Granularity.EXPERIMENT
+                    ):
+                        grown = self._grown_item(delta.key, user_id, record)
+                        problem = experiment_marker_item_size_problem(*item_key, *grown)
                     if problem is not None:
                         refused[record] = f"UpdateItem (unique-user marker): {problem}"
                         continue
@@ -70,6 +90,9 @@ class InMemoryUniqueUserMarkers(UniqueUserMarkers):
                         counter = (delta.key, delta.shard_id)
                         first_records[counter].add(counting)
                         if delta.key.granularity is Granularity.EXPERIMENT:
+                            if grown is not None:
+                                item = (delta.key.experiment_id, delta.key.variant_id, user_id)
+                                self._markers_bytes[item] = grown[1]
                             joined = self._joined(delta.key, user_id)
                             if joined:
                                 joins[counter][counting] = joined
@@ -83,6 +106,14 @@ class InMemoryUniqueUserMarkers(UniqueUserMarkers):
         else:
             report = WriteReport(refused=refused)
         return MarkerClaims(claims, report, {counter: dict(j) for counter, j in joins.items()})
+
+    def _grown_item(self, key: MetricKey, user_id: str, record: RecordId) -> tuple[int, int]:
+        """The markers a user's experiment-to-date item would hold with `key`'s, and their
+        bytes (hour and day items hold one marker and never grow)."""
+        item = (key.experiment_id, key.variant_id, user_id)
+        place = len(self._metrics_in_order.get(item, ())) + 1
+        added = experiment_marker_bytes(key.metric, marker_writer(record), place)
+        return place, self._markers_bytes.get(item, 0) + added
 
     def _joined(self, key: MetricKey, user_id: str) -> tuple[str, ...]:
         """The metrics the user's marker of `key` joins, from the user's markers written
@@ -115,6 +146,7 @@ class InMemoryUniqueUserMarkers(UniqueUserMarkers):
                 if marker.granularity is Granularity.EXPERIMENT:
                     # One item holds the user's markers of every metric of the variant.
                     item = (marker.experiment_id, marker.variant_id, marker.user_id)
+                    self._markers_bytes.pop(item, None)
                     for metric in self._metrics_in_order.pop(item, []):
                         counter = replace(marker, metric=metric).counter
                         self._writers.get(counter, {}).pop(marker.user_id, None)

@@ -58,6 +58,7 @@ from infrastructure.aws.dynamodb_codec import (
 )
 from infrastructure.aws.dynamodb_unique_user_markers import WRITER_ATTRIBUTE
 from infrastructure.dynamodb_layout import (
+    EXPERIMENT_MARKER_COUNT_ATTRIBUTE,
     counter_partition_key,
     counter_sort_key,
     counter_write_shard,
@@ -424,9 +425,7 @@ def marker_items(activity: Activity, users: int | None = None) -> list[Item]:
             marker, place_attribute = experiment_marker_attributes(metric)
             item[marker] = string(writer)
             item[place_attribute] = number(place)
-        # The item's number of markers (the adapter's `_MARKER_COUNT`, which the layout does
-        # not export).
-        item["n"] = number(len(firsts))
+        item[EXPERIMENT_MARKER_COUNT_ATTRIBUTE] = number(len(firsts))
         items.append(item)
     return items
 
