@@ -46,7 +46,7 @@ from operations.synthetic.stream import (
 )
 from tests.conftest import REGION
 from tests.faults.botocore_hooks import attach_request_faults
-from tests.faults.clock import RequestThroughput, SteppingClock
+from tests.faults.clock import RequestThroughput, SteppingClock, charge_retry_pauses
 from tests.faults.expectations import (
     AggregateKey,
     VariantMetricKey,
@@ -230,7 +230,13 @@ def drain_through_handler(plan: DrainPlan, kinesis: KinesisClient) -> Drained:
     try:
         with lossy_proxy(plan.moto_endpoint, faults) as proxy:
             aws = faulty_clients(
-                proxy.endpoint_url, faults, invocation_faults, plan.max_attempts, throughput
+                proxy.endpoint_url,
+                faults,
+                invocation_faults,
+                plan.max_attempts,
+                clock,
+                plan.seed,
+                throughput,
             )
             with (
                 root.clock.override(clock.as_clock()),
@@ -283,8 +289,9 @@ def drain_in_own_process(plan: DrainPlan, environment: dict[str, str]) -> Draine
 
 @dataclass(slots=True)
 class FaultyAws:
-    """Clients for the faulted services, pointed at the lossy proxy, with every fault attached
-    (and, when a throughput is given, every attempt charged to the invocation's clock)."""
+    """Clients for the faulted services, pointed at the lossy proxy, with every fault attached,
+    the pauses between their attempts charged to the invocation's clock (and, when a throughput
+    is given, every attempt too)."""
 
     dynamodb: DynamoDBClient
     s3: S3Client
@@ -296,6 +303,8 @@ def faulty_clients(
     plan: FaultPlan,
     invocation_faults: InvocationFaults,
     max_attempts: int,
+    clock: SteppingClock,
+    seed: int,
     throughput: RequestThroughput | None = None,
 ) -> FaultyAws:
     config = client_config(max_attempts=max_attempts, connect_timeout=2, read_timeout=10)
@@ -309,6 +318,7 @@ def faulty_clients(
             throughput.attach(client)  # first: a refused attempt costs the back end's time too
         attach_request_faults(client, plan)
         invocation_faults.attach(client)
+        charge_retry_pauses(client, clock, seed)
     return FaultyAws(dynamodb, s3, sqs)
 
 

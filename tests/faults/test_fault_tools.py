@@ -3,6 +3,8 @@ effect, a lost response hides a call that did take effect."""
 
 from __future__ import annotations
 
+import time
+
 import boto3
 import pytest
 from botocore.config import Config
@@ -13,6 +15,7 @@ from mypy_boto3_sqs import SQSClient
 
 from tests.conftest import REGION
 from tests.faults.botocore_hooks import attach_request_faults
+from tests.faults.clock import SteppingClock, charge_retry_pauses
 from tests.faults.plan import FaultKind, FaultPlan, FaultRates
 from tests.faults.proxy import lossy_proxy, service_of
 
@@ -157,3 +160,38 @@ def test_the_service_of_a_request_is_read_from_its_signature_scope() -> None:
     )
     assert service_of(authorization) == "dynamodb"
     assert service_of(None) is None
+
+
+def test_botocore_retry_pauses_pass_on_the_simulated_clock_and_not_in_real_time() -> None:
+    clock = SteppingClock()
+    dynamodb: DynamoDBClient = boto3.client(
+        "dynamodb",
+        endpoint_url="http://127.0.0.1:9",  # never reached: every attempt is throttled first
+        region_name=REGION,
+        config=Config(retries={"mode": "standard", "total_max_attempts": 4}),
+    )
+    attach_request_faults(
+        dynamodb, FaultPlan(seed=1, rates=FaultRates(refused=1.0), services=frozenset({"dynamodb"}))
+    )
+    charge_retry_pauses(dynamodb, clock, seed=1)
+    began = time.monotonic()
+
+    with pytest.raises(ClientError):
+        dynamodb.describe_table(TableName="any")
+
+    # Three throttled retries pause up to 1, 2 and 4 s each, with seeded jitter.
+    assert 0 < clock() <= 7
+    assert time.monotonic() - began < 1.0, "botocore slept its pauses"
+
+
+def test_the_stepping_clock_stands_still_until_charged() -> None:
+    clock = SteppingClock()
+    service_clock = clock.as_clock()
+    before = clock()
+
+    time.sleep(0.01)
+    unmoved = clock()
+    clock.jump(2.5)
+
+    assert unmoved == before
+    assert clock() == service_clock.monotonic() == before + 2.5
