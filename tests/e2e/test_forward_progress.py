@@ -175,21 +175,22 @@ SHORT_INVOCATIONS = Run(
     fault_rate=0.0,
     function_timeout_seconds=TEMPLATE_MINIMUM_TIMEOUT,
     requests_per_second=150.0,
-    # One writer thread: with several, how many requests start in the instant the deadline
-    # passes depends on the threads' interleaving, and with it where each invocation's durable
-    # prefix ends (13 invocations on one run, 12 on the next). The back end's throughput is
-    # charged per request whatever the threads, so one writer meets the same deadlines.
-    write_concurrency=1,
+    # The service's 16 writer threads: how many requests start in the instant the deadline
+    # passes depends on their interleaving, and with it where each invocation's durable prefix
+    # ends (12 invocations on one run, 13 on the next, at most 8 or 9 deliveries); the machine's
+    # load no longer does (the clock is simulated). One writer (`write_concurrency=1`) gives the
+    # same counts on every run but takes four times as long.
     users=100,
     experiments=1,
     # A delivery is capped at 6 MB (7,112 of these records) and one invocation, at 150
     # requests a second for 7.5 s (the 10 s less the deadline margin), makes about 1,000
-    # records durable: the first delivery's last records are delivered 8 times, each time only
-    # decoded until their turn comes. What must hold is that every invocation moves the
+    # records durable: the first delivery's last records are delivered 8 or 9 times, each time
+    # only decoded until their turn comes. What must hold is that every invocation moves the
     # checkpoint (no stall) and nothing times out. A record costs a counter update per window
     # and a first-seen marker per window and new user: few users in one experiment keep that
     # to about one request a record (9,165 attempts for the 10,405 records).
-    most_deliveries=8,
+    # One more than measured (9 in five runs, 8 in one), for the threads' interleaving.
+    most_deliveries=10,
 )
 LARGE_SHORT_INVOCATIONS = replace(SHORT_INVOCATIONS, valid_events=30_000, shards=2)
 
