@@ -104,20 +104,12 @@ class PortFaults:
         return WriteReport()
 
 
-class FaultyMetricStore(MetricStore):
-    def __init__(self, inner: MetricStore, faults: PortFaults) -> None:
-        self._inner = inner
-        self._faults = faults
+class MetricStoreInFront(MetricStore):
+    """A metric store in front of another, `inner`: reads pass through to it, and each subclass
+    says what of a write reaches it."""
 
-    def apply(
-        self,
-        deltas: Sequence[MetricDelta],
-        deadline: Deadline,
-        earlier_records: EarlierRecords = NO_EARLIER_RECORDS,
-    ) -> WriteReport:
-        return self._faults.write(
-            deltas, lambda part: self._inner.apply(part, deadline, earlier_records)
-        )
+    def __init__(self, inner: MetricStore) -> None:
+        self.inner = inner
 
     def snapshots(
         self,
@@ -127,10 +119,26 @@ class FaultyMetricStore(MetricStore):
         end: datetime | None = None,
         user_sets: bool = False,
     ) -> list[MetricSnapshot]:
-        return self._inner.snapshots(experiment_id, granularity, start, end, user_sets)
+        return self.inner.snapshots(experiment_id, granularity, start, end, user_sets)
 
     def watermarks(self, keys: Collection[MetricKey], shard_id: str) -> dict[MetricKey, int]:
-        return self._inner.watermarks(keys, shard_id)
+        return self.inner.watermarks(keys, shard_id)
+
+
+class FaultyMetricStore(MetricStoreInFront):
+    def __init__(self, inner: MetricStore, faults: PortFaults) -> None:
+        super().__init__(inner)
+        self._faults = faults
+
+    def apply(
+        self,
+        deltas: Sequence[MetricDelta],
+        deadline: Deadline,
+        earlier_records: EarlierRecords = NO_EARLIER_RECORDS,
+    ) -> WriteReport:
+        return self._faults.write(
+            deltas, lambda part: self.inner.apply(part, deadline, earlier_records)
+        )
 
 
 class FaultyEventArchive(EventArchive):

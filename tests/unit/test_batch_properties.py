@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
@@ -20,11 +20,12 @@ from application.ports import (
 )
 from application.process_batch import BatchProcessor, ProcessingSettings
 from application.shard_cut import NO_CUT
-from domain.metrics import Granularity, MetricDelta, MetricKey
+from domain.metrics import Granularity, MetricDelta
 from domain.records import RawRecord
 from infrastructure.clock import ManualClock
 from tests.containers import MemoryBackEnd
 from tests.factories import NOW, assignment, experiment, record_of
+from tests.faults.ports import MetricStoreInFront
 
 EXPERIMENTS = ("exp-a", "exp-b", "exp-c")
 USERS = tuple(f"user-{i}" for i in range(6))
@@ -129,11 +130,11 @@ def test_counters_add_up_to_the_attributed_pairs_and_the_distinct_users(
     }
 
 
-class SometimesFailingStore(MetricStore):
+class SometimesFailingStore(MetricStoreInFront):
     """A real in-memory store behind a switch that refuses some deltas (no effect) this time."""
 
     def __init__(self, inner: MetricStore, refuse: frozenset[int]) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.refuse = refuse
 
     def apply(
@@ -151,19 +152,6 @@ class SometimesFailingStore(MetricStore):
                 accepted.append(delta)
         self.inner.apply(accepted, deadline, earlier_records)
         return WriteReport(unfinished, ("refused",) if unfinished else ())
-
-    def snapshots(
-        self,
-        experiment_id: str,
-        granularity: Granularity,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        user_sets: bool = False,
-    ) -> list[MetricSnapshot]:
-        return self.inner.snapshots(experiment_id, granularity, start, end, user_sets)
-
-    def watermarks(self, keys: Collection[MetricKey], shard_id: str) -> dict[MetricKey, int]:
-        return self.inner.watermarks(keys, shard_id)
 
 
 @given(batches(), st.sets(st.integers(0, 30), max_size=6))

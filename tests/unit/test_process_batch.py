@@ -3,7 +3,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Collection, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from application.ports import (
     NO_EARLIER_RECORDS,
@@ -12,7 +12,6 @@ from application.ports import (
     Deadline,
     EarlierRecords,
     EventArchive,
-    MetricSnapshot,
     MetricStore,
     WriteReport,
 )
@@ -21,12 +20,13 @@ from application.shard_cut import ShardCut
 from domain.archiving import ArchiveLimits
 from domain.errors import TransientInfrastructureError
 from domain.experiments import Assignment, ExperimentStatus
-from domain.metrics import Granularity, MetricDelta, MetricKey
+from domain.metrics import Granularity, MetricDelta
 from domain.records import RawRecord
 from domain.rejections import DeadLetter, RejectionReason
 from infrastructure.clock import ManualClock
 from tests.containers import MemoryBackEnd
 from tests.factories import NOW, SHARD, assignment, event_payload, experiment, record_of
+from tests.faults.ports import MetricStoreInFront
 
 
 def back_end() -> MemoryBackEnd:
@@ -207,11 +207,11 @@ def test_archive_objects_are_split_by_event_hour_and_size_limit() -> None:
         assert len(gzip.decompress(stored.blob).splitlines()) == int(stored.metadata["event-count"])
 
 
-class FailingMetricStore(MetricStore):
+class FailingMetricStore(MetricStoreInFront):
     """Applies deltas through a real store, except that keys of one experiment fail transiently."""
 
     def __init__(self, inner: MetricStore, failing_experiment: str) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.failing_experiment = failing_experiment
 
     def apply(
@@ -225,19 +225,6 @@ class FailingMetricStore(MetricStore):
         self.inner.apply(good, deadline, earlier_records)
         unfinished = ShardCut.of((delta.shard_id, delta.first_sequence) for delta in bad)
         return WriteReport(unfinished, ("throttled",) if bad else ())
-
-    def snapshots(
-        self,
-        experiment_id: str,
-        granularity: Granularity,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        user_sets: bool = False,
-    ) -> list[MetricSnapshot]:
-        return self.inner.snapshots(experiment_id, granularity, start, end, user_sets)
-
-    def watermarks(self, keys: Collection[MetricKey], shard_id: str) -> dict[MetricKey, int]:
-        return self.inner.watermarks(keys, shard_id)
 
 
 def test_a_transient_metric_failure_reports_the_suffix_from_the_first_unfinished_record() -> None:

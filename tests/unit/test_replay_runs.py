@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Collection, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import timedelta
 
 from application.ports import (
     NO_EARLIER_RECORDS,
     Deadline,
     EarlierRecords,
-    MetricSnapshot,
     MetricStore,
     WriteReport,
 )
@@ -25,20 +24,21 @@ from application.replay import (
     new_lane,
 )
 from application.shard_cut import ShardCut
-from domain.metrics import Granularity, MetricDelta, MetricKey
+from domain.metrics import Granularity, MetricDelta
 from domain.records import KinesisCoordinates, RawRecord
 from infrastructure.clock import ManualClock
 from infrastructure.in_memory.metric_store import InMemoryMetricStore
 from tests.containers import MemoryBackEnd
 from tests.factories import NOW, assignment, event_payload, experiment
+from tests.faults.ports import MetricStoreInFront
 
 
-class DailyCountersFailOnce(MetricStore):
+class DailyCountersFailOnce(MetricStoreInFront):
     """Applies the hourly counters and leaves the daily ones unfinished, once: a run
     interrupted half-way through an event's counters."""
 
     def __init__(self, inner: InMemoryMetricStore) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.failures_left = 1
 
     def apply(
@@ -56,26 +56,14 @@ class DailyCountersFailOnce(MetricStore):
         unfinished = ShardCut.of((d.shard_id, d.first_sequence) for d in daily)
         return WriteReport(unfinished, ("UpdateItem: ProvisionedThroughputExceeded",))
 
-    def snapshots(
-        self,
-        experiment_id: str,
-        granularity: Granularity,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        user_sets: bool = False,
-    ) -> list[MetricSnapshot]:
-        return self.inner.snapshots(experiment_id, granularity, start, end, user_sets)
 
-    def watermarks(self, keys: Collection[MetricKey], shard_id: str) -> dict[MetricKey, int]:
-        return self.inner.watermarks(keys, shard_id)
-
-
-class DiesBetweenMarkersAndCounters(MetricStore):
+class DiesBetweenMarkersAndCounters(MetricStoreInFront):
     """Writes the users' first-seen markers, then dies before any counter update, for its first
     `deaths` calls: a replay run killed between the two steps of the store's write."""
 
     def __init__(self, inner: InMemoryMetricStore, deaths: int) -> None:
-        self.inner = inner
+        super().__init__(inner)
+        self.markers = inner.markers
         self.deaths_left = deaths
 
     def apply(
@@ -87,22 +75,9 @@ class DiesBetweenMarkersAndCounters(MetricStore):
         if self.deaths_left == 0:
             return self.inner.apply(deltas, deadline, earlier_records)
         self.deaths_left -= 1
-        assert self.inner.markers.mark(deltas, deadline, earlier_records).report.complete
+        assert self.markers.mark(deltas, deadline, earlier_records).report.complete
         unfinished = ShardCut.of((d.shard_id, d.first_sequence) for d in deltas)
         return WriteReport(unfinished, ("killed before its counters",))
-
-    def snapshots(
-        self,
-        experiment_id: str,
-        granularity: Granularity,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        user_sets: bool = False,
-    ) -> list[MetricSnapshot]:
-        return self.inner.snapshots(experiment_id, granularity, start, end, user_sets)
-
-    def watermarks(self, keys: Collection[MetricKey], shard_id: str) -> dict[MetricKey, int]:
-        return self.inner.watermarks(keys, shard_id)
 
 
 USERS = {"a": "user-1", "b": "user-2", "c": "user-1", "d": "user-1"}
