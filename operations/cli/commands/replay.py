@@ -113,8 +113,8 @@ def replay(
                 # Lines copied from the archive go back the way --from-archive sends them.
                 run_against_aws(
                     lambda: replay_archive(
-                        container.archive_replay_processor(),
-                        container.replay_processor(),
+                        container.archive_replay_processor,
+                        container.replay_processor,
                         in_stream_order(contents.archived),
                         summary,
                         batch_size,
@@ -181,8 +181,8 @@ def replay(
                 fail(f"the archive holds a line this pipeline did not write: {error}")
             run_against_aws(
                 lambda: replay_archive(
-                    container.archive_replay_processor(),
-                    container.replay_processor(),
+                    container.archive_replay_processor,
+                    container.replay_processor,
                     records,
                     summary,
                     batch_size,
