@@ -48,7 +48,8 @@ def replay(
 
     The archive goes back through the stream's path under the events' original coordinates
     (the counters' per-shard watermarks skip what was counted; the range is widened to whole UTC
-    days; nothing is archived again), and so do lines of a file copied from the archive. Dead
+    days; nothing is archived again), each event counted for the variants its line records, and
+    so do lines of a file copied from the archive. Dead
     letters and other file events are claimed once per event id, counted under the run's own
     lane, and archived. A dead-letter message is deleted
     only after its event is settled; still-invalid ones stay in the queue. Exit code 1 when
