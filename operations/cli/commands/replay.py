@@ -49,11 +49,10 @@ def replay(
     The archive goes back through the stream's path under the events' original coordinates
     (the counters' per-shard watermarks skip what was counted; the range is widened to whole UTC
     days; nothing is archived again), each event counted for the variants its line records, and
-    so do lines of a file copied from the archive. Dead
-    letters and other file events are claimed once per event id, counted under the run's own
-    lane, and archived. A dead-letter message is deleted
-    only after its event is settled; still-invalid ones stay in the queue. Exit code 1 when
-    events failed (transiently) and need another run."""
+    so do lines of a file copied from the archive. Dead letters and other file events are
+    claimed once per event id, counted under the run's own lane, and archived. A dead-letter
+    message is deleted only after its event is settled; still-invalid ones stay in the queue.
+    Exit code 1 when events failed (transiently) and need another run."""
     from application.replay import new_lane
     from domain.archiving import ArchiveLineError
     from operations.cli.replay_sources import (
