@@ -6,7 +6,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
-from application.enrichment import Enricher
+from application.enrichment import Enricher, EventMatcher
 from application.ports import (
     AssignmentRepository,
     Clock,
@@ -59,15 +59,18 @@ class BatchProcessor:
         settings: ProcessingSettings,
         memo: CandidateMemo | None = None,
         line_writer: ArchiveLineWriter | None = None,
+        matcher: EventMatcher | None = None,
     ) -> None:
         """`memo` and `line_writer` are the caches kept across batches of a warm container,
         built once by the composition root (see their docstrings for what they require); a
-        processor of its own, as in a test, gets fresh ones."""
+        processor of its own, as in a test, gets fresh ones. `matcher` replaces the enrichment
+        through `assignments` and `experiments` (an archive replay counts each event for the
+        variants the archive holds for it: `ArchivedAttributions`)."""
         self._clock = clock
         self._telemetry = telemetry
         self._settings = settings
         self._segments = SegmentProcessor(
-            Enricher(assignments, experiments, memo),
+            matcher if matcher is not None else Enricher(assignments, experiments, memo),
             metrics,
             archive,
             dead_letters,

@@ -17,7 +17,7 @@ from operator import le
 
 from application.accumulators import ArchiveAccumulator, MetricAccumulator
 from application.batch_work import FailedStage, Prepared, SegmentWork, cut_of
-from application.enrichment import Enricher
+from application.enrichment import EventMatcher
 from application.isolation import decode_guarded, letters_for
 from application.ports import (
     COMPLETE,
@@ -62,7 +62,7 @@ class SegmentProcessor:
 
     def __init__(
         self,
-        enricher: Enricher,
+        enricher: EventMatcher,
         metrics: MetricStore,
         archive: EventArchive,
         dead_letters: DeadLetterQueue,

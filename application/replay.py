@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from application.accumulators import ArchiveAccumulator, MetricAccumulator
-from application.enrichment import Enricher
+from application.enrichment import Enricher, EventMatcher
 from application.isolation import decode_guarded
 from application.ports import (
     AssignmentRepository,
@@ -100,10 +100,15 @@ class ReplayProcessor:
         lease: timedelta = CLAIM_LEASE,
         memo: CandidateMemo | None = None,
         line_writer: ArchiveLineWriter | None = None,
+        matcher: EventMatcher | None = None,
     ) -> None:
         """`memo` and `line_writer` are the cross-batch caches (see their docstrings for what
-        they require); a processor of its own gets fresh ones."""
-        self._enricher = Enricher(assignments, experiments, memo)
+        they require); a processor of its own gets fresh ones. `matcher` replaces the enrichment
+        through `assignments` and `experiments` (an archive replay of lines an earlier replay
+        archived counts them for the variants the archive holds: `ArchivedAttributions`)."""
+        self._enricher: EventMatcher = (
+            matcher if matcher is not None else Enricher(assignments, experiments, memo)
+        )
         self._metrics = metrics
         self._ledger = ledger
         self._claims = ReplayClaims(ledger, metrics, lease)

@@ -222,9 +222,53 @@ class ArchiveLineError(ValueError):
 PIPELINE_MEMBER = b',"' + RESERVED_FIELD.encode() + b'":'
 
 
+@dataclass(frozen=True, slots=True)
+class ArchivedRecord:
+    """An archive line read back: the producer's record under its original Kinesis coordinates,
+    and what the pipeline counted it for when it archived it (`_pipeline.attributions`, in
+    their order; none for an event that was unattributed)."""
+
+    record: RawRecord
+    variants: tuple[VariantKey, ...]
+    elapsed_seconds: tuple[float, ...]
+    """The time since each of those assignments, in seconds, as archived."""
+
+
 def record_from_archive_line(line: bytes) -> RawRecord:
     """The inverse of `ArchiveLineWriter.lines`: the producer's event exactly as received (without the
     `_pipeline` member the archive appended) under its original Kinesis coordinates."""
+    return _read_archive_line(line)[0]
+
+
+def archived_record_from_line(line: bytes) -> ArchivedRecord:
+    """The record of an archive line (see `record_from_archive_line`) with the attributions
+    the archive holds for it. A line whose attributions cannot be read is as unreadable as one
+    without coordinates: every line this pipeline writes has both."""
+    record, origin = _read_archive_line(line)
+    try:
+        attributions = origin["attributions"]
+        if not isinstance(attributions, list):
+            raise TypeError(f"attributions is {type(attributions).__name__}, not a list")
+        read = [_attribution(attribution) for attribution in attributions]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ArchiveLineError(f"unreadable {RESERVED_FIELD!r} member: {error!r}") from None
+    return ArchivedRecord(
+        record, tuple([variant for variant, _ in read]), tuple([elapsed for _, elapsed in read])
+    )
+
+
+def _attribution(attribution: object) -> tuple[VariantKey, float]:
+    if not isinstance(attribution, dict):
+        raise TypeError(f"an attribution is {type(attribution).__name__}, not an object")
+    experiment_id, variant_id = attribution["experiment_id"], attribution["variant_id"]
+    if not isinstance(experiment_id, str) or not isinstance(variant_id, str):
+        raise TypeError("an attribution's experiment_id or variant_id is not a string")
+    variant = (experiment_id, variant_id)
+    return variant, float(attribution["time_since_assignment_seconds"])
+
+
+def _read_archive_line(line: bytes) -> tuple[RawRecord, dict[str, object]]:
+    """The line's record and its `_pipeline` member, parsed."""
     body = line.rstrip()
     cut = body.rfind(PIPELINE_MEMBER)
     if cut < 0 or not body.endswith(b"}"):
@@ -241,4 +285,4 @@ def record_from_archive_line(line: bytes) -> RawRecord:
     except (ValueError, KeyError, TypeError) as error:
         raise ArchiveLineError(f"unreadable {RESERVED_FIELD!r} member: {error}") from None
     payload = body[:cut] + b"}"
-    return RawRecord(coordinates, base64.b64encode(payload).decode("ascii"))
+    return RawRecord(coordinates, base64.b64encode(payload).decode("ascii")), origin

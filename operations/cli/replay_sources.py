@@ -15,8 +15,9 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from application.enrichment import ArchivedAttributions, EventMatcher
 from application.ports import NoDeadline, ReplayLedger
 from application.process_batch import BatchProcessor
 from application.replay import (
@@ -28,7 +29,12 @@ from application.replay import (
     ReplayStatus,
     not_attempted,
 )
-from domain.archiving import PIPELINE_MEMBER, ArchiveLineError, record_from_archive_line
+from domain.archiving import (
+    PIPELINE_MEMBER,
+    ArchivedRecord,
+    ArchiveLineError,
+    archived_record_from_line,
+)
 from domain.decoding import decode_record
 from domain.records import KinesisCoordinates, RawRecord
 from domain.rejections import DeadLetter
@@ -118,8 +124,9 @@ class FileContents:
 
     events: list[ReplayItem]
     """Plain events, under the run's lane (line numbers as sequence numbers)."""
-    archived: list[RawRecord]
-    """Lines copied from the archive, under the coordinates they were counted under."""
+    archived: list[ArchivedRecord]
+    """Lines copied from the archive, under the coordinates they were counted under and with
+    the attributions they were counted for."""
 
 
 def file_items(path: Path, arrival: float, lane: str) -> FileContents:
@@ -128,7 +135,7 @@ def file_items(path: Path, arrival: float, lane: str) -> FileContents:
     never counted twice; a line that only looks archived is replayed as it is (validation names
     the field)."""
     events: list[ReplayItem] = []
-    archived: list[RawRecord] = []
+    archived: list[ArchivedRecord] = []
     with path.open("rb") as lines:
         for number, line in enumerate(lines, start=1):
             text = line.strip()
@@ -136,7 +143,7 @@ def file_items(path: Path, arrival: float, lane: str) -> FileContents:
                 continue
             if PIPELINE_MEMBER in text:
                 with suppress(ArchiveLineError):
-                    archived.append(record_from_archive_line(text))
+                    archived.append(archived_record_from_line(text))
                     continue
             coordinates = KinesisCoordinates(lane, str(number), path.name, arrival)
             record = RawRecord(coordinates, base64.b64encode(text).decode("ascii"))
@@ -283,39 +290,59 @@ def _make_visible(sqs: SQSClient, queue_url: str, receipt_handles: Sequence[str]
         )
 
 
-def archive_records(reader: S3ArchiveReader, start: datetime, end: datetime) -> list[RawRecord]:
-    """Every archived record of the objects of [start, end), deduplicated by coordinates (an
-    object can be rewritten under another name by a redelivery), in (shard, sequence) order."""
+def archive_records(
+    reader: S3ArchiveReader, start: datetime, end: datetime
+) -> list[ArchivedRecord]:
+    """Every archived record of the objects of [start, end), with its attributions,
+    deduplicated by coordinates (an object can be rewritten under another name by a
+    redelivery), in (shard, sequence) order."""
     return in_stream_order(
-        record_from_archive_line(line)
+        archived_record_from_line(line)
         for summary in reader.list_objects(start, end)
         for line in reader.read_lines(summary.key)
     )
 
 
-def in_stream_order(records: Iterable[RawRecord]) -> list[RawRecord]:
+def in_stream_order(records: Iterable[ArchivedRecord]) -> list[ArchivedRecord]:
     """Records deduplicated by coordinates, in (shard, sequence) order: the order the
     watermark rule needs."""
-    unique: dict[tuple[str, int], RawRecord] = {}
-    for record in records:
-        unique.setdefault((record.coordinates.shard_id, record.sequence), record)
+    unique: dict[tuple[str, int], ArchivedRecord] = {}
+    for archived in records:
+        unique.setdefault(
+            (archived.record.coordinates.shard_id, archived.record.sequence), archived
+        )
     return [unique[key] for key in sorted(unique)]
 
 
+Processor = TypeVar("Processor", covariant=True)
+
+
+class MatchedBy(Protocol[Processor]):
+    """Builds a processor that attributes events through `matcher` (the operations container's
+    `archive_replay_processor` and `replay_processor` providers)."""
+
+    def __call__(self, *, matcher: EventMatcher) -> Processor: ...
+
+
 def replay_archive(
-    processor: BatchProcessor,
-    replay_processor: ReplayProcessor,
-    records: Sequence[RawRecord],
+    stream_processor_of: MatchedBy[BatchProcessor],
+    replay_processor_of: MatchedBy[ReplayProcessor],
+    archived: Sequence[ArchivedRecord],
     summary: ReplaySummary,
     batch_size: int,
     settings: ProcessingSettings,
     on_progress: Callable[[int], None] = lambda done: None,
 ) -> None:
     """Feed archived records back: the stream's own records through the stream path, one
-    shard's batch at a time; records of earlier replays through the event-id ledger."""
+    shard's batch at a time; records of earlier replays through the event-id ledger. Both count
+    each event for the variants its line says it was counted for, not for today's assignments
+    and experiments (docs/replay.md)."""
+    attributions = ArchivedAttributions(archived)
+    processor = stream_processor_of(matcher=attributions)
+    replay_processor = replay_processor_of(matcher=attributions)
     by_shard: dict[str, list[RawRecord]] = {}
     replayed: list[ReplayItem] = []
-    for record in records:
+    for record in (a.record for a in archived):
         shard_id = record.coordinates.shard_id
         if shard_id.startswith(REPLAY_SHARD_PREFIX):
             replayed.append(ReplayItem(f"{shard_id}/{record.sequence}", record))

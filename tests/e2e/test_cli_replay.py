@@ -11,11 +11,13 @@ import boto3
 import pytest
 
 from domain.archiving import record_from_archive_line
+from domain.experiments import ExperimentStatus
 from domain.metrics import Granularity
+from operations.seed_file import dump_seed
 from operations.synthetic.workload import StreamEntry, Workload
 from tests.conftest import REGION
 from tests.e2e import cli_support
-from tests.e2e.cli_support import counters, kinesis_event, run, seed_workload
+from tests.e2e.cli_support import counters, kinesis_event, run, same_counts, seed_workload
 
 # The shared fixtures of the command-line tests.
 environment = cli_support.environment
@@ -330,3 +332,48 @@ def test_two_file_replays_keep_apart_in_the_archive_and_thecounters(
     # Both runs' lines are read back from the archive, and counted nothing again.
     assert archive["outcomes"] == {"already_applied": sum(applied)}
     assert counters(provisioned, endpoint_url) == counted
+
+
+def _restored_from_a_backup_before_the_stream(env: dict[str, str], endpoint_url: str) -> None:
+    """The aggregation table as a point-in-time restore from before the stream left it: empty
+    (counters, watermarks, markers and event ids alike)."""
+    client = boto3.client("dynamodb", endpoint_url=endpoint_url, region_name=REGION)
+    table = env["DYNAMODB_TABLE"]
+    keys = [
+        key_attribute["AttributeName"]
+        for key_attribute in client.describe_table(TableName=table)["Table"]["KeySchema"]
+    ]
+    for page in client.get_paginator("scan").paginate(TableName=table):
+        for item in page["Items"]:
+            client.delete_item(TableName=table, Key={name: item[name] for name in keys})
+
+
+def test_an_archive_replay_after_the_experiments_stopped_rebuilds_the_counters_as_they_were(
+    provisioned: dict[str, str], endpoint_url: str, workload: Workload, tmp_path: Path
+) -> None:
+    seed_workload(provisioned, endpoint_url, workload, tmp_path)
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(kinesis_event(workload)))
+    assert run(["invoke", str(event_file)], provisioned, endpoint_url).exit_code == 0
+    counted = counters(provisioned, endpoint_url)
+    stopped = [
+        e.model_copy(update={"status": ExperimentStatus.COMPLETED}) for e in workload.experiments
+    ]
+    seed_file = tmp_path / "stopped.json"
+    seed_file.write_text(dump_seed(stopped, workload.assignments))
+    assert run(["seed", str(seed_file)], provisioned, endpoint_url).exit_code == 0
+    _restored_from_a_backup_before_the_stream(provisioned, endpoint_url)
+    assert counters(provisioned, endpoint_url) == []
+
+    summary = _summary(ARCHIVE_DAY, provisioned, endpoint_url)
+
+    assert same_counts(counters(provisioned, endpoint_url)) == same_counts(counted)
+    assert len(counted) > 10
+    outcomes = summary["outcomes"]
+    assert isinstance(outcomes, dict)
+    assert outcomes["applied"] > 0
+    assert "already_applied" not in outcomes
+    # Run again onto the rebuilt table, it adds nothing.
+    again = _summary(ARCHIVE_DAY, provisioned, endpoint_url)
+    assert "applied" not in cast(dict[str, int], again["outcomes"])
+    assert same_counts(counters(provisioned, endpoint_url)) == same_counts(counted)

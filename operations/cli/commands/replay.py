@@ -48,11 +48,11 @@ def replay(
 
     The archive goes back through the stream's path under the events' original coordinates
     (the counters' per-shard watermarks skip what was counted; the range is widened to whole UTC
-    days; nothing is archived again), and so do lines of a file copied from the archive. Dead
-    letters and other file events are claimed once per event id, counted under the run's own
-    lane, and archived. A dead-letter message is deleted
-    only after its event is settled; still-invalid ones stay in the queue. Exit code 1 when
-    events failed (transiently) and need another run."""
+    days; nothing is archived again), each event counted for the variants its line records, and
+    so do lines of a file copied from the archive. Dead letters and other file events are
+    claimed once per event id, counted under the run's own lane, and archived. A dead-letter
+    message is deleted only after its event is settled; still-invalid ones stay in the queue.
+    Exit code 1 when events failed (transiently) and need another run."""
     from application.replay import new_lane
     from domain.archiving import ArchiveLineError
     from operations.cli.replay_sources import (
@@ -113,8 +113,8 @@ def replay(
                 # Lines copied from the archive go back the way --from-archive sends them.
                 run_against_aws(
                     lambda: replay_archive(
-                        container.archive_replay_processor(),
-                        container.replay_processor(),
+                        container.archive_replay_processor,
+                        container.replay_processor,
                         in_stream_order(contents.archived),
                         summary,
                         batch_size,
@@ -181,8 +181,8 @@ def replay(
                 fail(f"the archive holds a line this pipeline did not write: {error}")
             run_against_aws(
                 lambda: replay_archive(
-                    container.archive_replay_processor(),
-                    container.replay_processor(),
+                    container.archive_replay_processor,
+                    container.replay_processor,
                     records,
                     summary,
                     batch_size,
