@@ -53,11 +53,13 @@ from bench.capacity_model import (
     requests_for,
     write_units,
 )
+from domain.attribution import match_columns, running_candidates
 from domain.decoding import decode_record
 from domain.events import AcceptedEvent, EventLimits
 from domain.experiments import Assignment, Experiment, ExperimentStatus, Variant
 from domain.metrics import GRANULARITIES, Measures, MetricDelta, MetricKey, to_decimal
 from domain.records import KinesisCoordinates, RawRecord
+from domain.time import epoch_microseconds
 from infrastructure.aws.dynamodb_codec import MEASURES_ADD, measure_values
 from infrastructure.dynamodb_layout import (
     COUNTER_PARTITION_PREFIX,
@@ -81,7 +83,6 @@ from operations.aws.provisioning import ResourceNames, ensure_aggregation_table,
 from operations.aws.reference_data import DynamoDbReferenceDataWriter
 from operations.event_source_emulator import EmulatedLambdaContext, lambda_context
 from operations.synthetic.workload import Workload
-from tests.reference_pipeline import reference_attribute
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -451,11 +452,14 @@ class NaiveRecordHandler:
                     ),
                 )
         value = None if event.value is None else to_decimal(event.value)
-        for attribution in reference_attribute(outcome, assignments, experiments).attributions:
+        # The product's attribution rule, one event at a time (what a per-record handler does).
+        candidates = {event.user_id: running_candidates(assignments, experiments)}
+        matches = match_columns([event], [epoch_microseconds(event.timestamp)], candidates)
+        for experiment_id, variant_id in matches.variants[0]:
             for granularity in GRANULARITIES:
                 key = MetricKey(
-                    attribution.experiment_id,
-                    attribution.variant_id,
+                    experiment_id,
+                    variant_id,
                     event.event_type,
                     granularity,
                     granularity.window_start(event.timestamp),

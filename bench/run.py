@@ -30,16 +30,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from aws_budget import (  # noqa: E402
+from application.process_batch import BatchProcessor, ProcessingSettings  # noqa: E402
+from application.results import BatchResult  # noqa: E402
+from bench.aws_budget import (  # noqa: E402
     CapacityMeasurement,
     aws_figures,
     capacity_figures,
     lambda_event,
     profile_from_figures,
 )
-
-from application.process_batch import BatchProcessor, ProcessingSettings  # noqa: E402
-from application.results import BatchResult  # noqa: E402
 from bench.capacity_model import (  # noqa: E402
     EXACT,
     MODES,

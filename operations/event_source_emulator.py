@@ -200,6 +200,10 @@ class Invocation:
     first_sequence_number: str
     attempt: int
     outcome: Outcome
+    seconds: float
+    """How long the handler ran, on the emulator's clock: from the context's start to its
+    return (or raise). Lambda's timeout is this past `function_timeout_seconds`; a handler that
+    keeps a margin before its deadline returns well inside it."""
     error: str = ""
 
 
@@ -480,10 +484,12 @@ class EventSourceMappingEmulator:
         try:
             response = self._handler(event, context)
         except Exception as exception:  # the function failed: Lambda sees an error, whatever it is
+            seconds = self._clock() - started
             outcome, error = Outcome.FUNCTION_ERROR, f"{type(exception).__name__}: {exception}"
             logger.warning("invocation %s on %s failed: %s", request_id, shard.shard_id, error)
         else:
-            if self._clock() - started > settings.function_timeout_seconds:
+            seconds = self._clock() - started
+            if seconds > settings.function_timeout_seconds:
                 outcome, error = Outcome.TIMEOUT, "task timed out; its response is discarded"
             else:
                 outcome, failed_from, error = self._judge(response, batch.records)
@@ -497,6 +503,7 @@ class EventSourceMappingEmulator:
                     batch.records[0].sequence_number,
                     batch.attempts,
                     outcome,
+                    seconds,
                     error,
                 )
             )

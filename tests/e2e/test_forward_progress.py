@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 
 import pytest
 
+from entrypoints.lambda_handler import LambdaDeadline
+from entrypoints.settings import Settings
 from operations.aws.provisioning import ProvisionedResources
 from operations.event_source_emulator import Outcome
 from operations.synthetic.stream import StreamSpec
@@ -112,7 +114,8 @@ def report(run: Run, drained: Drained) -> str:
         f"{stats.records_read} records ({redelivered} redelivered, at most "
         f"{drained.most_deliveries} times), outcomes {dict(stats.outcomes)}, "
         f"{drained.stalls()} stalled, {drained.attempts} AWS attempts, "
-        f"{drained.injected_total()} faults"
+        f"{drained.injected_total()} faults, the longest invocation "
+        f"{max((i.seconds for i in drained.invocations), default=0.0):.3f} s simulated"
     )
 
 
@@ -195,6 +198,47 @@ SHORT_INVOCATIONS = Run(
 LARGE_SHORT_INVOCATIONS = replace(SHORT_INVOCATIONS, valid_events=30_000, shards=2)
 
 
+# The handler stops starting requests once its deadline has passed (`LambdaDeadline`: the
+# function timeout less a margin, at most a quarter of the timeout), so it returns by then, plus
+# what was already in flight: at most one request per writer thread (each port checks the
+# deadline before every request), and on a fault-free back end none of them is retried. At the
+# short-invocation run's settings: 10 s less min(10 s, 2.5 s) is 7.5 s, plus 16 writer threads'
+# requests at 150 a second, 0.107 s: 7.607 s. Measured: the longest invocation returns at 6.0 s
+# (the first-seen markers stop at their share of the deadline, the counters follow). A handler
+# whose segments ignore the deadline (`NoDeadline()` in place of the batch's) writes its first
+# 1,000-record segment whole: 9.63 s, past its deadline though still inside the 10 s timeout,
+# so neither a TIMEOUT outcome nor a stall shows it; this bound does.
+
+
+def deadline_bound_seconds(run: Run, settings: Settings) -> float:
+    """The latest a handler that keeps its deadline returns, from its invocation's start, on
+    `run`'s fault-free back end (see above)."""
+    assert run.requests_per_second is not None, "the bound counts requests at a throughput"
+    assert run.fault_rate == 0, "retries add time after the deadline"
+    assert run.crash_rate == 0, "injected timeouts run past it on purpose"
+    timeout_ms = int(run.function_timeout_seconds * 1000)
+    margin_ms = min(
+        settings.deadline_margin_ms, int(timeout_ms * LambdaDeadline.MAX_SHARE_OF_INVOCATION)
+    )
+    in_flight = settings.write_concurrency / run.requests_per_second
+    return (timeout_ms - margin_ms) / 1000 + in_flight
+
+
+def assert_every_invocation_returned_by_its_deadline(
+    drained: Drained, run: Run, settings: Settings
+) -> None:
+    bound = deadline_bound_seconds(run, settings)
+    late = [
+        f"{i.request_id} ({i.records} records from {i.first_sequence_number}): {i.seconds:.3f} s"
+        for i in drained.invocations
+        if i.seconds > bound
+    ]
+    assert not late, (
+        f"{len(late)} of {len(drained.invocations)} invocations returned after their deadline "
+        f"and the requests in flight at it ({bound:.3f} s simulated): {'; '.join(late)}"
+    )
+
+
 def drain_with_short_invocations(
     run: Run, endpoint_url: str, admin: AdminClients, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -203,7 +247,9 @@ def drain_with_short_invocations(
     assert drained.stats.count(Outcome.PARTIAL_FAILURE) > 0, "every batch fit in one invocation"
     assert set(drained.deliveries.values()) != {1}, "nothing was ever redelivered"
     assert drained.stalls() == 0, "an invocation made nothing durable: the checkpoint stood"
-    assert drained.stats.count(Outcome.TIMEOUT) == 0, "the handler overran its deadline"
+    assert drained.stats.count(Outcome.TIMEOUT) == 0, "the handler overran its timeout"
+    # The handler's settings as the drain's environment gave them (monkeypatched by `drain`).
+    assert_every_invocation_returned_by_its_deadline(drained, run, Settings())
     assert_stores_hold_exactly_the_stream(admin, proof)
 
 

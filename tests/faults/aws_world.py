@@ -34,6 +34,7 @@ from operations.event_source_emulator import (
     EventSourceMappingEmulator,
     EventSourceMappingSettings,
     Handler,
+    Invocation,
     LambdaContextLike,
 )
 from operations.synthetic.bad_records import SQS_MESSAGE_LIMIT
@@ -169,6 +170,8 @@ class Drained:
     attempts: int = 0
     starts: list[str] = field(default_factory=list)
     """The `eventID` of each invocation's first record, in invocation order."""
+    invocations: list[Invocation] = field(default_factory=list)
+    """Each invocation as the emulator saw it end, in order (its simulated `seconds` among)."""
 
     def stalls(self) -> int:
         """Invocations that began at the same record as the shard's invocation before them:
@@ -225,6 +228,7 @@ def drain_through_handler(plan: DrainPlan, kinesis: KinesisClient) -> Drained:
     )
     deliveries: Counter[str] = Counter()
     starts: list[str] = []
+    invocations: list[Invocation] = []
     lambda_handler.container.cache_clear()
     root = lambda_handler.container()
     try:
@@ -257,6 +261,7 @@ def drain_through_handler(plan: DrainPlan, kinesis: KinesisClient) -> Drained:
                         maximum_retry_attempts=plan.maximum_retry_attempts,
                         shard_ids=plan.shard_ids,
                     ),
+                    on_invocation=invocations.append,
                     clock=clock,
                 )
                 stats = emulator.run(until_drained=True)
@@ -275,6 +280,7 @@ def drain_through_handler(plan: DrainPlan, kinesis: KinesisClient) -> Drained:
         deliveries,
         sum(faults.calls.values()),
         starts,
+        invocations,
     )
 
 

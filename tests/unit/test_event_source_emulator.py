@@ -15,6 +15,7 @@ from operations.event_source_emulator import (
     EmulatorStats,
     EventSourceMappingEmulator,
     EventSourceMappingSettings,
+    Invocation,
     LambdaContextLike,
     Outcome,
 )
@@ -282,6 +283,35 @@ def test_an_invocation_past_its_timeout_is_retried_and_its_response_ignored(
     assert handler.sequences(1) == sequences
     assert stats.count(Outcome.TIMEOUT) == 1
     assert stats.count(Outcome.SUCCESS) == 1
+
+
+def test_each_invocation_records_how_long_the_handler_ran_on_the_emulators_clock(
+    kinesis_client: KinesisClient, unique_name: str
+) -> None:
+    make_stream(kinesis_client, unique_name)
+    put(kinesis_client, unique_name, [b"a", b"b", b"c"])
+    clock = SteppingClock()
+
+    def respond(event: dict[str, Any], context: LambdaContextLike, call: int) -> object:
+        clock.jump({1: 7.25, 2: 31.0}.get(call, 0.0))
+        if call == 1:
+            raise RuntimeError("the function failed")
+        return None
+
+    invocations: list[Invocation] = []
+    EventSourceMappingEmulator(
+        kinesis_client,
+        RecordingHandler(respond),
+        EventSourceMappingSettings(stream_name=unique_name, function_timeout_seconds=30),
+        on_invocation=invocations.append,
+        clock=clock,
+    ).run()
+
+    assert [(i.outcome, i.seconds) for i in invocations] == [
+        (Outcome.FUNCTION_ERROR, 7.25),
+        (Outcome.TIMEOUT, 31.0),
+        (Outcome.SUCCESS, 0.0),
+    ]
 
 
 def test_serves_the_shards_in_turn_and_reports_progress(
