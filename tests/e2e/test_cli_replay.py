@@ -49,13 +49,20 @@ def _summary(args: list[str], env: dict[str, str], endpoint_url: str) -> dict[st
     return summary
 
 
+def invoke_workload(
+    env: dict[str, str], endpoint_url: str, workload: Workload, tmp_path: Path
+) -> None:
+    """Seed the workload's reference data, then count its stream through `invoke`."""
+    seed_workload(env, endpoint_url, workload, tmp_path)
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(kinesis_event(workload)))
+    assert run(["invoke", str(event_file)], env, endpoint_url).exit_code == 0
+
+
 def test_replaying_the_archive_twice_leaves_the_counters_unchanged(
     provisioned: dict[str, str], endpoint_url: str, workload: Workload, tmp_path: Path
 ) -> None:
-    seed_workload(provisioned, endpoint_url, workload, tmp_path)
-    event_file = tmp_path / "event.json"
-    event_file.write_text(json.dumps(kinesis_event(workload)))
-    assert run(["invoke", str(event_file)], provisioned, endpoint_url).exit_code == 0
+    invoke_workload(provisioned, endpoint_url, workload, tmp_path)
     counted = counters(provisioned, endpoint_url)
     args = ["replay", "--from-archive", "--start", "2026-11-20T10:00", "--end", "2026-11-20T11:00"]
 
@@ -78,10 +85,7 @@ def test_replaying_the_archive_twice_leaves_the_counters_unchanged(
 def test_a_dry_run_of_the_archive_validates_without_writing(
     provisioned: dict[str, str], endpoint_url: str, workload: Workload, tmp_path: Path
 ) -> None:
-    seed_workload(provisioned, endpoint_url, workload, tmp_path)
-    event_file = tmp_path / "event.json"
-    event_file.write_text(json.dumps(kinesis_event(workload)))
-    assert run(["invoke", str(event_file)], provisioned, endpoint_url).exit_code == 0
+    invoke_workload(provisioned, endpoint_url, workload, tmp_path)
 
     summary = _summary(
         ["replay", "--from-archive", "--start", "2026-11-20", "--end", "2026-11-21", "--dry-run"],
@@ -287,10 +291,7 @@ def _archived_lines(env: dict[str, str], endpoint_url: str) -> list[bytes]:
 def test_lines_copied_from_the_archive_are_not_counted_again(
     provisioned: dict[str, str], endpoint_url: str, workload: Workload, tmp_path: Path
 ) -> None:
-    seed_workload(provisioned, endpoint_url, workload, tmp_path)
-    event_file = tmp_path / "event.json"
-    event_file.write_text(json.dumps(kinesis_event(workload)))
-    assert run(["invoke", str(event_file)], provisioned, endpoint_url).exit_code == 0
+    invoke_workload(provisioned, endpoint_url, workload, tmp_path)
     counted = counters(provisioned, endpoint_url)
     lines = _archived_lines(provisioned, endpoint_url)
     archived = len(lines)
@@ -351,10 +352,7 @@ def _restored_from_a_backup_before_the_stream(env: dict[str, str], endpoint_url:
 def test_an_archive_replay_after_the_experiments_stopped_rebuilds_the_counters_as_they_were(
     provisioned: dict[str, str], endpoint_url: str, workload: Workload, tmp_path: Path
 ) -> None:
-    seed_workload(provisioned, endpoint_url, workload, tmp_path)
-    event_file = tmp_path / "event.json"
-    event_file.write_text(json.dumps(kinesis_event(workload)))
-    assert run(["invoke", str(event_file)], provisioned, endpoint_url).exit_code == 0
+    invoke_workload(provisioned, endpoint_url, workload, tmp_path)
     counted = counters(provisioned, endpoint_url)
     stopped = [
         e.model_copy(update={"status": ExperimentStatus.COMPLETED}) for e in workload.experiments

@@ -195,7 +195,9 @@ SHORT_INVOCATIONS = Run(
     # One more than measured (9 in five runs, 8 in one), for the threads' interleaving.
     most_deliveries=10,
 )
-LARGE_SHORT_INVOCATIONS = replace(SHORT_INVOCATIONS, valid_events=30_000, shards=2)
+LARGE_SHORT_INVOCATIONS = replace(
+    SHORT_INVOCATIONS, name="30k-batch-10s-150rps", valid_events=30_000, shards=2
+)
 
 
 # The handler stops starting requests once its deadline has passed (`LambdaDeadline`: the
