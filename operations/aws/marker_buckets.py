@@ -7,7 +7,8 @@ the user's next event in its window, which would write a second marker and count
 so, with the event-source mapping disabled (no batch and no replay writing markers), this copies
 each such item to its current key and deletes the previous one. Markers of users whose bucket is
 below the previous count have the same key in both layouts and stay. A one-off `Scan` of the
-table's marker items; run it again after an interruption: a moved item is not found again.
+table's marker items; run it again after an interruption: a moved item is not found again,
+and one copied but not yet deleted is recognised by its copy and deleted.
 
     python -m operations.aws.marker_buckets --table NAME [--endpoint-url URL] [--region REGION]
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import boto3
 from botocore.exceptions import ClientError
@@ -101,17 +102,20 @@ def move_markers_to_current_buckets(client: DynamoDBClient, table_name: str) -> 
 
 
 def _copy(client: DynamoDBClient, table_name: str, item: Item, key: tuple[str, str]) -> bool:
-    """Put the item under `key` unless an item is there; whether it was put."""
+    """Put the item under `key` unless another item is there; whether `key` now holds it (put
+    now, or by an earlier run interrupted before its delete: the same attributes)."""
     partition, sort = key
+    copy = {**item, "partition_key": string(partition), "sort_key": string(sort)}
     try:
         client.put_item(
             TableName=table_name,
-            Item={**item, "partition_key": string(partition), "sort_key": string(sort)},
+            Item=copy,
             ConditionExpression="attribute_not_exists(partition_key)",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-            return False
+            return cast(dict[str, object], error.response).get("Item") == copy
         raise
     return True
 

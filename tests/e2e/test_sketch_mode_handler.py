@@ -6,6 +6,7 @@ counted in says their users are missing."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from mypy_boto3_dynamodb import DynamoDBClient
@@ -55,18 +56,8 @@ def test_sketch_mode_counts_users_in_sketches_and_writes_no_markers(
     dynamodb_client: DynamoDBClient,
     kinesis_client: KinesisClient,
 ) -> None:
-    seed(dynamodb_client, deployment)
-    kinesis_client.put_records(
-        StreamName=deployment.names.stream,
-        Records=[
-            {"Data": event(event_id, user, metric), "PartitionKey": user}
-            for event_id, user, metric in EVENTS
-        ],
-    )
-    batch = lambda_event_from_stream(kinesis_client, deployment)
+    batch = count_events(deployment, dynamodb_client, kinesis_client)
     table = deployment.names.aggregation_table
-
-    assert handler(batch, fresh_context()) == {"batchItemFailures": []}
     stored = items_by_prefix(dynamodb_client, table)
     assert handler(batch, fresh_context()) == {"batchItemFailures": []}  # redelivered
 
@@ -97,8 +88,9 @@ def test_sketch_mode_counts_users_in_sketches_and_writes_no_markers(
 
 def count_events(
     deployment: Deployment, dynamodb_client: DynamoDBClient, kinesis_client: KinesisClient
-) -> None:
-    """The handler counts `EVENTS`, in the mode the warm container was built with."""
+) -> dict[str, Any]:
+    """The handler counts `EVENTS`, in the mode the warm container was built with; the batch
+    it was handed."""
     seed(dynamodb_client, deployment)
     kinesis_client.put_records(
         StreamName=deployment.names.stream,
@@ -109,6 +101,7 @@ def count_events(
     )
     batch = lambda_event_from_stream(kinesis_client, deployment)
     assert handler(batch, fresh_context()) == {"batchItemFailures": []}
+    return batch
 
 
 def report_in_mode(mode: str, monkeypatch: pytest.MonkeyPatch) -> ExperimentReport:

@@ -152,3 +152,32 @@ def test_the_deploy_step_leaves_an_item_whose_current_key_is_taken(
 
     assert summary == MovedMarkers(moved=2, kept=1, conflicts=1)
     assert markers.users(KEYS) == {key: frozenset({user_id}) for key in KEYS}
+
+
+def test_a_deploy_step_interrupted_between_copy_and_delete_finishes_the_move_when_run_again(
+    dynamodb_client: DynamoDBClient, table: str, markers: DynamoDbUniqueUserMarkers
+) -> None:
+    [user_id] = moved_users(1)
+    store_previous_markers(dynamodb_client, table, user_id)
+    for key in KEYS:  # the copies an interrupted run made, before it deleted anything
+        partition, sort = previous_marker_key(key, user_id)
+        item = dynamodb_client.get_item(
+            TableName=table,
+            Key={"partition_key": {"S": partition}, "sort_key": {"S": sort}},
+            ConsistentRead=True,
+        )["Item"]
+        current_partition, current_sort = marker_key(key, user_id)
+        dynamodb_client.put_item(
+            TableName=table,
+            Item={
+                **item,
+                "partition_key": {"S": current_partition},
+                "sort_key": {"S": current_sort},
+            },
+        )
+
+    summary = move_markers_to_current_buckets(dynamodb_client, table)
+
+    assert summary == MovedMarkers(moved=3, kept=3, conflicts=0)
+    assert move_markers_to_current_buckets(dynamodb_client, table) == MovedMarkers(0, 3, 0)
+    assert markers.users(KEYS) == {key: frozenset({user_id}) for key in KEYS}
